@@ -1,0 +1,44 @@
+-- gatekeep: shared driver, appended to every limiter script when it is loaded.
+-- It calls the algorithm's check / commit / refund for each limit and makes the
+-- call all-or-nothing: state is written only when every limit allows the hit.
+--
+-- Returns a flat array, four integers per limit, in KEYS order:
+--   allowed (1/0), remaining, reset_after (µs), retry_after (µs, -1 = never)
+local out = {}
+local n = #KEYS
+if mode == 'refund' then
+  for i = 1, n do
+    local remaining, reset = refund(KEYS[i], tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i]))
+    out[#out + 1] = 1
+    out[#out + 1] = remaining
+    out[#out + 1] = reset
+    out[#out + 1] = 0
+  end
+  return out
+end
+
+local checks = {}
+local all_allowed = true
+for i = 1, n do
+  local c = check(KEYS[i], tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i]))
+  checks[i] = c
+  if not c[1] then all_allowed = false end
+end
+
+local consume = all_allowed and mode == 'hit'
+for i = 1, n do
+  local c = checks[i]
+  if consume then
+    commit(KEYS[i], c)
+    out[#out + 1] = 1
+    out[#out + 1] = c[5]
+    out[#out + 1] = c[6]
+    out[#out + 1] = 0
+  else
+    out[#out + 1] = c[1] and 1 or 0
+    out[#out + 1] = c[2]
+    out[#out + 1] = c[3]
+    out[#out + 1] = c[4]
+  end
+end
+return out

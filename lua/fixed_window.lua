@@ -1,0 +1,49 @@
+-- gatekeep: fixed window. At most "limit" per window of "period", windows
+-- aligned on multiples of the period since the epoch.
+--
+-- KEYS[i]      one string per limit: "<window start µs> <count>"
+-- ARGV[2+2i]   limit: requests per window
+-- ARGV[3+2i]   period: the window length in microseconds
+-- Returns      see _driver.lua: allowed, remaining, reset_after µs, retry_after µs
+
+local function load(key, period)
+  local start = math.floor(now / period) * period
+  local v = redis.call('GET', key)
+  if v then
+    local s, count = string.match(v, '^(%d+) (%d+)$')
+    if tonumber(s) == start then return start, tonumber(count) end
+  end
+  return start, 0
+end
+
+local function check(key, limit, period)
+  local start, count = load(key, period)
+  local ends_in = start + period - now
+  local allowed = count + cost <= limit
+  local retry = 0
+  if not allowed then
+    if cost > limit then retry = -1 else retry = ends_in end
+  end
+  local reset, reset_hit = 0, 0
+  if count > 0 then reset = ends_in end
+  if count + cost > 0 then reset_hit = ends_in end
+  return {allowed, limit - count, reset, retry,
+          limit - count - cost, reset_hit, {start, count + cost}, ends_in}
+end
+
+local function commit(key, c)
+  redis.call('SET', key, string.format('%d %d', c[7][1], c[7][2]), 'PX', ms(c[8]))
+end
+
+local function refund(key, limit, period)
+  local start, count = load(key, period)
+  count = math.max(count - cost, 0)
+  local reset = 0
+  if count == 0 then
+    redis.call('DEL', key)
+  else
+    reset = start + period - now
+    redis.call('SET', key, string.format('%d %d', start, count), 'PX', ms(reset))
+  end
+  return limit - count, reset
+end

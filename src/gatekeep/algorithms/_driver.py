@@ -1,0 +1,74 @@
+"""The Python twin of ``lua/_prelude.lua`` + ``lua/_driver.lua``.
+
+Each algorithm module provides ``check``, ``commit`` and ``refund`` with the same
+names, arguments and results as the functions of its Lua script; :func:`run`
+calls them exactly as the Lua driver does and returns the same flat reply.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Protocol
+
+__all__ = ["HIT", "PEEK", "REFUND", "Check", "Store", "run", "ms"]
+
+HIT = "hit"
+PEEK = "peek"
+REFUND = "refund"
+
+#: What ``check`` returns, as the Lua table ``c``:
+#: (allowed, remaining, reset_us, retry_us, remaining_if_hit, reset_if_hit, state, ttl_us)
+Check = tuple[bool, int, int, int, int, int, Any, int]
+
+
+class Store(Protocol):
+    """The few key operations the twins need; values are Python objects."""
+
+    def get(self, key: str, now: int) -> Any: ...
+
+    def set(self, key: str, value: Any, expire_at: int) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+class Algorithm(Protocol):
+    def check(self, store: Store, key: str, now: int, cost: int, a: int, b: int) -> Check: ...
+
+    def commit(self, store: Store, key: str, now: int, c: Check) -> None: ...
+
+    def refund(
+        self, store: Store, key: str, now: int, cost: int, a: int, b: int
+    ) -> tuple[int, int]: ...
+
+
+def ms(us: float) -> int:
+    """Round a TTL up to whole milliseconds, as PEXPIRE sees it; never 0."""
+    return max(1, math.ceil(us / 1000))
+
+
+def run(
+    algo: Algorithm,
+    store: Store,
+    keys: list[str],
+    now: int,
+    mode: str,
+    cost: int,
+    params: list[tuple[int, int]],
+) -> list[int]:
+    out: list[int] = []
+    if mode == REFUND:
+        for key, (a, b) in zip(keys, params, strict=False):
+            remaining, reset = algo.refund(store, key, now, cost, a, b)
+            out += (1, remaining, reset, 0)
+        return out
+
+    checks = [algo.check(store, key, now, cost, a, b)
+              for key, (a, b) in zip(keys, params, strict=False)]
+    consume = mode == HIT and all(c[0] for c in checks)
+    for key, c in zip(keys, checks, strict=False):
+        if consume:
+            algo.commit(store, key, now, c)
+            out += (1, c[4], c[5], 0)
+        else:
+            out += (1 if c[0] else 0, c[1], c[2], c[3])
+    return out

@@ -1,0 +1,79 @@
+"""Sliding window counter: the Python twin of ``lua/sliding_window.lua``.
+
+O(1) memory: the counts of the current and the previous fixed window; the
+previous one is weighted by how much of it the sliding window still covers
+(``estimate``). State: ``(window start µs, current count, previous count)``.
+
+Error bound: the estimate assumes the previous window's requests were spread
+evenly. It never exceeds the limit, but a true sliding window of one period can
+hold up to 2 x limit when the previous window's requests all came at its very
+end (the same worst case as a fixed window, and rare in real traffic).
+"""
+
+from __future__ import annotations
+
+import math
+
+from ._driver import Check, Store, ms
+
+NAME = "sliding_window"
+SHORT = "sw"
+
+
+def load(store: Store, key: str, now: int, period: int) -> tuple[int, int, int]:
+    start = math.floor(now / period) * period
+    v = store.get(key, now)
+    if v is not None:
+        s, cur, prev = v
+        if s == start:
+            return start, cur, prev
+        if s == start - period:
+            return start, 0, cur
+    return start, 0, 0
+
+
+def wait(cost: int, limit: int, period: int, elapsed: int, cur: int, prev: int) -> int:
+    """Microseconds until ``estimate + cost <= limit`` holds, counted from now."""
+    if cur + cost <= limit:
+        # within this window, as the previous window's weight decays
+        return math.ceil(period - (limit - cur - cost) * period / prev - elapsed)
+    # in the next window, where this window's count becomes the previous one
+    return math.ceil(period - elapsed + period - (limit - cost) * period / cur)
+
+
+def reset_in(now: int, start: int, period: int, cur: int, prev: int) -> int:
+    if cur > 0:
+        return start + 2 * period - now
+    if prev > 0:
+        return start + period - now
+    return 0
+
+
+def check(store: Store, key: str, now: int, cost: int, limit: int, period: int) -> Check:
+    start, cur, prev = load(store, key, now, period)
+    elapsed = now - start
+    estimate = prev * (period - elapsed) / period + cur
+    allowed = estimate + cost <= limit
+    retry = 0
+    if not allowed:
+        retry = -1 if cost > limit else wait(cost, limit, period, elapsed, cur, prev)
+    return (allowed, max(math.floor(limit - estimate), 0), reset_in(now, start, period, cur, prev),
+            retry, max(math.floor(limit - estimate - cost), 0),
+            reset_in(now, start, period, cur + cost, prev), (start, cur + cost, prev),
+            start + 2 * period - now)
+
+
+def commit(store: Store, key: str, now: int, c: Check) -> None:
+    store.set(key, c[6], now + ms(c[7]) * 1000)
+
+
+def refund(store: Store, key: str, now: int, cost: int, limit: int, period: int
+           ) -> tuple[int, int]:
+    start, cur, prev = load(store, key, now, period)
+    cur = max(cur - cost, 0)
+    if cur == 0 and prev == 0:
+        store.delete(key)
+    else:
+        store.set(key, (start, cur, prev), now + ms(start + 2 * period - now) * 1000)
+    estimate = prev * (period - (now - start)) / period + cur
+    return max(math.floor(limit - estimate), 0), reset_in(now, start, period, cur, prev)

@@ -1,0 +1,56 @@
+"""What a limiter asks of a backend, and the plan it hands over."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from ..algorithms import AlgorithmSpec
+from ..rates import Rate
+
+__all__ = ["Backend", "Plan"]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Plan:
+    """Everything about one set of limits that does not change from call to call.
+
+    Built once per distinct ``limits`` argument and cached by the limiter.
+    """
+
+    algorithm: AlgorithmSpec
+    rates: tuple[Rate, ...]
+    #: One key suffix per rate, e.g. ``":tb:10/1s"``.
+    suffixes: tuple[str, ...]
+    #: The two script parameters of each rate.
+    params: tuple[tuple[int, int], ...]
+    #: ``params`` flattened, as the script's ARGV[4:] takes them.
+    flat: tuple[int, ...]
+
+    def keys(self, base: str) -> list[str]:
+        return [base + s for s in self.suffixes]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Runs limiter plans. ``now`` is in microseconds, or None for the backend's clock.
+
+    A reply is a flat list of four integers per rate (see ``lua/_driver.lua``).
+    """
+
+    def limit(self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
+              ) -> list[int]: ...
+
+    def limit_many(self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str,
+                   cost: int) -> list[list[int]]: ...
+
+    def delete(self, keys: list[str]) -> None: ...
+
+    async def alimit(self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
+                     ) -> list[int]: ...
+
+    async def alimit_many(self, plan: Plan, keys: Sequence[list[str]], now: int | None,
+                          mode: str, cost: int) -> list[list[int]]: ...
+
+    async def adelete(self, keys: list[str]) -> None: ...

@@ -1,0 +1,57 @@
+"""Loading the Lua scripts shipped in ``lua/``.
+
+From an installed wheel the scripts sit in the package (``gatekeep/lua``); from
+an editable install or a checkout they are read from the repository's top-level
+``lua/`` folder. Nothing is read at import time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+__all__ = ["Script", "lua_dir", "read_lua", "limiter_script"]
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """A Lua script and its SHA1, for EVALSHA with a fallback to EVAL on NOSCRIPT."""
+
+    name: str
+    source: str
+    sha: str
+
+    @classmethod
+    def from_source(cls, name: str, source: str) -> Script:
+        return cls(name, source, hashlib.sha1(source.encode()).hexdigest())
+
+
+@cache
+def lua_dir() -> Path:
+    """Where the ``.lua`` files are: inside the package, else the checkout's ``lua/``."""
+    packaged = resources.files("gatekeep").joinpath("lua")
+    if packaged.is_dir():
+        return Path(str(packaged))
+    checkout = Path(__file__).resolve().parent.parent.parent / "lua"
+    if checkout.is_dir():
+        return checkout
+    raise FileNotFoundError(
+        f"gatekeep's Lua scripts were not found in {packaged} nor in {checkout}; "
+        "reinstall the package"
+    )
+
+
+@cache
+def read_lua(name: str) -> str:
+    """The text of ``lua/<name>.lua``."""
+    return (lua_dir() / f"{name}.lua").read_text(encoding="utf-8")
+
+
+@cache
+def limiter_script(name: str) -> Script:
+    """A limiter algorithm's script: the shared prelude, the algorithm, the shared driver."""
+    source = "\n".join((read_lua("_prelude"), read_lua(name), read_lua("_driver")))
+    return Script.from_source(name, source)
