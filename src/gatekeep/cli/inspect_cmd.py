@@ -1,0 +1,209 @@
+"""``python -m gatekeep inspect KEY``: a limiter key's state, read without changing it.
+
+A limiter key names everything needed to read it back:
+``gk:<app>:{<key>}:<algorithm>:<limit>/<period µs>[b<burst>]``. :func:`parse_key`
+(pure) decodes it; :func:`describe` rebuilds the same ``Limiter`` and calls
+``peek`` (the script in its no-write mode), so remaining / reset / retry are
+exactly what the next ``hit`` would see, and reads the raw value and TTL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import redis
+
+from ..algorithms import ALGORITHMS, AlgorithmSpec
+from ..backends.redis import RedisBackend
+from ..keys import ROOT
+from ..limiter import Limiter
+from ..rates import Rate
+from .connect import Target, connect
+
+__all__ = ["LimiterKey", "describe", "parse_key", "run"]
+
+_SHORTS = {spec.short: spec for spec in ALGORITHMS.values()}
+_KEY_RE = re.compile(
+    r"^" + re.escape(ROOT) + r"(?P<app>[A-Za-z0-9_.:\-]*?)\{(?P<tag>[^{}]*)\}"
+    r":(?P<short>" + "|".join(map(re.escape, _SHORTS)) + r"):"
+    r"(?P<limit>\d+)/(?P<period>\d+)(?:b(?P<burst>\d+))?$"
+)
+_UNESCAPE = {"%25": "%", "%7B": "{", "%7D": "}"}
+#: At most this many SCAN calls for ``--pattern``, whatever the key count.
+MAX_SCAN_CALLS = 200
+
+
+@dataclass(frozen=True)
+class LimiterKey:
+    """What a limiter key's name says."""
+
+    key: str
+    app: str
+    #: The caller's key (``user:42``), hash-tag escaping undone.
+    name: str
+    algorithm: AlgorithmSpec
+    rate: Rate
+
+
+def parse_key(key: str) -> LimiterKey | None:
+    """Decode a limiter key, or None when ``key`` is not one."""
+    m = _KEY_RE.match(key)
+    if m is None:
+        return None
+    try:
+        rate = Rate(int(m["limit"]), int(m["period"]), int(m["burst"] or 0))
+    except ValueError:
+        return None
+    name = re.sub(r"%(25|7B|7D)", lambda x: _UNESCAPE[x[0]], m["tag"])
+    return LimiterKey(key, m["app"].rstrip(":"), name, _SHORTS[m["short"]], rate)
+
+
+def describe(client: Any, key: str, *, show_value: bool = True) -> dict[str, Any]:
+    """Everything ``inspect`` shows about ``key``, read-only."""
+    kind = _text(client.type(key))
+    pttl = int(client.pttl(key))
+    out: dict[str, Any] = {"key": key, "type": kind,
+                           "ttl_ms": pttl if pttl >= 0 else None, "exists": pttl != -2}
+    if show_value and kind == "string":
+        out["value"] = _text(client.get(key))
+    elif show_value and kind == "list":
+        out["length"] = int(client.llen(key))
+        out["value"] = [_text(v) for v in client.lrange(key, 0, 4)]
+    lk = parse_key(key)
+    if lk is None:
+        out["limiter"] = None
+        return out
+    limiter = Limiter(lk.rate, backend=RedisBackend(client), algorithm=lk.algorithm,
+                      prefix=lk.app)
+    if limiter.keys(lk.name, limiter.plan(lk.rate)) != [key]:  # never peek at another key
+        out["limiter"] = None
+        return out
+    d = limiter.peek(lk.name)
+    out["limiter"] = {
+        "algorithm": lk.algorithm.name, "rate": str(lk.rate), "app_prefix": lk.app,
+        "key": lk.name, "limit": d.limit, "remaining": d.remaining,
+        "reset_after": d.reset_after,
+        "retry_after": None if math.isinf(d.retry_after) else d.retry_after,
+        "next_request": "allowed" if d.allowed else "denied",
+    }
+    return out
+
+
+def _text(v: Any) -> str:
+    return v.decode(errors="replace") if isinstance(v, bytes) else str(v)
+
+
+def _render(info: dict[str, Any], out: TextIO) -> None:
+    lim = info["limiter"]
+    rows: list[tuple[str, Any]] = [("key", info["key"])]
+    if lim is not None:
+        rows += [
+            ("algorithm", lim["algorithm"]), ("rate", lim["rate"]),
+            ("app prefix", lim["app_prefix"] or "(none)"), ("limiter key", lim["key"]),
+            ("remaining", f"{lim['remaining']} of {lim['limit']}"),
+            ("reset", f"{lim['reset_after']:.3f} s until full capacity"),
+            ("next request", f"{lim['next_request']}" + (
+                f", retry after {lim['retry_after']:.3f} s" if lim["retry_after"] else "")),
+        ]
+    if not info["exists"]:
+        rows.append(("stored", "nothing (never hit, or expired): full capacity"
+                     if lim is not None else "no such key"))
+    else:
+        ttl = info["ttl_ms"]
+        rows += [("type", info["type"]),
+                 ("ttl", "none (persistent)" if ttl is None else f"{ttl} ms")]
+        if "value" in info:
+            extra = f" ({info['length']} entries, newest first)" if "length" in info else ""
+            rows.append(("stored", f"{info['value']!r}{extra}"))
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}", file=out)
+    if lim is None:
+        print("not a limiter key: gatekeep limiter keys look like "
+              "gk:[app:]{key}:tb:10/1000000 (algorithm tb, gcra, fw, sw or sl); "
+              "session keys are not supported by inspect yet", file=out)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("key", nargs="?", metavar="KEY",
+                        help="a limiter key, e.g. 'gk:myapp:{user:42}:tb:10/1000000'")
+    parser.add_argument("--url", default=os.environ.get("GATEKEEP_REDIS_URL"),
+                        help="the server (default: $GATEKEEP_REDIS_URL)")
+    parser.add_argument("--cluster", action="store_true", help="connect as a Cluster client")
+    parser.add_argument("--pattern", help="list keys matching this SCAN pattern instead, "
+                                          "e.g. 'gk:myapp:*'")
+    parser.add_argument("--limit", type=int, default=50,
+                        help="at most this many keys for --pattern (default 50)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def run(args: argparse.Namespace, out: TextIO) -> int:
+    if not args.url:
+        print("inspect needs a server: --url redis://host:port/db (or GATEKEEP_REDIS_URL)",
+              file=out)
+        return 2
+    if (args.key is None) == (args.pattern is None):
+        print("give either a KEY or --pattern PATTERN", file=out)
+        return 2
+    try:
+        target = connect(args.url, cluster=args.cluster)
+    except (redis.RedisError, OSError, ValueError) as exc:
+        print(f"cannot connect to {args.url}: {exc}", file=out)
+        return 1
+    try:
+        if args.pattern is not None:
+            return _list(target, args.pattern, max(1, args.limit), args.json, out)
+        info = describe(target.client, args.key)
+        if args.json:
+            print(json.dumps(info, indent=2), file=out)
+        else:
+            _render(info, out)
+        return 0 if info["limiter"] is not None else 1
+    except redis.RedisError as exc:
+        print(f"error reading {args.url}: {exc}", file=out)
+        return 1
+    finally:
+        target.close()
+
+
+def _list(target: Target, pattern: str, limit: int, as_json: bool, out: TextIO) -> int:
+    """SCAN for ``pattern``: at most ``limit`` keys and :data:`MAX_SCAN_CALLS` calls."""
+    keys = sorted(_scan(target.client, pattern, limit))
+    infos = [describe(target.client, k, show_value=False) for k in keys]
+    if as_json:
+        print(json.dumps({"pattern": pattern, "keys": infos, "truncated": len(keys) >= limit},
+                         indent=2), file=out)
+        return 0
+    for info in infos:
+        lim = info["limiter"]
+        ttl = "-" if info["ttl_ms"] is None else f"{info['ttl_ms']} ms"
+        what = (f"{lim['algorithm']} {lim['rate']}: {lim['remaining']}/{lim['limit']} left, "
+                f"full in {lim['reset_after']:.3f} s" if lim else info["type"])
+        print(f"{info['key']}  ttl {ttl}  {what}", file=out)
+    more = " (limit reached: there may be more)" if len(keys) >= limit else ""
+    print(f"{len(keys)} key(s) matching {pattern!r}{more}", file=out)
+    return 0
+
+
+def _scan(client: Any, pattern: str, limit: int) -> set[str]:
+    found: set[str] = set()
+    if hasattr(client, "get_primaries"):  # Cluster: SCAN each primary
+        clients = [n.redis_connection for n in client.get_primaries()]
+    else:
+        clients = [client]
+    for cl in clients:
+        cursor, calls = 0, 0
+        while len(found) < limit and calls < MAX_SCAN_CALLS:
+            cursor, batch = cl.scan(cursor, match=pattern, count=1000)
+            found.update(_text(k) for k in itertools.islice(batch, limit - len(found)))
+            calls += 1
+            if cursor == 0:
+                break
+    return found
