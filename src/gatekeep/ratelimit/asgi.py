@@ -1,0 +1,140 @@
+"""``RateLimitMiddleware`` for any ASGI app (Starlette, FastAPI, Quart, Django ASGI...).
+
+Pure ASGI: no ``BaseHTTPMiddleware``, no request object, and headers are added by
+wrapping ``send``. HTTP requests and WebSocket handshakes are limited; lifespan
+and any other scope pass straight through.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any
+
+from .core import Outcome, RateLimitPolicy, merge_headers
+from .drivers import check_async
+from .headers import Denial
+from .request import ASGIRequest
+
+__all__ = ["RateLimitMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: Close code for a refused WebSocket handshake when the server cannot send a response.
+WS_POLICY_VIOLATION = 1008
+
+
+class RateLimitMiddleware:
+    """Rate limits for an ASGI app.
+
+    >>> app = RateLimitMiddleware(app, default="100/minute",
+    ...                           rules=[Rule("5/minute", "POST /login", name="login")],
+    ...                           key=client_ip(trusted=["10.0.0.0/8"]),
+    ...                           backend="redis://localhost:6379/0")
+
+    Every keyword of :class:`~gatekeep.ratelimit.core.RateLimitPolicy` is
+    accepted, or pass a ready ``policy=``. Configuration errors raise here, at
+    start-up. A backend error never reaches the app: ``on_error="allow"`` lets
+    the request through, ``"deny"`` answers 503.
+    """
+
+    def __init__(self, app: ASGIApp, policy: RateLimitPolicy | None = None, **options: Any
+                 ) -> None:
+        if not callable(app):
+            raise TypeError(f"app must be an ASGI application, got {app!r}")
+        if policy is not None and options:
+            raise TypeError("pass either policy= or the policy's options, not both")
+        self.app = app
+        self.policy = policy if policy is not None else RateLimitPolicy(**options)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            method = scope["method"]
+        elif kind == "websocket":
+            method = "WEBSOCKET"
+        else:
+            await self.app(scope, receive, send)
+            return
+        policy = self.policy
+        rules = policy.match(method, scope["path"])
+        if rules is None:
+            await self.app(scope, receive, send)
+            return
+        outcome = await check_async(policy, ASGIRequest(scope), rules)
+        if not outcome.allowed:
+            await self._deny(outcome, scope, receive, send)
+            return
+        if not outcome.headers or kind != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in outcome.headers]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    async def _deny(self, outcome: Outcome, scope: Scope, receive: Receive, send: Send
+                    ) -> None:
+        denial = outcome.denial
+        if not isinstance(denial, Denial):
+            # A framework response (Starlette's Response is an ASGI app): add our headers.
+            async def send_denial(message: Message) -> None:
+                if message["type"] in ("http.response.start",
+                                       "websocket.http.response.start"):
+                    own = {k.lower() for k, _ in message.get("headers", ())}
+                    message["headers"] = [*message.get("headers", ()), *(
+                        (n.lower().encode("latin-1"), v.encode("latin-1"))
+                        for n, v in outcome.headers
+                        if n.lower().encode("latin-1") not in own)]
+                await send(message)
+
+            if scope["type"] == "websocket":
+                if "websocket.http.response" not in scope.get("extensions", {}):
+                    await self._close_websocket(receive, send)
+                    return
+                if (await receive())["type"] != "websocket.connect":
+                    return
+            # On a websocket scope, Starlette's Response sends websocket.http.response.*.
+            await denial(scope, receive, send_denial)
+            return
+        headers = [(n.lower().encode("latin-1"), v.encode("latin-1"))
+                   for n, v in merge_headers(denial, outcome.headers)]
+        headers.append((b"content-length", str(len(denial.body)).encode()))
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": denial.status,
+                        "headers": headers})
+            await send({"type": "http.response.body", "body": denial.body})
+            return
+        if "websocket.http.response" in scope.get("extensions", {}):
+            # The handshake is refused with a real HTTP response (ASGI extension).
+            message = await receive()
+            if message["type"] != "websocket.connect":
+                return
+            await send({"type": "websocket.http.response.start", "status": denial.status,
+                        "headers": headers})
+            await send({"type": "websocket.http.response.body", "body": denial.body})
+            return
+        await self._close_websocket(receive, send)
+
+    @staticmethod
+    async def _close_websocket(receive: Receive, send: Send) -> None:
+        # Without the extension, closing before accept makes the server answer 403.
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION,
+                        "reason": "rate limited"})
+
+
+def denial_json(status: int, payload: dict[str, Any],
+                headers: Sequence[tuple[str, str]] = ()) -> Denial:
+    """A small helper for custom denials: a JSON body with ``status``."""
+    return Denial(status, (("Content-Type", "application/json"), *headers),
+                  json.dumps(payload).encode())

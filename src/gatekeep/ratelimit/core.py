@@ -1,0 +1,315 @@
+"""The sans-I/O core every front door drives: match, identify, plan, decide, render.
+
+Order of precedence (the one rule set every framework applies):
+
+1. **Exemptions** win: a request matching an ``exempt`` pattern (or a view marked
+   exempt) is not limited and gets no headers.
+2. **Rules**: every rule whose pattern matches applies, each with its own counter
+   (per key). Limits attached to a view by a decorator are rules too.
+3. **Default limits** apply only when no rule's pattern matched. To budget the
+   whole app on top of per-route rules, add a rule on ``"/**"``.
+
+A rule whose key function returns None is skipped for that request. All the
+limits that apply are checked together, all-or-nothing (a denial spends
+nothing anywhere), in one backend call: one script, one Redis round trip.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..algorithms import AlgorithmSpec
+from ..backends.base import Backend, Plan
+from ..backends.redis import RedisBackend
+from ..decision import Decision
+from ..keys import tag
+from ..limiter import BaseLimiter, Limits
+from .headers import Denial, default_denial, legacy_headers, policy_item, ratelimit_header
+from .keys import KeyFunc, client_ip
+from .request import RequestView
+from .rules import Pattern, Rule, compile_pattern
+
+__all__ = ["Batch", "Outcome", "RateLimitPolicy", "Stats"]
+
+logger = logging.getLogger("gatekeep.ratelimit")
+
+DenyFunc = Callable[[RequestView, Decision], Any]
+_MATCH_CACHE = 4096
+_ON_ERROR = ("allow", "deny")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What to do with one request: pass it on (adding ``headers``) or answer ``denial``."""
+
+    allowed: bool
+    headers: Sequence[tuple[str, str]]
+    #: A :class:`Denial`, or the object a custom ``deny`` returned.
+    denial: Any = None
+    decision: Decision | None = None
+
+
+ALLOW = Outcome(True, ())
+
+
+@dataclass(slots=True)
+class Stats:
+    """Counters since start-up (shadow mode: ``shadow_denied`` is what would have been)."""
+
+    allowed: int = 0
+    denied: int = 0
+    shadow_denied: int = 0
+    errors: int = 0
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Batch:
+    """The limits of one combination of rules, merged into one plan (cached)."""
+
+    rules: tuple[Rule, ...]
+    plan: Plan
+    #: Per rule: the key tail after the identity tag, and the rule's key suffixes.
+    tails: tuple[tuple[str, tuple[str, ...]], ...]
+    #: One policy name per rate, as the ``RateLimit`` field names them.
+    names: tuple[str, ...]
+    policy_header: str
+
+
+class RateLimitPolicy:
+    """Configuration and decisions, with no I/O: what each middleware runs.
+
+    >>> policy = RateLimitPolicy(
+    ...     [Rule("5/minute", "POST /login", name="login")],
+    ...     default="100/minute", exempt=["/health"], key=client_ip(trusted=["10.0.0.0/8"]))
+
+    ``backend``: a gatekeep backend, a Redis URL, or None (in-process memory).
+    ``headers``: send ``RateLimit-Policy`` / ``RateLimit``; ``legacy_headers``:
+    ``X-RateLimit-*`` too. ``deny(request, decision)``: build the denial (a
+    :class:`Denial`, or a framework response). ``shadow``: decide and count,
+    never block. ``on_error``: ``"allow"`` (fail open, the default) or ``"deny"``
+    (503) when the backend fails.
+    """
+
+    def __init__(
+        self,
+        rules: Sequence[Rule] = (),
+        *,
+        default: Limits | None = None,
+        exempt: Sequence[str] = (),
+        key: KeyFunc | None = None,
+        backend: Backend | str | None = None,
+        algorithm: str | AlgorithmSpec = "token_bucket",
+        prefix: str = "",
+        headers: bool = True,
+        legacy_headers: bool = False,
+        deny: DenyFunc | None = None,
+        shadow: bool = False,
+        on_error: str = "allow",
+    ) -> None:
+        if isinstance(backend, str):
+            backend = RedisBackend(backend)
+        self.limiter = BaseLimiter(None, backend=backend, algorithm=algorithm, prefix=prefix)
+        self.backend: Backend = self.limiter.backend
+        if isinstance(rules, Rule):
+            rules = [rules]
+        self.rules: tuple[Rule, ...] = tuple(rules)
+        for rule in self.rules:
+            if not isinstance(rule, Rule):
+                raise TypeError(f"rules must be Rule objects, got {rule!r}")
+            self._check_rule(rule)
+        self.default_rule = None if default is None else Rule(default, "/**", name="default")
+        if self.default_rule is not None:
+            self._check_rule(self.default_rule)
+        names = [r.name for r in self.rules] + ([] if default is None else ["default"])
+        dupes = {str(n) for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"rule names must be unique (each names a counter): {sorted(dupes)}; "
+                             "pass name= to tell them apart")
+        if isinstance(exempt, str):
+            exempt = [exempt]
+        self.exempt: tuple[Pattern, ...] = tuple(compile_pattern(p) for p in exempt)
+        self.key: KeyFunc = client_ip() if key is None else key
+        if not callable(self.key):
+            raise TypeError(f"key must be a key function, got {self.key!r}")
+        if deny is not None and not callable(deny):
+            raise TypeError(f"deny must be a callable (request, decision) -> response, "
+                            f"got {deny!r}")
+        if on_error not in _ON_ERROR:
+            raise ValueError(f"on_error must be 'allow' (fail open) or 'deny' (503), "
+                             f"got {on_error!r}")
+        self.headers = bool(headers)
+        self.legacy_headers = bool(legacy_headers)
+        self.deny = deny
+        self.shadow = bool(shadow)
+        self.on_error = on_error
+        self.stats = Stats()
+        self._matches: dict[Any, tuple[Rule, ...] | None] = {}
+        self._batches: dict[Any, Batch] = {}
+        self._last_error_log = 0.0
+
+    def _check_rule(self, rule: Rule) -> None:
+        try:
+            self.limiter.plan(list(rule.rates))
+        except ValueError as exc:
+            raise ValueError(f"rule {rule.name!r}: {exc}") from None
+
+    @property
+    def key_functions(self) -> list[KeyFunc]:
+        """Every key function the rules use (to check sync/async at start-up)."""
+        fns = [self.key] + [r.key for r in self.rules if r.key is not None]
+        return list({id(f): f for f in fns}.values())
+
+    def has_async_keys(self) -> bool:
+        return any(inspect.iscoroutinefunction(f) or inspect.iscoroutinefunction(
+            getattr(f, "__call__", None)) for f in self.key_functions)  # noqa: B004
+
+    # -- 1. match ---------------------------------------------------------------------
+
+    def match(self, method: str, path: str, extra: tuple[Rule, ...] = ()
+              ) -> tuple[Rule, ...] | None:
+        """The rules for this request, by the order of precedence; None when none apply."""
+        cache_key = (method, path, extra) if extra else (method, path)
+        try:
+            return self._matches[cache_key]
+        except KeyError:
+            pass
+        if any(p.matches(method, path) for p in self.exempt):
+            found: tuple[Rule, ...] | None = None
+        else:
+            found = tuple(r for r in self.rules if r.matches(method, path)) + extra
+            if not found:
+                found = None if self.default_rule is None else (self.default_rule,)
+        if len(self._matches) >= _MATCH_CACHE:
+            self._matches.clear()
+        self._matches[cache_key] = found
+        return found
+
+    # -- 2. identify (the shell awaits what is awaitable) --------------------------------
+
+    def identify(self, request: RequestView, rules: tuple[Rule, ...]) -> list[Any]:
+        """Each rule's key: a string, None (rule skipped), or an awaitable of either."""
+        if len(rules) == 1:
+            return [(rules[0].key or self.key)(request)]
+        seen: dict[int, Any] = {}
+        out = []
+        for rule in rules:
+            fn = rule.key or self.key
+            if id(fn) not in seen:
+                seen[id(fn)] = fn(request)
+            out.append(seen[id(fn)])
+        return out
+
+    # -- 3. plan -----------------------------------------------------------------------
+
+    def prepare(self, rules: tuple[Rule, ...], keys: Sequence[Any]
+                ) -> tuple[Batch, list[str]] | None:
+        """The merged plan and the Redis keys for one request; None when no rule applies."""
+        for k in keys:
+            if k is not None and (not isinstance(k, str) or not k):
+                raise TypeError(f"a key function returned {k!r}; it must return a non-empty "
+                                "string or None")
+        if all(k is not None for k in keys):
+            applied = rules
+        else:
+            applied = tuple(r for r, k in zip(rules, keys, strict=True) if k is not None)
+            keys = [k for k in keys if k is not None]
+            if not applied:
+                return None
+        batch = self._batches.get(applied)
+        if batch is None:
+            batch = self._batch(applied)
+        prefix = self.limiter.prefix
+        redis_keys: list[str] = []
+        for key, (tail, suffixes) in zip(keys, batch.tails, strict=True):
+            base = prefix + tag(key) + tail
+            redis_keys.extend(base + s for s in suffixes)
+        return batch, redis_keys
+
+    def _batch(self, rules: tuple[Rule, ...]) -> Batch:
+        plans = [self.limiter.plan(list(r.rates)) for r in rules]
+        names: list[str] = []
+        for rule, plan in zip(rules, plans, strict=True):
+            if len(plan.rates) == 1:
+                names.append(str(rule.name))
+            else:
+                names.extend(f"{rule.name}.{i}" for i in range(1, len(plan.rates) + 1))
+        rates = tuple(rate for p in plans for rate in p.rates)
+        merged = Plan(
+            algorithm=self.limiter.algorithm,
+            rates=rates,
+            suffixes=tuple(s for p in plans for s in p.suffixes),
+            params=tuple(x for p in plans for x in p.params),
+            flat=tuple(x for p in plans for x in p.flat),
+        )
+        batch = Batch(
+            rules=rules,
+            plan=merged,
+            tails=tuple((f":{r.name}", p.suffixes) for r, p in zip(rules, plans, strict=True)),
+            names=tuple(names),
+            policy_header=", ".join(policy_item(n, r) for n, r in zip(names, rates, strict=True)),
+        )
+        if len(self._batches) >= _MATCH_CACHE:
+            self._batches.clear()
+        self._batches[rules] = batch
+        return batch
+
+    # -- 4. decide and render -------------------------------------------------------------
+
+    def decide(self, batch: Batch, reply: list[int], request: RequestView) -> Outcome:
+        decision = Decision.from_reply(batch.plan.rates, reply)
+        headers: list[tuple[str, str]] = []
+        if self.headers:
+            headers.append(("RateLimit-Policy", batch.policy_header))
+            headers.append(("RateLimit", ratelimit_header(batch.names,
+                                                         decision.details or (decision,))))
+        if self.legacy_headers:
+            headers.extend(legacy_headers(decision))
+        stats = self.stats
+        if decision.allowed:
+            stats.allowed += 1
+            return Outcome(True, headers, None, decision)
+        if self.shadow:
+            stats.shadow_denied += 1
+            return Outcome(True, headers, None, decision)
+        stats.denied += 1
+        retry = decision.retry_after_seconds
+        headers.append(("Retry-After", str(retry)))
+        denial: Any = None
+        if self.deny is not None:
+            try:
+                denial = self.deny(request, decision)
+            except Exception:
+                logger.exception("gatekeep: the custom deny function failed; "
+                                 "sending the default 429")
+        if denial is None:
+            denial = default_denial(429, retry)
+        return Outcome(False, headers, denial, decision)
+
+    def failed(self, exc: BaseException) -> Outcome:
+        """The outcome when the backend (or a key function) raised: ``on_error`` decides."""
+        self.stats.errors += 1
+        now = time.monotonic()
+        if now - self._last_error_log > 10.0:  # one line per 10 s, not one per request
+            self._last_error_log = now
+            logger.warning("gatekeep: rate limit check failed (%s: %s); %s", type(exc).__name__,
+                           exc, "allowing requests" if self.on_error == "allow"
+                           else "denying requests with 503")
+        if self.on_error == "allow":
+            return ALLOW
+        return Outcome(False, (("Retry-After", "1"),), default_denial(503, 1))
+
+    def __repr__(self) -> str:
+        return (f"RateLimitPolicy(rules={[r.name for r in self.rules]}, "
+                f"default={self.default_rule.rates if self.default_rule else None}, "
+                f"backend={self.backend!r})")
+
+
+def merge_headers(denial: Denial, headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The denial's own headers, plus each rate-limit header it did not set itself."""
+    own = {name.lower() for name, _ in denial.headers}
+    return [*denial.headers, *((n, v) for n, v in headers if n.lower() not in own)]

@@ -1,0 +1,60 @@
+"""The two drivers of one check: sync (WSGI, Flask, Django) and async (ASGI, FastAPI).
+
+Both run the same steps of :class:`~gatekeep.ratelimit.core.RateLimitPolicy`;
+they differ only in awaiting key functions and the backend call. Any exception
+from a key function or the backend becomes the ``on_error`` outcome, never a 500.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from ..algorithms import HIT
+from .core import ALLOW, Outcome, RateLimitPolicy
+from .request import RequestView
+from .rules import Rule
+
+__all__ = ["check_async", "check_sync"]
+
+
+def check_sync(policy: RateLimitPolicy, request: RequestView, rules: tuple[Rule, ...]
+               ) -> Outcome:
+    try:
+        keys = policy.identify(request, rules)
+        for k in keys:
+            if inspect.isawaitable(k):
+                _close(k)
+                raise TypeError("an async key function cannot run in a sync (WSGI) app; "
+                                "make it a plain function")
+        prepared = policy.prepare(rules, keys)
+        if prepared is None:
+            return ALLOW
+        batch, redis_keys = prepared
+        reply = policy.backend.limit(batch.plan, redis_keys, None, HIT, 1)
+        return policy.decide(batch, reply, request)
+    except Exception as exc:
+        return policy.failed(exc)
+
+
+async def check_async(policy: RateLimitPolicy, request: RequestView, rules: tuple[Rule, ...]
+                      ) -> Outcome:
+    try:
+        keys = policy.identify(request, rules)
+        for i, k in enumerate(keys):
+            if inspect.isawaitable(k):
+                keys[i] = await k
+        prepared = policy.prepare(rules, keys)
+        if prepared is None:
+            return ALLOW
+        batch, redis_keys = prepared
+        reply = await policy.backend.alimit(batch.plan, redis_keys, None, HIT, 1)
+        return policy.decide(batch, reply, request)
+    except Exception as exc:
+        return policy.failed(exc)
+
+
+def _close(awaitable: Any) -> None:
+    close = getattr(awaitable, "close", None)
+    if close is not None:
+        close()  # no "coroutine was never awaited" warning

@@ -1,0 +1,149 @@
+"""Rules: which limits apply to which requests.
+
+A pattern is a path, optionally preceded by methods: ``"/login"``,
+``"POST /login"``, ``"GET,HEAD /files/*"``, ``"/api/**"``. In a path, ``*`` and
+``{name}`` match one segment, and a trailing ``/**`` matches the prefix itself and
+everything below it (``"/api/**"`` matches ``/api`` and ``/api/v1/users``).
+
+A :class:`Rule` is one counter: every request it matches spends from the same
+budget (per key). A rule with several patterns is therefore a *group* of routes
+sharing one limit; give each route its own rule for per-route limits.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ..limiter import Limits
+from ..rates import Rate, parse_rates
+from .keys import KeyFunc
+
+__all__ = ["Pattern", "Rule", "compile_pattern"]
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
+                      "CONNECT", "WEBSOCKET"})
+_NAME_RE = re.compile(r'^[!#-\[\]-~ ]{1,64}$')  # printable ASCII without " and \
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    text: str
+    methods: frozenset[str] | None
+    #: The exact path when the pattern has no wildcard, else None.
+    exact: str | None
+    regex: re.Pattern[str] | None
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.methods is not None and method not in self.methods:
+            return False
+        if self.exact is not None:
+            return path == self.exact
+        return self.regex is not None and self.regex.fullmatch(path) is not None
+
+
+def _methods(spec: str | Sequence[str] | None) -> frozenset[str] | None:
+    if spec is None:
+        return None
+    items = spec.replace(",", " ").split() if isinstance(spec, str) else list(spec)
+    methods = set()
+    for m in items:
+        if not isinstance(m, str) or m.upper() not in _METHODS:
+            raise ValueError(f"unknown HTTP method {m!r} in a rule; use one of "
+                             f"{', '.join(sorted(_METHODS))}")
+        methods.add(m.upper())
+    if not methods:
+        return None
+    if "GET" in methods:
+        methods.add("HEAD")  # HEAD is GET without a body: limit them together
+    return frozenset(methods)
+
+
+def compile_pattern(text: str, methods: str | Sequence[str] | None = None) -> Pattern:
+    """Compile ``"[METHODS ]/path"``; raises ``ValueError`` with the accepted forms."""
+    if not isinstance(text, str):
+        raise TypeError(f"a route pattern is a string like 'POST /login', not {text!r}")
+    parts = text.strip().split(None, 1)
+    if len(parts) == 2:
+        if methods is not None:
+            raise ValueError(f"pattern {text!r} names methods and methods= is given too")
+        methods, path = parts[0], parts[1].strip()
+    elif parts:
+        path = parts[0]
+    else:
+        path = ""
+    if not path.startswith("/"):
+        raise ValueError(f"route pattern {text!r} must be a path starting with '/', optionally "
+                         "preceded by methods, e.g. '/login', 'POST /login', '/api/**'")
+    method_set = _methods(methods)
+    if not any(c in path for c in "*{"):
+        return Pattern(text, method_set, path, None)
+    regex = ""
+    rest = path
+    tail = ""
+    if rest.endswith("/**"):
+        rest, tail = rest[:-3], "(?:/.*)?"
+    i = 0
+    while i < len(rest):
+        ch = rest[i]
+        if rest.startswith("**", i):
+            regex += ".*"
+            i += 2
+        elif ch == "*":
+            regex += "[^/]*"
+            i += 1
+        elif ch == "{":
+            end = rest.find("}", i)
+            if end < 0:
+                raise ValueError(f"route pattern {text!r} has an unclosed '{{'")
+            regex += "[^/]+"
+            i = end + 1
+        else:
+            regex += re.escape(ch)
+            i += 1
+    return Pattern(text, method_set, None, re.compile(regex + tail, re.DOTALL))
+
+
+@dataclass(frozen=True, eq=False)
+class Rule:
+    """Limits for the requests that match ``path`` (and ``methods``).
+
+    >>> Rule("5/minute", "POST /login", name="login")
+    >>> Rule("1000/hour", ["/api/**", "/graphql"], key=header("x-api-key"))   # a group
+
+    ``key``: the key function (the middleware's default key when None). When it
+    returns None for a request, this rule does not apply to that request.
+    ``name`` names the counter (in Redis keys and in the ``RateLimit`` headers):
+    keep it stable across deployments.
+    """
+
+    limits: Limits
+    path: str | Sequence[str] = "/**"
+    methods: str | Sequence[str] | None = None
+    key: KeyFunc | None = None
+    name: str | None = None
+    rates: tuple[Rate, ...] = field(init=False, repr=False)
+    patterns: tuple[Pattern, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        try:
+            rates = parse_rates(self.limits)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"rule {self.path!r}: {exc}") from None
+        paths = [self.path] if isinstance(self.path, str) else list(self.path)
+        if not paths:
+            raise ValueError("a rule needs at least one path pattern, e.g. '/**'")
+        patterns = tuple(compile_pattern(p, self.methods) for p in paths)
+        name = self.name if self.name is not None else ", ".join(p.text for p in patterns)
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise ValueError(f"rule name {name!r} must be 1-64 printable ASCII characters "
+                             "without quotes or backslashes; pass name=")
+        if self.key is not None and not callable(self.key):
+            raise TypeError(f"rule {name!r}: key must be a key function, got {self.key!r}")
+        object.__setattr__(self, "rates", rates)
+        object.__setattr__(self, "patterns", patterns)
+        object.__setattr__(self, "name", name)
+
+    def matches(self, method: str, path: str) -> bool:
+        return any(p.matches(method, path) for p in self.patterns)

@@ -1,0 +1,86 @@
+"""``RateLimitMiddleware`` for any WSGI app: the same rules and headers as ASGI."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from typing import Any
+
+from .core import Outcome, RateLimitPolicy, merge_headers
+from .drivers import check_sync
+from .headers import Denial
+from .request import WSGIRequest
+
+__all__ = ["RateLimitMiddleware", "status_line"]
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+def status_line(status: int) -> str:
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"{status} Denied"
+
+
+class RateLimitMiddleware:
+    """Rate limits for a WSGI app (Flask, Django, Bottle, Pyramid...).
+
+    >>> app.wsgi_app = RateLimitMiddleware(app.wsgi_app, default="100/minute")
+
+    Takes the options of :class:`~gatekeep.ratelimit.core.RateLimitPolicy` or a
+    ``policy=``. Key functions must be plain functions here (no ``async def``).
+    """
+
+    def __init__(self, app: WSGIApp, policy: RateLimitPolicy | None = None, **options: Any
+                 ) -> None:
+        if not callable(app):
+            raise TypeError(f"app must be a WSGI application, got {app!r}")
+        if policy is not None and options:
+            raise TypeError("pass either policy= or the policy's options, not both")
+        self.app = app
+        self.policy = policy if policy is not None else RateLimitPolicy(**options)
+        if self.policy.has_async_keys():
+            raise TypeError("a WSGI app cannot await an async key function; "
+                            "make the key functions plain functions")
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse
+                 ) -> Iterable[bytes]:
+        request = WSGIRequest(environ)
+        policy = self.policy
+        rules = policy.match(request.method, request.path)
+        if rules is None:
+            return self.app(environ, start_response)
+        outcome = check_sync(policy, request, rules)
+        if not outcome.allowed:
+            return deny_wsgi(outcome, environ, start_response)
+        if not outcome.headers:
+            return self.app(environ, start_response)
+        return self.app(environ, with_headers(start_response, outcome.headers))
+
+
+def with_headers(start_response: StartResponse, extra: Iterable[tuple[str, str]]
+                 ) -> StartResponse:
+    extra = list(extra)
+
+    def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        own = {n.lower() for n, _ in headers}
+        headers = [*headers, *((n, v) for n, v in extra if n.lower() not in own)]
+        if exc_info is None:
+            return start_response(status, headers)
+        return start_response(status, headers, exc_info)
+
+    return start
+
+
+def deny_wsgi(outcome: Outcome, environ: dict[str, Any], start_response: StartResponse
+              ) -> Iterable[bytes]:
+    denial = outcome.denial
+    if not isinstance(denial, Denial):
+        # A framework response (werkzeug's Response is a WSGI app of its own).
+        return denial(environ, with_headers(start_response, outcome.headers))  # type: ignore[no-any-return]
+    headers = merge_headers(denial, outcome.headers)
+    headers.append(("Content-Length", str(len(denial.body))))
+    start_response(status_line(denial.status), headers)
+    return [denial.body]
