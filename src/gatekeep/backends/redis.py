@@ -1,7 +1,8 @@
 """The Redis backend: each decision is one EVALSHA (EVAL once after NOSCRIPT).
 
-Works with a URL or with redis-py clients you pass: ``redis.Redis``,
-``redis.asyncio.Redis``, a cluster client, or a Sentinel master.
+Works with a URL (standalone, Sentinel or Cluster: see :mod:`.connect`) or with
+redis-py clients you pass: ``redis.Redis``, ``redis.asyncio.Redis``, a cluster
+client, or a Sentinel's ``master_for`` (:meth:`RedisBackend.from_sentinel`).
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from typing import Any
 
 import redis
 import redis.asyncio
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from ..scripts import Script
 from .base import Plan
+from .connect import ClientFactory
 
 __all__ = ["RedisBackend"]
 
@@ -25,13 +27,17 @@ class RedisBackend:
     """Limiter state in Redis (or Valkey), shared by every process that uses it.
 
     >>> backend = RedisBackend("redis://localhost:6379/0")        # doctest: +SKIP
+    >>> backend = RedisBackend("redis+sentinel://s1:26379,s2:26379/mymaster")  # doctest: +SKIP
     >>> backend = RedisBackend(redis.Redis(), aclient=redis.asyncio.Redis())  # doctest: +SKIP
 
-    With a URL, the sync and async clients are made on first use. With clients,
-    pass the sync one, the async one (``aclient=``), or both. Scripts run by
-    EVALSHA; after a restart or a failover the server's script cache is empty and
-    the first call falls back to EVAL, which runs and caches the script at once
-    (the NOSCRIPT reply means nothing ran, so this is not a retry of a write).
+    With a URL, the sync and async clients are made on first use, and fail fast:
+    ``timeout`` seconds (default 0.25) per connect and per reply, no retries (see
+    :mod:`gatekeep.backends.connect`). With clients, pass the sync one, the async
+    one (``aclient=``), or both, and optionally replica clients for read-only
+    scripts (``replica=``, ``areplica=``). Scripts run by EVALSHA; after a restart
+    or a failover the server's script cache is empty and the first call falls
+    back to EVAL, which runs and caches the script at once (the NOSCRIPT reply
+    means nothing ran, so this is not a retry of a write).
     """
 
     def __init__(
@@ -39,19 +45,27 @@ class RedisBackend:
         client: redis.Redis | redis.asyncio.Redis | str | Any | None = None,
         *,
         aclient: redis.asyncio.Redis | Any | None = None,
+        replica: Any | None = None,
+        areplica: Any | None = None,
         **client_options: Any,
     ) -> None:
         self.url: str | None = None
+        self._factory: ClientFactory | None = None
         self._client: Any = None
         self._aclient: Any = aclient
-        self._options = client_options
+        self._replica: Any = replica
+        self._areplica: Any = areplica
+        #: "standalone", "sentinel", "cluster", or "client" (clients were passed).
+        self.kind = "client"
+        #: Seconds one call may take at most (socket timeouts), when we built the clients.
+        self.timeout: float | None = None
         if isinstance(client, str):
-            if not client.startswith(("redis://", "rediss://", "unix://", "valkey://",
-                                      "valkeys://")):
-                raise ValueError(
-                    f"Redis URL {client!r} must start with redis://, rediss:// or unix://"
-                )
+            self._factory = ClientFactory(client, client_options)
             self.url = client
+            self.kind = self._factory.kind
+            self.timeout = self._factory.timeout
+            if replica is not None or areplica is not None or aclient is not None:
+                raise ValueError("pass a URL or clients, not both")
         elif client is None:
             if aclient is None:
                 raise ValueError("RedisBackend needs a URL, a redis-py client, or aclient=")
@@ -65,25 +79,65 @@ class RedisBackend:
             raise ValueError("client options apply only when RedisBackend builds its clients "
                              "from a URL")
 
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisBackend:
+        """The same as ``RedisBackend(url, **options)``."""
+        return cls(url, **options)
+
+    @classmethod
+    def from_sentinel(cls, sentinel: Any = None, service_name: str = "mymaster", *,
+                      asentinel: Any = None, **client_options: Any) -> RedisBackend:
+        """A backend on the primary a ``redis.sentinel.Sentinel`` (and/or
+        ``redis.asyncio.sentinel.Sentinel``) names, with its replicas for read-only
+        scripts. ``client_options`` go to ``master_for`` / ``slave_for``."""
+        if sentinel is None and asentinel is None:
+            raise ValueError("pass a redis.sentinel.Sentinel, asentinel=, or both")
+        return cls(
+            sentinel.master_for(service_name, **client_options) if sentinel else None,
+            aclient=asentinel.master_for(service_name, **client_options) if asentinel else None,
+            replica=sentinel.slave_for(service_name, **client_options) if sentinel else None,
+            areplica=(asentinel.slave_for(service_name, **client_options)
+                      if asentinel else None),
+        )
+
     # -- clients ---------------------------------------------------------------
 
     @property
     def client(self) -> Any:
         if self._client is None:
-            if self.url is None:
+            if self._factory is None:
                 raise RuntimeError("this RedisBackend was given only an async client; "
                                    "use AsyncLimiter, or pass a sync client too")
-            self._client = redis.Redis.from_url(_redis_url(self.url), **self._options)
+            self._client = self._factory.primary()
         return self._client
 
     @property
     def aclient(self) -> Any:
         if self._aclient is None:
-            if self.url is None:
+            if self._factory is None:
                 raise RuntimeError("this RedisBackend was given only a sync client; "
                                    "use Limiter, or pass aclient= too")
-            self._aclient = redis.asyncio.Redis.from_url(_redis_url(self.url), **self._options)
+            self._aclient = self._factory.aprimary()
         return self._aclient
+
+    @property
+    def replica(self) -> Any:
+        """The client for read-only scripts: a Sentinel replica, else the primary's."""
+        if self._replica is None:
+            if self._factory is not None and self._factory.kind == "sentinel":
+                self._replica = self._factory.replica()
+            else:
+                return self.client
+        return self._replica
+
+    @property
+    def areplica(self) -> Any:
+        if self._areplica is None:
+            if self._factory is not None and self._factory.kind == "sentinel":
+                self._areplica = self._factory.areplica()
+            else:
+                return self.aclient
+        return self._areplica
 
     # -- generic scripts (limiters, sessions) -------------------------------------
 
@@ -101,6 +155,32 @@ class RedisBackend:
         except NoScriptError:
             return await self.aclient.execute_command(
                 "EVAL", script.source, len(keys), *keys, *args)
+
+    def eval_ro(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run a read-only ``script`` by EVALSHA_RO on a replica (the primary when
+        there is none). The script must not write: replicas refuse it."""
+        client = self.replica
+        try:
+            return client.execute_command("EVALSHA_RO", script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return client.execute_command("EVAL_RO", script.source, len(keys), *keys, *args)
+        except ResponseError as exc:
+            if not _unknown_command(exc):
+                raise
+            return self.eval(script, keys, args)  # Redis < 7: no *_RO commands
+
+    async def aeval_ro(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        client = self.areplica
+        try:
+            return await client.execute_command(
+                "EVALSHA_RO", script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await client.execute_command(
+                "EVAL_RO", script.source, len(keys), *keys, *args)
+        except ResponseError as exc:
+            if not _unknown_command(exc):
+                raise
+            return await self.aeval(script, keys, args)
 
     def eval_many(self, script: Script, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
                   ) -> list[Any]:
@@ -170,15 +250,17 @@ class RedisBackend:
     # -- lifecycle ------------------------------------------------------------------
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
+        for client in (self._client, self._replica):
+            if client is not None:
+                client.close()
 
     async def aclose(self) -> None:
-        if self._aclient is not None:
-            await self._aclient.aclose()
+        for client in (self._aclient, self._areplica):
+            if client is not None:
+                await client.aclose()
 
     def __repr__(self) -> str:
-        where = self.url or type(self._client or self._aclient).__name__
+        where = _masked(self.url) if self.url else type(self._client or self._aclient).__name__
         return f"RedisBackend({where!r})"
 
 
@@ -186,13 +268,14 @@ def _now(now: int | None) -> int | str:
     return "" if now is None else now
 
 
-def _redis_url(url: str) -> str:
-    # valkey:// is what Valkey's docs use; redis-py knows it as redis://.
-    if url.startswith("valkey://"):
-        return "redis://" + url[len("valkey://"):]
-    if url.startswith("valkeys://"):
-        return "rediss://" + url[len("valkeys://"):]
-    return url
+def _masked(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    _, at, tail = rest.rpartition("@")
+    return f"{scheme}{sep}***@{tail}" if at else url
+
+
+def _unknown_command(exc: ResponseError) -> bool:
+    return "unknown command" in str(exc).lower()
 
 
 def _raise_first(replies: list[Any]) -> list[Any]:

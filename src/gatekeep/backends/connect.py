@@ -1,0 +1,294 @@
+"""Building fail-fast redis-py clients from a URL: standalone, Sentinel, Cluster.
+
+>>> backend = connect("redis://localhost:6379/0")                                # doctest: +SKIP
+>>> backend = connect("redis+sentinel://user:pw@s1:26379,s2:26379/mymaster/0")   # doctest: +SKIP
+>>> backend = connect("rediss+cluster://user:pw@n1:6379,n2:6379", timeout=0.1)  # doctest: +SKIP
+
+URL forms:
+
+- ``redis://``, ``rediss://`` (TLS), ``unix://``, ``valkey://``, ``valkeys://``: one
+  server, parsed by redis-py (its query options work too).
+- ``redis+sentinel://[user:pass@]host:port[,host:port...]/service_name[/db]``
+  (``rediss+sentinel://`` for TLS): the primary that the Sentinels name, found
+  again after every failover; ``user:pass`` is for the data nodes, the Sentinels'
+  own credentials go in ``?sentinel_username=&sentinel_password=``.
+- ``redis+cluster://[user:pass@]host:port[,host:port...]`` (``rediss+cluster://``):
+  Redis Cluster, any reachable nodes as seeds.
+
+Every client built here **fails fast**: socket connect and read timeouts of
+``timeout`` seconds (default :data:`DEFAULT_TIMEOUT`) and **no retries**.
+redis-py's retry wraps sending *and* reading a command, so a timeout after the
+server already ran a script would run it again (redis-py #3554); gatekeep's
+scripts are not idempotent (a hit consumes), so a failed call is reported to
+the caller (and to the circuit breaker of a ``FailoverBackend``) instead.
+Pass ``retry=`` yourself to override, knowing this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.asyncio.retry
+import redis.asyncio.sentinel
+import redis.cluster
+import redis.retry
+import redis.sentinel
+from redis.backoff import NoBackoff
+
+if TYPE_CHECKING:
+    from .redis import RedisBackend
+
+__all__ = ["DEFAULT_TIMEOUT", "ClientFactory", "Endpoint", "connect", "parse_url"]
+
+#: Seconds a connect or a reply may take before the call fails.
+DEFAULT_TIMEOUT = 0.25
+
+_STANDALONE = ("redis://", "rediss://", "unix://", "valkey://", "valkeys://")
+_SCHEMES = {
+    "redis+sentinel": ("sentinel", False), "rediss+sentinel": ("sentinel", True),
+    "valkey+sentinel": ("sentinel", False), "valkeys+sentinel": ("sentinel", True),
+    "redis+cluster": ("cluster", False), "rediss+cluster": ("cluster", True),
+    "valkey+cluster": ("cluster", False), "valkeys+cluster": ("cluster", True),
+}
+_FLOAT_QUERY = ("timeout", "socket_timeout", "socket_connect_timeout")
+_STR_QUERY = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "client_name",
+              "sentinel_username", "sentinel_password")
+_SENTINEL_ONLY = ("sentinel_kwargs", "sentinel_username", "sentinel_password",
+                  "min_other_sentinels")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A parsed ``redis+sentinel://`` or ``redis+cluster://`` URL."""
+
+    kind: str  # "sentinel" | "cluster"
+    hosts: tuple[tuple[str, int], ...]
+    service: str | None = None
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    ssl: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_url(url: str) -> Endpoint:
+    """Parse a Sentinel or Cluster URL; raise ``ValueError`` saying what is wrong."""
+    scheme, sep, _ = url.partition("://")
+    if not sep or scheme.lower() not in _SCHEMES:
+        raise ValueError(f"Redis URL {_safe(url)!r} must start with redis://, rediss://, "
+                         "unix://, redis+sentinel:// or redis+cluster:// (valkey:// too)")
+    kind, ssl = _SCHEMES[scheme.lower()]
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    userinfo, at, hostlist = netloc.rpartition("@")
+    username = password = None
+    if at:
+        user, colon, pw = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(pw) if colon else None
+    hosts = tuple(_host_port(h, url, 26379 if kind == "sentinel" else 6379)
+                  for h in hostlist.split(","))
+    path = [unquote(p) for p in parts.path.split("/") if p]
+    service, db = None, 0
+    if kind == "sentinel":
+        if not path or len(path) > 2:
+            raise ValueError(f"{_safe(url)!r}: a Sentinel URL ends in /service_name or "
+                             "/service_name/db, e.g. redis+sentinel://s1:26379,s2:26379/mymaster/0")
+        service = path[0]
+        if len(path) == 2:
+            db = _int(path[1], "db", url)
+    elif path:
+        raise ValueError(f"{_safe(url)!r}: a Cluster URL has no path (Redis Cluster has only db 0)")
+    options: dict[str, Any] = {}
+    for key, values in parse_qs(parts.query, keep_blank_values=True).items():
+        value = values[-1]
+        if key in _FLOAT_QUERY:
+            options[key] = _float(value, key, url)
+        elif key in _STR_QUERY and (kind == "sentinel" or not key.startswith("sentinel_")):
+            options[key] = value
+        elif key == "db" and kind == "sentinel":
+            db = _int(value, "db", url)
+        else:
+            raise ValueError(f"{_safe(url)!r}: unknown option {key!r}; URL options are "
+                             f"{', '.join(_FLOAT_QUERY + _STR_QUERY)} (pass others as "
+                             "keyword arguments)")
+    return Endpoint(kind, hosts, service, db, username, password, ssl, options)
+
+
+class ClientFactory:
+    """Builds, on first use, the sync and async clients of one URL.
+
+    ``primary()`` / ``aprimary()`` write; ``replica()`` / ``areplica()`` serve
+    read-only scripts (a Sentinel replica; the primary elsewhere).
+    """
+
+    def __init__(self, url: str, options: dict[str, Any] | None = None) -> None:
+        options = dict(options or {})
+        self.url = url
+        if url.startswith(_STANDALONE):
+            self.kind = "standalone"
+            self.endpoint: Endpoint | None = None
+        else:
+            self.endpoint = parse_url(url)
+            self.kind = self.endpoint.kind
+            options = {**self.endpoint.options, **options}
+        if self.kind != "sentinel" and any(k in options for k in _SENTINEL_ONLY):
+            raise ValueError(f"{', '.join(k for k in _SENTINEL_ONLY if k in options)} "
+                             "apply only to redis+sentinel:// URLs")
+        if "retry" in options and not isinstance(options["retry"], redis.retry.Retry):
+            raise TypeError("retry= must be a redis.retry.Retry (the async clients get a copy)")
+        timeout = options.pop("timeout", DEFAULT_TIMEOUT)
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
+            raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+        options.setdefault("socket_timeout", timeout)
+        options.setdefault("socket_connect_timeout", timeout)
+        #: The read timeout of one call, in seconds: a FailoverBackend's default deadline.
+        self.timeout = float(options["socket_timeout"])
+        self.options = options
+
+    # -- the four clients ------------------------------------------------------------
+
+    def primary(self) -> Any:
+        return self._build(sync=True, replica=False)
+
+    def aprimary(self) -> Any:
+        return self._build(sync=False, replica=False)
+
+    def replica(self) -> Any:
+        return self._build(sync=True, replica=True)
+
+    def areplica(self) -> Any:
+        return self._build(sync=False, replica=True)
+
+    def _build(self, *, sync: bool, replica: bool) -> Any:
+        opts = dict(self.options)
+        opts["retry"] = _no_retry(sync, opts.get("retry"))
+        if self.endpoint is None:
+            cls: Any = redis.Redis if sync else redis.asyncio.Redis
+            return cls.from_url(_redis_url(self.url), **opts)
+        ep = self.endpoint
+        if ep.username is not None:
+            opts.setdefault("username", ep.username)
+        if ep.password is not None:
+            opts.setdefault("password", ep.password)
+        if ep.ssl:
+            opts.setdefault("ssl", True)
+        if ep.kind == "cluster":
+            if sync:
+                node: Any = redis.cluster.ClusterNode
+                nodes = [node(h, p) for h, p in ep.hosts]
+                return redis.RedisCluster(startup_nodes=nodes, **opts)
+            anodes = [redis.asyncio.cluster.ClusterNode(h, p) for h, p in ep.hosts]
+            return redis.asyncio.RedisCluster(startup_nodes=anodes, **opts)
+        return self._sentinel_client(ep, opts, sync=sync, replica=replica)
+
+    def _sentinel_client(self, ep: Endpoint, opts: dict[str, Any], *, sync: bool,
+                         replica: bool) -> Any:
+        skw = opts.pop("sentinel_kwargs", None)
+        s_user = opts.pop("sentinel_username", None)
+        s_pass = opts.pop("sentinel_password", None)
+        min_other = opts.pop("min_other_sentinels", 0)
+        if skw is None:
+            # The Sentinels get the same deadline and TLS, not the data nodes' user.
+            skw = {k: v for k, v in opts.items()
+                   if k.startswith(("socket_", "ssl")) or k == "retry"}
+            if s_user is not None:
+                skw["username"] = s_user
+            if s_pass is not None:
+                skw["password"] = s_pass
+        else:
+            skw = dict(skw)
+            skw["retry"] = _no_retry(sync, skw.get("retry"))
+        opts["db"] = ep.db
+        module: Any = redis.sentinel if sync else redis.asyncio.sentinel
+        sentinel = module.Sentinel(list(ep.hosts), min_other_sentinels=min_other,
+                                   sentinel_kwargs=skw, **opts)
+        if replica:
+            return sentinel.slave_for(ep.service)
+        return sentinel.master_for(ep.service)
+
+    def __repr__(self) -> str:
+        return f"ClientFactory({_safe(self.url)!r}, kind={self.kind!r}, timeout={self.timeout})"
+
+
+def connect(url: str, **options: Any) -> RedisBackend:
+    """A :class:`RedisBackend` for ``url`` with fail-fast clients (see the module doc).
+
+    ``timeout`` (seconds, default 0.25) bounds each connect and each reply;
+    other options go to redis-py (``username``, ``password``, ``ssl_*``,
+    ``max_connections``, ...), plus ``sentinel_kwargs`` / ``sentinel_username`` /
+    ``sentinel_password`` for Sentinel URLs.
+    """
+    from .redis import RedisBackend
+
+    return RedisBackend(url, **options)
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+def _no_retry(sync: bool, given: Any) -> Any:
+    """No retries (a fresh object per client), unless the caller chose one."""
+    if given is not None:
+        if sync:
+            return given
+        return redis.asyncio.retry.Retry(given._backoff, given.get_retries(),
+                                         given._supported_errors)
+    if sync:
+        return redis.retry.Retry(NoBackoff(), 0)
+    return redis.asyncio.retry.Retry(NoBackoff(), 0)
+
+
+def _redis_url(url: str) -> str:
+    # valkey:// is what Valkey's docs use; redis-py knows it as redis://.
+    if url.startswith("valkey://"):
+        return "redis://" + url[len("valkey://"):]
+    if url.startswith("valkeys://"):
+        return "rediss://" + url[len("valkeys://"):]
+    return url
+
+
+def _host_port(text: str, url: str, default_port: int) -> tuple[str, int]:
+    text = text.strip()
+    if text.startswith("["):  # [::1]:26379
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port_text = text.rpartition(":") if ":" in text else (text, "", "")
+    if not host:
+        raise ValueError(f"{_safe(url)!r}: empty host in the host list")
+    port = _int(port_text, "port", url) if port_text else default_port
+    if not 0 < port < 65536:
+        raise ValueError(f"{_safe(url)!r}: port {port} out of range")
+    return host, port
+
+
+def _int(text: str, what: str, url: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{_safe(url)!r}: {what} must be an integer, got {text!r}") from None
+
+
+def _float(text: str, what: str, url: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ValueError(f"{_safe(url)!r}: {what} must be a number of seconds > 0, got {text!r}")
+    return value
+
+
+def _safe(url: str) -> str:
+    """The URL with its password masked, for error messages."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, tail = rest.rpartition("@")
+    if at and ":" in userinfo:
+        userinfo = userinfo.split(":", 1)[0] + ":***"
+    return f"{scheme}{sep}{userinfo}{at}{tail}"
+

@@ -1,0 +1,264 @@
+"""``FailoverBackend``: Redis behind a circuit breaker, with a policy for outages.
+
+>>> from gatekeep.backends.connect import connect
+>>> backend = FailoverBackend(connect("redis+sentinel://s1:26379,s2:26379/mymaster"),
+...                           policy="local", instances=4)          # doctest: +SKIP
+>>> limiter = Limiter("100/minute", backend=backend)                # doctest: +SKIP
+
+Each call goes to the primary backend (a :class:`RedisBackend`) unless the
+:class:`~gatekeep.breaker.CircuitBreaker` is open. A call that fails (any Redis
+error, a timeout) or answers after the deadline is reported to the breaker; it
+opens after ``failures`` failures in a row, or at once on a timeout. While it is
+open, and for every call that failed, the decision comes from the ``policy``:
+
+- ``"local"`` (default): the in-process twin (:class:`MemoryBackend`) decides,
+  each instance enforcing its share of every limit: limit and burst divided by
+  ``instances`` (rounded down, at least 1). With ``instances`` set to the number
+  of processes that share the limit, the processes together admit at most about
+  what the limit allows (see :func:`local_share` and ``docs/availability.md``).
+- ``"open"``: every request is allowed.
+- ``"closed"``: :class:`~gatekeep.errors.BackendUnavailable` is raised (a 503
+  from the middleware).
+
+Every ``recovery_time`` seconds one call probes Redis; when it answers, the
+breaker closes and decisions come from Redis again. The application never sees
+a Redis exception, except :class:`BackendUnavailable` under ``"closed"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Literal, TypeVar
+
+from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..algorithms import HIT
+from ..breaker import CircuitBreaker
+from ..errors import BackendUnavailable
+from ..rates import Rate
+from .base import Backend, Plan
+from .connect import DEFAULT_TIMEOUT
+from .memory import MemoryBackend
+
+__all__ = ["POLICIES", "FailoverBackend", "Policy", "local_share"]
+
+Policy = Literal["local", "open", "closed"]
+POLICIES: tuple[str, ...] = ("local", "open", "closed")
+
+#: What counts as "Redis is unavailable": every Redis error, socket errors, timeouts.
+FAILURES: tuple[type[BaseException], ...] = (
+    RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
+_TIMEOUTS: tuple[type[BaseException], ...] = (
+    RedisTimeoutError, TimeoutError, asyncio.TimeoutError)
+
+T = TypeVar("T")
+
+
+def local_share(rate: Rate, instances: int) -> Rate:
+    """The part of ``rate`` one of ``instances`` processes enforces on its own.
+
+    Limit and burst are divided and rounded down (at least 1), so the shares
+    never add up to more than the rate unless the limit is smaller than
+    ``instances``: then each process still admits 1 per period.
+    """
+    if instances == 1:
+        return rate
+    burst = max(1, rate.burst // instances) if rate.has_burst else 0
+    return Rate(max(1, rate.limit // instances), rate.period_us, burst)
+
+
+class FailoverBackend:
+    """The limiter backend protocol over ``primary``, degrading by ``policy``.
+
+    ``deadline`` (seconds) defaults to the primary's socket timeout (0.25 s for
+    clients gatekeep builds). ``failures`` and ``recovery_time`` configure the
+    breaker, or pass your own ``breaker=``. ``fallback`` is the in-process twin
+    used by the ``"local"`` policy (a fresh :class:`MemoryBackend` by default).
+    """
+
+    def __init__(
+        self,
+        primary: Backend,
+        fallback: MemoryBackend | None = None,
+        *,
+        policy: Policy = "local",
+        instances: int = 1,
+        deadline: float | None = None,
+        failures: int = 3,
+        recovery_time: float = 0.5,
+        breaker: CircuitBreaker | None = None,
+        name: str = "redis",
+    ) -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(map(repr, POLICIES))}, "
+                             f"got {policy!r}")
+        if not isinstance(instances, int) or isinstance(instances, bool) or instances < 1:
+            raise ValueError(f"instances must be an int >= 1 (how many processes share "
+                             f"the limits), got {instances!r}")
+        if not isinstance(primary, Backend):
+            raise TypeError(f"primary must be a gatekeep backend, not {type(primary).__name__}")
+        self.primary = primary
+        self.fallback = fallback if fallback is not None else MemoryBackend()
+        self.policy: Policy = policy
+        self.instances = instances
+        if breaker is None:
+            if deadline is None:
+                deadline = getattr(primary, "timeout", None) or DEFAULT_TIMEOUT
+            breaker = CircuitBreaker(failures=failures, recovery_time=recovery_time,
+                                     deadline=deadline, name=name)
+        self.breaker = breaker
+        #: Decisions (or deletes) not answered by the primary.
+        self.fallback_calls = 0
+        #: The last error the primary raised, for diagnostics.
+        self.last_error: BaseException | None = None
+        self._shares: dict[Plan, Plan] = {}
+
+    # -- the guarded call, sync and async: the only place that talks to the primary ----
+
+    def run(self, call: Callable[[], T], fallback: Callable[[BaseException | None], T]) -> T:
+        """``call()`` under the breaker; ``fallback(error)`` when it fails or is skipped.
+
+        ``error`` is None when the breaker was open and ``call`` was not made.
+        Session stores and other callers reuse this with their own fallback.
+        """
+        ticket = self.breaker.allow()
+        if ticket is None:
+            return self._fall(fallback, None)
+        started = time.perf_counter()
+        try:
+            result = call()
+        except FAILURES as exc:
+            self._failed(ticket, exc)
+            return self._fall(fallback, exc)
+        except BaseException:
+            self.breaker.release(ticket)
+            raise
+        self.breaker.success(ticket, time.perf_counter() - started)
+        return result
+
+    async def arun(self, call: Callable[[], Awaitable[T]],
+                   fallback: Callable[[BaseException | None], T]) -> T:
+        """The async twin of :meth:`run` (``fallback`` stays synchronous)."""
+        ticket = self.breaker.allow()
+        if ticket is None:
+            return self._fall(fallback, None)
+        started = time.perf_counter()
+        try:
+            result = await call()
+        except FAILURES as exc:
+            self._failed(ticket, exc)
+            return self._fall(fallback, exc)
+        except BaseException:  # cancelled: the probe, if it was one, is given back
+            self.breaker.release(ticket)
+            raise
+        self.breaker.success(ticket, time.perf_counter() - started)
+        return result
+
+    def _failed(self, ticket: int, exc: BaseException) -> None:
+        self.last_error = exc
+        self.breaker.failure(ticket, timeout=isinstance(exc, _TIMEOUTS),
+                             reason=f"{type(exc).__name__}: {exc}"[:200])
+
+    def _fall(self, fallback: Callable[[BaseException | None], T], exc: BaseException | None
+              ) -> T:
+        self.fallback_calls += 1
+        return fallback(exc)
+
+    # -- the limiter backend protocol -------------------------------------------------
+
+    def limit(self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
+              ) -> list[int]:
+        return self.run(lambda: self.primary.limit(plan, keys, now, mode, cost),
+                        lambda exc: self._decide(exc, plan, keys, now, mode, cost))
+
+    async def alimit(self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
+                     ) -> list[int]:
+        return await self.arun(lambda: self.primary.alimit(plan, keys, now, mode, cost),
+                               lambda exc: self._decide(exc, plan, keys, now, mode, cost))
+
+    def limit_many(self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str,
+                   cost: int) -> list[list[int]]:
+        return self.run(lambda: self.primary.limit_many(plan, keys, now, mode, cost),
+                        lambda exc: self._decide_many(exc, plan, keys, now, mode, cost))
+
+    async def alimit_many(self, plan: Plan, keys: Sequence[list[str]], now: int | None,
+                          mode: str, cost: int) -> list[list[int]]:
+        return await self.arun(lambda: self.primary.alimit_many(plan, keys, now, mode, cost),
+                               lambda exc: self._decide_many(exc, plan, keys, now, mode, cost))
+
+    def delete(self, keys: list[str]) -> None:
+        # The local state is reset too: it is what decides during the next outage.
+        self.fallback.delete(keys)
+        self.run(lambda: self.primary.delete(keys), self._deleted)
+
+    async def adelete(self, keys: list[str]) -> None:
+        self.fallback.delete(keys)
+        await self.arun(lambda: self.primary.adelete(keys), self._deleted)
+
+    # -- policies (no I/O) ----------------------------------------------------------------
+
+    def _decide(self, exc: BaseException | None, plan: Plan, keys: list[str],
+                now: int | None, mode: str, cost: int) -> list[int]:
+        if self.policy == "local":
+            return self.fallback.limit(self.share(plan), keys, now, mode, cost)
+        if self.policy == "open":
+            return _allow_all(plan, mode, cost)
+        raise self._unavailable(exc)
+
+    def _decide_many(self, exc: BaseException | None, plan: Plan, keys: Sequence[list[str]],
+                     now: int | None, mode: str, cost: int) -> list[list[int]]:
+        return [self._decide(exc, plan, k, now, mode, cost) for k in keys]
+
+    def _deleted(self, exc: BaseException | None) -> None:
+        if self.policy == "closed":
+            raise self._unavailable(exc)
+
+    def _unavailable(self, exc: BaseException | None) -> BackendUnavailable:
+        why = f"{type(exc).__name__}: {exc}" if exc is not None else "the circuit breaker is open"
+        err = BackendUnavailable(f"Redis is unavailable ({why}) and policy='closed'",
+                                 retry_after=max(self.breaker.retry_after(), 1.0))
+        err.__cause__ = exc
+        return err
+
+    def share(self, plan: Plan) -> Plan:
+        """``plan`` with every rate cut to this instance's share (cached)."""
+        if self.instances == 1:
+            return plan
+        shared = self._shares.get(plan)
+        if shared is None:
+            rates = tuple(local_share(r, self.instances) for r in plan.rates)
+            params = tuple(plan.algorithm.params(r) for r in rates)
+            shared = Plan(plan.algorithm, rates, plan.suffixes, params,
+                          tuple(x for p in params for x in p))
+            if len(self._shares) >= 1024:
+                self._shares.clear()
+            self._shares[plan] = shared
+        return shared
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        close = getattr(self.primary, "close", None)
+        if close is not None:
+            close()
+
+    async def aclose(self) -> None:
+        aclose = getattr(self.primary, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+    def __repr__(self) -> str:
+        return (f"FailoverBackend({self.primary!r}, policy={self.policy!r}, "
+                f"instances={self.instances}, breaker={self.breaker.state.value})")
+
+
+def _allow_all(plan: Plan, mode: str, cost: int) -> list[int]:
+    reply: list[int] = []
+    for rate in plan.rates:
+        capacity = rate.burst
+        remaining = max(0, capacity - cost) if mode == HIT else capacity
+        reply += (1, remaining, 0, 0)
+    return reply
