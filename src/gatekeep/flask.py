@@ -1,0 +1,116 @@
+"""Flask: an extension with ``init_app``, per-view limits and exemptions.
+
+>>> limiter = RateLimiter(default="100/minute")
+>>> limiter.init_app(app)                       # or RateLimiter(app, ...)
+>>> @app.post("/login")
+... @limiter.limit("5/minute")
+... def login(): ...
+>>> @app.get("/health")
+... @limiter.exempt
+... def health(): ...
+
+Options come from the constructor and from ``app.config["GATEKEEP_RATELIMIT"]``
+(a dict of the same keywords; the constructor wins). The check runs in
+``before_request``, after routing, so the path rules and the limits of the
+view are checked together, in one round trip; headers are added in
+``after_request``. The order of precedence is the middleware's: exempt views
+and paths first, then every matching rule (view limits included), then the
+default limits when no rule matched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Flask, Response, current_app, g, request, session
+
+from .limiter import Limits
+from .ratelimit.core import RateLimitPolicy
+from .ratelimit.drivers import check_sync
+from .ratelimit.headers import Denial
+from .ratelimit.keys import KeyFunc
+from .ratelimit.request import WSGIRequest
+from .ratelimit.rules import Rule
+
+__all__ = ["RateLimiter"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_EXT = "gatekeep.ratelimit"
+_RULES = "__gatekeep_rules__"
+_EXEMPT = "__gatekeep_exempt__"
+
+
+class RateLimiter:
+    """The Flask extension. ``user``: a callable returning the current user, for
+    :func:`gatekeep.ratelimit.user` keys (e.g. ``lambda: flask_login.current_user``)."""
+
+    def __init__(self, app: Flask | None = None, *, policy: RateLimitPolicy | None = None,
+                 user: Callable[[], Any] | None = None, **options: Any) -> None:
+        if policy is not None and options:
+            raise TypeError("pass either policy= or the policy's options, not both")
+        self._policy = policy
+        self._options = options
+        self._user = user
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Build the policy (raising on bad configuration) and register the hooks."""
+        if self._policy is not None:
+            policy = self._policy
+        else:
+            options = {**app.config.get("GATEKEEP_RATELIMIT", {}), **self._options}
+            policy = RateLimitPolicy(**options)
+        if policy.has_async_keys():
+            raise TypeError("Flask runs key functions synchronously; make them plain functions")
+        app.extensions[_EXT] = policy
+        app.before_request(self._before)
+        app.after_request(self._after)
+
+    @property
+    def policy(self) -> RateLimitPolicy:
+        """The current app's policy."""
+        return current_app.extensions[_EXT]  # type: ignore[no-any-return]
+
+    def limit(self, limits: Limits, *, key: KeyFunc | None = None, name: str | None = None
+              ) -> Callable[[F], F]:
+        """Limits for one view, checked with the path rules that match it."""
+        def decorate(view: F) -> F:
+            label = name or f"{view.__module__}.{view.__qualname__}"[-64:]
+            rule = Rule(limits, "/**", key=key, name=label)
+            setattr(view, _RULES, (*getattr(view, _RULES, ()), rule))
+            return view
+        return decorate
+
+    def exempt(self, view: F) -> F:
+        """Never limit this view (no headers either)."""
+        setattr(view, _EXEMPT, True)
+        return view
+
+    def _before(self) -> Response | None:
+        policy: RateLimitPolicy = current_app.extensions[_EXT]
+        view = current_app.view_functions.get(request.endpoint or "")
+        if getattr(view, _EXEMPT, False):
+            return None
+        extra: tuple[Rule, ...] = getattr(view, _RULES, ())
+        environ = request.environ
+        req = WSGIRequest(environ, user=self._user() if self._user else None, session=session)
+        rules = policy.match(req.method, req.path, extra)
+        if rules is None:
+            return None
+        outcome = check_sync(policy, req, rules)
+        g._gatekeep_headers = outcome.headers
+        if outcome.allowed:
+            return None
+        denial = outcome.denial
+        if isinstance(denial, Denial):
+            return Response(denial.body, status=denial.status, headers=list(denial.headers))
+        return current_app.make_response(denial)
+
+    def _after(self, response: Response) -> Response:
+        for name, value in g.pop("_gatekeep_headers", ()):
+            if name not in response.headers:
+                response.headers[name] = value
+        return response

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from gatekeep import RedisBackend
+
+
+@pytest.fixture
+async def abackend(backend: Any) -> AsyncIterator[Any]:
+    """``backend``, with its asyncio client closed on this test's event loop."""
+    yield backend
+    if isinstance(backend, RedisBackend):
+        await backend.aclose()
