@@ -1,0 +1,63 @@
+-- gatekeep sessions: shared prelude, prepended to every session script when it is loaded.
+--
+-- ARGV[1]  now, integer microseconds since the epoch; '' to read the server's TIME
+--
+-- A session is one hash. Metadata fields:
+--   c  created (µs)          a  last seen (µs)          x  absolute expiry (µs)
+--   u  user id (optional)    t  tombstone: destroyed until t (µs); no other field then
+-- Data fields are 'd:' .. top-level key, each holding that value's JSON text.
+-- Expiry is checked against `now` (so a caller's clock drives it), and PEXPIRE
+-- bounds memory in real time; both agree when `now` is the server's clock.
+if redis.replicate_commands then redis.replicate_commands() end  -- Redis < 7: TIME before writes
+
+local now = tonumber(ARGV[1])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+-- PEXPIRE takes milliseconds: round up, never 0.
+local function ms(us)
+  return math.max(1, math.ceil(us / 1000))
+end
+
+local function fmt(n)
+  return string.format('%d', n)
+end
+
+-- The metadata of the session at `key`: state 'none', 'dead' or 'live', then c, a, x, u.
+-- A session past its idle or absolute expiry is deleted and reads as 'none'.
+local function meta(key, idle)
+  local m = redis.call('HMGET', key, 't', 'c', 'a', 'x', 'u')
+  if m[1] then
+    if tonumber(m[1]) <= now then
+      redis.call('DEL', key)
+      return 'none'
+    end
+    return 'dead'
+  end
+  if not m[2] then return 'none' end
+  local c, a, x = tonumber(m[2]), tonumber(m[3]), tonumber(m[4])
+  if x <= now or now - a >= idle then
+    redis.call('DEL', key)
+    return 'none'
+  end
+  return 'live', c, a, x, m[5]
+end
+
+-- Bring a live session's idle deadline forward to now; returns the new last-seen time.
+local function touch(key, a, x, idle)
+  local seen = math.max(a, now)
+  redis.call('HSET', key, 'a', fmt(seen))
+  redis.call('PEXPIRE', key, ms(math.min(seen + idle, x) - now))
+  return seen
+end
+
+-- Replace the session at `key` by a tombstone until `till` (nothing when till <= now).
+local function bury(key, till)
+  redis.call('DEL', key)
+  if till > now then
+    redis.call('HSET', key, 't', fmt(till))
+    redis.call('PEXPIRE', key, ms(till - now))
+  end
+end

@@ -1,0 +1,70 @@
+-- gatekeep sessions: save. Applies one request's changes to a session, in one call.
+--
+-- Only the top-level keys this request changed are written (HSET) or removed (HDEL),
+-- so two requests that change different keys of one session both persist. A save
+-- never brings back a session that is gone: 'update' needs the live session that
+-- was loaded (same created time), so a logout or a regenerate that happened while
+-- this request was in flight wins.
+--
+-- KEYS[1]  the session key
+-- KEYS[2]  (optional) the new key when regenerating: the data moves there and KEYS[1]
+--          is gone in this same call; it shares KEYS[1]'s hash tag (one cluster slot)
+-- ARGV[1]  now (see session_prelude.lua)
+-- ARGV[2]  idle timeout, µs
+-- ARGV[3]  absolute lifetime, µs
+-- ARGV[4]  mode: 'new' (create; the key must not exist), 'update' (the loaded session),
+--          'adopt' (create under a signed id the store did not find, or update it if a
+--          parallel request just did)
+-- ARGV[5]  created, µs: 'update' the value seen at load; 'adopt' when the id was signed;
+--          'new' ignored
+-- ARGV[6]  '1' to remove every data key first (session.clear()), else '0'
+-- ARGV[7]  user: '' unchanged, '-' remove, '+<id>' set
+-- ARGV[8]  tombstone lifetime for KEYS[1] after a regenerate, µs (0: none)
+-- ARGV[9]  n, how many keys to set; then n pairs (key, json); then the keys to remove
+-- Returns  {1, created, last_seen, expires_at, absolute_expires_at} saved
+--          {0} gone (destroyed, regenerated, expired or never there): nothing written
+--          {-1} the key (or KEYS[2]) already exists: draw another id
+local key = KEYS[1]
+local idle, lifetime = tonumber(ARGV[2]), tonumber(ARGV[3])
+local mode, created = ARGV[4], tonumber(ARGV[5])
+
+local state, c, a, x = meta(key, idle)
+if mode == 'new' then
+  if state ~= 'none' then return {-1} end
+  c, a, x = now, now, now + lifetime
+elseif state == 'dead' then
+  return {0}
+elseif state == 'none' then
+  if mode ~= 'adopt' or created + lifetime <= now then return {0} end
+  c, a, x = created, now, created + lifetime
+elseif c ~= created then
+  return {0}
+end
+if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 then return {-1} end
+
+if ARGV[6] == '1' and state == 'live' then
+  for _, f in ipairs(redis.call('HKEYS', key)) do
+    if string.sub(f, 1, 2) == 'd:' then redis.call('HDEL', key, f) end
+  end
+end
+redis.call('HSET', key, 'c', fmt(c), 'x', fmt(x))
+local n = tonumber(ARGV[9])
+for i = 10, 9 + 2 * n, 2 do
+  redis.call('HSET', key, 'd:' .. ARGV[i], ARGV[i + 1])
+end
+for i = 10 + 2 * n, #ARGV do
+  redis.call('HDEL', key, 'd:' .. ARGV[i])
+end
+local user = ARGV[7]
+if user == '-' then
+  redis.call('HDEL', key, 'u')
+elseif user ~= '' then
+  redis.call('HSET', key, 'u', string.sub(user, 2))
+end
+a = touch(key, a, x, idle)
+
+if KEYS[2] then
+  redis.call('RENAME', key, KEYS[2])
+  bury(key, now + tonumber(ARGV[8]))
+end
+return {1, c, a, math.min(a + idle, x), x}

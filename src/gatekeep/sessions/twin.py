@@ -1,0 +1,214 @@
+"""The Python twins of ``lua/session_*.lua``, for the in-process store.
+
+Each function below reads like the Lua script of the same name, line for line:
+the same helpers (``meta``, ``touch``, ``bury``), the same arguments (``argv``
+without ``now``, which is passed in) and the same flat replies, so a property
+test can drive both with one clock and compare. A session hash is a ``dict``
+of ``str`` to ``str``; a user index is a ``dict`` of id to score. Values live in a
+:class:`._memory.Keyspace`, whose expiry runs on the ``now`` given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..algorithms._driver import ms
+from ._memory import Keyspace as Store
+
+__all__ = ["SCRIPTS", "destroy", "index", "load", "save"]
+
+Reply = list[Any]
+
+
+# -- helpers standing in for the Redis commands the scripts use -------------------------
+
+def _hash(store: Store, key: str, now: int) -> dict[str, str] | None:
+    value = store.get(key, now)
+    return value if isinstance(value, dict) else None
+
+
+def _hset(store: Store, key: str, now: int, fields: dict[str, str]) -> None:
+    h = _hash(store, key, now)
+    if h is None:
+        # A new key has no TTL until the PEXPIRE that every script sends right after.
+        store.set(key, dict(fields), now + 2**62)
+    else:
+        h.update(fields)
+
+
+def _pexpire(store: Store, key: str, now: int, ttl_ms: int) -> None:
+    value = store.get(key, now)
+    if value is not None:
+        store.set(key, value, now + ttl_ms * 1000)
+
+
+# -- session_prelude.lua ----------------------------------------------------------------
+
+def meta(store: Store, key: str, now: int, idle: int
+         ) -> tuple[str, int, int, int, str | None]:
+    h = _hash(store, key, now)
+    if h is None:
+        return "none", 0, 0, 0, None
+    if "t" in h:
+        if int(h["t"]) <= now:
+            store.delete(key)
+            return "none", 0, 0, 0, None
+        return "dead", 0, 0, 0, None
+    if "c" not in h:
+        return "none", 0, 0, 0, None
+    c, a, x = int(h["c"]), int(h["a"]), int(h["x"])
+    if x <= now or now - a >= idle:
+        store.delete(key)
+        return "none", 0, 0, 0, None
+    return "live", c, a, x, h.get("u")
+
+
+def touch(store: Store, key: str, now: int, a: int, x: int, idle: int) -> int:
+    seen = max(a, now)
+    _hset(store, key, now, {"a": str(seen)})
+    _pexpire(store, key, now, ms(min(seen + idle, x) - now))
+    return seen
+
+
+def bury(store: Store, key: str, now: int, till: int) -> None:
+    store.delete(key)
+    if till > now:
+        _hset(store, key, now, {"t": str(till)})
+        _pexpire(store, key, now, ms(till - now))
+
+
+# -- session_load.lua --------------------------------------------------------------------
+
+def load(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
+    key = keys[0]
+    idle = int(argv[0])
+    state, c, a, x, u = meta(store, key, now, idle)
+    if state == "none":
+        return [0]
+    if state == "dead":
+        return [-1]
+
+    if argv[1] == "touch":
+        a = touch(store, key, now, a, x, idle)
+    out: Reply = [1, c, a, min(a + idle, x), x, u or ""]
+    if argv[1] != "meta":
+        h = _hash(store, key, now) or {}
+        for f, v in h.items():
+            if f[:2] == "d:":
+                out += (f[2:], v)
+    return out
+
+
+# -- session_save.lua --------------------------------------------------------------------
+
+def save(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
+    key = keys[0]
+    new_key = keys[1] if len(keys) > 1 else None
+    idle, lifetime = int(argv[0]), int(argv[1])
+    mode, created = argv[2], int(argv[3])
+
+    state, c, a, x, _u = meta(store, key, now, idle)
+    if mode == "new":
+        if state != "none":
+            return [-1]
+        c, a, x = now, now, now + lifetime
+    elif state == "dead":
+        return [0]
+    elif state == "none":
+        if mode != "adopt" or created + lifetime <= now:
+            return [0]
+        c, a, x = created, now, created + lifetime
+    elif c != created:
+        return [0]
+    if new_key is not None and store.get(new_key, now) is not None:
+        return [-1]
+
+    if argv[4] == "1" and state == "live":
+        h = _hash(store, key, now) or {}
+        for f in [f for f in h if f[:2] == "d:"]:
+            del h[f]
+    _hset(store, key, now, {"c": str(c), "x": str(x)})
+    n = int(argv[7])
+    pairs = argv[8:8 + 2 * n]
+    _hset(store, key, now, {"d:" + pairs[i]: pairs[i + 1] for i in range(0, len(pairs), 2)})
+    h = _hash(store, key, now) or {}
+    for name in argv[8 + 2 * n:]:
+        h.pop("d:" + name, None)
+    user = argv[5]
+    if user == "-":
+        h.pop("u", None)
+    elif user != "":
+        h["u"] = user[1:]
+    a = touch(store, key, now, a, x, idle)
+
+    if new_key is not None:
+        ttl = store.ttl_us(key, now)
+        store.delete(key)
+        store.set(new_key, h, now + (ttl if ttl is not None else 2**62))
+        bury(store, key, now, now + int(argv[6]))
+    return [1, c, a, min(a + idle, x), x]
+
+
+# -- session_destroy.lua -----------------------------------------------------------------
+
+def destroy(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
+    key = keys[0]
+    state, _c, _a, _x, u = meta(store, key, now, int(argv[0]))
+    if state == "dead":
+        return [0, ""]
+    bury(store, key, now, now + int(argv[1]))
+    if state == "none":
+        return [0, ""]
+    return [1, u or ""]
+
+
+# -- session_index.lua -------------------------------------------------------------------
+
+def index(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
+    key, op = keys[0], argv[0]
+    value = store.get(key, now)
+    zset: dict[str, int] = value if isinstance(value, dict) else {}
+    for member in [m for m, score in zset.items() if score <= now]:
+        del zset[member]
+    if not zset:
+        store.delete(key)
+
+    def ordered() -> list[tuple[str, int]]:
+        return sorted(zset.items(), key=lambda item: (item[1], item[0].encode()))
+
+    def expire() -> None:
+        if not zset:
+            store.delete(key)
+            return
+        store.set(key, zset, now + ms(ordered()[-1][1] - now) * 1000)
+
+    if op == "add":
+        limit = int(argv[1])
+        if argv[4] != "":
+            zset.pop(argv[4], None)
+        zset[argv[2]] = int(argv[3]) if argv[3] != "" else now + int(argv[5])
+        over = len(zset) - limit
+        evicted: Reply = []
+        if over > 0:
+            evicted = [m for m, _ in ordered()[:over]]
+            for m in evicted:
+                del zset[m]
+        expire()
+        return evicted
+    if op == "remove":
+        n = 0
+        for member in argv[1:]:
+            if zset.pop(member, None) is not None:
+                n += 1
+        expire()
+        return [n]
+    if op == "list":
+        return [x for m, score in ordered() for x in (m, score)]
+    ids: Reply = [m for m, _ in ordered()]
+    store.delete(key)
+    return ids
+
+
+#: Script name -> twin, as :mod:`gatekeep.sessions.store` runs them.
+SCRIPTS = {"session_load": load, "session_save": save, "session_destroy": destroy,
+           "session_index": index}
