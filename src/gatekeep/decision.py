@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .rates import Rate
 
 __all__ = ["Decision"]
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """What a limiter decided for one request.
+class Decision(NamedTuple):
+    """What a limiter decided for one request (immutable; truthy when allowed).
 
     ``reset_after`` is the number of seconds until the limit is fully replenished;
     ``retry_after`` the number of seconds until this same request would be allowed
@@ -50,8 +49,8 @@ class Decision:
         wait = self.reset_after if math.isinf(self.retry_after) else self.retry_after
         return math.ceil(wait)
 
-    @classmethod
-    def from_reply(cls, rates: tuple[Rate, ...], reply: list[int]) -> Decision:
+    @staticmethod
+    def from_reply(rates: tuple[Rate, ...], reply: list[int]) -> Decision:
         """Build a decision from a script reply (four integers per rate)."""
         if len(rates) == 1:
             return _one(rates[0], reply[0], reply[1], reply[2], reply[3])
@@ -60,7 +59,7 @@ class Decision:
             for rate, i in zip(rates, range(0, 4 * len(rates), 4), strict=False)
         )
         tightest = min(details, key=_tightness)
-        return cls(
+        return Decision(
             allowed=all(d.allowed for d in details),
             limit=tightest.limit,
             remaining=tightest.remaining,
@@ -76,11 +75,16 @@ def _tightness(d: Decision) -> tuple[int, float]:
 
 
 def _one(rate: Rate, allowed: int, remaining: int, reset_us: int, retry_us: int) -> Decision:
-    return Decision(
-        allowed=allowed == 1,
-        limit=rate.burst if rate.has_burst else rate.limit,
-        remaining=remaining if remaining > 0 else 0,
-        reset_after=reset_us / 1_000_000,
-        retry_after=math.inf if retry_us < 0 else retry_us / 1_000_000,
-        rate=rate,
-    )
+    # tuple.__new__ skips the generated __new__ and its defaults: this runs per request
+    return _new(Decision, (
+        allowed == 1,
+        rate.burst,
+        remaining if remaining > 0 else 0,
+        reset_us / 1_000_000,
+        math.inf if retry_us < 0 else retry_us / 1_000_000,
+        rate,
+        (),
+    ))
+
+
+_new = tuple.__new__

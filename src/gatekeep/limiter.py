@@ -17,6 +17,8 @@ from .decision import Decision
 from .keys import make_prefix, tag
 from .rates import Rate, parse_rates
 
+from_reply = Decision.from_reply
+
 __all__ = ["AsyncLimiter", "BaseLimiter", "Limits", "Limiter"]
 
 #: What may be passed as ``limits``: ``"10/second"``, ``"10/second; 1000/hour"``,
@@ -24,6 +26,7 @@ __all__ = ["AsyncLimiter", "BaseLimiter", "Limits", "Limiter"]
 Limits = str | Rate | Iterable[str | Rate]
 
 _PLAN_CACHE_SIZE = 1024
+_KEY_CACHE_SIZE = 4096
 
 
 class BaseLimiter:
@@ -80,10 +83,17 @@ class BaseLimiter:
 
     def keys(self, key: str, plan: Plan) -> list[str]:
         """The Redis keys of ``key`` under ``plan``: one per rate, one hash tag."""
-        if not isinstance(key, str) or not key:
+        if type(key) is not str or not key:
             raise ValueError(f"a limiter key must be a non-empty string, got {key!r}")
-        base = self.prefix + tag(key)
-        return [base + s for s in plan.suffixes]
+        cache = plan.key_cache
+        keys = cache.get(key)
+        if keys is None:
+            base = self.prefix + tag(key)
+            keys = [base + s for s in plan.suffixes]
+            if len(cache) >= _KEY_CACHE_SIZE:
+                cache.clear()
+            cache[key] = keys
+        return keys
 
     def __repr__(self) -> str:
         limits = "; ".join(map(str, self.default_plan.rates)) if self.default_plan else None
@@ -124,9 +134,12 @@ class Limiter(BaseLimiter):
     def hit(self, key: str, limits: Limits | None = None, cost: int = 1, *,
             now: float | None = None) -> Decision:
         """Consume ``cost`` from every limit, or from none when one of them denies."""
-        plan = self.plan(limits)
-        reply = self.backend.limit(plan, self.keys(key, plan), _us(now), HIT, _cost(cost))
-        return Decision.from_reply(plan.rates, reply)
+        plan = self.default_plan if limits is None and self.default_plan else self.plan(limits)
+        if type(cost) is not int or cost < 0:
+            _cost(cost)
+        reply = self.backend.limit(plan, self.keys(key, plan),
+                                   None if now is None else round(now * 1_000_000), HIT, cost)
+        return from_reply(plan.rates, reply)
 
     def peek(self, key: str, limits: Limits | None = None, cost: int = 1, *,
              now: float | None = None) -> Decision:

@@ -8,6 +8,7 @@ calls them exactly as the Lua driver does and returns the same flat reply.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 __all__ = ["HIT", "PEEK", "REFUND", "Check", "Store", "run", "ms"]
@@ -22,7 +23,8 @@ Check = tuple[bool, int, int, int, int, int, Any, int]
 
 
 class Store(Protocol):
-    """The few key operations the twins need; values are Python objects."""
+    """The few Redis commands the twins need (GET, SET PX, DEL); values are Python
+    objects. Expiry is judged on the clock of the script being run (``now``)."""
 
     def get(self, key: str, now: int) -> Any: ...
 
@@ -53,7 +55,7 @@ def run(
     now: int,
     mode: str,
     cost: int,
-    params: list[tuple[int, int]],
+    params: Sequence[tuple[int, int]],
 ) -> list[int]:
     out: list[int] = []
     if mode == REFUND:
@@ -61,6 +63,14 @@ def run(
             remaining, reset = algo.refund(store, key, now, cost, a, b)
             out += (1, remaining, reset, 0)
         return out
+
+    if len(keys) == 1:  # the common case, without the loops (same result)
+        (a, b), = params
+        c = algo.check(store, keys[0], now, cost, a, b)
+        if mode == HIT and c[0]:
+            algo.commit(store, keys[0], now, c)
+            return [1, c[4], c[5], 0]
+        return [1 if c[0] else 0, c[1], c[2], c[3]]
 
     checks = [algo.check(store, key, now, cost, a, b)
               for key, (a, b) in zip(keys, params, strict=False)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from ..algorithms import AlgorithmSpec
@@ -27,9 +27,8 @@ class Plan:
     params: tuple[tuple[int, int], ...]
     #: ``params`` flattened, as the script's ARGV[4:] takes them.
     flat: tuple[int, ...]
-
-    def keys(self, base: str) -> list[str]:
-        return [base + s for s in self.suffixes]
+    #: Recently built key lists, by caller key (shared: never mutate them).
+    key_cache: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
 
 @runtime_checkable

@@ -17,23 +17,27 @@ __all__ = ["MemoryBackend", "MemoryStore"]
 class MemoryStore:
     """A bounded key/value store with per-key expiry and LRU eviction.
 
-    Not locked: :class:`MemoryBackend` holds its lock around every script run.
-    Expiry is judged on the clock the scripts run on (the ``now`` they are given),
-    so a frozen clock in tests freezes expiry too. Expired keys are dropped when
-    read, and :meth:`sweep` (run after every decision) checks a few of the least
-    recently used ones,
-    so a store that is only written to stays small as well.
+    It answers the twins' GET / SET PX / DEL as Redis would, on the clock of the
+    script being run (the ``now`` it is given, in µs), so a frozen clock in
+    tests freezes expiry too. Not locked: the backends hold a lock around every
+    script run.
+
+    Expired keys are dropped when read, and every 8th new key triggers a sweep of
+    the least recently used ones (the likeliest to have expired), so a store
+    that is only written to stays small as well.
     """
 
-    __slots__ = ("_data", "evictions", "max_keys")
+    __slots__ = ("_data", "_inserts", "_now", "evictions", "max_keys")
 
-    #: How many of the least recently used keys each write checks for expiry.
-    SWEEP = 2
+    #: How many of the least recently used keys one sweep checks for expiry.
+    SWEEP = 32
 
     def __init__(self, max_keys: int = 100_000) -> None:
-        if not isinstance(max_keys, int) or max_keys < 1:
+        if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:
             raise ValueError(f"max_keys must be a positive int, got {max_keys!r}")
         self._data: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._inserts = 0
+        self._now = 0  # the latest clock reading seen, for sweeps
         self.max_keys = max_keys
         #: Keys dropped to stay under ``max_keys`` (not counting expiry).
         self.evictions = 0
@@ -45,6 +49,8 @@ class MemoryStore:
         return key in self._data
 
     def get(self, key: str, now: int) -> Any:
+        """The value, or None when missing or expired; refreshes the key's LRU place."""
+        self._now = now
         item = self._data.get(key)
         if item is None:
             return None
@@ -55,12 +61,21 @@ class MemoryStore:
         return item[0]
 
     def set(self, key: str, value: Any, expire_at: int) -> None:
+        """Store ``value`` until ``expire_at`` (µs).
+
+        A new key becomes the most recently used one; an existing key keeps its
+        place, since the twins always ``get`` a key (which refreshes it) first.
+        """
         data = self._data
+        size = len(data)
         data[key] = (value, expire_at)
-        data.move_to_end(key)
-        if len(data) > self.max_keys:
-            data.popitem(last=False)
-            self.evictions += 1
+        if len(data) > size:  # a new key
+            if size >= self.max_keys:
+                data.popitem(last=False)
+                self.evictions += 1
+            self._inserts += 1
+            if not self._inserts & 7:
+                self.sweep(self._now)
 
     def sweep(self, now: int, budget: int = SWEEP) -> int:
         """Drop up to ``budget`` expired keys from the least recently used end."""
@@ -69,8 +84,8 @@ class MemoryStore:
         for _ in range(budget):
             if not data:
                 break
-            key, (_, expire_at) = next(iter(data.items()))
-            if expire_at > now:
+            key = next(iter(data))
+            if data[key][1] > now:
                 break
             del data[key]
             dropped += 1
@@ -113,12 +128,8 @@ class MemoryBackend:
     def limit(self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
               ) -> list[int]:
         with self._lock:
-            if now is None:
-                now = self._clock()
-            reply = run(plan.algorithm.algorithm, self.store, keys, now, mode, cost,
-                        plan.params)  # type: ignore[arg-type]
-            self.store.sweep(now)
-            return reply
+            return run(plan.algorithm.algorithm, self.store, keys,
+                       self._clock() if now is None else now, mode, cost, plan.params)
 
     def limit_many(self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str,
                    cost: int) -> list[list[int]]:
