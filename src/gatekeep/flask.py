@@ -26,20 +26,18 @@ from typing import Any, TypeVar
 from flask import Flask, Response, current_app, g, request, session
 
 from .limiter import Limits
+from .ratelimit import views
 from .ratelimit.core import RateLimitPolicy
 from .ratelimit.drivers import check_sync
 from .ratelimit.headers import Denial
 from .ratelimit.keys import KeyFunc
 from .ratelimit.request import WSGIRequest
-from .ratelimit.rules import Rule
 
 __all__ = ["RateLimiter"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _EXT = "gatekeep.ratelimit"
-_RULES = "__gatekeep_rules__"
-_EXEMPT = "__gatekeep_exempt__"
 
 
 class RateLimiter:
@@ -77,24 +75,18 @@ class RateLimiter:
     def limit(self, limits: Limits, *, key: KeyFunc | None = None, name: str | None = None
               ) -> Callable[[F], F]:
         """Limits for one view, checked with the path rules that match it."""
-        def decorate(view: F) -> F:
-            label = name or f"{view.__module__}.{view.__qualname__}"[-64:]
-            rule = Rule(limits, "/**", key=key, name=label)
-            setattr(view, _RULES, (*getattr(view, _RULES, ()), rule))
-            return view
-        return decorate
+        return views.limit(limits, key=key, name=name)
 
     def exempt(self, view: F) -> F:
         """Never limit this view (no headers either)."""
-        setattr(view, _EXEMPT, True)
-        return view
+        return views.exempt(view)
 
     def _before(self) -> Response | None:
         policy: RateLimitPolicy = current_app.extensions[_EXT]
         view = current_app.view_functions.get(request.endpoint or "")
-        if getattr(view, _EXEMPT, False):
+        if views.view_exempt(view):
             return None
-        extra: tuple[Rule, ...] = getattr(view, _RULES, ())
+        extra = views.view_rules(view)
         environ = request.environ
         req = WSGIRequest(environ, user=self._user() if self._user else None, session=session)
         rules = policy.match(req.method, req.path, extra)

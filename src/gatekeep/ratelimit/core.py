@@ -134,6 +134,9 @@ class RateLimitPolicy:
             exempt = [exempt]
         self.exempt: tuple[Pattern, ...] = tuple(compile_pattern(p) for p in exempt)
         self.key: KeyFunc = client_ip() if key is None else key
+        if isinstance(self.key, type):
+            raise TypeError(f"key must be a key function: pass {self.key.__name__}(), "
+                            f"not the class {self.key.__name__}")
         if not callable(self.key):
             raise TypeError(f"key must be a key function, got {self.key!r}")
         if deny is not None and not callable(deny):

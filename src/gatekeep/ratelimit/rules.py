@@ -139,6 +139,8 @@ class Rule:
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise ValueError(f"rule name {name!r} must be 1-64 printable ASCII characters "
                              "without quotes or backslashes; pass name=")
+        if isinstance(self.key, type):
+            raise TypeError(f"rule {name!r}: pass key={self.key.__name__}(), not the class")
         if self.key is not None and not callable(self.key):
             raise TypeError(f"rule {name!r}: key must be a key function, got {self.key!r}")
         object.__setattr__(self, "rates", rates)
