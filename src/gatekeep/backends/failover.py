@@ -28,6 +28,7 @@ a Redis exception, except :class:`BackendUnavailable` under ``"closed"``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal, TypeVar
@@ -231,8 +232,9 @@ class FailoverBackend:
         if shared is None:
             rates = tuple(local_share(r, self.instances) for r in plan.rates)
             params = tuple(plan.algorithm.params(r) for r in rates)
-            shared = Plan(plan.algorithm, rates, plan.suffixes, params,
-                          tuple(x for p in params for x in p))
+            # Same keys (and algorithm), smaller numbers.
+            shared = dataclasses.replace(plan, rates=rates, params=params,
+                                         flat=tuple(x for p in params for x in p))
             if len(self._shares) >= 1024:
                 self._shares.clear()
             self._shares[plan] = shared
