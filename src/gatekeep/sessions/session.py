@@ -7,7 +7,7 @@ saves it, and a middleware may give it a loader so that it loads on first use.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -85,8 +85,8 @@ class Session(MutableMapping[str, Any]):
     every value with what was loaded, so nested in-place changes count.
     """
 
-    __slots__ = ("_cleared", "_data", "_destroy", "_loader", "_regenerate", "_saved", "_user",
-                 "_user_saved", "absolute_expires_us", "accessed", "created_us",
+    __slots__ = ("_aloader", "_cleared", "_data", "_destroy", "_loader", "_regenerate",
+                 "_saved", "_user", "_user_saved", "absolute_expires_us", "accessed", "created_us",
                  "expires_us", "id", "last_seen_us", "signed_at_us", "state")
 
     def __init__(self, data: dict[str, Any] | None = None, *, id: str | None = None,
@@ -96,10 +96,12 @@ class Session(MutableMapping[str, Any]):
         self._saved: dict[str, str] = {}
         self._cleared = False
         self._regenerate = False
-        self._destroy = False
+        #: Set by destroy(): the id it had (None if never stored) and its user.
+        self._destroy: tuple[str | None, str | None] | None = None
         self._user: str | None = None
         self._user_saved: str | None = None
         self._loader: Callable[[], None] | None = None
+        self._aloader: Callable[[], Awaitable[None]] | None = None
         #: The session id, or None until a new session is first saved.
         self.id = id
         self.state = state
@@ -130,6 +132,16 @@ class Session(MutableMapping[str, Any]):
     @property
     def loaded(self) -> bool:
         return self.state != PENDING
+
+    def load(self) -> None:
+        """Load now (a WSGI middleware also does it on first use)."""
+        if self.state == PENDING and self._loader is not None:
+            self._loader()
+
+    async def aload(self) -> None:
+        """Load now: with ``SessionMiddleware(lazy=True)``, await this before using it."""
+        if self.state == PENDING and self._aloader is not None:
+            await self._aloader()
 
     def fill(self, reply: list[Any]) -> None:
         """Take a load reply (``{1, created, seen, expires, absolute, user, k, v, ...}``)."""
@@ -220,10 +232,16 @@ class Session(MutableMapping[str, Any]):
         self._regenerate = True
 
     def destroy(self) -> None:
-        """Log out: the session is deleted when the response goes out, and the cookie too."""
+        """Log out: the session is deleted when the response goes out, and its cookie too.
+
+        Keys set afterwards go into a new session, with a new id.
+        """
         self._use()
-        self._data.clear()
-        self._destroy = True
+        if self._destroy is None:
+            stored = self.state in (LOADED, ADOPTED)
+            self._destroy = (self.id if stored else None, self._user_saved)
+        self.reset(NEW)
+        self.id = None
 
     def set_user(self, user_id: str | int | None, *, regenerate: bool = True) -> None:
         """Associate the session with ``user_id`` (None: with nobody) for the per-user index.
@@ -245,7 +263,7 @@ class Session(MutableMapping[str, Any]):
 
     @property
     def destroy_requested(self) -> bool:
-        return self._destroy
+        return self._destroy is not None
 
     @property
     def modified(self) -> bool:

@@ -240,13 +240,16 @@ class SessionStore:
             return True
         raise RuntimeError("could not draw an unused session id in 3 attempts")
 
-    def destroy_flow(self, session: Session | str) -> Flow[bool]:
+    def destroy_flow(self, session: Session | str, user_hint: str | None = None
+                     ) -> Flow[bool]:
+        """Destroy a session (by object or id); ``user_hint``, its user if known, lets the
+        index update ride in the same round trip."""
         if isinstance(session, Session):
             sid = session.id if session.state in (LOADED, ADOPTED, PENDING) else None
             hint = session._user_saved
             session.reset(GONE)
         else:
-            sid, hint = session, None
+            sid, hint = session, user_hint
         if sid is None or not is_session_id(sid):
             return False
         calls = [self._destroy_call(sid)]

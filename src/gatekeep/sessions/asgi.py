@@ -1,0 +1,119 @@
+"""Pure ASGI session middleware: ``request.session`` backed by a :class:`SessionStore`.
+
+>>> from gatekeep.sessions import SessionStore
+>>> from gatekeep.sessions.asgi import SessionMiddleware
+>>> app.add_middleware(SessionMiddleware, secret_key=KEY,
+...                    store=SessionStore(RedisBackend(url)))      # doctest: +SKIP
+
+Switching from Starlette's cookie ``SessionMiddleware`` changes the import (and
+adds ``store=``): the parameters it has mean the same here. One difference:
+``https_only`` is True by default, so over plain http (local development) pass
+``https_only=False``, or browsers will not send the cookie back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any
+
+from .core import DEFAULT, STORE_ERRORS, RequestState, SessionCore
+from .session import PENDING
+from .store import SessionStore
+
+__all__ = ["SessionMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class SessionMiddleware:
+    """Server-side sessions for any ASGI app (Starlette, FastAPI, ...).
+
+    The session is in ``scope["session"]`` (``request.session``). With a valid
+    cookie it is loaded before the app runs, in one round trip; with
+    ``lazy=True`` the app awaits ``request.session.aload()`` where it needs it,
+    and requests that do not pay nothing. It is saved (one round trip) only when
+    changed, never after a 5xx response; ``Set-Cookie`` goes out only when the id
+    changes or the session ends, and ``Vary: Cookie`` whenever it was used.
+    See :class:`~gatekeep.sessions.core.SessionCore` for the parameters.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        secret_key: str | bytes | Sequence[str | bytes],
+        session_cookie: str = "session",
+        max_age: int | None = DEFAULT,
+        path: str = "/",
+        same_site: str = "lax",
+        https_only: bool = True,
+        domain: str | None = None,
+        *,
+        store: SessionStore | str | None = None,
+        absolute_max_age: int = 30 * 24 * 3600,
+        host_prefix: bool = False,
+        strict: bool = True,
+        lazy: bool = False,
+    ) -> None:
+        self.app = app
+        self.core = SessionCore(secret_key, session_cookie, max_age, path, same_site,
+                                https_only, domain, store=store,
+                                absolute_max_age=absolute_max_age, host_prefix=host_prefix,
+                                strict=strict)
+        self.store = self.core.store
+        self.lazy = lazy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        state = self.core.begin(
+            v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"cookie")
+        session = scope["session"] = state.session
+        if session.state == PENDING:
+            session._aloader = lambda: self._load(state)
+            if not self.lazy:
+                await self._load(state)
+        if scope["type"] == "websocket":  # no response headers to set a cookie on
+            await self.app(scope, receive, send)
+            return
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                await self._finish(state, message)
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+
+    async def _load(self, state: RequestState) -> None:
+        try:
+            await self.store.arun(self.core.load(state))
+        except STORE_ERRORS as exc:
+            self.core.load_failed(state, exc)
+
+    async def _finish(self, state: RequestState, message: Message) -> None:
+        try:
+            cookies = await self.store.arun(self.core.finish(state, message["status"]))
+        except STORE_ERRORS as exc:
+            self.core.save_failed(exc)
+            cookies = []
+        if not cookies and not state.session.accessed:
+            return
+        headers = list(message.get("headers", ()))
+        if state.session.accessed:
+            _add_vary_cookie(headers)
+        headers += [(b"set-cookie", c.encode("latin-1")) for c in cookies]
+        message["headers"] = headers
+
+
+def _add_vary_cookie(headers: list[tuple[bytes, bytes]]) -> None:
+    for i, (name, value) in enumerate(headers):
+        if name.lower() == b"vary":
+            tokens = [t.strip().lower() for t in value.split(b",")]
+            if b"cookie" not in tokens and b"*" not in tokens:
+                headers[i] = (name, value + b", Cookie")
+            return
+    headers.append((b"vary", b"Cookie"))

@@ -1,0 +1,151 @@
+"""Session cookies: the signed id in, ``Set-Cookie`` out. Pure functions, no I/O.
+
+The cookie holds only the session id, signed with itsdangerous (HMAC-SHA256 and
+a timestamp). Anything else is refused before the store is asked: too long, not
+the id's alphabet, a bad or expired signature, or several differing valid
+cookies of the same name (a subdomain may have tossed one in: use the
+``__Host-`` prefix to rule that out).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from itsdangerous import BadData, TimestampSigner
+
+from .store import is_session_id
+
+__all__ = ["CookiePolicy", "CookieSigner", "cookie_values"]
+
+#: Longer cookie values are refused unread (ours are about 100 characters).
+MAX_COOKIE = 256
+#: At most this many cookies of our name are looked at.
+MAX_CANDIDATES = 8
+_VALUE_RE = re.compile(r"[A-Za-z0-9_.\-]+\Z")
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_ATTR_RE = re.compile(r"[\x21-\x3a\x3c-\x7e]*\Z")  # printable ASCII, no ';'
+
+
+class CookieSigner:
+    """Signs session ids; verifies them with any of the keys.
+
+    ``secret_key`` is one key or a list: the first signs, every one verifies, so a
+    new key goes first and an old one stays at the end until its cookies expire.
+    """
+
+    def __init__(self, secret_key: str | bytes | Sequence[str | bytes], *,
+                 salt: str = "gatekeep.session") -> None:
+        keys = [secret_key] if isinstance(secret_key, (str, bytes)) else list(secret_key)
+        if not keys or not all(isinstance(k, (str, bytes)) and k for k in keys):
+            raise ValueError("secret_key must be a non-empty string, or a non-empty list of "
+                             "them (the first signs, all verify); generate one with "
+                             "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+        # itsdangerous signs with the last key of its list: ours signs with the first.
+        raw = [k.encode() if isinstance(k, str) else k for k in reversed(keys)]
+        self._signer = TimestampSigner(raw, salt=salt,
+                                       digest_method=hashlib.sha256)
+
+    def sign(self, session_id: str) -> str:
+        return self._signer.sign(session_id).decode("ascii")
+
+    def unsign(self, value: str, max_age: float | None) -> tuple[str, float] | None:
+        """``(session_id, signed_at)`` from a cookie value, or None for anything invalid."""
+        if len(value) > MAX_COOKIE or not _VALUE_RE.match(value):
+            return None
+        try:
+            sid, when = self._signer.unsign(
+                value, max_age=None if max_age is None else int(max_age), return_timestamp=True)
+        except (BadData, ValueError, OverflowError):
+            return None
+        text = sid.decode("ascii")
+        return (text, when.timestamp()) if is_session_id(text) else None
+
+    def pick(self, values: Sequence[str], max_age: float | None) -> tuple[str, float] | None:
+        """The one valid session among a request's cookies of our name, if exactly one."""
+        if not values or len(values) > MAX_CANDIDATES:
+            return None
+        found: dict[str, float] = {}
+        for value in values:
+            got = self.unsign(value, max_age)
+            if got is not None:
+                found[got[0]] = got[1]
+        if len(found) != 1:
+            return None
+        return next(iter(found.items()))
+
+
+def cookie_values(headers: Iterable[str], name: str) -> list[str]:
+    """Every value of the cookie ``name`` in the ``Cookie`` headers, in order."""
+    out = []
+    for header in headers:
+        if name not in header:
+            continue
+        for part in header.split(";"):
+            key, sep, value = part.partition("=")
+            if sep and key.strip() == name:
+                out.append(value.strip())
+    return out
+
+
+_SAME_SITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
+
+
+@dataclass(frozen=True, slots=True)
+class CookiePolicy:
+    """How the session cookie is set: Starlette's parameter names, safer defaults.
+
+    ``https_only`` (``Secure``) is on by default: browsers then send the cookie over
+    HTTPS only, so for local development over plain http pass ``https_only=False``.
+    ``host_prefix=True`` names the cookie ``__Host-<name>``, which browsers accept
+    only with ``Secure``, ``Path=/`` and no ``Domain``: no subdomain can set it.
+    """
+
+    name: str = "session"
+    path: str = "/"
+    domain: str | None = None
+    same_site: str = "lax"
+    https_only: bool = True
+    host_prefix: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _TOKEN_RE.match(self.name):
+            raise ValueError(f"session_cookie {self.name!r} is not a valid cookie name")
+        if self.same_site.lower() not in _SAME_SITE:
+            raise ValueError(f"same_site must be 'lax', 'strict' or 'none', not "
+                             f"{self.same_site!r}")
+        if self.same_site.lower() == "none" and not self.https_only:
+            raise ValueError("same_site='none' needs https_only=True (browsers require "
+                             "Secure for SameSite=None cookies)")
+        for attr in ("path", "domain"):
+            value = getattr(self, attr)
+            if value is not None and (not isinstance(value, str) or not _ATTR_RE.match(value)):
+                raise ValueError(f"{attr} {value!r} must be printable ASCII without ';'")
+        if self.host_prefix and (not self.https_only or self.path != "/" or self.domain):
+            raise ValueError("host_prefix=True (a __Host- cookie) needs https_only=True, "
+                             "path='/' and no domain")
+
+    @property
+    def cookie_name(self) -> str:
+        return "__Host-" + self.name if self.host_prefix else self.name
+
+    def _attributes(self) -> str:
+        parts = [f"Path={self.path}"]
+        if self.domain:
+            parts.append(f"Domain={self.domain}")
+        parts.append("HttpOnly")
+        parts.append(f"SameSite={_SAME_SITE[self.same_site.lower()]}")
+        if self.https_only:
+            parts.append("Secure")
+        return "; ".join(parts)
+
+    def set(self, value: str, max_age: int | None) -> str:
+        """A ``Set-Cookie`` value; ``max_age`` None makes a browser-session cookie."""
+        age = "" if max_age is None else f"; Max-Age={max(0, max_age)}"
+        return f"{self.cookie_name}={value}{age}; {self._attributes()}"
+
+    def delete(self) -> str:
+        return (f"{self.cookie_name}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; "
+                f"{self._attributes()}")

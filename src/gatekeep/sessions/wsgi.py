@@ -1,0 +1,103 @@
+"""WSGI session middleware: ``environ["gatekeep.session"]`` backed by a :class:`SessionStore`.
+
+>>> app.wsgi_app = SessionMiddleware(app.wsgi_app, secret_key=KEY,
+...                                  store=SessionStore(RedisBackend(url)))  # doctest: +SKIP
+
+It behaves as the ASGI middleware does (same parameters, same core), loading
+lazily by default: on the first use of the session, so a request that never
+touches it costs no round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from .core import DEFAULT, STORE_ERRORS, RequestState, SessionCore
+from .session import PENDING
+from .store import SessionStore
+
+__all__ = ["SessionMiddleware"]
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class SessionMiddleware:
+    """Server-side sessions for any WSGI app; see the ASGI one for the behaviour and
+    :class:`~gatekeep.sessions.core.SessionCore` for the parameters."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        secret_key: str | bytes | Sequence[str | bytes],
+        session_cookie: str = "session",
+        max_age: int | None = DEFAULT,
+        path: str = "/",
+        same_site: str = "lax",
+        https_only: bool = True,
+        domain: str | None = None,
+        *,
+        store: SessionStore | str | None = None,
+        absolute_max_age: int = 30 * 24 * 3600,
+        host_prefix: bool = False,
+        strict: bool = True,
+        lazy: bool = True,
+        environ_key: str = "gatekeep.session",
+    ) -> None:
+        self.app = app
+        self.core = SessionCore(secret_key, session_cookie, max_age, path, same_site,
+                                https_only, domain, store=store,
+                                absolute_max_age=absolute_max_age, host_prefix=host_prefix,
+                                strict=strict)
+        self.store = self.core.store
+        self.lazy = lazy
+        self.environ_key = environ_key
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse
+                 ) -> Iterable[bytes]:
+        state = self.core.begin([environ.get("HTTP_COOKIE", "")])
+        session = environ[self.environ_key] = state.session
+        if session.state == PENDING:
+            session._loader = lambda: self._load(state)
+            if not self.lazy:
+                self._load(state)
+        finished = False
+
+        def wrapped(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            nonlocal finished
+            if not finished:
+                finished = True
+                headers = self._finish(state, status, list(headers))
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, wrapped)
+
+    def _load(self, state: RequestState) -> None:
+        try:
+            self.store.run(self.core.load(state))
+        except STORE_ERRORS as exc:
+            self.core.load_failed(state, exc)
+
+    def _finish(self, state: RequestState, status: str, headers: list[tuple[str, str]]
+                ) -> list[tuple[str, str]]:
+        try:
+            code = int(status.split(None, 1)[0])
+        except ValueError:
+            code = 500
+        try:
+            cookies = self.store.run(self.core.finish(state, code))
+        except STORE_ERRORS as exc:
+            self.core.save_failed(exc)
+            cookies = []
+        if state.session.accessed:
+            for i, (name, value) in enumerate(headers):
+                if name.lower() == "vary":
+                    tokens = [t.strip().lower() for t in value.split(",")]
+                    if "cookie" not in tokens and "*" not in tokens:
+                        headers[i] = (name, value + ", Cookie")
+                    break
+            else:
+                headers.append(("Vary", "Cookie"))
+        headers += [("Set-Cookie", c) for c in cookies]
+        return headers
