@@ -52,8 +52,17 @@ class Decision(NamedTuple):
     @staticmethod
     def from_reply(rates: tuple[Rate, ...], reply: list[int]) -> Decision:
         """Build a decision from a script reply (four integers per rate)."""
-        if len(rates) == 1:
-            return _one(rates[0], reply[0], reply[1], reply[2], reply[3])
+        if len(rates) == 1:  # inlined _one(): this runs on every request
+            retry_us, remaining, rate = reply[3], reply[1], rates[0]
+            return _new(Decision, (
+                reply[0] == 1,
+                rate.burst,
+                remaining if remaining > 0 else 0,
+                reply[2] / 1_000_000,
+                math.inf if retry_us < 0 else retry_us / 1_000_000,
+                rate,
+                (),
+            ))
         details = tuple(
             _one(rate, reply[i], reply[i + 1], reply[i + 2], reply[i + 3])
             for rate, i in zip(rates, range(0, 4 * len(rates), 4), strict=False)

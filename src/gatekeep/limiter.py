@@ -79,6 +79,7 @@ class BaseLimiter:
             suffixes=tuple(f":{algo.short}:{_rate_id(r)}" for r in rates),
             params=params,
             flat=tuple(x for p in params for x in p),
+            twin=algo.algorithm,
         )
 
     def keys(self, key: str, plan: Plan) -> list[str]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from ..algorithms import AlgorithmSpec
+from ..algorithms._driver import Algorithm
 from ..rates import Rate
 
 __all__ = ["Backend", "Plan"]
@@ -27,6 +28,8 @@ class Plan:
     params: tuple[tuple[int, int], ...]
     #: ``params`` flattened, as the script's ARGV[4:] takes them.
     flat: tuple[int, ...]
+    #: The algorithm's Python twin (``algorithm.twin``, looked up once).
+    twin: Algorithm
     #: Recently built key lists, by caller key (shared: never mutate them).
     key_cache: dict[str, list[str]] = field(default_factory=dict, repr=False)
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from time import time_ns
 from typing import Any
 
 from ..algorithms import run
@@ -105,10 +105,6 @@ class MemoryStore:
         self._data.clear()
 
 
-def _clock_us() -> int:
-    return time.time_ns() // 1000
-
-
 class MemoryBackend:
     """Limiter state in this process: thread-safe, asyncio-safe, bounded.
 
@@ -123,13 +119,14 @@ class MemoryBackend:
     def __init__(self, max_keys: int = 100_000, *, clock: Any = None) -> None:
         self.store = MemoryStore(max_keys)
         self._lock = threading.Lock()
-        self._clock = clock or _clock_us
+        self._clock = clock
 
     def limit(self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
               ) -> list[int]:
         with self._lock:
-            return run(plan.algorithm.algorithm, self.store, keys,
-                       self._clock() if now is None else now, mode, cost, plan.params)
+            if now is None:
+                now = time_ns() // 1000 if self._clock is None else self._clock()
+            return run(plan.twin, self.store, keys, now, mode, cost, plan.params)
 
     def limit_many(self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str,
                    cost: int) -> list[list[int]]:
