@@ -16,12 +16,15 @@ nothing anywhere), in one backend call: one script, one Redis round trip.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from redis.exceptions import RedisError
 
 from ..algorithms import AlgorithmSpec
 from ..backends.base import Backend, Plan
@@ -242,12 +245,14 @@ class RateLimitPolicy:
             else:
                 names.extend(f"{rule.name}.{i}" for i in range(1, len(plan.rates) + 1))
         rates = tuple(rate for p in plans for rate in p.rates)
-        merged = Plan(
-            algorithm=self.limiter.algorithm,
+        # One plan for all the rules' rates: one script call checks them together.
+        merged: Plan = dataclasses.replace(
+            plans[0],
             rates=rates,
             suffixes=tuple(s for p in plans for s in p.suffixes),
             params=tuple(x for p in plans for x in p.params),
             flat=tuple(x for p in plans for x in p.flat),
+            key_cache={},
         )
         batch = Batch(
             rules=rules,
@@ -299,9 +304,11 @@ class RateLimitPolicy:
         now = time.monotonic()
         if now - self._last_error_log > 10.0:  # one line per 10 s, not one per request
             self._last_error_log = now
+            # A backend outage is expected; anything else is a bug worth a traceback.
+            expected = isinstance(exc, (RedisError, OSError))
             logger.warning("gatekeep: rate limit check failed (%s: %s); %s", type(exc).__name__,
                            exc, "allowing requests" if self.on_error == "allow"
-                           else "denying requests with 503")
+                           else "denying requests with 503", exc_info=not expected)
         if self.on_error == "allow":
             return ALLOW
         return Outcome(False, (("Retry-After", "1"),), default_denial(503, 1))
