@@ -1,4 +1,4 @@
--- gatekeep sessions: destroy (log out). The session is gone for good in this call.
+-- gatekeep: sessions, destroy (log out). The session is gone for good in this call.
 --
 -- KEYS[1]  the session key
 -- ARGV[1]  now (see session_prelude.lua)

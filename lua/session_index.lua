@@ -1,13 +1,13 @@
--- gatekeep sessions: the per-user index, one sorted set per user.
+-- gatekeep: sessions, the per-user index: one sorted set per user.
+-- KEYS[1]  the index key of one user
+-- ARGV[1]  now (see session_prelude.lua); ARGV[2] op: 'add', 'remove', 'list' or 'pop'
+-- Returns  per op, below
 --
 -- Members are session ids, scored by their absolute expiry (µs): an entry can never
 -- outlive its session's longest possible life, and the key expires with the last one.
 -- Session scripts and index scripts each touch one key (one cluster slot): the store
 -- pipelines them, and listing checks each entry against its session.
 --
--- KEYS[1]  the index key of one user
--- ARGV[1]  now (see session_prelude.lua)
--- ARGV[2]  op: 'add', 'remove', 'list' or 'pop' (read and delete all)
 -- add:     ARGV[3] max entries, ARGV[4] id, ARGV[5] its absolute expiry µs ('' for a new
 --          session: now + ARGV[7]), ARGV[6] an id to remove first ('' none: regenerate),
 --          ARGV[7] the absolute lifetime, µs

@@ -1,4 +1,4 @@
--- gatekeep sessions: load. Reads a session and extends its idle deadline, in one call.
+-- gatekeep: sessions, load. Reads a session and extends its idle deadline, in one call.
 --
 -- KEYS[1]  the session key
 -- ARGV[1]  now (see session_prelude.lua)

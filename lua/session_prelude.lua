@@ -1,6 +1,8 @@
--- gatekeep sessions: shared prelude, prepended to every session script when it is loaded.
+-- gatekeep: sessions, shared prelude, prepended to every session script when it is loaded.
 --
 -- ARGV[1]  now, integer microseconds since the epoch; '' to read the server's TIME
+-- KEYS[1]  the session (or user index) key of the script that follows
+-- Returns  nothing: it defines now, ms(), fmt(), meta(), touch() and bury()
 --
 -- A session is one hash. Metadata fields:
 --   c  created (µs)          a  last seen (µs)          x  absolute expiry (µs)

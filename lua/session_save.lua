@@ -1,10 +1,7 @@
--- gatekeep sessions: save. Applies one request's changes to a session, in one call.
---
--- Only the top-level keys this request changed are written (HSET) or removed (HDEL),
--- so two requests that change different keys of one session both persist. A save
--- never brings back a session that is gone: 'update' needs the live session that
--- was loaded (same created time), so a logout or a regenerate that happened while
--- this request was in flight wins.
+-- gatekeep: sessions, save. Applies one request's changes to a session, in one call.
+-- Returns  {1, created, last_seen, expires_at, absolute_expires_at} saved (µs),
+--          {0} gone (destroyed, regenerated, expired or never there): nothing written,
+--          {-1} the key (or KEYS[2]) already exists: draw another id
 --
 -- KEYS[1]  the session key
 -- KEYS[2]  (optional) the new key when regenerating: the data moves there and KEYS[1]
@@ -21,9 +18,12 @@
 -- ARGV[7]  user: '' unchanged, '-' remove, '+<id>' set
 -- ARGV[8]  tombstone lifetime for KEYS[1] after a regenerate, µs (0: none)
 -- ARGV[9]  n, how many keys to set; then n pairs (key, json); then the keys to remove
--- Returns  {1, created, last_seen, expires_at, absolute_expires_at} saved
---          {0} gone (destroyed, regenerated, expired or never there): nothing written
---          {-1} the key (or KEYS[2]) already exists: draw another id
+--
+-- Only the top-level keys this request changed are written (HSET) or removed (HDEL),
+-- so two requests that change different keys of one session both persist. A save
+-- never brings back a session that is gone: 'update' needs the live session that
+-- was loaded (same created time), so a logout or a regenerate that happened while
+-- this request was in flight wins.
 local key = KEYS[1]
 local idle, lifetime = tonumber(ARGV[2]), tonumber(ARGV[3])
 local mode, created = ARGV[4], tonumber(ARGV[5])

@@ -166,7 +166,8 @@ class RedisExecutor:
             return await self._arun_client(aclient, calls, now)
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # connections belong to the loop that opened them
-            self._idle.clear()
+            while self._idle:
+                _abandon(self._idle.pop())
             self._loop = loop
         conn = self._idle.pop() if self._idle else aclient.connection_pool.make_connection()
         try:
@@ -192,8 +193,22 @@ class RedisExecutor:
         return out
 
     async def aclose(self) -> None:
+        """Close the idle connections (call it when the app shuts down)."""
+        if self._loop is not asyncio.get_running_loop():
+            while self._idle:
+                _abandon(self._idle.pop())
         while self._idle:
             await self._idle.pop().disconnect()
+
+
+def _abandon(conn: Any) -> None:
+    """Close a connection of another (maybe closed) event loop, as far as possible."""
+    writer = getattr(conn, "_writer", None)
+    try:
+        if writer is not None:
+            writer.transport.abort()
+    except Exception:  # its loop is gone: nothing more can be done
+        pass
 
 
 def _command(call: Call, now: int | None) -> tuple[Any, ...]:

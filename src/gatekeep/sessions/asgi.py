@@ -68,6 +68,8 @@ class SessionMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
+            if scope["type"] == "lifespan":
+                send = self._on_shutdown(send)
             await self.app(scope, receive, send)
             return
         state = self.core.begin(
@@ -87,6 +89,13 @@ class SessionMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
+
+    def _on_shutdown(self, send: Send) -> Send:
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                await self.store.aclose()
+            await send(message)
+        return wrapped
 
     async def _load(self, state: RequestState) -> None:
         try:

@@ -408,6 +408,12 @@ class SessionStore:
     async def adestroy_all(self, user_id: str, *, now: float | None = None) -> int:
         return await self.arun(self._destroy_all_flow(user_id), now)  # type: ignore[no-any-return]
 
+    async def aclose(self) -> None:
+        """Close the connections the async methods keep open between calls."""
+        close = getattr(self.executor, "aclose", None)
+        if close is not None:
+            await close()
+
     def __repr__(self) -> str:
         return (f"SessionStore({self.backend!r}, prefix={self.prefix!r}, "
                 f"idle_timeout={self.idle_us / 1e6:g}, "
