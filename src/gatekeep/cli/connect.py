@@ -96,14 +96,18 @@ def connect(url: str, *, cluster: bool = False, detect_cluster: bool = True) -> 
         raise ValueError(f"cannot use {url!r}: give redis://host:port, rediss://..., "
                          "unix:///path or redis+sentinel://host:port/service_name")
     if cluster:
-        rc = redis.cluster.RedisCluster.from_url(url, **TIMEOUTS)
-        return Target("cluster", rc, url)
+        return Target("cluster", _cluster(url), url)
     client = redis.Redis.from_url(url, **TIMEOUTS)
     if detect_cluster and _cluster_enabled(client):
         client.close()
-        rc = redis.cluster.RedisCluster.from_url(url, **TIMEOUTS)
-        return Target("cluster", rc, url, ["the server reports cluster_enabled: 1"])
+        return Target("cluster", _cluster(url), url, ["the server reports cluster_enabled: 1"])
     return Target("standalone", client, url)
+
+
+def _cluster(url: str) -> Any:
+    # Not require_full_coverage: a cluster with uncovered slots is what the doctor
+    # must be able to look at and report.
+    return redis.cluster.RedisCluster.from_url(url, require_full_coverage=False, **TIMEOUTS)
 
 
 def _cluster_enabled(client: Any) -> bool:

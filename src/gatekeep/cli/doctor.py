@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import redis
+from redis.exceptions import RedisClusterException
 
 from ..backends.redis import RedisBackend
 from ..limiter import Limiter
@@ -169,7 +170,7 @@ def latency_samples(target: Target, n: int = LATENCY_SAMPLES) -> tuple[list[floa
             limiter.hit(key)
             samples.append(time.perf_counter() - t0)
         limiter.reset(key)
-    except redis.RedisError as exc:
+    except (redis.RedisError, RedisClusterException) as exc:
         return samples, str(exc) or type(exc).__name__
     return samples, None
 
@@ -182,7 +183,7 @@ def diagnose(url: str, *, cluster: bool = False,
     """Connect and run every check; a failure to connect is a FAIL check, not an exception."""
     try:
         target = connect(url, cluster=cluster)
-    except (redis.RedisError, OSError) as exc:
+    except (redis.RedisError, RedisClusterException, OSError, ValueError) as exc:
         return None, [Check("connect", FAIL, f"cannot connect to {url}: {exc}", None)]
     out = [Check("connect", OK, f"{target.kind}: {target.label}"
                  + "".join(f"; {n}" for n in target.notes), target.kind)]
@@ -196,7 +197,7 @@ def diagnose(url: str, *, cluster: bool = False,
             finish_cpu(snap, client, started)
             out += evaluate(snap)
         out.append(c.check_latency(samples, error))
-    except redis.RedisError as exc:
+    except (redis.RedisError, RedisClusterException) as exc:
         out.append(Check("read", FAIL, f"lost the server while reading it: {exc}", None))
     finally:
         target.close()
@@ -224,10 +225,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="connect as a Redis Cluster client (found out on its own when "
                              "the server reports cluster_enabled)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--cpu-sample", type=float, default=CPU_SAMPLE_SECONDS,
+                        metavar="SECONDS", help="how long to sample the server's CPU "
+                        f"(default {CPU_SAMPLE_SECONDS})")
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
-    _, checks = diagnose(args.url, cluster=args.cluster)
+    _, checks = diagnose(args.url, cluster=args.cluster, cpu_seconds=args.cpu_sample)
     status = c.worst(checks)
     if args.json:
         json.dump({"url": args.url, "status": status,

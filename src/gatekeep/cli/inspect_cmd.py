@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 import redis
+from redis.exceptions import RedisClusterException
 
 from ..algorithms import ALGORITHMS, AlgorithmSpec
 from ..backends.redis import RedisBackend
@@ -154,7 +155,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         return 2
     try:
         target = connect(args.url, cluster=args.cluster)
-    except (redis.RedisError, OSError, ValueError) as exc:
+    except (redis.RedisError, RedisClusterException, OSError, ValueError) as exc:
         print(f"cannot connect to {args.url}: {exc}", file=out)
         return 1
     try:
@@ -166,7 +167,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         else:
             _render(info, out)
         return 0 if info["limiter"] is not None else 1
-    except redis.RedisError as exc:
+    except (redis.RedisError, RedisClusterException) as exc:
         print(f"error reading {args.url}: {exc}", file=out)
         return 1
     finally:

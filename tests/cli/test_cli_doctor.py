@@ -1,0 +1,283 @@
+"""``gatekeep doctor`` against real throwaway servers set up to trigger each WARN and FAIL."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import redis
+
+from gatekeep.cli import main
+from gatekeep.cli.connect import parse_sentinel_url
+from gatekeep.testing import find_server, free_port
+
+pytestmark = pytest.mark.redis
+
+SAMPLE = ("--cpu-sample", "0.2")
+
+
+def doctor(url: str, *extra: str) -> tuple[int, dict]:
+    out = io.StringIO()
+    rc = main(["doctor", url, "--json", *SAMPLE, *extra], out=out)
+    report = json.loads(out.getvalue())
+    assert report["status"] in ("OK", "WARN", "FAIL")
+    assert rc == (1 if report["status"] == "FAIL" else 0)
+    return rc, report
+
+
+def by_name(report: dict) -> dict[str, dict]:
+    return {c["name"]: c for c in report["checks"]}
+
+
+def statuses(report: dict, name: str) -> list[str]:
+    return [c["status"] for c in report["checks"] if c["name"] == name]
+
+
+def wait_for(predicate, timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_healthy_server_is_all_ok_and_exits_0(server_factory):
+    s = server_factory("redis", ("--maxmemory", "64mb", "--maxmemory-policy", "volatile-ttl"))
+    rc, report = doctor(s.url)
+    assert rc == 0
+    checks = by_name(report)
+    for name in ("connect", "version", "scripting", "maxmemory", "maxmemory-policy",
+                 "evictions", "memory", "swap", "clients", "replication"):
+        assert checks[name]["status"] == "OK", checks[name]
+    assert checks["swap"]["value"] == 0  # a local server: VmSwap read from /proc
+    assert checks["decision latency"]["value"] > 0
+    assert checks["decision latency"]["status"] != "FAIL"
+    # the probe leaves nothing behind
+    assert redis.Redis.from_url(s.url).keys("gk:doctor:*") == []
+
+
+def test_shared_servers_redis_and_valkey(server):
+    rc, report = doctor(server.url)
+    assert rc == 0
+    version = by_name(report)["version"]
+    assert version["message"].startswith("Valkey" if server.name == "valkey" else "Redis")
+    # the fixture servers run with no maxmemory and noeviction: both warn
+    assert by_name(report)["maxmemory"]["status"] == "WARN"
+    assert by_name(report)["maxmemory-policy"]["status"] == "WARN"
+    assert report["status"] == "WARN"
+
+
+def test_text_output_and_exit_status_from_the_command_line(server_factory):
+    healthy = server_factory("redis", ("--maxmemory", "64mb",
+                                       "--maxmemory-policy", "volatile-lru"))
+    bad = server_factory("redis", ("--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"))
+    env = {**os.environ, "PYTHONWARNINGS": "error"}
+    ok = subprocess.run([sys.executable, "-m", "gatekeep", "doctor", healthy.url, *SAMPLE],
+                        capture_output=True, text=True, timeout=60, env=env)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "  OK    maxmemory-policy  volatile-lru" in ok.stdout
+    failed = subprocess.run([sys.executable, "-m", "gatekeep", "doctor", bad.url, *SAMPLE],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "  FAIL  maxmemory-policy  allkeys-lru" in failed.stdout
+    assert failed.stdout.rstrip().splitlines()[-1].startswith("FAIL:")
+
+
+def test_allkeys_policy(server_factory):
+    s = server_factory("redis", ("--maxmemory-policy", "allkeys-lru"))
+    rc, report = doctor(s.url)
+    assert (rc, by_name(report)["maxmemory-policy"]["status"]) == (0, "WARN")  # maxmemory 0
+    redis.Redis.from_url(s.url).config_set("maxmemory", "64mb")
+    rc, report = doctor(s.url)
+    assert (rc, by_name(report)["maxmemory-policy"]["status"]) == (1, "FAIL")
+
+
+def test_tiny_maxmemory_filled_until_evictions(server_factory):
+    s = server_factory("redis", ("--maxmemory", "2mb", "--maxmemory-policy", "volatile-lru"))
+    client = redis.Redis.from_url(s.url)
+    blob = b"x" * 10_000
+    i = 0
+    while int(client.info("stats")["evicted_keys"]) == 0:
+        pipe = client.pipeline(transaction=False)
+        for _ in range(50):
+            pipe.set(f"filler:{i}", blob, ex=3600)
+            i += 1
+        pipe.execute()
+        assert i < 10_000, "no eviction after 100 MB of writes"
+    _rc, report = doctor(s.url)
+    checks = by_name(report)
+    assert checks["evictions"]["status"] == "WARN" and checks["evictions"]["value"] > 0
+    assert checks["memory"]["status"] in ("WARN", "FAIL")
+    assert checks["memory"]["value"] > 0.8
+    assert checks["maxmemory-policy"]["status"] == "OK"
+
+
+def test_memory_near_the_limit_fails(server_factory):
+    s = server_factory("redis", ("--maxmemory-policy", "noeviction"))
+    client = redis.Redis.from_url(s.url)
+    used = int(client.info("memory")["used_memory"])
+    client.config_set("maxmemory", str(int(used / 0.97)))  # ~97% full: above the 95% line
+    rc, report = doctor(s.url)
+    assert rc == 1
+    assert by_name(report)["memory"]["status"] == "FAIL"
+
+
+def test_connections_near_maxclients_warn(server_factory):
+    s = server_factory("redis", ("--maxclients", "20"))
+    socks = [socket.create_connection(("127.0.0.1", s.port)) for _ in range(16)]
+    try:
+        _rc, report = doctor(s.url)
+    finally:
+        for sock in socks:
+            sock.close()
+    clients = by_name(report)["clients"]
+    assert clients["status"] == "WARN", clients
+    assert "of 20 connections" in clients["message"]
+
+
+def test_config_refused_reads_info_and_does_not_crash(server_factory):
+    s = server_factory("redis", ("--rename-command", "CONFIG", "",
+                                 "--maxmemory", "64mb", "--maxmemory-policy", "volatile-ttl"))
+    rc, report = doctor(s.url)
+    checks = by_name(report)
+    assert checks["config"]["status"] == "OK"
+    assert "CONFIG GET refused" in checks["config"]["message"]
+    assert checks["maxmemory-policy"]["value"] == "volatile-ttl"  # from INFO memory
+    assert checks["clients"]["status"] == "OK"  # maxclients from INFO clients
+    assert rc == 0
+
+
+def test_replica(server_factory):
+    primary = server_factory("redis", ("--maxmemory", "64mb",
+                                       "--maxmemory-policy", "volatile-ttl"))
+    replica = server_factory("redis", ("--replicaof", "127.0.0.1", str(primary.port)))
+    redis.Redis.from_url(primary.url).config_set("repl-diskless-sync-delay", 0)
+    rclient = redis.Redis.from_url(replica.url)
+    wait_for(lambda: rclient.info("replication").get("master_link_status") == "up",
+             what="the replica to sync")
+    pclient = redis.Redis.from_url(primary.url)
+    wait_for(lambda: pclient.info("replication").get("slave0", {}).get("state") == "online",
+             what="the primary to see its replica online")
+    rc, report = doctor(primary.url)
+    assert rc == 0
+    assert statuses(report, "replication") == ["OK"]
+    assert "1 connected replica" in by_name(report)["replication"]["message"]
+    assert statuses(report, "replica lag") == ["OK"]
+    # gatekeep pointed at the replica: it cannot write
+    rc, report = doctor(replica.url)
+    assert rc == 1
+    assert statuses(report, "replication") == ["FAIL"]
+    assert by_name(report)["decision latency"]["status"] == "FAIL"  # READONLY
+    # the primary goes away: the link is down
+    primary.stop()
+    wait_for(lambda: rclient.info("replication").get("master_link_status") == "down",
+             what="the link to go down")
+    rc, report = doctor(replica.url)
+    assert rc == 1
+    assert "unreachable" in by_name(report)["replication"]["message"]
+
+
+def _cluster(server_factory, n: int = 3):
+    # An explicit cluster bus port: the default (port + 10000) does not exist for
+    # the high ephemeral ports free_port() hands out.
+    bus = [free_port() for _ in range(n)]
+    nodes = [server_factory("redis", ("--cluster-enabled", "yes", "--cluster-config-file",
+                                      f"nodes-{i}.conf", "--cluster-port", str(bus[i]),
+                                      "--cluster-node-timeout", "2000"))
+             for i in range(n)]
+    clients = [redis.Redis(port=s.port) for s in nodes]
+    for c in clients[1:]:
+        c.execute_command("CLUSTER", "MEET", "127.0.0.1", nodes[0].port, bus[0])
+    wait_for(lambda: all(_known(c) == n for c in clients), what="the nodes to meet")
+    return nodes, clients
+
+
+def _cluster_info(client) -> dict:
+    raw = client.execute_command("CLUSTER", "INFO")
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    return dict(x.split(":", 1) for x in text.split() if ":" in x)
+
+
+def _known(client) -> int:
+    return int(_cluster_info(client)["cluster_known_nodes"])
+
+
+def _state(client) -> str:
+    return str(_cluster_info(client)["cluster_state"])
+
+
+def test_cluster(server_factory):
+    nodes, clients = _cluster(server_factory)
+    ranges = [(0, 5460), (5461, 10922), (10923, 16383)]
+    for c, (lo, hi) in zip(clients[:2], ranges[:2], strict=True):
+        c.execute_command("CLUSTER", "ADDSLOTSRANGE", lo, hi)
+    # a third of the slots uncovered
+    rc, report = doctor(nodes[0].url)
+    assert rc == 1
+    assert by_name(report)["connect"]["value"] == "cluster"  # found out from INFO
+    assert "FAIL" in statuses(report, "cluster slots")
+    clients[2].execute_command("CLUSTER", "ADDSLOTSRANGE", *ranges[2])
+    wait_for(lambda: all(_state(c) == "ok" for c in clients), what="cluster_state:ok")
+    rc, report = doctor(nodes[0].url, "--cluster")
+    assert statuses(report, "cluster state") == ["OK"] * 3  # one per node
+    assert statuses(report, "cluster slots") == ["OK"] * 3
+    assert {c["node"] for c in report["checks"] if c["name"] == "version"} == {
+        f"127.0.0.1:{s.port}" for s in nodes}
+    assert by_name(report)["decision latency"]["status"] in ("OK", "WARN")
+    assert not [c for c in report["checks"] if c["status"] == "FAIL"]
+    assert rc == 0
+
+
+def test_sentinel(server_factory, tmp_path):
+    primary = server_factory("redis", ("--maxmemory", "64mb",
+                                       "--maxmemory-policy", "volatile-ttl"))
+    port = free_port()
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(f"port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {tmp_path}\n"
+                    f"sentinel monitor svc 127.0.0.1 {primary.port} 1\n")
+    proc = subprocess.Popen([find_server("redis"), str(conf), "--sentinel"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        sentinel = redis.Redis(port=port)
+        wait_for(lambda: _pings(sentinel), what="the sentinel to start")
+        rc, report = doctor(f"redis+sentinel://127.0.0.1:{port}/svc")
+        connect = by_name(report)["connect"]
+        assert connect["value"] == "sentinel"
+        assert f"127.0.0.1:{primary.port} as the primary of 'svc'" in connect["message"]
+        assert by_name(report)["version"]["node"] == f"127.0.0.1:{primary.port}"
+        assert rc == 0
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def _pings(client) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+def test_parse_sentinel_url():
+    hosts, service, options = parse_sentinel_url(
+        "redis+sentinel://u:p%40ss@10.0.0.1:26379,10.0.0.2:26380/mymaster/2")
+    assert hosts == [("10.0.0.1", 26379), ("10.0.0.2", 26380)]
+    assert (service, options) == ("mymaster", {"username": "u", "password": "p@ss", "db": 2})
+    assert parse_sentinel_url("redis+sentinel://s1/svc")[0] == [("s1", 26379)]
+    with pytest.raises(ValueError, match="service_name"):
+        parse_sentinel_url("redis+sentinel://s1:26379")
+    with pytest.raises(ValueError, match="bad Sentinel address"):
+        parse_sentinel_url("redis+sentinel://s1:port/svc")
+
+
+def test_unreachable_server_is_a_fail_not_a_crash():
+    rc, report = doctor(f"redis://127.0.0.1:{free_port()}/0")
+    assert rc == 1
+    assert [c["name"] for c in report["checks"]] == ["connect"]
