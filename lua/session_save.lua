@@ -40,7 +40,7 @@ elseif state == 'none' then
 elseif c ~= created then
   return {0}
 end
-if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 then return {-1} end
+if KEYS[2] and meta(KEYS[2], idle) ~= 'none' then return {-1} end
 
 if ARGV[6] == '1' and state == 'live' then
   for _, f in ipairs(redis.call('HKEYS', key)) do

@@ -84,7 +84,7 @@ def test_regenerate_moves_the_data_and_kills_the_old_id(store):
     assert store.load(old, now=T + 2) is None
     again = store.load(s.id, now=T + 2)
     assert dict(again) == {"k": 2}
-    assert again.created_at.timestamp() == T           # absolute lifetime still counts from creation
+    assert again.created_at.timestamp() == T      # the absolute lifetime counts from creation
 
 
 def test_in_flight_save_after_destroy_is_refused(store):

@@ -120,7 +120,7 @@ def save(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
         c, a, x = created, now, created + lifetime
     elif c != created:
         return [0]
-    if new_key is not None and store.get(new_key, now) is not None:
+    if new_key is not None and meta(store, new_key, now, idle)[0] != "none":
         return [-1]
 
     if argv[4] == "1" and state == "live":
@@ -203,7 +203,7 @@ def index(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
         expire()
         return [n]
     if op == "list":
-        return [x for m, score in ordered() for x in (m, score)]
+        return [x for m, score in ordered() for x in (m, str(score))]
     ids: Reply = [m for m, _ in ordered()]
     store.delete(key)
     return ids
