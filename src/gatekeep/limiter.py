@@ -8,6 +8,7 @@ sync and async classes differ only in how they call the backend.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from time import perf_counter_ns
 from typing import Any
 
 from .algorithms import HIT, PEEK, REFUND, AlgorithmSpec, get_algorithm
@@ -15,6 +16,7 @@ from .backends.base import Backend, Plan
 from .backends.memory import MemoryBackend
 from .decision import Decision
 from .keys import make_prefix, tag
+from .metrics import METRICS, NEAR_LIMIT, Metrics
 from .rates import Rate, parse_rates
 
 from_reply = Decision.from_reply
@@ -39,6 +41,8 @@ class BaseLimiter:
         backend: Backend | None = None,
         algorithm: str | AlgorithmSpec = "token_bucket",
         prefix: str = "",
+        name: str = "default",
+        metrics: Metrics | None = METRICS,
     ) -> None:
         self.algorithm = get_algorithm(algorithm)
         self.backend: Backend = MemoryBackend() if backend is None else backend
@@ -48,6 +52,49 @@ class BaseLimiter:
         self.prefix = make_prefix(prefix)
         self._plans: dict[Any, Plan] = {}
         self.default_plan = None if limits is None else self.plan(limits)
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        #: The rule name decisions are counted under in :mod:`gatekeep.metrics`.
+        self.name = name
+        self.metrics = metrics
+        #: Time one decision in this many; 0 when metrics are off.
+        self._sample = 0
+        self._tick = 0
+        if metrics is not None:
+            self._counters = metrics.rule(name)
+            self._latency = metrics.latency(_backend_kind(self.backend))
+            self._sample = metrics.latency_sample
+            if isinstance(self.backend, MemoryBackend):
+                metrics.watch(f"{name}:memory", self.backend.store.watch_source())
+
+    # -- metrics, shared by the sync and async shells --------------------------------
+
+    def _start(self) -> int:
+        """A start time when this decision is one to time, else 0.
+
+        (``Limiter.hit`` has this inlined: a call costs a few % of a decision.)
+        """
+        if self._sample:
+            self._tick += 1
+            if self._tick >= self._sample:
+                self._tick = 0
+                return perf_counter_ns()
+        return 0
+
+    def _decided(self, plan: Plan, reply: list[int], t0: int) -> Decision:
+        """The decision for a script reply, counted (and timed when ``t0``)."""
+        if t0:
+            self._latency.observe_ns(perf_counter_ns() - t0)
+        decision = from_reply(plan.rates, reply)
+        if self._sample:
+            counters = self._counters
+            if decision[0]:
+                counters.allowed += 1
+                if decision[2] < decision[1] * NEAR_LIMIT:
+                    counters.near_limit += 1
+            else:
+                counters.denied += 1
+        return decision
 
     def plan(self, limits: Limits | None) -> Plan:
         """The cached plan for ``limits`` (the default limits when None)."""
@@ -102,6 +149,14 @@ class BaseLimiter:
                 f"backend={self.backend!r})")
 
 
+def _backend_kind(backend: Backend) -> str:
+    """``memory``, ``redis``, ``failover`` ...: the latency histogram's label."""
+    kind = getattr(backend, "metrics_name", None)
+    if isinstance(kind, str):
+        return kind
+    return type(backend).__name__.removesuffix("Backend").lower() or "backend"
+
+
 def _rate_id(rate: Rate) -> str:
     rid = f"{rate.limit}/{rate.period_us}"
     return f"{rid}b{rate.burst}" if rate.has_burst else rid
@@ -138,9 +193,15 @@ class Limiter(BaseLimiter):
         plan = self.default_plan if limits is None and self.default_plan else self.plan(limits)
         if type(cost) is not int or cost < 0:
             _cost(cost)
+        t0 = 0
+        if self._sample:  # self._start(), inlined
+            self._tick += 1
+            if self._tick >= self._sample:
+                self._tick = 0
+                t0 = perf_counter_ns()
         reply = self.backend.limit(plan, self.keys(key, plan),
                                    None if now is None else round(now * 1_000_000), HIT, cost)
-        return from_reply(plan.rates, reply)
+        return self._decided(plan, reply, t0)
 
     def peek(self, key: str, limits: Limits | None = None, cost: int = 1, *,
              now: float | None = None) -> Decision:
@@ -165,9 +226,10 @@ class Limiter(BaseLimiter):
                  now: float | None = None) -> list[Decision]:
         """One ``hit`` per key, pipelined: one round trip for all of them on Redis."""
         plan = self.plan(limits)
+        t0 = self._start()
         replies = self.backend.limit_many(plan, [self.keys(k, plan) for k in keys], _us(now),
                                           HIT, _cost(cost))
-        return [Decision.from_reply(plan.rates, r) for r in replies]
+        return [self._decided(plan, r, t0 if i == 0 else 0) for i, r in enumerate(replies)]
 
 
 class AsyncLimiter(BaseLimiter):
@@ -180,9 +242,10 @@ class AsyncLimiter(BaseLimiter):
     async def hit(self, key: str, limits: Limits | None = None, cost: int = 1, *,
                   now: float | None = None) -> Decision:
         plan = self.plan(limits)
+        t0 = self._start()
         reply = await self.backend.alimit(plan, self.keys(key, plan), _us(now), HIT,
                                           _cost(cost))
-        return Decision.from_reply(plan.rates, reply)
+        return self._decided(plan, reply, t0)
 
     async def peek(self, key: str, limits: Limits | None = None, cost: int = 1, *,
                    now: float | None = None) -> Decision:
@@ -205,6 +268,7 @@ class AsyncLimiter(BaseLimiter):
     async def hit_many(self, keys: Iterable[str], limits: Limits | None = None, cost: int = 1,
                        *, now: float | None = None) -> list[Decision]:
         plan = self.plan(limits)
+        t0 = self._start()
         replies = await self.backend.alimit_many(plan, [self.keys(k, plan) for k in keys],
                                                  _us(now), HIT, _cost(cost))
-        return [Decision.from_reply(plan.rates, r) for r in replies]
+        return [self._decided(plan, r, t0 if i == 0 else 0) for i, r in enumerate(replies)]

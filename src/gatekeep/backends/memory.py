@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from time import time_ns
 from typing import Any
 
@@ -27,7 +28,7 @@ class MemoryStore:
     that is only written to stays small as well.
     """
 
-    __slots__ = ("_data", "_inserts", "_now", "evictions", "max_keys")
+    __slots__ = ("__weakref__", "_data", "_inserts", "_now", "evictions", "max_keys")
 
     #: How many of the least recently used keys one sweep checks for expiry.
     SWEEP = 32
@@ -103,6 +104,19 @@ class MemoryStore:
 
     def clear(self) -> None:
         self._data.clear()
+
+    def watch_source(self) -> Callable[[], dict[str, Any]]:
+        """A reader for :meth:`gatekeep.metrics.Metrics.watch` that does not keep
+        the store alive."""
+        ref = weakref.ref(self)
+
+        def read() -> dict[str, Any]:
+            store = ref()
+            if store is None:
+                return {"kind": "memory_store", "keys": 0, "evictions": 0}
+            return {"kind": "memory_store", "keys": len(store), "evictions": store.evictions}
+
+        return read
 
 
 class MemoryBackend:
