@@ -36,6 +36,8 @@ _KEY_RE = re.compile(
     r":(?P<short>" + "|".join(map(re.escape, _SHORTS)) + r"):"
     r"(?P<limit>\d+)/(?P<period>\d+)(?:b(?P<burst>\d+))?$"
 )
+_SESSION_RE = re.compile(
+    r"^" + re.escape(ROOT) + r"(?:[A-Za-z0-9_.:\-]*:)?s:\{[A-Za-z0-9_-]{4}\}[A-Za-z0-9_-]{43}$")
 _UNESCAPE = {"%25": "%", "%7B": "{", "%7D": "}"}
 #: At most this many SCAN calls for ``--pattern``, whatever the key count.
 MAX_SCAN_CALLS = 200
@@ -73,13 +75,14 @@ def describe(client: Any, key: str, *, show_value: bool = True) -> dict[str, Any
     out: dict[str, Any] = {"key": key, "type": kind,
                            "ttl_ms": pttl if pttl >= 0 else None, "exists": pttl != -2}
     if show_value and kind == "string":
-        out["value"] = _text(client.get(key))
+        out["value"] = _text(client.getrange(key, 0, 199))  # bounded: any key may be named
     elif show_value and kind == "list":
         out["length"] = int(client.llen(key))
         out["value"] = [_text(v) for v in client.lrange(key, 0, 4)]
     lk = parse_key(key)
     if lk is None:
         out["limiter"] = None
+        out["session_key"] = _SESSION_RE.match(key) is not None
         return out
     limiter = Limiter(lk.rate, backend=RedisBackend(client), algorithm=lk.algorithm,
                       prefix=lk.app)
@@ -126,10 +129,13 @@ def _render(info: dict[str, Any], out: TextIO) -> None:
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}", file=out)
-    if lim is None:
+    if lim is None and info.get("session_key"):
+        print("a gatekeep session key: inspect shows only its type and TTL (never the "
+              "data); created / last seen need a read-only metadata call that SessionStore "
+              "does not offer yet", file=out)
+    elif lim is None:
         print("not a limiter key: gatekeep limiter keys look like "
-              "gk:[app:]{key}:tb:10/1000000 (algorithm tb, gcra, fw, sw or sl); "
-              "session keys are not supported by inspect yet", file=out)
+              "gk:[app:]{key}:tb:10/1000000 (algorithm tb, gcra, fw, sw or sl)", file=out)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
