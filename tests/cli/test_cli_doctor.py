@@ -12,7 +12,9 @@ import time
 
 import pytest
 import redis
+import redis.cluster
 
+from gatekeep import Limiter, RedisBackend
 from gatekeep.cli import main
 from gatekeep.cli.connect import parse_sentinel_url
 from gatekeep.testing import find_server, free_port
@@ -68,6 +70,7 @@ def test_shared_servers_redis_and_valkey(server):
     assert rc == 0
     version = by_name(report)["version"]
     assert version["message"].startswith("Valkey" if server.name == "valkey" else "Redis")
+    assert by_name(report)["swap"]["value"] == 0  # our own process: VmSwap from /proc
     # the fixture servers run with no maxmemory and noeviction: both warn
     assert by_name(report)["maxmemory"]["status"] == "WARN"
     assert by_name(report)["maxmemory-policy"]["status"] == "WARN"
@@ -233,6 +236,24 @@ def test_cluster(server_factory):
     assert by_name(report)["decision latency"]["status"] in ("OK", "WARN")
     assert not [c for c in report["checks"] if c["status"] == "FAIL"]
     assert rc == 0
+
+    # inspect through a Cluster client: keys on every node, SCAN on every primary
+    rc_client = redis.cluster.RedisCluster(host="127.0.0.1", port=nodes[0].port)
+    limiter = Limiter("4/minute", backend=RedisBackend(rc_client), prefix="cl")
+    names = [f"user-{i}" for i in range(12)]
+    for name in names:
+        limiter.hit(name)
+    slots = {rc_client.keyslot(limiter.keys(n, limiter.plan(None))[0]) for n in names}
+    assert len({next(i for i, (lo, hi) in enumerate(ranges) if lo <= s <= hi)
+                for s in slots}) > 1  # the keys really are spread over nodes
+    out = io.StringIO()
+    assert main(["inspect", "--url", nodes[1].url, "--pattern", "gk:cl:*"], out=out) == 0
+    assert out.getvalue().count("token_bucket 4/1m: 3/4 left") == 12
+    out = io.StringIO()
+    key = limiter.keys("user-3", limiter.plan(None))[0]
+    assert main(["inspect", key, "--url", nodes[2].url, "--json"], out=out) == 0
+    assert json.loads(out.getvalue())["limiter"]["remaining"] == 3
+    rc_client.close()
 
 
 def test_sentinel(server_factory, tmp_path):

@@ -238,10 +238,11 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         tallies = traffic(limiters, args.clients, args.duration, out, Progress(out))
         seconds = tallies[0].seconds if tallies else 0.0
         expected = rate.burst + rate.limit * seconds / rate.period
+        edge = (" (fixed_window may pass up to twice the limit across a window edge)"
+                if "fixed_window" in limiters else "")
         print(f"\n3. Summary: {rate} lets a client pass about {rate.burst} at once, then "
               f"{rate.limit} per {_seconds(rate.period_us)}: about {expected:.0f} each in "
-              f"{seconds:.1f} s (fixed_window may pass up to twice the limit across a window "
-              "edge). Latency is each hit timed by the demo.", file=out)
+              f"{seconds:.1f} s{edge}. Latency is each hit timed by the demo.", file=out)
         print(format_table(SUMMARY_HEADERS, summary_rows(tallies, args.clients)), file=out)
         if args.url is not None:  # leave nothing behind on a server we did not start
             for limiter in limiters.values():
