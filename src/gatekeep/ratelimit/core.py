@@ -32,7 +32,15 @@ from ..backends.redis import RedisBackend
 from ..decision import Decision
 from ..keys import tag
 from ..limiter import BaseLimiter, Limits
-from .headers import Denial, default_denial, legacy_headers, policy_item, ratelimit_header
+from .headers import (
+    Denial,
+    default_denial,
+    legacy_headers,
+    policy_item,
+    ratelimit_header,
+    seconds,
+    sf_string,
+)
 from .keys import KeyFunc, client_ip
 from .request import RequestView
 from .rules import Pattern, Rule, compile_pattern
@@ -81,6 +89,10 @@ class Batch:
     #: One policy name per rate, as the ``RateLimit`` field names them.
     names: tuple[str, ...]
     policy_header: str
+    #: ``names`` as structured field strings, for the ``RateLimit`` field.
+    quoted: tuple[str, ...]
+    #: Recent Redis key lists by identity (single-rule batches; never mutated).
+    key_cache: dict[str, list[str]]
 
 
 class RateLimitPolicy:
@@ -229,11 +241,19 @@ class RateLimitPolicy:
         batch = self._batches.get(applied)
         if batch is None:
             batch = self._batch(applied)
+        if len(keys) == 1:
+            cached = batch.key_cache.get(keys[0])
+            if cached is not None:
+                return batch, cached
         prefix = self.limiter.prefix
         redis_keys: list[str] = []
         for key, (tail, suffixes) in zip(keys, batch.tails, strict=True):
             base = prefix + tag(key) + tail
             redis_keys.extend(base + s for s in suffixes)
+        if len(keys) == 1:
+            if len(batch.key_cache) >= _MATCH_CACHE:
+                batch.key_cache.clear()
+            batch.key_cache[keys[0]] = redis_keys
         return batch, redis_keys
 
     def _batch(self, rules: tuple[Rule, ...]) -> Batch:
@@ -259,6 +279,8 @@ class RateLimitPolicy:
             plan=merged,
             tails=tuple((f":{r.name}", p.suffixes) for r, p in zip(rules, plans, strict=True)),
             names=tuple(names),
+            quoted=tuple(sf_string(n) for n in names),
+            key_cache={},
             policy_header=", ".join(policy_item(n, r) for n, r in zip(names, rates, strict=True)),
         )
         if len(self._batches) >= _MATCH_CACHE:
@@ -273,8 +295,12 @@ class RateLimitPolicy:
         headers: list[tuple[str, str]] = []
         if self.headers:
             headers.append(("RateLimit-Policy", batch.policy_header))
-            headers.append(("RateLimit", ratelimit_header(batch.names,
-                                                         decision.details or (decision,))))
+            if decision.details:
+                value = ratelimit_header(batch.quoted, decision.details)
+            else:
+                value = (f"{batch.quoted[0]};r={decision.remaining};"
+                         f"t={seconds(decision.reset_after)}")
+            headers.append(("RateLimit", value))
         if self.legacy_headers:
             headers.extend(legacy_headers(decision))
         stats = self.stats

@@ -23,7 +23,7 @@ from ..decision import Decision
 from ..rates import Rate
 
 __all__ = ["Denial", "default_denial", "legacy_headers", "policy_item", "ratelimit_header",
-           "sf_string"]
+           "seconds", "sf_string"]
 
 
 def sf_string(text: str) -> str:
@@ -34,7 +34,7 @@ def sf_string(text: str) -> str:
     return f'"{out}"'
 
 
-def _seconds(x: float) -> int:
+def seconds(x: float) -> int:
     """Whole seconds, rounded up, never negative."""
     if math.isinf(x):
         return 2**31 - 1 if x > 0 else 0
@@ -48,11 +48,14 @@ def policy_item(name: str, rate: Rate) -> str:
     return f"{sf_string(name)};q={quota};w={window}"
 
 
-def ratelimit_header(names: Sequence[str], decisions: Sequence[Decision]) -> str:
-    """The ``RateLimit`` field: one item per policy, in the order of ``RateLimit-Policy``."""
+def ratelimit_header(quoted: Sequence[str], decisions: Sequence[Decision]) -> str:
+    """The ``RateLimit`` field: one item per policy, in the order of ``RateLimit-Policy``.
+
+    ``quoted``: the policy names, already as structured field strings.
+    """
     return ", ".join(
-        f"{sf_string(n)};r={d.remaining};t={_seconds(d.reset_after)}"
-        for n, d in zip(names, decisions, strict=True)
+        f"{n};r={d.remaining};t={seconds(d.reset_after)}"
+        for n, d in zip(quoted, decisions, strict=True)
     )
 
 
@@ -60,7 +63,7 @@ def legacy_headers(decision: Decision) -> list[tuple[str, str]]:
     return [
         ("X-RateLimit-Limit", str(decision.limit)),
         ("X-RateLimit-Remaining", str(decision.remaining)),
-        ("X-RateLimit-Reset", str(_seconds(decision.reset_after))),
+        ("X-RateLimit-Reset", str(seconds(decision.reset_after))),
     ]
 
 

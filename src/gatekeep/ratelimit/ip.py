@@ -26,6 +26,7 @@ _HEADERS = ("x-forwarded-for", "forwarded")
 _MAX_HOPS = 64
 
 
+@lru_cache(maxsize=8192)
 def parse_ip(text: str) -> IPAddress | None:
     """An address from a header or a peer: ``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80``, ``::1``.
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable, Iterable
+from functools import lru_cache
 from typing import Any
 
 from .ip import IPNetwork, TrustedProxies
@@ -33,6 +34,11 @@ def clean(kind: str, value: str) -> str:
     return f"{kind}:{value}"
 
 
+@lru_cache(maxsize=8192)
+def _peer_key(proxies: TrustedProxies, peer: str | None) -> str:
+    return "ip:" + proxies.client(peer)
+
+
 class client_ip:  # used like a function: key=client_ip()
     """The client's address (IPv6 grouped by /64), honouring trusted proxies only.
 
@@ -48,8 +54,11 @@ class client_ip:  # used like a function: key=client_ip()
 
     def __call__(self, request: RequestView) -> str:
         proxies = self.proxies
-        values = request.headers(proxies.header) if proxies.networks else []
-        return "ip:" + proxies.client(request.peer, values)
+        if proxies.networks:
+            values = request.headers(proxies.header)
+            if values:
+                return "ip:" + proxies.client(request.peer, values)
+        return _peer_key(proxies, request.peer)
 
     def __repr__(self) -> str:
         return f"client_ip({self.proxies!r})"
