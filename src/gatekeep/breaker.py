@@ -9,7 +9,7 @@ admitted before the breaker opened) is counted but changes nothing.
 
 States::
 
-    closed ──(failures in a row, or one deadline overrun)──► open
+    closed ──(failures in a row, one deadline overrun, or one severe error)──► open
     open ──(recovery_time elapsed; the next call is the probe)──► half_open
     half_open ──(the probe succeeded)──► closed
     half_open ──(the probe failed)──► open
@@ -177,8 +177,11 @@ class CircuitBreaker:
                 outage = self.clock() - self._opened_at
                 self._move(State.CLOSED, "probe succeeded", outage_s=round(outage, 3))
 
-    def failure(self, ticket: int, *, timeout: bool = False, reason: str = "") -> None:
-        """The call with ``ticket`` failed (``timeout``: by a timeout or an overrun)."""
+    def failure(self, ticket: int, *, timeout: bool = False, severe: bool = False,
+                reason: str = "") -> None:
+        """The call with ``ticket`` failed (``timeout``: by a timeout or an overrun;
+        ``severe``: the server said it cannot serve for now, e.g. out of memory,
+        read-only, loading, no primary: opens at once)."""
         with self._lock:
             self.counters.failures += 1
             if timeout:
@@ -187,9 +190,10 @@ class CircuitBreaker:
                 return
             if self._state is State.CLOSED:
                 self._consecutive += 1
-                if self._consecutive >= self.failure_threshold or (
+                if self._consecutive >= self.failure_threshold or severe or (
                         timeout and self.open_on_timeout):
-                    why = "timeout" if timeout else f"{self._consecutive} failures in a row"
+                    why = ("timeout" if timeout else "severe error" if severe
+                           else f"{self._consecutive} failures in a row")
                     self._open(f"{why}: {reason}" if reason else why)
             elif self._state is State.HALF_OPEN:
                 self._open(f"probe failed: {reason}" if reason else "probe failed")

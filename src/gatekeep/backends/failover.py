@@ -8,7 +8,8 @@
 Each call goes to the primary backend (a :class:`RedisBackend`) unless the
 :class:`~gatekeep.breaker.CircuitBreaker` is open. A call that fails (any Redis
 error, a timeout) or answers after the deadline is reported to the breaker; it
-opens after ``failures`` failures in a row, or at once on a timeout. While it is
+opens after ``failures`` failures in a row, or at once on a timeout or a
+"not now" answer (out of memory, read-only replica, loading, no primary known). While it is
 open, and for every call that failed, the decision comes from the ``policy``:
 
 - ``"local"`` (default): the in-process twin (:class:`MemoryBackend`) decides,
@@ -33,8 +34,16 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal, TypeVar
 
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisClusterException,
+    RedisError,
+)
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.sentinel import MasterNotFoundError
 
 from ..algorithms import HIT
 from ..breaker import CircuitBreaker
@@ -54,6 +63,11 @@ FAILURES: tuple[type[BaseException], ...] = (
     RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
 _TIMEOUTS: tuple[type[BaseException], ...] = (
     RedisTimeoutError, TimeoutError, asyncio.TimeoutError)
+#: Answers that say "not now" for every call to come: the breaker opens at once.
+#: (Out of memory under noeviction still lets scripts run until their first write,
+#: so denials would succeed between failed admissions and reset a failure count.)
+_SEVERE: tuple[type[BaseException], ...] = (
+    OutOfMemoryError, ReadOnlyError, BusyLoadingError, ClusterDownError, MasterNotFoundError)
 
 T = TypeVar("T")
 
@@ -161,6 +175,7 @@ class FailoverBackend:
     def _failed(self, ticket: int, exc: BaseException) -> None:
         self.last_error = exc
         self.breaker.failure(ticket, timeout=isinstance(exc, _TIMEOUTS),
+                             severe=isinstance(exc, _SEVERE),
                              reason=f"{type(exc).__name__}: {exc}"[:200])
 
     def _fall(self, fallback: Callable[[BaseException | None], T], exc: BaseException | None

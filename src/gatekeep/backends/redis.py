@@ -253,11 +253,17 @@ class RedisBackend:
         for client in (self._client, self._replica):
             if client is not None:
                 client.close()
+                if self._factory is not None:  # and the Sentinel connections we made
+                    for sentinel in _sentinels_of(client):
+                        sentinel.close()
 
     async def aclose(self) -> None:
         for client in (self._aclient, self._areplica):
             if client is not None:
                 await client.aclose()
+                if self._factory is not None:
+                    for sentinel in _sentinels_of(client):
+                        await sentinel.aclose()
 
     def __repr__(self) -> str:
         where = _masked(self.url) if self.url else type(self._client or self._aclient).__name__
@@ -272,6 +278,11 @@ def _masked(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     _, at, tail = rest.rpartition("@")
     return f"{scheme}{sep}***@{tail}" if at else url
+
+
+def _sentinels_of(client: Any) -> list[Any]:
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    return list(getattr(manager, "sentinels", ()))
 
 
 def _unknown_command(exc: ResponseError) -> bool:

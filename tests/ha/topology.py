@@ -1,0 +1,276 @@
+"""Throwaway HA topologies on loopback: primary + replica + 3 Sentinels, and a
+3-master Redis Cluster with one replica each. Every process is ours, started on
+a free port and stopped by its pid; nothing touches the machine's own Redis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import redis
+
+from gatekeep.testing import ServerProcess, free_port
+
+SERVICE = "mymaster"
+DOWN_AFTER_MS = 1000
+FAILOVER_TIMEOUT_MS = 3000
+NODE_TIMEOUT_MS = 1000
+
+#: Options every data node gets: the replica syncs at once, DEBUG works on loopback.
+NODE_ARGS = ("--repl-diskless-sync-delay", "0", "--enable-debug-command", "local")
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except (redis.RedisError, OSError) as exc:
+            last_exc = exc
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout} s waiting for {what} (last error: {last_exc})")
+
+
+@dataclass
+class SentinelProcess:
+    """``redis-server <conf> --sentinel``: Sentinel needs a writable config file,
+    which must be the first argument (so ServerProcess cannot start it)."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    directory: str
+
+    def ping(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5,
+                           decode_responses=True)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=10)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@dataclass
+class SentinelTopology:
+    primary: ServerProcess
+    replica: ServerProcess
+    sentinels: list[SentinelProcess] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, binary: str) -> SentinelTopology:
+        primary = ServerProcess.start(binary, args=NODE_ARGS)
+        topo = cls(primary, primary)
+        try:
+            topo.replica = ServerProcess.start(
+                binary, args=(*NODE_ARGS, "--replicaof", "127.0.0.1", str(primary.port)))
+            # Known to each other from the start (fixed ids), so no 2 s hello round.
+            ids = [secrets.token_hex(20) for _ in range(3)]
+            ports = [free_port() for _ in range(3)]
+            for i in range(3):
+                lines = [
+                    f"sentinel myid {ids[i]}",
+                    f"sentinel monitor {SERVICE} 127.0.0.1 {primary.port} 2",
+                    f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}",
+                    f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}",
+                    f"sentinel parallel-syncs {SERVICE} 1",
+                    f"sentinel known-replica {SERVICE} 127.0.0.1 {topo.replica.port}",
+                    *(f"sentinel known-sentinel {SERVICE} 127.0.0.1 {ports[j]} {ids[j]}"
+                      for j in range(3) if j != i),
+                ]
+                topo.sentinels.append(_start_sentinel_on(binary, ports[i], lines))
+            topo.wait_ready()
+        except BaseException:
+            topo.stop()
+            raise
+        return topo
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        return f"redis+sentinel://{hosts}/{SERVICE}"
+
+    def wait_ready(self, timeout: float = 15) -> None:
+        rc = redis.Redis(port=self.replica.port, decode_responses=True)
+        wait_until(lambda: rc.info("replication")["master_link_status"] == "up", timeout,
+                   "the replica to sync")
+        rc.close()
+        for s in self.sentinels:
+            c = s.client()
+            wait_until(lambda c=c: (len(c.sentinel_sentinels(SERVICE)) == 2
+                                    and len(c.sentinel_slaves(SERVICE)) == 1
+                                    and c.sentinel_master(SERVICE)["is_master"]),
+                       timeout, "the sentinels to know each other and the replica")
+            c.close()
+
+    def master_port(self) -> int | None:
+        """The primary's port as a live Sentinel names it."""
+        for s in self.sentinels:
+            if not s.alive():
+                continue
+            c = s.client()
+            try:
+                addr = c.sentinel_get_master_addr_by_name(SERVICE)
+            except (redis.RedisError, OSError):
+                continue
+            finally:
+                c.close()
+            if addr:
+                return int(addr[1])
+        return None
+
+    def wait_replica_caught_up(self, timeout: float = 5) -> None:
+        p = redis.Redis(port=self.primary.port, decode_responses=True)
+        r = redis.Redis(port=self.replica.port, decode_responses=True)
+
+        def caught_up() -> bool:
+            offset = p.info("replication")["master_repl_offset"]
+            return r.info("replication").get("slave_repl_offset", -1) >= offset
+
+        wait_until(caught_up, timeout, "the replica's offset")
+        p.close()
+        r.close()
+
+    def stop(self) -> None:
+        for s in self.sentinels:
+            s.stop()
+        for server in {id(self.primary): self.primary, id(self.replica): self.replica}.values():
+            with contextlib.suppress(ProcessLookupError):
+                server.signal(signal.SIGCONT)
+            server.stop()
+
+
+def _start_sentinel_on(binary: str, port: int, lines: list[str]) -> SentinelProcess:
+    directory = tempfile.mkdtemp(prefix="gatekeep-sentinel-")
+    conf = os.path.join(directory, "sentinel.conf")
+    with open(conf, "w") as f:
+        f.write("\n".join([f"port {port}", "bind 127.0.0.1", "daemonize no",
+                           f"dir {directory}", f"logfile {directory}/sentinel.log",
+                           *lines]) + "\n")
+    proc = subprocess.Popen([binary, conf, "--sentinel"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    s = SentinelProcess(port, proc, directory)
+    try:
+        wait_until(s.ping, 10, f"sentinel on port {port}")
+    except BaseException:
+        s.stop()
+        raise
+    return s
+
+
+def _start_cluster_node(binary: str) -> ServerProcess:
+    # The cluster bus listens on port + 10000, so the port must stay below 55536.
+    # (We pick it ourselves: ServerProcess's own retry reuses a directory its
+    # failed attempt deleted.)
+    args = (*NODE_ARGS, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+            "--cluster-node-timeout", str(NODE_TIMEOUT_MS))
+    error: Exception | None = None
+    for _ in range(20):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        try:
+            return ServerProcess.start(binary, port=port, args=args)
+        except RuntimeError as exc:  # the port was taken meanwhile
+            error = exc
+    raise RuntimeError(f"could not start a cluster node: {error}")
+
+
+@dataclass
+class ClusterTopology:
+    """Six ``--cluster-enabled`` servers made into 3 masters with a replica each."""
+
+    nodes: list[ServerProcess]
+
+    @classmethod
+    def start(cls, binary: str, cli: str) -> ClusterTopology:
+        topo = cls([])
+        try:
+            for _ in range(6):
+                topo.nodes.append(_start_cluster_node(binary))
+            addrs = [f"127.0.0.1:{n.port}" for n in topo.nodes]
+            subprocess.run([cli, "--cluster", "create", *addrs, "--cluster-replicas", "1",
+                            "--cluster-yes"], check=True, capture_output=True, timeout=60)
+            topo.wait_ok()
+        except BaseException:
+            topo.stop()
+            raise
+        return topo
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:3])
+
+    def client(self, node: ServerProcess) -> redis.Redis:
+        return redis.Redis(port=node.port, socket_timeout=0.5, socket_connect_timeout=0.5,
+                           decode_responses=True)
+
+    def live(self) -> list[ServerProcess]:
+        return [n for n in self.nodes if n.alive()]
+
+    def wait_ok(self, timeout: float = 30) -> None:
+        def ok() -> bool:
+            for n in self.live():
+                c = self.client(n)
+                try:
+                    info = c.execute_command("CLUSTER", "INFO")
+                    if "cluster_state:ok" not in info:
+                        return False
+                    # every node must agree on 3 masters with a replica each
+                    nodes = c.execute_command("CLUSTER", "NODES")
+                    if nodes.count("master") < 3:
+                        return False
+                finally:
+                    c.close()
+            return True
+
+        wait_until(ok, timeout, "cluster_state:ok on every node", interval=0.1)
+
+    def master_of_slot(self, slot: int, via: ServerProcess | None = None) -> int:
+        """The port of the node a live node says serves ``slot``."""
+        node = via or self.live()[0]
+        c = self.client(node)
+        try:
+            for start, end, master, *_ in c.execute_command("CLUSTER", "SLOTS"):
+                if start <= slot <= end:
+                    return int(master[1])
+        finally:
+            c.close()
+        raise LookupError(f"slot {slot} is not served")
+
+    def node(self, port: int) -> ServerProcess:
+        return next(n for n in self.nodes if n.port == port)
+
+    def node_id(self, port: int) -> str:
+        c = self.client(self.node(port))
+        try:
+            return str(c.execute_command("CLUSTER", "MYID"))
+        finally:
+            c.close()
+
+    def stop(self) -> None:
+        for n in self.nodes:
+            with contextlib.suppress(ProcessLookupError):
+                n.signal(signal.SIGCONT)
+            n.stop()
