@@ -16,7 +16,7 @@ import redis.cluster
 
 from gatekeep import Limiter, RedisBackend
 from gatekeep.cli import main
-from gatekeep.cli.connect import parse_sentinel_url
+from gatekeep.cli.connect import redact
 from gatekeep.testing import find_server, free_port
 
 pytestmark = pytest.mark.redis
@@ -228,7 +228,7 @@ def test_cluster(server_factory):
     assert "FAIL" in statuses(report, "cluster slots")
     clients[2].execute_command("CLUSTER", "ADDSLOTSRANGE", *ranges[2])
     wait_for(lambda: all(_state(c) == "ok" for c in clients), what="cluster_state:ok")
-    rc, report = doctor(nodes[0].url, "--cluster")
+    rc, report = doctor(f"redis+cluster://127.0.0.1:{nodes[1].port},127.0.0.1:{nodes[2].port}")
     assert statuses(report, "cluster state") == ["OK"] * 3  # one per node
     assert statuses(report, "cluster slots") == ["OK"] * 3
     assert {c["node"] for c in report["checks"] if c["name"] == "version"} == {
@@ -247,7 +247,8 @@ def test_cluster(server_factory):
     assert len({next(i for i, (lo, hi) in enumerate(ranges) if lo <= s <= hi)
                 for s in slots}) > 1  # the keys really are spread over nodes
     out = io.StringIO()
-    assert main(["inspect", "--url", nodes[1].url, "--pattern", "gk:cl:*"], out=out) == 0
+    assert main(["inspect", "--url", nodes[1].url, "--cluster", "--pattern", "gk:cl:*"],
+                out=out) == 0
     assert out.getvalue().count("token_bucket 4/1m: 3/4 left") == 12
     out = io.StringIO()
     key = limiter.keys("user-3", limiter.plan(None))[0]
@@ -286,19 +287,22 @@ def _pings(client) -> bool:
         return False
 
 
-def test_parse_sentinel_url():
-    hosts, service, options = parse_sentinel_url(
-        "redis+sentinel://u:p%40ss@10.0.0.1:26379,10.0.0.2:26380/mymaster/2")
-    assert hosts == [("10.0.0.1", 26379), ("10.0.0.2", 26380)]
-    assert (service, options) == ("mymaster", {"username": "u", "password": "p@ss", "db": 2})
-    assert parse_sentinel_url("redis+sentinel://s1/svc")[0] == [("s1", 26379)]
-    with pytest.raises(ValueError, match="service_name"):
-        parse_sentinel_url("redis+sentinel://s1:26379")
-    with pytest.raises(ValueError, match="bad Sentinel address"):
-        parse_sentinel_url("redis+sentinel://s1:port/svc")
+def test_bad_url_is_a_fail_not_a_crash():
+    rc, report = doctor("redis+sentinel://127.0.0.1:1")  # no service name
+    assert rc == 1
+    assert "service_name" in by_name(report)["connect"]["message"]
 
 
 def test_unreachable_server_is_a_fail_not_a_crash():
-    rc, report = doctor(f"redis://127.0.0.1:{free_port()}/0")
+    rc, report = doctor(f"redis://user:s3cret@127.0.0.1:{free_port()}/0")
     assert rc == 1
     assert [c["name"] for c in report["checks"]] == ["connect"]
+    assert "s3cret" not in json.dumps(report)
+    assert report["url"].startswith("redis://user:***@127.0.0.1:")
+
+
+def test_redact():
+    assert redact("rediss://u:p%40ss@h:6380/0") == "rediss://u:***@h:6380/0"
+    assert redact("redis+sentinel://:pw@s1:26379,s2:26379/svc") == (
+        "redis+sentinel://:***@s1:26379,s2:26379/svc")
+    assert redact("redis://h:6379/0") == "redis://h:6379/0"

@@ -3,20 +3,23 @@
 * ``redis://`` / ``rediss://`` (and ``valkey://``, ``unix://``): one server;
 * ``redis+sentinel://host:port[,host:port]/service_name``: ask the Sentinels
   for the current primary of ``service_name``;
-* Redis Cluster: with ``cluster=True``, or found out from ``INFO cluster``.
+* Redis Cluster: ``redis+cluster://host:port[,host:port]``, or a plain URL with
+  ``cluster=True``, or found out from ``INFO cluster``.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
 
 import redis
 import redis.cluster
 import redis.sentinel
 
-__all__ = ["Target", "connect", "parse_sentinel_url"]
+from ..backends.connect import Endpoint, parse_url
+
+__all__ = ["Target", "connect", "redact"]
 
 TIMEOUTS: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 3.0}
 _PLAIN = ("redis://", "rediss://", "unix://", "valkey://", "valkeys://")
@@ -44,70 +47,85 @@ class Target:
         self.client.close()
 
 
-def parse_sentinel_url(url: str) -> tuple[list[tuple[str, int]], str, dict[str, Any]]:
-    """``redis+sentinel://[user:password@]h1:p1,h2:p2/service[/db]`` to
-    (sentinel addresses, service name, options for the primary's client)."""
-    rest = url.split("://", 1)[1]
-    netloc, _, path = rest.partition("/")
-    options: dict[str, Any] = {}
-    if "@" in netloc:
-        userinfo, netloc = netloc.rsplit("@", 1)
-        user, _, password = userinfo.partition(":")
-        if user:
-            options["username"] = unquote(user)
-        if password:
-            options["password"] = unquote(password)
-    hosts = []
-    for part in netloc.split(","):
-        host, _, port = part.strip().rpartition(":")
-        if not host:
-            host, port = port, "26379"
-        try:
-            hosts.append((host.strip("[]"), int(port)))
-        except ValueError:
-            raise ValueError(f"bad Sentinel address {part!r} in {url!r}") from None
-    segments = [s for s in path.split("?")[0].split("/") if s]
-    if not segments or not hosts:
-        raise ValueError(f"a Sentinel URL looks like redis+sentinel://host:26379[,host:port]"
-                         f"/service_name, not {url!r}")
-    if len(segments) > 1:
-        options["db"] = int(segments[1])
-    return hosts, unquote(segments[0]), options
-
-
 def connect(url: str, *, cluster: bool = False, detect_cluster: bool = True) -> Target:
     """A client for ``url``; raises ``ValueError`` for a URL it cannot use and
-    ``redis.RedisError`` when the server cannot be reached."""
-    if url.startswith(("redis+sentinel://", "rediss+sentinel://")):
-        hosts, service, options = parse_sentinel_url(url)
-        if url.startswith("rediss"):
-            options["ssl"] = True
-        sentinel: Any = redis.sentinel.Sentinel(hosts, sentinel_kwargs=dict(TIMEOUTS),  # type: ignore[no-untyped-call]
-                                                **TIMEOUTS)
-        host, port = sentinel.discover_master(service)
-        client = redis.Redis(host=host, port=port, **options, **TIMEOUTS)
-        client.ping()
-        note = (f"Sentinel(s) {', '.join(f'{h}:{p}' for h, p in hosts)} name {host}:{port} "
-                f"as the primary of {service!r}")
-        return Target("sentinel", client, f"{service} via Sentinel", [note])
+    ``redis.RedisError`` when the server cannot be reached.
+
+    URLs are parsed as :func:`gatekeep.backends.connect.parse_url` parses them for
+    the library; the clients differ: generous timeouts (a diagnosis, not a request
+    path), and Sentinel's answer kept, so the report can name the primary.
+    """
+    scheme = url.partition("://")[0].lower()
+    if "+" in scheme:
+        ep = parse_url(url)
+        if ep.kind == "sentinel":
+            return _sentinel(ep)
+        return Target("cluster", _cluster(ep), redact(url))
     if url.startswith("valkey"):
         url = "redis" + url[len("valkey"):]
     if not url.startswith(_PLAIN):
-        raise ValueError(f"cannot use {url!r}: give redis://host:port, rediss://..., "
-                         "unix:///path or redis+sentinel://host:port/service_name")
+        raise ValueError(f"cannot use {redact(url)!r}: give redis://host:port, rediss://..., "
+                         "unix:///path, redis+sentinel://host:port/service_name or "
+                         "redis+cluster://host:port")
     if cluster:
-        return Target("cluster", _cluster(url), url)
+        return Target("cluster", _cluster_from_url(url), redact(url))
     client = redis.Redis.from_url(url, **TIMEOUTS)
     if detect_cluster and _cluster_enabled(client):
         client.close()
-        return Target("cluster", _cluster(url), url, ["the server reports cluster_enabled: 1"])
-    return Target("standalone", client, url)
+        return Target("cluster", _cluster_from_url(url), redact(url),
+                      ["the server reports cluster_enabled: 1"])
+    return Target("standalone", client, redact(url))
 
 
-def _cluster(url: str) -> Any:
-    # Not require_full_coverage: a cluster with uncovered slots is what the doctor
-    # must be able to look at and report.
+def redact(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for printing."""
+    return re.sub(r"(://[^:@/]*:)[^@/]*@", r"\1***@", url)
+
+
+def _auth(ep: Endpoint) -> dict[str, Any]:
+    opts: dict[str, Any] = {k: v for k, v in ep.options.items()
+                            if not k.startswith("sentinel_") and k != "timeout"}
+    if ep.username is not None:
+        opts["username"] = ep.username
+    if ep.password is not None:
+        opts["password"] = ep.password
+    if ep.ssl:
+        opts["ssl"] = True
+    if "timeout" in ep.options:
+        opts.setdefault("socket_timeout", ep.options["timeout"])
+        opts.setdefault("socket_connect_timeout", ep.options["timeout"])
+    return {**TIMEOUTS, **opts}
+
+
+def _sentinel(ep: Endpoint) -> Target:
+    assert ep.service is not None
+    opts = _auth(ep)
+    skw: dict[str, Any] = {k: v for k, v in opts.items() if k.startswith(("socket_", "ssl"))}
+    for key in ("username", "password"):
+        if f"sentinel_{key}" in ep.options:
+            skw[key] = ep.options[f"sentinel_{key}"]
+    sentinel: Any = redis.sentinel.Sentinel(list(ep.hosts),  # type: ignore[no-untyped-call]
+                                            sentinel_kwargs=skw)
+    host, port = sentinel.discover_master(ep.service)
+    client = redis.Redis(host=host, port=port, db=ep.db, **opts)
+    client.ping()
+    note = (f"Sentinel(s) {', '.join(f'{h}:{p}' for h, p in ep.hosts)} name {host}:{port} "
+            f"as the primary of {ep.service!r}")
+    return Target("sentinel", client, f"{ep.service} via Sentinel", [note])
+
+
+# Not require_full_coverage: a cluster with uncovered slots is what the doctor
+# must be able to look at and report.
+
+def _cluster_from_url(url: str) -> Any:
     return redis.cluster.RedisCluster.from_url(url, require_full_coverage=False, **TIMEOUTS)
+
+
+def _cluster(ep: Endpoint) -> Any:
+    node: Any = redis.cluster.ClusterNode
+    nodes = [node(h, p) for h, p in ep.hosts]
+    return redis.cluster.RedisCluster(startup_nodes=nodes, require_full_coverage=False,
+                                      **_auth(ep))
 
 
 def _cluster_enabled(client: Any) -> bool:

@@ -30,6 +30,7 @@ from ..decision import Decision
 from ..limiter import Limiter
 from ..rates import Rate, parse_rate
 from ..testing import ServerNotFound, ServerProcess, find_server
+from .connect import redact
 from .display import Progress, format_table, percentile
 
 __all__ = ["Tally", "open_backend", "run", "summary_rows"]
@@ -94,7 +95,7 @@ def open_backend(choice: str, url: str | None) -> Iterator[tuple[Backend, str]]:
             raise SystemExit("--url names a Redis server: use --backend redis or auto")
         backend = RedisBackend(url, socket_timeout=5.0, socket_connect_timeout=3.0)
         try:
-            yield backend, f"Redis at {url}"
+            yield backend, f"Redis at {redact(url)}"
         finally:
             backend.close()
         return

@@ -25,7 +25,7 @@ from ..backends.redis import RedisBackend
 from ..limiter import Limiter
 from . import checks as c
 from .checks import FAIL, OK, WARN, Check
-from .connect import Target, connect
+from .connect import Target, connect, redact
 
 __all__ = ["NodeSnapshot", "evaluate", "run", "snapshot"]
 
@@ -184,7 +184,7 @@ def diagnose(url: str, *, cluster: bool = False,
     try:
         target = connect(url, cluster=cluster)
     except (redis.RedisError, RedisClusterException, OSError, ValueError) as exc:
-        return None, [Check("connect", FAIL, f"cannot connect to {url}: {exc}", None)]
+        return None, [Check("connect", FAIL, f"cannot connect to {redact(url)}: {exc}", None)]
     out = [Check("connect", OK, f"{target.kind}: {target.label}"
                  + "".join(f"; {n}" for n in target.notes), target.kind)]
     try:
@@ -207,7 +207,7 @@ def diagnose(url: str, *, cluster: bool = False,
 def render_text(url: str, checks: Sequence[Check], out: TextIO) -> None:
     width = max(len(x.name) for x in checks)
     several = len({x.node for x in checks if x.node}) > 1
-    print(f"gatekeep doctor {url}", file=out)
+    print(f"gatekeep doctor {redact(url)}", file=out)
     for x in checks:
         where = f"[{x.node}] " if several and x.node else ""
         print(f"  {x.status:<4}  {x.name:<{width}}  {where}{x.message}", file=out)
@@ -234,7 +234,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     _, checks = diagnose(args.url, cluster=args.cluster, cpu_seconds=args.cpu_sample)
     status = c.worst(checks)
     if args.json:
-        json.dump({"url": args.url, "status": status,
+        json.dump({"url": redact(args.url), "status": status,
                    "checks": [x.to_json() for x in checks]}, out, indent=2)
         out.write("\n")
     else:

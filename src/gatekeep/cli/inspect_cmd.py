@@ -26,7 +26,7 @@ from ..backends.redis import RedisBackend
 from ..keys import ROOT
 from ..limiter import Limiter
 from ..rates import Rate
-from .connect import Target, connect
+from .connect import Target, connect, redact
 
 __all__ = ["LimiterKey", "describe", "parse_key", "run"]
 
@@ -162,7 +162,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     try:
         target = connect(args.url, cluster=args.cluster)
     except (redis.RedisError, RedisClusterException, OSError, ValueError) as exc:
-        print(f"cannot connect to {args.url}: {exc}", file=out)
+        print(f"cannot connect to {redact(args.url)}: {exc}", file=out)
         return 1
     try:
         if args.pattern is not None:
@@ -174,7 +174,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             _render(info, out)
         return 0 if info["limiter"] is not None else 1
     except (redis.RedisError, RedisClusterException) as exc:
-        print(f"error reading {args.url}: {exc}", file=out)
+        print(f"error reading {redact(args.url)}: {exc}", file=out)
         return 1
     finally:
         target.close()
