@@ -306,3 +306,14 @@ def test_redact():
     assert redact("redis+sentinel://:pw@s1:26379,s2:26379/svc") == (
         "redis+sentinel://:***@s1:26379,s2:26379/svc")
     assert redact("redis://h:6379/0") == "redis://h:6379/0"
+
+
+def test_user_without_scripting_fails(server_factory):
+    s = server_factory("redis", ("--maxmemory", "64mb", "--maxmemory-policy", "volatile-ttl"))
+    redis.Redis.from_url(s.url).acl_setuser("noscript", enabled=True, passwords=["+pw"],
+                                            keys=["*"], commands=["+@all", "-@scripting"])
+    rc, report = doctor(f"redis://noscript:pw@127.0.0.1:{s.port}/0")
+    assert rc == 1
+    assert by_name(report)["scripting"]["status"] == "FAIL"
+    assert "+@scripting" in by_name(report)["scripting"]["message"]
+    assert by_name(report)["decision latency"]["status"] == "FAIL"
