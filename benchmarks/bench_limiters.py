@@ -135,18 +135,18 @@ def main() -> None:
         print(f"Redis {version} (throwaway, loopback), redis-py {redis.__version__}, "
               f"Python {platform.python_version()}, {args.rounds} rounds x {n} calls, medians")
         print()
-        print("| operation | µs/op | ops/s | × PING rate | note |")
+        print("| operation | µs/op | ops/s | x PING rate | note |")
         print("|---|---|---|---|---|")
         for name, sec in med.items():
             note = ""
             if name.startswith("gatekeep") and name.endswith("Redis"):
-                note = f"{fastest_limits / sec:.2f}× fastest limits Redis"
+                note = f"{fastest_limits / sec:.2f}x fastest limits Redis"
             if name.endswith("memory") and name.startswith("gatekeep"):
-                note = f"{limits_mem_fixed / sec:.2f}× limits memory fixed"
+                note = f"{limits_mem_fixed / sec:.2f}x limits memory fixed"
             if "hit_many" in name:
                 single = med["gatekeep token_bucket hit, Redis"]
-                note = f"{single / sec:.2f}× single hits/s"
-            rate_ratio = f"{ping / sec:.2f}" if "memory" not in name else "–"
+                note = f"{single / sec:.2f}x single hits/s"
+            rate_ratio = f"{ping / sec:.2f}" if "memory" not in name else "-"
             print(f"| {name} | {sec * 1e6:.1f} | {1 / sec:,.0f} | {rate_ratio} | {note} |")
 
         # Redis memory per key: 10,000 keys, 50 hits each at 100/minute
