@@ -81,6 +81,11 @@ class BaseLimiter:
                 return perf_counter_ns()
         return 0
 
+    def _stop(self, t0: int) -> None:
+        """Record the latency of a call that ``_start`` chose to time."""
+        if t0:
+            self._latency.observe_ns(perf_counter_ns() - t0)
+
     def _decided(self, plan: Plan, reply: list[int], t0: int) -> Decision:
         """The decision for a script reply, counted (and timed when ``t0``)."""
         if t0:

@@ -31,7 +31,8 @@ from ..backends.base import Backend, Plan
 from ..backends.redis import RedisBackend
 from ..decision import Decision
 from ..keys import tag
-from ..limiter import BaseLimiter, Limits
+from ..limiter import BaseLimiter, Limits, _backend_kind
+from ..metrics import METRICS, NEAR_LIMIT, Metrics, RuleCounters
 from .headers import (
     Denial,
     default_denial,
@@ -93,6 +94,8 @@ class Batch:
     quoted: tuple[str, ...]
     #: Recent Redis key lists by identity (single-rule batches; never mutated).
     key_cache: dict[str, list[str]]
+    #: Per rule: its metrics counters (or None) and the slice of ``plan.rates`` it owns.
+    counters: tuple[tuple[RuleCounters | None, slice], ...] = ()
 
 
 class RateLimitPolicy:
@@ -125,10 +128,13 @@ class RateLimitPolicy:
         deny: DenyFunc | None = None,
         shadow: bool = False,
         on_error: str = "allow",
+        metrics: Metrics | None = METRICS,
     ) -> None:
         if isinstance(backend, str):
             backend = RedisBackend(backend)
-        self.limiter = BaseLimiter(None, backend=backend, algorithm=algorithm, prefix=prefix)
+        self.metrics = metrics
+        self.limiter = BaseLimiter(None, backend=backend, algorithm=algorithm, prefix=prefix,
+                                   name="middleware", metrics=metrics)
         self.backend: Backend = self.limiter.backend
         if isinstance(rules, Rule):
             rules = [rules]
@@ -265,6 +271,11 @@ class RateLimitPolicy:
             else:
                 names.extend(f"{rule.name}.{i}" for i in range(1, len(plan.rates) + 1))
         rates = tuple(rate for p in plans for rate in p.rates)
+        spans, start = [], 0
+        for rule, plan in zip(rules, plans, strict=True):
+            counters = None if self.metrics is None else self.metrics.rule(str(rule.name))
+            spans.append((counters, slice(start, start + len(plan.rates))))
+            start += len(plan.rates)
         # One plan for all the rules' rates: one script call checks them together.
         merged: Plan = dataclasses.replace(
             plans[0],
@@ -281,6 +292,7 @@ class RateLimitPolicy:
             names=tuple(names),
             quoted=tuple(sf_string(n) for n in names),
             key_cache={},
+            counters=tuple(spans),
             policy_header=", ".join(policy_item(n, r) for n, r in zip(names, rates, strict=True)),
         )
         if len(self._batches) >= _MATCH_CACHE:
@@ -304,6 +316,8 @@ class RateLimitPolicy:
         if self.legacy_headers:
             headers.extend(legacy_headers(decision))
         stats = self.stats
+        if self.metrics is not None:
+            self._count(batch, decision)
         if decision.allowed:
             stats.allowed += 1
             return Outcome(True, headers, None, decision)
@@ -324,9 +338,29 @@ class RateLimitPolicy:
             denial = default_denial(429, retry)
         return Outcome(False, headers, denial, decision)
 
+    def _count(self, batch: Batch, decision: Decision) -> None:
+        """Metrics per rule: every rule counts an allowed request; a denied one is
+        counted by the rules that denied it (as shadow_denied in shadow mode)."""
+        if decision.allowed:
+            for counters, _ in batch.counters:
+                if counters is not None:
+                    counters.allowed += 1
+                    if decision.remaining < decision.limit * NEAR_LIMIT:
+                        counters.near_limit += 1
+            return
+        details = decision.details or (decision,)
+        for counters, span in batch.counters:
+            if counters is not None and not all(d.allowed for d in details[span]):
+                if self.shadow:
+                    counters.shadow_denied += 1
+                else:
+                    counters.denied += 1
+
     def failed(self, exc: BaseException) -> Outcome:
         """The outcome when the backend (or a key function) raised: ``on_error`` decides."""
         self.stats.errors += 1
+        if self.metrics is not None:
+            self.metrics.backend_error(_backend_kind(self.backend), exc)
         now = time.monotonic()
         if now - self._last_error_log > 10.0:  # one line per 10 s, not one per request
             self._last_error_log = now

@@ -31,7 +31,9 @@ def check_sync(policy: RateLimitPolicy, request: RequestView, rules: tuple[Rule,
         if prepared is None:
             return ALLOW
         batch, redis_keys = prepared
+        t0 = policy.limiter._start()
         reply = policy.backend.limit(batch.plan, redis_keys, None, HIT, 1)
+        policy.limiter._stop(t0)
         return policy.decide(batch, reply, request)
     except Exception as exc:
         return policy.failed(exc)
@@ -48,7 +50,9 @@ async def check_async(policy: RateLimitPolicy, request: RequestView, rules: tupl
         if prepared is None:
             return ALLOW
         batch, redis_keys = prepared
+        t0 = policy.limiter._start()
         reply = await policy.backend.alimit(batch.plan, redis_keys, None, HIT, 1)
+        policy.limiter._stop(t0)
         return policy.decide(batch, reply, request)
     except Exception as exc:
         return policy.failed(exc)
