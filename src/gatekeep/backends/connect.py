@@ -48,6 +48,9 @@ __all__ = ["DEFAULT_TIMEOUT", "ClientFactory", "Endpoint", "connect", "parse_url
 #: Seconds a connect or a reply may take before the call fails.
 DEFAULT_TIMEOUT = 0.25
 
+#: Redirections (MOVED, ASK) and TRYAGAIN replies followed per cluster call.
+CLUSTER_REQUEST_TTL = 6
+
 _STANDALONE = ("redis://", "rediss://", "unix://", "valkey://", "valkeys://")
 _SCHEMES = {
     "redis+sentinel": ("sentinel", False), "rediss+sentinel": ("sentinel", True),
@@ -182,9 +185,15 @@ class ClientFactory:
             if sync:
                 node: Any = redis.cluster.ClusterNode
                 nodes = [node(h, p) for h, p in ep.hosts]
-                return redis.RedisCluster(startup_nodes=nodes, **opts)
-            anodes = [redis.asyncio.cluster.ClusterNode(h, p) for h, p in ep.hosts]
-            return redis.asyncio.RedisCluster(startup_nodes=anodes, **opts)
+                client: Any = redis.RedisCluster(startup_nodes=nodes, **opts)
+            else:
+                anodes = [redis.asyncio.cluster.ClusterNode(h, p) for h, p in ep.hosts]
+                client = redis.asyncio.RedisCluster(startup_nodes=anodes, **opts)
+            # MOVED / ASK / TRYAGAIN are retried inside redis-py (nothing ran, so it is
+            # safe), up to 16 times with 50 ms pauses after the 8th: 0.4 s of TRYAGAIN.
+            # 6 tries still follow any redirection chain, and end within the deadline.
+            client.RedisClusterRequestTTL = CLUSTER_REQUEST_TTL
+            return client
         return self._sentinel_client(ep, opts, sync=sync, replica=replica)
 
     def _sentinel_client(self, ep: Endpoint, opts: dict[str, Any], *, sync: bool,
