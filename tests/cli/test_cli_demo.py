@@ -26,8 +26,15 @@ def demo(*argv: str) -> tuple[int, str]:
 
 
 def summary(text: str) -> dict[str, list[str]]:
-    table = text.split("\n3. Summary")[1].splitlines()[3:]
+    table = text.split("\n3. Summary")[1].split("\n4. gatekeep.metrics")[0].splitlines()[3:]
     return {row.split()[0]: row.split()[1:] for row in table if row.strip()}
+
+
+def metrics_table(text: str) -> dict[str, list[int]]:
+    table = text.split("\n4. gatekeep.metrics")[1].split("\nbackend latency")[0]
+    rows = table.splitlines()[3:]
+    return {r.split()[0]: [int(x.replace(",", "")) for x in r.split()[1:]]
+            for r in rows if r.strip()}
 
 
 def check_output(text: str, algorithms: list[str], burst: int = 10, limit: int = 5) -> None:
@@ -47,6 +54,16 @@ def check_output(text: str, algorithms: list[str], burst: int = 10, limit: int =
         # client's capacity plus what refills, with slack for a slow machine
         assert allowed <= 3 * 2 * (5 + 5 * 2), name
     assert re.search(r"^ +\d+\.\d/0\.3 s +[\d,]+ requests .* denied: done$", text, re.M)
+    # gatekeep's own metrics counted the burst (limit allowed, burst - limit denied)
+    # and every decision of the traffic phase
+    counted = metrics_table(text)
+    assert sorted(counted) == sorted(algorithms)
+    for name, (_req, allowed, denied, *_rest) in rows.items():
+        m_allowed, m_denied, near = counted[name]
+        assert m_allowed == int(allowed.replace(",", "")) + limit
+        assert m_denied == int(denied.replace(",", "")) + burst - limit
+        assert 0 < near <= m_allowed
+    assert re.search(r"^backend latency \((memory|redis)\): [\d,]+ calls", text, re.M)
 
 
 def test_demo_memory():

@@ -28,6 +28,7 @@ from ..backends.memory import MemoryBackend
 from ..backends.redis import RedisBackend
 from ..decision import Decision
 from ..limiter import Limiter
+from ..metrics import Metrics
 from ..rates import Rate, parse_rate
 from ..testing import ServerNotFound, ServerProcess, find_server
 from .connect import redact
@@ -192,6 +193,23 @@ def traffic(limiters: dict[str, Limiter], clients: int, duration: float, out: Te
     return list(tallies.values())
 
 
+def print_metrics(stats: dict[str, Any], out: TextIO) -> None:
+    """What gatekeep's own metrics (``gatekeep.metrics``) counted during the demo."""
+    print("\n4. gatekeep.metrics, as /metrics would export them "
+          "(gatekeep_decisions_total, gatekeep_backend_latency_seconds):", file=out)
+    rows = [(rule, c["allowed"], c["denied"], c["near_limit"])
+            for rule, c in stats["decisions"].items()]
+    print(format_table(("rule", "allowed", "denied", "near limit (<20% left)"), rows),
+          file=out)
+    for backend, hist in stats["latency"].items():
+        if hist["count"]:
+            under = [f"<= {bound * 1e6:g} µs: {100 * n / hist['count']:.1f}%"
+                     for bound, n in hist["buckets"].items()
+                     if bound in (0.00005, 0.0001, 0.001)]
+            print(f"backend latency ({backend}): {hist['count']:,} calls, mean "
+                  f"{hist['sum'] / hist['count'] * 1e6:.1f} µs; " + ", ".join(under), file=out)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("auto", "memory", "redis"), default="auto",
                         help="auto (default): a throwaway redis-server when one is found, "
@@ -233,7 +251,9 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     with open_backend(args.backend, args.url) as (backend, where):
         print(f"gatekeep demo on {where}", file=out)
         prefix = f"demo-{uuid.uuid4().hex[:8]}"
-        limiters = {s.name: Limiter(rate, backend=backend, algorithm=s, prefix=prefix)
+        metrics = Metrics(latency_sample=1)
+        limiters = {s.name: Limiter(rate, backend=backend, algorithm=s, prefix=prefix,
+                                    name=s.name, metrics=metrics)
                     for s in specs}
         burst(limiters, rate, args.requests, out)
         tallies = traffic(limiters, args.clients, args.duration, out, Progress(out))
@@ -245,6 +265,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
               f"{rate.limit} per {_seconds(rate.period_us)}: about {expected:.0f} each in "
               f"{seconds:.1f} s{edge}. Latency is each hit timed by the demo.", file=out)
         print(format_table(SUMMARY_HEADERS, summary_rows(tallies, args.clients)), file=out)
+        print_metrics(metrics.stats(), out)
         if args.url is not None:  # leave nothing behind on a server we did not start
             for limiter in limiters.values():
                 for key in ["burst", *(f"client-{i}" for i in range(1, args.clients + 1))]:
