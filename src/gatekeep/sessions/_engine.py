@@ -30,6 +30,8 @@ from ..scripts import Script, read_lua
 from . import twin
 from ._memory import Keyspace
 
+_timeout = getattr(asyncio, "timeout", None)  # Python >= 3.11
+
 __all__ = ["Call", "Executor", "Flow", "MemoryExecutor", "RedisExecutor", "adrive", "drive",
            "session_script"]
 
@@ -83,12 +85,25 @@ async def adrive(flow: Flow[T], executor: Executor, now: int | None) -> T:
 
 
 def normalize(reply: Any) -> Any:
-    """A script reply as the twins give it: text as ``str``, nested lists kept."""
+    """A script reply as the twins give it: text as ``str`` (replies are flat lists)."""
+    if type(reply) is list:
+        return [r.decode("utf-8", "surrogateescape") if type(r) is bytes else r for r in reply]
     if isinstance(reply, bytes):
         return reply.decode("utf-8", "surrogateescape")
-    if isinstance(reply, list):
-        return [normalize(r) for r in reply]
     return reply
+
+
+def pack(args: Sequence[Any]) -> bytes:
+    """One command in RESP, the Redis protocol: an array of bulk strings.
+
+    The scripts' arguments are ``str`` and ``int`` only; packing them here costs a
+    fraction of redis-py's general encoder, which matters once per request.
+    """
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        b = a if type(a) is bytes else str(a).encode()
+        out.append(b"$%d\r\n%b\r\n" % (len(b), b))
+    return b"".join(out)
 
 
 def _clock_us() -> int:
@@ -137,6 +152,7 @@ class RedisExecutor:
         self._idle: deque[Any] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fast: bool | None = None
+        self._timeout: float | None = None
 
     # -- sync --------------------------------------------------------------------------
 
@@ -169,15 +185,37 @@ class RedisExecutor:
             while self._idle:
                 _abandon(self._idle.pop())
             self._loop = loop
-        conn = self._idle.pop() if self._idle else aclient.connection_pool.make_connection()
+        conn = self._idle.pop() if self._idle else self._connect(aclient)
         try:
-            replies = await _arun_conn(conn, calls, now)
+            if self._timeout is None:
+                replies = await _arun_conn(conn, calls, now)
+            elif _timeout is not None:
+                async with _timeout(self._timeout):
+                    replies = await _arun_conn(conn, calls, now)
+            else:  # Python 3.10
+                replies = await asyncio.wait_for(_arun_conn(conn, calls, now), self._timeout)
         except BaseException:
             # A reply may still be on its way: this connection cannot be reused.
             await conn.disconnect()
             raise
         self._idle.append(conn)
         return replies
+
+    def _connect(self, aclient: Any) -> Any:
+        """A connection like the client's, whose round trips are timed as one.
+
+        redis-py times each socket write of a connection with a timeout by running
+        it as a task; here the whole round trip gets the client's socket timeout
+        instead, which costs a timer, not a task and two loop turns.
+        """
+        pool = aclient.connection_pool
+        options = dict(pool.connection_kwargs)
+        self._timeout = options.get("socket_timeout")
+        options.setdefault("socket_connect_timeout", self._timeout)
+        if options["socket_connect_timeout"] is None:
+            options["socket_connect_timeout"] = self._timeout
+        options["socket_timeout"] = None
+        return pool.connection_class(**options)
 
     async def _arun_client(self, aclient: Any, calls: list[Call], now: int | None
                            ) -> list[Any]:
@@ -225,8 +263,8 @@ def _eval(client: Any, call: Call, now: int | None) -> Any:
 
 
 async def _arun_conn(conn: Any, calls: Sequence[Call], now: int | None) -> list[Any]:
-    commands = [("EVALSHA", *_command(call, now)) for call in calls]
-    await conn.send_packed_command(conn.pack_commands(commands))
+    await conn.send_packed_command(
+        b"".join(pack(("EVALSHA", *_command(call, now))) for call in calls))
     replies: list[Any] = []
     for _ in calls:
         try:
@@ -236,7 +274,7 @@ async def _arun_conn(conn: Any, calls: Sequence[Call], now: int | None) -> list[
     for i, reply in enumerate(replies):
         if isinstance(reply, NoScriptError):
             call = calls[i]
-            await conn.send_command("EVAL", session_script(call.script).source,
-                                    *_command(call, now)[1:])
+            await conn.send_packed_command(
+                pack(("EVAL", session_script(call.script).source, *_command(call, now)[1:])))
             replies[i] = await conn.read_response()
     return [normalize(r) for r in replies]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -22,6 +23,8 @@ __all__ = ["CookiePolicy", "CookieSigner", "cookie_values"]
 
 #: Longer cookie values are refused unread (ours are about 100 characters).
 MAX_COOKIE = 256
+#: How many verified cookies are remembered (their HMAC is not checked again).
+VERIFIED_CACHE = 4096
 #: At most this many cookies of our name are looked at.
 MAX_CANDIDATES = 8
 _VALUE_RE = re.compile(r"[A-Za-z0-9_.\-]+\Z")
@@ -47,12 +50,20 @@ class CookieSigner:
         raw = [k.encode() if isinstance(k, str) else k for k in reversed(keys)]
         self._signer = TimestampSigner(raw, salt=salt,
                                        digest_method=hashlib.sha256)
+        #: Cookies already verified: value -> (id, signed_at). Only valid ones enter,
+        #: so it cannot be filled with junk; the age is checked again on every hit.
+        self._verified: dict[str, tuple[str, float]] = {}
 
     def sign(self, session_id: str) -> str:
         return self._signer.sign(session_id).decode("ascii")
 
     def unsign(self, value: str, max_age: float | None) -> tuple[str, float] | None:
         """``(session_id, signed_at)`` from a cookie value, or None for anything invalid."""
+        hit = self._verified.get(value)
+        if hit is not None:
+            if max_age is not None and time.time() - hit[1] > max_age:
+                return None
+            return hit
         if len(value) > MAX_COOKIE or not _VALUE_RE.match(value):
             return None
         try:
@@ -61,7 +72,12 @@ class CookieSigner:
         except (BadData, ValueError, OverflowError):
             return None
         text = sid.decode("ascii")
-        return (text, when.timestamp()) if is_session_id(text) else None
+        if not is_session_id(text):
+            return None
+        if len(self._verified) >= VERIFIED_CACHE:
+            self._verified.clear()
+        got = self._verified[value] = (text, when.timestamp())
+        return got
 
     def pick(self, values: Sequence[str], max_age: float | None) -> tuple[str, float] | None:
         """The one valid session among a request's cookies of our name, if exactly one."""

@@ -1,0 +1,219 @@
+"""ASGI session middleware, in-process (no network between client and app).
+
+Variants, each a Starlette app with two routes, called directly with ASGI messages:
+  bare          the app alone (no sessions; the routes see an empty dict)
+  gatekeep      gatekeep.sessions.asgi.SessionMiddleware, SessionStore on Redis
+  starsessions  starsessions SessionMiddleware + SessionAutoloadMiddleware, RedisStore
+  cookie        Starlette's own SessionMiddleware (data signed into the cookie)
+
+Routes: ``/read`` reads two keys of the session; ``/write`` reads them and
+increments a counter. Every request carries the cookie of one existing session
+(a user id, a counter and a small cart). One throwaway redis-server
+(gatekeep.testing.ServerProcess) serves both Redis stores; rounds are
+interleaved, medians reported. Redis round trips per request are counted from
+INFO commandstats: the commands clients send (EVALSHA / EVAL for gatekeep, GET /
+SET for starsessions), not the commands scripts run inside one EVALSHA.
+
+    python benchmarks/bench_sessions.py [--rounds 15] [--n 400] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import redis
+import redis.asyncio
+from starlette.applications import Starlette
+from starlette.middleware.sessions import SessionMiddleware as CookieSessionMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starsessions import SessionAutoloadMiddleware
+from starsessions import SessionMiddleware as StarSessionMiddleware
+from starsessions.stores.redis import RedisStore
+
+from gatekeep import RedisBackend
+from gatekeep.sessions import SessionStore
+from gatekeep.sessions.asgi import SessionMiddleware
+from gatekeep.testing import ServerProcess, find_server
+
+SECRET = "benchmark-secret-key-0123456789abcdef"
+CLIENT_SENT = ("evalsha", "eval", "script", "get", "set", "setex", "del", "expire", "client",
+               "hello", "ping")
+
+
+async def read(request: Request) -> JSONResponse:
+    s = request.scope.get("session", {})
+    return JSONResponse({"user": s.get("user"), "n": s.get("n")})
+
+
+async def write(request: Request) -> JSONResponse:
+    s = request.scope.get("session", {})
+    s["n"] = s.get("n", 0) + 1
+    return JSONResponse({"user": s.get("user"), "n": s["n"]})
+
+
+async def seed(request: Request) -> JSONResponse:
+    request.session.update({"user": "alice", "n": 0, "cart": ["apple", "pear", "plum"]})
+    return JSONResponse({})
+
+
+ROUTES = [Route("/read", read), Route("/write", write), Route("/seed", seed)]
+
+
+def make_apps(url: str) -> tuple[dict[str, Any], list[Callable[[], Any]]]:
+    closers: list[Callable[[], Any]] = []
+    bare = Starlette(routes=ROUTES)
+
+    gk = Starlette(routes=ROUTES)
+    backend = RedisBackend(url)
+    store = SessionStore(backend, prefix="bench")
+    gk.add_middleware(SessionMiddleware, secret_key=SECRET, store=store, https_only=False)
+    closers += [store.aclose, backend.aclose]
+
+    star = Starlette(routes=ROUTES)
+    aredis = redis.asyncio.Redis.from_url(url)
+    star.add_middleware(SessionAutoloadMiddleware)
+    star.add_middleware(StarSessionMiddleware, store=RedisStore(connection=aredis),
+                        lifetime=14 * 24 * 3600, cookie_https_only=False)
+    closers.append(aredis.aclose)
+
+    cookie = Starlette(routes=ROUTES)
+    cookie.add_middleware(CookieSessionMiddleware, secret_key=SECRET)
+    return {"bare": bare, "gatekeep": gk, "starsessions": star, "cookie": cookie}, closers
+
+
+def scope(path: str, cookie: bytes | None) -> dict[str, Any]:
+    headers = [(b"host", b"bench")]
+    if cookie:
+        headers.append((b"cookie", cookie))
+    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
+            "query_string": b"", "root_path": "", "headers": headers,
+            "client": ("127.0.0.1", 40000), "server": ("bench", 80)}
+
+
+async def call(app: Any, path: str, cookie: bytes | None) -> tuple[int, list[tuple[bytes, bytes]]]:
+    start: dict[str, Any] = {}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            start.update(message)
+
+    await app(scope(path, cookie), receive, send)
+    return start["status"], list(start.get("headers", []))
+
+
+def set_cookie(headers: list[tuple[bytes, bytes]]) -> bytes:
+    for k, v in headers:
+        if k.lower() == b"set-cookie":
+            return v.split(b";", 1)[0]
+    raise RuntimeError("no Set-Cookie")
+
+
+def commands(probe: redis.Redis) -> int:
+    stats = probe.info("commandstats")
+    return sum(stats.get(f"cmdstat_{c}", {}).get("calls", 0) for c in CLIENT_SENT)
+
+
+async def bench(args: argparse.Namespace, url: str, probe: redis.Redis) -> dict[str, Any]:
+    apps, closers = make_apps(url)
+    cookies: dict[str, bytes | None] = {"bare": None}
+    for name in ("gatekeep", "starsessions", "cookie"):
+        status, headers = await call(apps[name], "/seed", None)
+        assert status == 200
+        cookies[name] = set_cookie(headers)
+    # Sanity: every variant sees the seeded session, and writes persist where they can.
+    for name in ("gatekeep", "starsessions"):
+        await call(apps[name], "/write", cookies[name])
+    timings: dict[tuple[str, str], list[float]] = {}
+    trips: dict[tuple[str, str], float] = {}
+    for _ in range(3):  # warm-up
+        for name, app in apps.items():
+            for path in ("/read", "/write"):
+                await call(app, path, cookies[name])
+    for path in ("/read", "/write"):
+        for name, app in apps.items():
+            before = commands(probe)
+            for _ in range(100):
+                await call(app, path, cookies[name])
+            trips[(name, path)] = (commands(probe) - before) / 100
+    for _round in range(args.rounds):
+        for path in ("/read", "/write"):
+            for name, app in apps.items():
+                cookie = cookies[name]
+                start = time.perf_counter()
+                for _ in range(args.n):
+                    await call(app, path, cookie)
+                us = (time.perf_counter() - start) / args.n * 1e6
+                timings.setdefault((name, path), []).append(us)
+    for close in closers:
+        await close()
+    return {k: statistics.median(v) for k, v in timings.items()}, trips
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--n", type=int, default=400)
+    parser.add_argument("--write", action="store_true",
+                        help="write benchmarks/RESULTS-sessions.md")
+    args = parser.parse_args()
+    load_before = os.getloadavg()
+    with ServerProcess.start(find_server("redis")) as server:
+        probe = redis.Redis(port=server.port)
+        server_version = probe.info("server")["redis_version"]
+        medians, trips = asyncio.run(bench(args, server.url, probe))
+        probe.close()
+    load_after = os.getloadavg()
+
+    names = ["bare", "gatekeep", "starsessions", "cookie"]
+    lines = ["| variant | read-only µs/req | read+write µs/req | round trips read / write |",
+             "|---|---|---|---|"]
+    for name in names:
+        r, w = medians[(name, "/read")], medians[(name, "/write")]
+        tr, tw = trips[(name, "/read")], trips[(name, "/write")]
+        lines.append(f"| {name} | {r:.0f} | {w:.0f} | {tr:g} / {tw:g} |")
+    ratio_r = medians[("gatekeep", "/read")] / medians[("starsessions", "/read")]
+    ratio_w = medians[("gatekeep", "/write")] / medians[("starsessions", "/write")]
+    ratios = [
+        f"- gatekeep / starsessions, read-only: **{ratio_r:.2f}x** (target <= 0.6)",
+        f"- gatekeep / starsessions, read+write: **{ratio_w:.2f}x** (target <= 0.6)",
+        f"- gatekeep / Starlette cookie sessions: read {medians[('gatekeep', '/read')] / medians[('cookie', '/read')]:.2f}x, "
+        f"write {medians[('gatekeep', '/write')] / medians[('cookie', '/write')]:.2f}x",
+        f"- gatekeep round trips: read-only {trips[('gatekeep', '/read')]:g} (target 1), "
+        f"read+write {trips[('gatekeep', '/write')]:g} (target <= 2)",
+    ]
+    env = (f"Python {platform.python_version()}, {server_version and 'redis-server ' + server_version}, "
+           f"redis-py {version('redis')}, Starlette {version('starlette')}, starsessions "
+           f"{version('starsessions')}, itsdangerous {version('itsdangerous')}; "
+           f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f} before / "
+           f"{load_after[0]:.2f} after (machine shared with other jobs)")
+    report = "\n".join([*lines, "", *ratios, "", env])
+    print(report)
+    if args.write:
+        command = f"python benchmarks/bench_sessions.py --rounds {args.rounds} --n {args.n} --write"
+        text = (
+            "# Sessions: gatekeep vs starsessions vs Starlette cookie sessions\n\n"
+            "In-process ASGI calls (no network to the app), one throwaway local redis-server "
+            "for both Redis stores, medians of interleaved rounds. Absolute µs drift "
+            "between runs on a shared machine: the ratios from one run are what count.\n\n"
+            f"    {command}\n\n{report}\n"
+        )
+        Path(__file__).with_name("RESULTS-sessions.md").write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
