@@ -251,3 +251,21 @@ async def test_fastapi_request_session():
     api.add_middleware(SessionMiddleware, secret_key="k", https_only=False)
     cookie = cookie_of(await asgi_call(api, "/count"))
     assert json.loads((await asgi_call(api, "/count", cookie)).body) == {"n": 2}
+
+
+async def test_non_strict_store_adopts_a_signed_unknown_id(make_store):
+    store = make_store(strict=False)
+    app = starlette_app(store=store)
+    try:
+        cookie = cookie_of(await asgi_call(app, "/inc"))
+        sid = cookie.split("=", 1)[1].split(".")[0]
+        await store.adestroy(sid)                     # tombstoned: never adopted again
+        r = await asgi_call(app, "/inc", cookie)
+        assert json.loads(r.body) == {"n": 1} and r.cookie() not in (None, "")
+        assert r.cookie().split(".")[0] != sid
+        unknown = SessionMiddleware(app, secret_key="test-secret-key").core.signer.sign("Q" * 47)
+        r = await asgi_call(app, "/inc", f"session={unknown}")
+        assert r.set_cookies == []                     # adopted: the cookie stays as it is
+        assert dict(await store.aload("Q" * 47)) == {"n": 1}
+    finally:
+        await store.aclose()

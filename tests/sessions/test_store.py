@@ -251,3 +251,18 @@ def test_server_clock_when_no_now_is_given(store):
     loaded = store.load(s.id)
     assert loaded is not None and loaded.created_at is not None
     assert loaded.expires_at > loaded.last_seen_at
+
+
+def test_every_key_has_a_ttl(make_store, store_backend):
+    if store_backend is None:
+        return  # the in-process store's keys all carry an expiry by construction
+    store = make_store(strict=False)                   # tombstones too
+    a = store.create({"k": 1}, user_id="u", now=T)
+    store.regenerate(a, now=T + 1)
+    b = store.create({"k": 2}, user_id="u", now=T + 2)
+    store.destroy(b, now=T + 3)
+    client = store_backend.client
+    keys = list(client.scan_iter(match=store.prefix + "*"))
+    assert len(keys) >= 4                              # session, 2 tombstones, user index
+    for key in keys:
+        assert client.pttl(key) > 0, key

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
@@ -149,8 +150,10 @@ class RedisExecutor:
     def __init__(self, client: Callable[[], Any], aclient: Callable[[], Any]) -> None:
         self._client = client
         self._aclient = aclient
-        self._idle: deque[Any] = deque()
-        self._loop: asyncio.AbstractEventLoop | None = None
+        #: Idle connections, per event loop (a connection belongs to the loop that
+        #: opened it); a loop's connections go when the loop is garbage-collected.
+        self._idle: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, deque[Any]] = (
+            weakref.WeakKeyDictionary())
         self._fast: bool | None = None
         self._timeout: float | None = None
 
@@ -181,11 +184,10 @@ class RedisExecutor:
         if not self._fast:
             return await self._arun_client(aclient, calls, now)
         loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # connections belong to the loop that opened them
-            while self._idle:
-                _abandon(self._idle.pop())
-            self._loop = loop
-        conn = self._idle.pop() if self._idle else self._connect(aclient)
+        idle = self._idle.get(loop)
+        if idle is None:
+            idle = self._idle[loop] = deque()
+        conn = idle.pop() if idle else self._connect(aclient)
         try:
             if self._timeout is None:
                 replies = await _arun_conn(conn, calls, now)
@@ -198,7 +200,7 @@ class RedisExecutor:
             # A reply may still be on its way: this connection cannot be reused.
             await conn.disconnect()
             raise
-        self._idle.append(conn)
+        idle.append(conn)
         return replies
 
     def _connect(self, aclient: Any) -> Any:
@@ -232,11 +234,14 @@ class RedisExecutor:
 
     async def aclose(self) -> None:
         """Close the idle connections (call it when the app shuts down)."""
-        if self._loop is not asyncio.get_running_loop():
-            while self._idle:
-                _abandon(self._idle.pop())
-        while self._idle:
-            await self._idle.pop().disconnect()
+        loop = asyncio.get_running_loop()
+        for other, idle in list(self._idle.items()):
+            while idle:
+                conn = idle.pop()
+                if other is loop:
+                    await conn.disconnect()
+                else:
+                    _abandon(conn)
 
 
 def _abandon(conn: Any) -> None:
