@@ -94,6 +94,11 @@ def _seconds(name: str, value: float) -> int:
 class SessionStore:
     """Sessions in Redis (pass a :class:`RedisBackend` or a URL) or in this process.
 
+    With ``backend=None`` (or a :class:`MemoryBackend`, whose ``max_keys`` it takes)
+    the Python twins of the scripts run in-process, on a key space of their own:
+    for tests and single-process apps; past ``max_keys`` (100,000) keys, the least
+    recently used sessions are dropped.
+
     >>> store = SessionStore(RedisBackend("redis://localhost:6379/0"), prefix="shop",
     ...                      idle_timeout=3600, absolute_timeout=7 * 86400)  # doctest: +SKIP
     >>> session = store.create({"cart": []}, user_id="42")                  # doctest: +SKIP
