@@ -136,7 +136,8 @@ def test_server_clock(backend, prefix, algorithm):
     limiter = make(backend, prefix, algorithm, "2/hour")
     assert [limiter.hit("k").allowed for _ in range(3)] == [True, True, False]
     d = limiter.hit("k")
-    assert 0 < d.retry_after <= 3600
+    # the sliding window counter may wait into the next window: up to two periods
+    assert 0 < d.retry_after <= (7200 if algorithm == "sliding_window" else 3600)
 
 
 def test_burst_only_for_buckets(backend, prefix, algorithm):

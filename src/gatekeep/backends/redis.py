@@ -15,6 +15,7 @@ import redis.asyncio
 from redis.exceptions import NoScriptError, ResponseError
 
 from ..scripts import Script
+from ._wire import AsyncConnections, ScriptCall, fast_pool, run_sync
 from .base import Plan
 from .connect import ClientFactory
 
@@ -54,6 +55,10 @@ class RedisBackend:
         self._client: Any = None
         self._aclient: Any = aclient
         self._replica: Any = replica
+        # the lean round trip (see _wire): the sync pool, and async connections per client
+        self._pool: Any = None
+        self._pool_owner: Any = None
+        self._aconns: dict[int, AsyncConnections] = {}
         self._areplica: Any = areplica
         #: "standalone", "sentinel", "cluster", or "client" (clients were passed).
         self.kind = "client"
@@ -143,86 +148,67 @@ class RedisBackend:
 
     def eval(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run ``script`` in one round trip (two after the server lost its script cache)."""
-        try:
-            return self.client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            return self.client.execute_command("EVAL", script.source, len(keys), *keys, *args)
+        return _first(self.eval_batch([(script, keys, args)]))
 
     async def aeval(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        try:
-            return await self.aclient.execute_command(
-                "EVALSHA", script.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            return await self.aclient.execute_command(
-                "EVAL", script.source, len(keys), *keys, *args)
+        return _first(await self.aeval_batch([(script, keys, args)]))
 
     def eval_ro(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run a read-only ``script`` by EVALSHA_RO on a replica (the primary when
         there is none). The script must not write: replicas refuse it."""
-        client = self.replica
-        try:
-            return client.execute_command("EVALSHA_RO", script.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            return client.execute_command("EVAL_RO", script.source, len(keys), *keys, *args)
-        except ResponseError as exc:
-            if not _unknown_command(exc):
-                raise
-            return self.eval(script, keys, args)  # Redis < 7: no *_RO commands
+        return _first(self.eval_batch([(script, keys, args)], read_only=True))
 
     async def aeval_ro(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        client = self.areplica
-        try:
-            return await client.execute_command(
-                "EVALSHA_RO", script.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            return await client.execute_command(
-                "EVAL_RO", script.source, len(keys), *keys, *args)
-        except ResponseError as exc:
-            if not _unknown_command(exc):
-                raise
-            return await self.aeval(script, keys, args)
+        return _first(await self.aeval_batch([(script, keys, args)], read_only=True))
 
     def eval_many(self, script: Script, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
                   ) -> list[Any]:
         """Run ``script`` once per (keys, args) in one pipelined round trip."""
-        pipe = self.client.pipeline(transaction=False)
-        for keys, args in calls:
-            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-        replies = pipe.execute(raise_on_error=False)
-        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-        if missing:
-            # Nothing ran for these: load the script once and run them again.
-            self.client.execute_command("SCRIPT", "LOAD", script.source)
-            pipe = self.client.pipeline(transaction=False)
-            for i in missing:
-                keys, args = calls[i]
-                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-            for i, reply in zip(missing, pipe.execute(raise_on_error=False), strict=False):
-                replies[i] = reply
-        return _raise_first(replies)
+        return _raise_first(self.eval_batch([(script, k, a) for k, a in calls]))
 
     async def aeval_many(self, script: Script,
                          calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
-        pipe = self.aclient.pipeline(transaction=False)
-        for keys, args in calls:
-            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-        replies = await pipe.execute(raise_on_error=False)
-        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-        if missing:
-            await self.aclient.execute_command("SCRIPT", "LOAD", script.source)
-            pipe = self.aclient.pipeline(transaction=False)
-            for i in missing:
-                keys, args = calls[i]
-                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-            for i, reply in zip(missing, await pipe.execute(raise_on_error=False), strict=False):
-                replies[i] = reply
-        return _raise_first(replies)
+        return _raise_first(await self.aeval_batch([(script, k, a) for k, a in calls]))
+
+    def eval_batch(self, calls: Sequence[ScriptCall], *, read_only: bool = False) -> list[Any]:
+        """Run several scripts in one round trip (a pipeline; on a cluster, one per node).
+
+        Returns one reply per call, with a ``ResponseError`` in place of the reply
+        of a script that failed; connection errors and timeouts raise.
+        ``read_only`` sends EVALSHA_RO to a replica (Sentinel) or the primary.
+        """
+        client = self.replica if read_only else self.client
+        if self._pool is None or client is not self._pool_owner:
+            self._pool_owner, self._pool = client, fast_pool(client)
+        if self._pool is not None:
+            replies = run_sync(self._pool, calls, read_only)
+        else:
+            replies = _batch_via_client(client, calls, read_only)
+        if read_only and any(_unknown_command(r) for r in replies):
+            return self.eval_batch(calls)  # Redis < 7: no EVALSHA_RO
+        return replies
+
+    async def aeval_batch(self, calls: Sequence[ScriptCall], *, read_only: bool = False
+                          ) -> list[Any]:
+        client = self.areplica if read_only else self.aclient
+        conns = self._aconns.get(id(client))
+        if conns is None and AsyncConnections.usable(client):
+            conns = self._aconns[id(client)] = AsyncConnections(client)
+        if conns is not None:
+            replies = await conns.run(calls, read_only)
+        else:
+            replies = await _abatch_via_client(client, calls, read_only)
+        if read_only and any(_unknown_command(r) for r in replies):
+            return await self.aeval_batch(calls)
+        return replies
 
     # -- limiter backend protocol ----------------------------------------------------
 
     def limit(self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
               ) -> list[int]:
-        return self.eval(plan.algorithm.script, keys, (_now(now), mode, cost, *plan.flat))  # type: ignore[no-any-return]
+        return _first(self.eval_batch(  # type: ignore[no-any-return]
+            [(plan.algorithm.script, keys, ("" if now is None else now, mode, cost,
+                                            *plan.flat))]))
 
     def limit_many(self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str,
                    cost: int) -> list[list[int]]:
@@ -235,8 +221,9 @@ class RedisBackend:
 
     async def alimit(self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
                      ) -> list[int]:
-        return await self.aeval(plan.algorithm.script, keys,  # type: ignore[no-any-return]
-                                (_now(now), mode, cost, *plan.flat))
+        return _first(await self.aeval_batch(  # type: ignore[no-any-return]
+            [(plan.algorithm.script, keys, ("" if now is None else now, mode, cost,
+                                            *plan.flat))]))
 
     async def alimit_many(self, plan: Plan, keys: Sequence[list[str]], now: int | None,
                           mode: str, cost: int) -> list[list[int]]:
@@ -258,6 +245,9 @@ class RedisBackend:
                         sentinel.close()
 
     async def aclose(self) -> None:
+        for conns in self._aconns.values():
+            await conns.aclose()
+        self._aconns.clear()
         for client in (self._aclient, self._areplica):
             if client is not None:
                 await client.aclose()
@@ -285,8 +275,15 @@ def _sentinels_of(client: Any) -> list[Any]:
     return list(getattr(manager, "sentinels", ()))
 
 
-def _unknown_command(exc: ResponseError) -> bool:
-    return "unknown command" in str(exc).lower()
+def _unknown_command(reply: Any) -> bool:
+    return isinstance(reply, ResponseError) and "unknown command" in str(reply).lower()
+
+
+def _first(replies: list[Any]) -> Any:
+    reply = replies[0]
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
 
 
 def _raise_first(replies: list[Any]) -> list[Any]:
@@ -294,3 +291,54 @@ def _raise_first(replies: list[Any]) -> list[Any]:
         if isinstance(reply, Exception):
             raise reply
     return replies
+
+
+def _batch_via_client(client: Any, calls: Sequence[ScriptCall], read_only: bool) -> list[Any]:
+    """The general path (cluster clients and others): redis-py's commands and pipelines."""
+    command, fallback = ("EVALSHA_RO", "EVAL_RO") if read_only else ("EVALSHA", "EVAL")
+    if len(calls) == 1:
+        replies: list[Any] = [_call_via_client(client, calls[0], command)]
+    else:
+        pipe = client.pipeline(transaction=False)
+        for s, k, a in calls:
+            pipe.execute_command(command, s.sha, len(k), *k, *a)
+        replies = pipe.execute(raise_on_error=False)
+    for i, reply in enumerate(replies):
+        if isinstance(reply, NoScriptError):  # nothing ran for this one
+            replies[i] = _call_via_client(client, calls[i], fallback, source=True)
+    return replies
+
+
+def _call_via_client(client: Any, call: ScriptCall, command: str, source: bool = False
+                     ) -> Any:
+    s, k, a = call
+    try:
+        return client.execute_command(command, s.source if source else s.sha, len(k), *k, *a)
+    except ResponseError as exc:
+        return exc
+
+
+async def _abatch_via_client(client: Any, calls: Sequence[ScriptCall], read_only: bool
+                             ) -> list[Any]:
+    command, fallback = ("EVALSHA_RO", "EVAL_RO") if read_only else ("EVALSHA", "EVAL")
+    if len(calls) == 1:
+        replies: list[Any] = [await _acall_via_client(client, calls[0], command)]
+    else:
+        pipe = client.pipeline(transaction=False)
+        for s, k, a in calls:
+            pipe.execute_command(command, s.sha, len(k), *k, *a)
+        replies = await pipe.execute(raise_on_error=False)
+    for i, reply in enumerate(replies):
+        if isinstance(reply, NoScriptError):
+            replies[i] = await _acall_via_client(client, calls[i], fallback, source=True)
+    return replies
+
+
+async def _acall_via_client(client: Any, call: ScriptCall, command: str,
+                            source: bool = False) -> Any:
+    s, k, a = call
+    try:
+        return await client.execute_command(command, s.source if source else s.sha,
+                                            len(k), *k, *a)
+    except ResponseError as exc:
+        return exc
