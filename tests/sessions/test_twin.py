@@ -72,7 +72,7 @@ def to_call(o, prefix, created):
 @given(ops=st.lists(st.tuples(step, op), min_size=1, max_size=25))
 def test_lua_and_twin_agree(server, ops):
     backend = RedisBackend(server.url)
-    redis_side = RedisExecutor(lambda: backend.client, lambda: backend.aclient)
+    redis_side = RedisExecutor(backend)
     twin_side = MemoryExecutor()
     prefix = f"gk:tw{uuid.uuid4().hex[:8]}:"
     created: dict[int, int] = {}

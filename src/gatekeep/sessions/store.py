@@ -141,8 +141,7 @@ class SessionStore:
         elif isinstance(backend, MemoryBackend):
             self.executor = MemoryExecutor(backend.store.max_keys)
         elif isinstance(backend, RedisBackend):
-            b = backend
-            self.executor = RedisExecutor(lambda: b.client, lambda: b.aclient)
+            self.executor = RedisExecutor(backend)
         else:
             raise TypeError("backend must be a RedisBackend, a Redis URL, a MemoryBackend or "
                             f"None (in-process), not {type(backend).__name__}")
