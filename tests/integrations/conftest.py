@@ -4,8 +4,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from django_setup import configure
 
 from gatekeep import RedisBackend
+
+configure()  # Django settings, once, before any test module imports django.contrib
 
 
 @pytest.fixture

@@ -4,20 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import django
 import pytest
-from django.conf import settings
-
-if not settings.configured:
-    settings.configure(
-        DEBUG=False, SECRET_KEY="test", ALLOWED_HOSTS=["*"], ROOT_URLCONF=__name__,
-        INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth",
-                        "gatekeep.django"],
-        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
-        MIDDLEWARE=[], USE_TZ=True,
-    )
-    django.setup()
-
 from django.core.checks import run_checks
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -30,6 +17,12 @@ from gatekeep.django.middleware import RateLimitMiddleware
 from gatekeep.ratelimit import Denial, Rule
 
 MW = "gatekeep.django.middleware.RateLimitMiddleware"
+
+
+@pytest.fixture(autouse=True)
+def _urls() -> Any:
+    with override_settings(ROOT_URLCONF=__name__):
+        yield
 
 
 def index(request: HttpRequest) -> HttpResponse:

@@ -1,4 +1,4 @@
-"""Django system checks: rate-limit misconfiguration is reported at start-up
+"""Django system checks: rate-limit and session misconfiguration is reported at start-up
 (``manage.py check``, ``runserver``, ``migrate``), not at the first request."""
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register  # t
 from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
 
 from ..ratelimit.keys import user as user_key
-from .conf import build_policy, ratelimit_settings
+from .conf import build_policy, build_session_store, ratelimit_settings
 
-__all__ = ["check_ratelimit"]
+__all__ = ["check_ratelimit", "check_sessions"]
+
+ENGINE = "gatekeep.django.sessions"
 
 MIDDLEWARE = "gatekeep.django.middleware.RateLimitMiddleware"
 AUTH = "django.contrib.auth.middleware.AuthenticationMiddleware"
@@ -41,3 +43,15 @@ def check_ratelimit(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
                 "run before the rate-limit middleware.",
                 hint=f"Put {MIDDLEWARE!r} after {AUTH!r} in MIDDLEWARE.", id="gatekeep.E002"))
     return errors
+
+
+@register(Tags.security, Tags.compatibility)  # type: ignore[untyped-decorator]
+def check_sessions(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """With gatekeep's session engine, ``GATEKEEP["sessions"]`` must build a store."""
+    if getattr(settings, "SESSION_ENGINE", None) != ENGINE:
+        return []
+    try:
+        build_session_store()
+    except ImproperlyConfigured as exc:
+        return [Error(str(exc), hint='Fix settings.GATEKEEP["sessions"].', id="gatekeep.E003")]
+    return []
