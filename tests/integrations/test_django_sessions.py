@@ -19,6 +19,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import AsyncClient, Client, override_settings
 from django.urls import path
 from django_setup import migrate
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gatekeep import RedisBackend
 from gatekeep.django import sessions as engine
@@ -466,3 +468,41 @@ def test_system_check() -> None:
         assert engine.get_store().prefix.startswith("gk:one")
     with override_settings(SESSION_ENGINE=ENGINE, GATEKEEP={"sessions": {"prefix": "two"}}):
         assert engine.get_store().prefix.startswith("gk:two")
+
+
+# -- fuzz: no cookie value gives a 500 or someone else's session ----------------------------
+
+@pytest.mark.parametrize("store", [STORES[0], STORES[1]], indirect=True)
+def test_fuzz_cookies(store: GatekeepStore, alice: User) -> None:
+    victim = Client()
+    victim.post("/login/", {"username": "alice", "password": "wonderland"})
+    victim.get("/counter/")
+    key = victim.cookies[COOKIE].value
+    anonymous = {"user": None, "n": None}
+    i = st.integers(0, len(key) - 1)
+    alphabet = "ABCDEFabcdef0123456789-_.=;, \"\\\x00é"
+    values = st.one_of(
+        st.text(max_size=300), st.text(alphabet=alphabet, max_size=120),
+        i.map(lambda n: key[:n]),
+        st.tuples(i, st.sampled_from(alphabet + "xyzXYZ")).map(
+            lambda t: key[:t[0]] + t[1] + key[t[0] + 1:]),
+        st.just(key.swapcase()), st.just(key + "x"), st.just(key[1:] + key[0]),
+        st.just(" " + key + " "), st.just(f'"{key}"'))
+
+    @settings(max_examples=150, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    @given(value=values)
+    def check(value: str) -> None:
+        # as a WSGI server hands a header over: its bytes, one character each (PEP 3333)
+        header = f"{COOKIE}={value}".encode().decode("latin-1")
+        r = Client().get("/whoami/", HTTP_COOKIE=header)
+        assert r.status_code == 200
+        if value.strip(' "') == key:
+            return  # the victim's own cookie, spaced or quoted: the cookie parser's call
+        assert r.json() == anonymous
+        r = Client().get("/counter/", HTTP_COOKIE=header)
+        assert r.status_code == 200 and r.json() == {"n": 1}
+        assert r.cookies[COOKIE].value != key
+
+    check()
+    assert victim.get("/whoami/").json() == {"user": "alice", "n": 1}
