@@ -1,22 +1,39 @@
-"""Flask with gatekeep's extension.
+"""Flask with gatekeep's rate-limit extension and server-side sessions.
 
 Run:  python examples/flask_app.py          (then: curl -i http://127.0.0.1:8000/)
 
 - every view: 5 requests per minute per client (the default);
-- POST /login: 2 per minute (@limiter.limit);  /health: never limited (@limiter.exempt).
+- POST /login: 2 per minute (@limiter.limit);  /health: never limited (@limiter.exempt);
+- GET /counter and POST /logout: 60 per minute together (a rule);
+- sessions (GatekeepSessionInterface: flask.session in gatekeep's store): POST /login
+  with {"username": "alice", "password": "wonderland"} logs in with a new session id,
+  GET /counter counts in the session, POST /logout destroys it.
 """
 
 from __future__ import annotations
 
-from _common import HOST, PORT, backend, key
-from flask import Flask, jsonify
+from _common import (
+    HOST,
+    PORT,
+    SECRET_KEY,
+    SESSION_RULE,
+    backend,
+    check_password,
+    key,
+    session_store,
+)
+from flask import Flask, jsonify, request, session
 from flask.typing import ResponseReturnValue
 
 from gatekeep.flask import RateLimiter
+from gatekeep.flask_sessions import GatekeepSessionInterface
 
 app = Flask(__name__)
-app.config["GATEKEEP_RATELIMIT"] = {"default": "5/minute"}
+app.config["SECRET_KEY"] = SECRET_KEY
+app.config["GATEKEEP_RATELIMIT"] = {"default": "5/minute", "rules": [SESSION_RULE]}
 limiter = RateLimiter(key=key(), backend=backend())
+# https_only=False: the example serves plain http (see _common.py)
+GatekeepSessionInterface(session_store(), https_only=False).init_app(app)
 
 
 @app.get("/")
@@ -27,7 +44,23 @@ def home() -> ResponseReturnValue:
 @app.post("/login")
 @limiter.limit("2/minute", name="login")
 def login() -> ResponseReturnValue:
-    return jsonify(logged_in=True)
+    user = check_password(request.get_json(silent=True))
+    if user is None:
+        return jsonify(error="bad credentials"), 401
+    session.set_user(user)  # type: ignore[attr-defined]  # log in: a new session id
+    return jsonify(user=user)
+
+
+@app.get("/counter")
+def counter() -> ResponseReturnValue:
+    session["count"] = session.get("count", 0) + 1
+    return jsonify(count=session["count"], user=session.user_id)  # type: ignore[attr-defined]
+
+
+@app.post("/logout")
+def logout() -> ResponseReturnValue:
+    session.destroy()  # type: ignore[attr-defined]
+    return jsonify(ok=True)
 
 
 @app.get("/health")

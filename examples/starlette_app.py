@@ -1,16 +1,28 @@
-"""Starlette with gatekeep's pure ASGI rate-limit middleware.
+"""Starlette with gatekeep's pure ASGI rate-limit and session middleware.
 
 Run:  python examples/starlette_app.py      (then: curl -i http://127.0.0.1:8000/)
 
 - every route: 5 requests per minute per client (the default);
 - POST /login: 2 per minute (a rule);  /health: never limited (exempt);
-- /ws: a WebSocket, limited when it connects.
+- GET /counter and POST /logout: 60 per minute together (a rule);
+- /ws: a WebSocket, limited when it connects;
+- sessions: POST /login with {"username": "alice", "password": "wonderland"} logs in
+  with a new session id, GET /counter counts in the session, POST /logout destroys it.
 """
 
 from __future__ import annotations
 
 import uvicorn
-from _common import HOST, PORT, backend, key
+from _common import (
+    HOST,
+    PORT,
+    SECRET_KEY,
+    SESSION_RULE,
+    backend,
+    check_password,
+    key,
+    session_store,
+)
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -20,6 +32,7 @@ from starlette.websockets import WebSocket
 
 from gatekeep.ratelimit import Rule
 from gatekeep.ratelimit.asgi import RateLimitMiddleware
+from gatekeep.sessions.asgi import SessionMiddleware
 
 
 async def home(request: Request) -> JSONResponse:
@@ -27,7 +40,26 @@ async def home(request: Request) -> JSONResponse:
 
 
 async def login(request: Request) -> JSONResponse:
-    return JSONResponse({"logged_in": True})
+    try:
+        credentials = await request.json()
+    except ValueError:
+        credentials = None
+    user = check_password(credentials)
+    if user is None:
+        return JSONResponse({"error": "bad credentials"}, status_code=401)
+    request.session.set_user(user)  # log in: a new session id, indexed under the user
+    return JSONResponse({"user": user})
+
+
+async def counter(request: Request) -> JSONResponse:
+    request.session["count"] = request.session.get("count", 0) + 1
+    return JSONResponse({"count": request.session["count"],
+                         "user": request.session.user_id})
+
+
+async def logout(request: Request) -> JSONResponse:
+    request.session.destroy()
+    return JSONResponse({"ok": True})
 
 
 async def health(request: Request) -> JSONResponse:
@@ -42,10 +74,16 @@ async def ws(websocket: WebSocket) -> None:
 
 app = Starlette(
     routes=[Route("/", home), Route("/login", login, methods=["POST"]),
+            Route("/counter", counter), Route("/logout", logout, methods=["POST"]),
             Route("/health", health), WebSocketRoute("/ws", ws)],
-    middleware=[Middleware(RateLimitMiddleware, default="5/minute",
-                           rules=[Rule("2/minute", "POST /login", name="login")],
-                           exempt=["/health"], key=key(), backend=backend())],
+    middleware=[
+        # https_only=False: the example serves plain http (see _common.py)
+        Middleware(SessionMiddleware, secret_key=SECRET_KEY, store=session_store(),
+                   https_only=False),
+        Middleware(RateLimitMiddleware, default="5/minute",
+                   rules=[Rule("2/minute", "POST /login", name="login"), SESSION_RULE],
+                   exempt=["/health"], key=key(), backend=backend()),
+    ],
 )
 
 if __name__ == "__main__":

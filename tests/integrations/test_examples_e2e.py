@@ -25,6 +25,14 @@ APPS = {
     "flask_app": ("/", "/login", "/health"),
     "django_app": ("/", "/login/", "/health/"),
 }
+#: example -> (session cookie, counter path, logout path)
+SESSIONS = {
+    "starlette_app": ("session", "/counter", "/logout"),
+    "fastapi_app": ("session", "/counter", "/logout"),
+    "flask_app": ("session", "/counter", "/logout"),
+    "django_app": ("sessionid", "/counter/", "/logout/"),
+}
+CREDENTIALS = {"username": "alice", "password": "wonderland"}
 
 
 class Running:
@@ -96,8 +104,46 @@ def test_example_limits_over_http(running: Running, request: pytest.FixtureReque
             assert r.status_code == 429
         r = c.get(health)
         assert r.status_code == 200 and "ratelimit" not in r.headers
-        logins = [c.post(login).status_code for _ in range(3)]
+        logins = [c.post(login, json=CREDENTIALS).status_code for _ in range(3)]
         assert logins == [200, 200, 429]
+
+
+def test_example_sessions_over_http(running: Running, request: pytest.FixtureRequest) -> None:
+    """Log in (a new id), count, log out (destroyed), through a real cookie jar."""
+    name = request.node.callspec.params["running"]
+    login = APPS[name][1]
+    cookie, counter, logout = SESSIONS[name]
+    anonymous = {"count": 1, "user": None}
+    with httpx.Client(base_url=running.base, timeout=5) as c:
+        r = c.get(counter)
+        assert r.json() == anonymous
+        header = r.headers["set-cookie"]
+        assert "httponly" in header.lower() and "samesite=lax" in header.lower()
+        first = c.cookies[cookie]
+        r = c.get(counter)
+        assert r.json() == {"count": 2, "user": None} and c.cookies[cookie] == first
+        if name != "django_app":  # Django sends its cookie again on every save
+            assert "set-cookie" not in r.headers
+        r = c.post(login, json={**CREDENTIALS, "password": "guess"})
+        assert r.status_code == 401 and c.cookies[cookie] == first
+        r = c.post(login, json=CREDENTIALS)
+        assert r.status_code == 200 and r.json() == {"user": "alice"}
+        second = c.cookies[cookie]
+        assert second != first  # log-in rotated the id; the data came along
+        assert c.get(counter).json() == {"count": 3, "user": "alice"}
+        with httpx.Client(base_url=running.base, timeout=5, cookies={cookie: first}) as old:
+            assert old.get(counter).json() == anonymous  # the pre-login id is dead
+        r = c.post(logout)
+        assert r.status_code == 200 and cookie not in c.cookies  # the cookie was deleted
+        assert c.get(counter).json() == anonymous
+        with httpx.Client(base_url=running.base, timeout=5, cookies={cookie: second}) as old:
+            assert old.get(counter).json() == anonymous  # logged out for good
+        # tampered and garbage cookies: a fresh session, never a 500
+        for value in (second[:-1] + ("A" if second[-1] != "A" else "B"), "x" * 5000, "",
+                      "%00", second + second):
+            with httpx.Client(base_url=running.base, timeout=5,
+                              cookies={cookie: value}) as bad:
+                assert bad.get(counter).json() == anonymous
 
 
 def test_fastapi_behind_a_trusted_proxy(store_env: dict[str, str]) -> None:
