@@ -4,14 +4,15 @@
 -- ARGV[1]  now (see session_prelude.lua)
 -- ARGV[2]  idle timeout, µs
 -- ARGV[3]  'touch' (load: extend the idle deadline), 'peek' (read only) or 'meta' (read
---          only, no data)
+--          only, no data). 'peek' and 'meta' never write: they run as EVALSHA_RO, on a
+--          replica too (an expired session is reported, not deleted)
 -- Returns  {0} no such session (never existed, expired, or its tombstone lapsed)
 --          {-1} destroyed or regenerated (a tombstone)
 --          {1, created, last_seen, expires_at, absolute_expires_at, user or '',
 --           key1, json1, key2, json2, ...}          (times in µs; data keys in any order)
 local key = KEYS[1]
 local idle = tonumber(ARGV[2])
-local state, c, a, x, u = meta(key, idle)
+local state, c, a, x, u = meta(key, idle, ARGV[3] ~= 'touch')
 if state == 'none' then return {0} end
 if state == 'dead' then return {-1} end
 

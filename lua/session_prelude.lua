@@ -28,12 +28,13 @@ local function fmt(n)
 end
 
 -- The metadata of the session at `key`: state 'none', 'dead' or 'live', then c, a, x, u.
--- A session past its idle or absolute expiry is deleted and reads as 'none'.
-local function meta(key, idle)
+-- A session past its idle or absolute expiry reads as 'none', and is deleted unless `ro`
+-- (a read-only call: EVALSHA_RO, a replica; its PEXPIRE removes it in due time).
+local function meta(key, idle, ro)
   local m = redis.call('HMGET', key, 't', 'c', 'a', 'x', 'u')
   if m[1] then
     if tonumber(m[1]) <= now then
-      redis.call('DEL', key)
+      if not ro then redis.call('DEL', key) end
       return 'none'
     end
     return 'dead'
@@ -41,7 +42,7 @@ local function meta(key, idle)
   if not m[2] then return 'none' end
   local c, a, x = tonumber(m[2]), tonumber(m[3]), tonumber(m[4])
   if x <= now or now - a >= idle then
-    redis.call('DEL', key)
+    if not ro then redis.call('DEL', key) end
     return 'none'
   end
   return 'live', c, a, x, m[5]

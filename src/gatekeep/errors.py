@@ -8,7 +8,7 @@ into a ``503 Service Unavailable``.
 
 from __future__ import annotations
 
-__all__ = ["BackendUnavailable", "GatekeepError"]
+__all__ = ["BackendUnavailable", "GatekeepError", "SessionNotReplicated", "SessionWriteFailed"]
 
 
 class GatekeepError(Exception):
@@ -27,3 +27,28 @@ class BackendUnavailable(GatekeepError):
     def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class SessionWriteFailed(BackendUnavailable):
+    """A session write (save, regenerate, destroy) did not reach a Redis primary.
+
+    Raised by :class:`~gatekeep.sessions.SessionStore` when no primary answered
+    within the deadline (connection refused or lost, timeout, ``READONLY``, no
+    primary known to the Sentinels, an open circuit breaker). Nothing is retried:
+    after a timeout the write may or may not have happened. The session
+    middleware turns it into ``503 Service Unavailable`` with ``Retry-After``.
+    ``__cause__`` is the Redis error (None when the breaker was open).
+    """
+
+
+class SessionNotReplicated(SessionWriteFailed):
+    """A durable write (``SessionStore(wait_replicas=N)``) reached the primary, but
+    fewer than N replicas acknowledged it within ``wait_timeout``.
+
+    The write *was* applied on the primary; a failover before the replicas catch
+    up may lose it. ``acknowledged`` is how many replicas did confirm it.
+    """
+
+    def __init__(self, message: str, *, acknowledged: int, retry_after: float = 1.0) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.acknowledged = acknowledged

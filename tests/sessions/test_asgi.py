@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from itsdangerous import TimestampSigner
 
 from gatekeep import RedisBackend
+from gatekeep.errors import SessionWriteFailed
 from gatekeep.sessions import SessionNotLoaded, SessionStore, is_session_id
 from gatekeep.sessions.asgi import SessionMiddleware
 from gatekeep.testing import free_port
@@ -206,10 +207,30 @@ async def test_store_down_is_not_a_500():
     live = SessionStore()
     good = cookie_of(await asgi_call(starlette_app(store=live), "/inc"))
     app = starlette_app(store=dead)
-    r = await asgi_call(app, "/inc", good)             # load fails: empty, never saved
-    assert r.status == 200 and json.loads(r.body) == {"n": 1} and r.set_cookies == []
-    r = await asgi_call(app, "/inc")                    # save fails: no cookie
-    assert r.status == 200 and r.set_cookies == []
+    r = await asgi_call(app, "/", good)                 # load fails: empty, nothing to save
+    assert r.status == 200 and json.loads(r.body) == {} and r.set_cookies == []
+    r = await asgi_call(app, "/inc", good)             # load fails, the change is lost: said
+    assert r.status == 503 and r.header("retry-after") == "1" and r.set_cookies == []
+    assert b"could not be saved" in r.body
+    r = await asgi_call(app, "/inc")                    # save fails: no cookie, a 503
+    assert r.status == 503 and r.set_cookies == []
+    r = await asgi_call(app, "/logout", good)           # a log-out that cannot be done: said
+    assert r.status == 503 and r.set_cookies == []
+    # on_write_error="ignore": the app's response goes out, the session says it failed
+    seen = []
+
+    async def inc(scope, receive, send):
+        session = scope["session"]
+        session["n"] = 1
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+        seen.append(session)
+
+    lenient = SessionMiddleware(inc, secret_key="test-secret-key", store=dead,
+                                on_write_error="ignore")
+    r = await asgi_call(lenient, "/inc", good)
+    assert r.status == 200 and r.body == b"ok" and r.set_cookies == []
+    assert seen[0].save_failed and isinstance(seen[0].save_error, SessionWriteFailed)
 
 
 async def test_cookie_options():

@@ -29,7 +29,8 @@ async def test_a_stalled_server_costs_one_timeout_not_a_500(server_factory):
             elapsed = time.monotonic() - start
         finally:
             server.signal(signal.SIGCONT)
-        assert r.status == 200 and r.set_cookies == [] and json.loads(r.body) == {"n": 1}
+        # the load timed out: the change made to an empty session cannot be saved, said so
+        assert r.status == 503 and r.set_cookies == [] and r.header("retry-after") == "1"
         assert elapsed < 1.0                           # one read timeout, no retries
         r = await asgi_call(app, "/", cookie)          # and it recovers on its own
         assert json.loads(r.body) == {"n": 1}

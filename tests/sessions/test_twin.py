@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gatekeep import RedisBackend
-from gatekeep.sessions._engine import Call, MemoryExecutor, RedisExecutor, session_script
+from gatekeep.sessions._engine import Call, MemoryExecutor, session_script
+from gatekeep.sessions._redis import RedisExecutor
 
 T0 = 1_700_000_000_000_000
 IDLE, LIFE = 100_000_000, 300_000_000

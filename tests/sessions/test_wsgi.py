@@ -81,8 +81,13 @@ def test_bad_cookies_and_store_down(store):
     dead = SessionStore(RedisBackend(f"redis://127.0.0.1:{free_port()}/0",
                                      socket_connect_timeout=0.2, socket_timeout=0.2))
     good = f"session={wsgi_call(app, '/inc').cookie()}"
-    r = wsgi_call(make(dead), "/inc", good)
-    assert r.status == 200 and r.set_cookies == [] and json.loads(r.body) == {"n": 1}
+    r = wsgi_call(make(dead), "/", good)
+    assert r.status == 200 and r.set_cookies == [] and json.loads(r.body) == {}
+    r = wsgi_call(make(dead), "/inc", good)       # the change cannot be saved: a clear 503
+    assert r.status == 503 and r.set_cookies == [] and r.header("retry-after") == "1"
+    assert b"could not be saved" in r.body
+    r = wsgi_call(make(dead, on_write_error="ignore"), "/inc", good)
+    assert r.status == 200 and json.loads(r.body) == {"n": 1}
 
 
 def test_eager_option(counted):

@@ -7,8 +7,9 @@ cluster slots (a session and a user's index). :func:`drive` steps a flow with
 blocking I/O and :func:`adrive` with asyncio, so the sync and async APIs cannot
 drift apart.
 
-Executors do the I/O: :class:`RedisExecutor` sends the Lua scripts, and
-:class:`MemoryExecutor` runs their Python twins (``twin.py``) under a lock.
+Executors do the I/O: :class:`~._redis.RedisExecutor` sends the Lua scripts (the
+primary first, a replica for reads while it is away), and :class:`MemoryExecutor`
+runs their Python twins (``twin.py``) under a lock.
 """
 
 from __future__ import annotations
@@ -20,14 +21,11 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Protocol, TypeVar
 
-from ..backends._wire import ScriptCall
-from ..backends.redis import RedisBackend
 from ..scripts import Script, read_lua
 from . import twin
 from ._memory import Keyspace
 
-__all__ = ["Call", "Executor", "Flow", "MemoryExecutor", "RedisExecutor", "adrive", "drive",
-           "session_script"]
+__all__ = ["Call", "Executor", "Flow", "MemoryExecutor", "adrive", "drive", "session_script"]
 
 T = TypeVar("T")
 
@@ -40,6 +38,11 @@ class Call:
     keys: tuple[str, ...]
     #: ARGV after ``now`` (ARGV[1]), which the executor adds.
     args: tuple[str | int, ...]
+    #: The call never writes: it may run as EVALSHA_RO, on a replica.
+    read_only: bool = False
+    #: A read-only call that can stand in for this one on a replica when no primary
+    #: answers (a load without the touch); None: this call must reach a primary.
+    fallback: Call | None = None
 
 
 #: A store operation: yields batches of calls, is sent their replies, returns a result.
@@ -115,34 +118,3 @@ class MemoryExecutor:
 
     async def arun(self, calls: list[Call], now: int | None) -> list[Any]:
         return self.run(calls, now)
-
-
-class RedisExecutor:
-    """Runs the Lua scripts on Redis through a :class:`RedisBackend`: one batch, one
-    round trip (see :mod:`gatekeep.backends._wire` for the lean path it takes)."""
-
-    def __init__(self, backend: RedisBackend) -> None:
-        self.backend = backend
-
-    def run(self, calls: list[Call], now: int | None) -> list[Any]:
-        replies = self.backend.eval_batch([_script_call(c, now) for c in calls])
-        return [normalize(r) for r in _raise_first(replies)]
-
-    async def arun(self, calls: list[Call], now: int | None) -> list[Any]:
-        replies = await self.backend.aeval_batch([_script_call(c, now) for c in calls])
-        return [normalize(r) for r in _raise_first(replies)]
-
-    async def aclose(self) -> None:
-        """Close the backend's idle async connections (when the app shuts down)."""
-        await self.backend.aclose()
-
-
-def _script_call(call: Call, now: int | None) -> ScriptCall:
-    return (session_script(call.script), call.keys, ("" if now is None else now, *call.args))
-
-
-def _raise_first(replies: list[Any]) -> list[Any]:
-    for reply in replies:
-        if isinstance(reply, Exception):
-            raise reply
-    return replies

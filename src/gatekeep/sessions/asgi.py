@@ -39,6 +39,12 @@ class SessionMiddleware:
     changed, never after a 5xx response; ``Set-Cookie`` goes out only when the id
     changes or the session ends, and ``Vary: Cookie`` whenever it was used.
     See :class:`~gatekeep.sessions.core.SessionCore` for the parameters.
+
+    When the changes cannot be written (no Redis primary: a failover under way),
+    the app's response is replaced by ``503 Service Unavailable`` with
+    ``Retry-After``; with ``on_write_error="ignore"`` it goes out as the app made
+    it, and ``request.session.save_failed`` is set. Either way the failure is
+    counted and logged, never dropped silently.
     """
 
     def __init__(
@@ -57,12 +63,13 @@ class SessionMiddleware:
         host_prefix: bool = False,
         strict: bool = True,
         lazy: bool = False,
+        on_write_error: str = "503",
     ) -> None:
         self.app = app
         self.core = SessionCore(secret_key, session_cookie, max_age, path, same_site,
                                 https_only, domain, store=store,
                                 absolute_max_age=absolute_max_age, host_prefix=host_prefix,
-                                strict=strict)
+                                strict=strict, on_write_error=on_write_error)
         self.store = self.core.store
         self.lazy = lazy
 
@@ -83,9 +90,22 @@ class SessionMiddleware:
             await self.app(scope, receive, send)
             return
 
+        replaced = False
+
         async def send_wrapper(message: Message) -> None:
+            nonlocal replaced
+            if replaced:
+                return  # the app's body, after a 503 went out in its place
             if message["type"] == "http.response.start":
-                await self._finish(state, message)
+                instead = await self._finish(state, message)
+                if instead is not None:
+                    replaced = True
+                    status, headers, body = instead
+                    await send({"type": "http.response.start", "status": status,
+                                "headers": [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                                            for k, v in headers]})
+                    await send({"type": "http.response.body", "body": body})
+                    return
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
@@ -103,19 +123,23 @@ class SessionMiddleware:
         except STORE_ERRORS as exc:
             self.core.load_failed(state, exc)
 
-    async def _finish(self, state: RequestState, message: Message) -> None:
+    async def _finish(self, state: RequestState, message: Message
+                      ) -> tuple[int, list[tuple[str, str]], bytes] | None:
         try:
             cookies = await self.store.arun(self.core.finish(state, message["status"]))
         except STORE_ERRORS as exc:
-            self.core.save_failed(exc)
+            instead = self.core.save_failed(state, exc)
+            if instead is not None:
+                return instead
             cookies = []
         if not cookies and not state.session.accessed:
-            return
+            return None
         headers = list(message.get("headers", ()))
         if state.session.accessed:
             _add_vary_cookie(headers)
         headers += [(b"set-cookie", c.encode("latin-1")) for c in cookies]
         message["headers"] = headers
+        return None
 
 
 def _add_vary_cookie(headers: list[tuple[bytes, bytes]]) -> None:

@@ -10,25 +10,45 @@ headers.
 
 from __future__ import annotations
 
-import logging
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import RedisError
 
+from ..errors import BackendUnavailable, SessionWriteFailed
 from ._engine import Flow
+from ._redis import is_unavailable
 from .cookies import CookiePolicy, CookieSigner, cookie_values
+from .logs import logger, scrub
 from .session import ADOPTED, LOADED, NEW, PENDING, UNAVAILABLE, Session
 from .store import DAY, SessionStore
 
-__all__ = ["STORE_ERRORS", "DEFAULT", "RequestState", "SessionCore", "logger"]
+__all__ = ["DEFAULT", "ON_WRITE_ERROR", "STORE_ERRORS", "RequestState", "SessionCore",
+           "logger", "unavailable_response"]
 
-logger = logging.getLogger("gatekeep.sessions")
+#: Errors of the store that a request survives. On load: the session is then
+#: unavailable (empty, not saved). On save: the middleware answers 503 (a
+#: :class:`~gatekeep.errors.SessionWriteFailed`), or lets the response go with
+#: ``session.save_failed`` set (``on_write_error="ignore"``).
+STORE_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError,
+                                                 BackendUnavailable)
 
-#: Errors of the store that a request survives: the session is then unavailable
-#: (empty, not saved), and the response goes out.
-STORE_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+#: What the middleware do when a session cannot be written.
+ON_WRITE_ERROR = ("503", "ignore")
+
+_BODY_503 = (b"Service Unavailable: your session could not be saved just now. "
+             b"Please try again in a moment.\n")
+
+
+def unavailable_response(exc: BaseException) -> tuple[int, list[tuple[str, str]], bytes]:
+    """The 503 that replaces a response whose session could not be written."""
+    retry = getattr(exc, "retry_after", 1.0)
+    return 503, [("Content-Type", "text/plain; charset=utf-8"),
+                 ("Content-Length", str(len(_BODY_503))),
+                 ("Retry-After", str(max(1, math.ceil(retry)))),
+                 ("Cache-Control", "no-store")], _BODY_503
 
 
 class _Default:
@@ -79,7 +99,13 @@ class SessionCore:
         absolute_max_age: int = 30 * DAY,
         host_prefix: bool = False,
         strict: bool = True,
+        on_write_error: str = "503",
     ) -> None:
+        if on_write_error not in ON_WRITE_ERROR:
+            raise ValueError(f"on_write_error must be '503' (answer 503 Service Unavailable "
+                             f"with Retry-After) or 'ignore' (send the app's response, with "
+                             f"session.save_failed set), got {on_write_error!r}")
+        self.on_write_error = on_write_error
         self.signer = CookieSigner(secret_key)
         self.policy = CookiePolicy(session_cookie, path, domain, same_site, bool(https_only),
                                    bool(host_prefix))
@@ -114,8 +140,12 @@ class SessionCore:
 
     @staticmethod
     def load_failed(state: RequestState, exc: BaseException) -> None:
-        logger.warning("session store unavailable, continuing with an empty session that "
-                       "will not be saved: %r", exc)
+        # An outage is logged once by the store (state changes); anything else (a
+        # misconfigured server, a foreign key) is worth a warning each time.
+        level = 10 if is_unavailable(exc) else 30
+        logger.log(level, "gatekeep sessions: store error on load, continuing with an empty "
+                   "session: %s", scrub(f"{type(exc).__name__}: {exc}"),
+                   extra={"gatekeep_event": "session_load_failed"})
         state.session.reset(UNAVAILABLE)
 
     # -- step 3: save, and the cookie to send ------------------------------------------------
@@ -123,7 +153,12 @@ class SessionCore:
     def finish(self, state: RequestState, status: int) -> Flow[list[str]]:
         """The ``Set-Cookie`` values for the response (none when nothing changed)."""
         session = state.session
-        if status >= 500 or session.state in (UNAVAILABLE, PENDING):
+        if status >= 500 or session.state == PENDING:
+            return []
+        if session.state == UNAVAILABLE:
+            if session.unsaved_changes:
+                raise SessionWriteFailed("the session store could not be reached when this "
+                                         "session was loaded: its changes were not saved")
             return []
         destroyed = session._destroy
         if destroyed is not None:
@@ -148,6 +183,18 @@ class SessionCore:
             max_age = (session.absolute_expires_us - session.last_seen_us) // 1_000_000
         return [self.policy.set(self.signer.sign(session.id), max_age)]
 
-    @staticmethod
-    def save_failed(exc: BaseException) -> None:
-        logger.warning("session store unavailable, the session was not saved: %r", exc)
+    def save_failed(self, state: RequestState, exc: BaseException
+                    ) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        """Record a failed write on the session; the response to send instead, if any."""
+        if not isinstance(exc, SessionWriteFailed):
+            err = SessionWriteFailed(f"the session could not be saved: "
+                                     f"{scrub(f'{type(exc).__name__}: {exc}')}")
+            err.__cause__ = exc
+            exc = err
+        state.session.save_error = exc
+        level = 10 if is_unavailable(exc.__cause__ or exc) else 30
+        logger.log(level, "gatekeep sessions: the session was not saved: %s",
+                   scrub(str(exc)), extra={"gatekeep_event": "session_save_failed"})
+        if self.on_write_error == "503":
+            return unavailable_response(exc)
+        return None

@@ -87,7 +87,8 @@ class Session(MutableMapping[str, Any]):
 
     __slots__ = ("_aloader", "_cleared", "_data", "_destroy", "_loader", "_regenerate",
                  "_saved", "_user", "_user_saved", "absolute_expires_us", "accessed", "created_us",
-                 "expires_us", "id", "last_seen_us", "signed_at_us", "state")
+                 "expires_us", "from_replica", "id", "last_seen_us", "save_error",
+                 "signed_at_us", "state")
 
     def __init__(self, data: dict[str, Any] | None = None, *, id: str | None = None,
                  state: str = NEW) -> None:
@@ -113,6 +114,12 @@ class Session(MutableMapping[str, Any]):
         self.absolute_expires_us: int | None = None
         #: When the cookie carrying ``id`` was signed (for a non-strict store's adoption).
         self.signed_at_us: int | None = None
+        #: Loaded from a replica while the primary was away: readable, but changes will
+        #: most likely fail to save (and its idle deadline was not extended).
+        self.from_replica = False
+        #: Why the last save (or destroy) failed (a
+        #: :class:`~gatekeep.errors.SessionWriteFailed`), or None.
+        self.save_error: BaseException | None = None
         if data:
             self.update(data)
             self.accessed = False
@@ -128,6 +135,22 @@ class Session(MutableMapping[str, Any]):
                     "or use SessionMiddleware(lazy=False)")
             self._loader()
         return self._data
+
+    @property
+    def save_failed(self) -> bool:
+        """The middleware could not write this session's changes (see ``save_error``)."""
+        return self.save_error is not None
+
+    @property
+    def unsaved_changes(self) -> bool:
+        """Changes (or a destroy) that a save would have to write, in any state: also
+        for a session the store could not load (``UNAVAILABLE``), whose changes are lost."""
+        if self._destroy is not None and self._destroy[0] is not None:
+            return True
+        if self.state == UNAVAILABLE:
+            return self.accessed and bool(self._data or self._cleared or self._regenerate
+                                          or self._user is not None)
+        return self.modified
 
     @property
     def loaded(self) -> bool:
@@ -238,7 +261,9 @@ class Session(MutableMapping[str, Any]):
         """
         self._use()
         if self._destroy is None:
-            stored = self.state in (LOADED, ADOPTED)
+            # UNAVAILABLE: the id is known, the store was not reachable; trying (and
+            # failing, reported) beats leaving a session alive the user thinks is gone.
+            stored = self.state in (LOADED, ADOPTED, UNAVAILABLE)
             self._destroy = (self.id if stored else None, self._user_saved)
         self.reset(NEW)
         self.id = None

@@ -22,6 +22,15 @@ reaches its absolute expiry, the index key expires with its last entry, and a
 user with more than ``max_sessions_per_user`` sessions loses the oldest ones
 (they are destroyed: the index stays an exact handle for "log out everywhere").
 
+Availability
+------------
+With Redis, every operation goes to the primary first. While no primary answers
+(a failover under Sentinel), loads are served by a replica, read-only (the idle
+deadline is extended by the next load or save on a primary), and writes raise
+:class:`~gatekeep.errors.SessionWriteFailed`, which the middleware turns into a
+503; see :mod:`._redis`. ``wait_replicas=1`` makes each write wait for a
+replica's acknowledgement (``WAIT``), in the same round trip.
+
 Concurrency
 -----------
 Saves write only the top-level keys a request changed, so parallel requests
@@ -36,19 +45,28 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
+from ..backends.failover import FailoverBackend
 from ..backends.memory import MemoryBackend
 from ..backends.redis import RedisBackend
-from ..keys import make_prefix, tag
-from ._engine import Call, Executor, Flow, MemoryExecutor, RedisExecutor, adrive, drive
+from ..breaker import CircuitBreaker
+from ..keys import ROOT, make_prefix, tag
+from ..metrics import METRICS, Metrics, SessionCounters
+from ._engine import Call, Executor, Flow, MemoryExecutor, adrive, drive
+from ._redis import RedisExecutor
+from .logs import log_id, logger
 from .session import ADOPTED, GONE, LOADED, NEW, PENDING, UNAVAILABLE, Session, _datetime
 
-__all__ = ["SessionStore", "SessionTooLarge", "UserSession", "is_session_id", "new_id"]
+__all__ = ["SessionMeta", "SessionStore", "SessionTooLarge", "UserSession", "is_session_id",
+           "new_id", "split_key"]
 
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{47}\Z")
+_KEY_RE = re.compile(r"(?P<prefix>" + re.escape(ROOT) + r"(?:[A-Za-z0-9_.:\-]*:)?)s:"
+                     r"\{(?P<tag>[A-Za-z0-9_-]{4})\}(?P<rest>[A-Za-z0-9_-]{43})\Z")
 DAY = 24 * 3600
 
 
@@ -61,6 +79,18 @@ def is_session_id(value: object) -> bool:
     return isinstance(value, str) and _ID_RE.match(value) is not None
 
 
+def split_key(key: str) -> tuple[str, str] | None:
+    """A session key back into ``(app prefix, session id)``; None when it is not one.
+
+    >>> split_key("gk:shop:s:{abcd}" + "x" * 43)
+    ('shop', 'abcdxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx')
+    """
+    m = _KEY_RE.match(key)
+    if m is None:
+        return None
+    return m["prefix"][len(ROOT):].rstrip(":"), m["tag"] + m["rest"]
+
+
 def id_hash(session_id: str) -> str:
     """A short, stable, non-secret name for a session (to show in "your devices")."""
     return hashlib.sha256(session_id.encode()).hexdigest()[:16]
@@ -68,6 +98,22 @@ def id_hash(session_id: str) -> str:
 
 class SessionTooLarge(ValueError):
     """A session's JSON exceeds the store's ``max_size``."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionMeta:
+    """What :meth:`SessionStore.meta` tells about a session: never its data."""
+
+    id_hash: str
+    created_at: datetime
+    last_seen_at: datetime
+    #: When it ends unless used again (idle or absolute expiry, the sooner).
+    expires_at: datetime
+    absolute_expires_at: datetime
+    #: :func:`id_hash` of the user id, or None when no user is associated.
+    user_id_hash: str | None
+    #: Seconds until ``expires_at``, by the clock of the call (``now``, or this process's).
+    ttl: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +164,24 @@ class SessionStore:
       (destroyed ids stay refused: they leave a tombstone);
     - ``max_size``: bytes of JSON a session may hold; a larger one raises
       :class:`SessionTooLarge` at save time;
-    - ``max_sessions_per_user``: past it, the oldest sessions of that user are destroyed.
+    - ``max_sessions_per_user``: past it, the oldest sessions of that user are destroyed;
+    - ``metrics``: where loads, hits, misses, saves, regenerations and destroys are
+      counted (:data:`gatekeep.metrics.METRICS` by default; None: not counted);
+    - ``wait_replicas`` (Redis): durable writes, each save waits (``WAIT``, in the same
+      round trip) until that many replicas have it, at most ``wait_timeout`` seconds
+      (default 0.1, below the backend's timeout); fewer acknowledgements raise
+      :class:`~gatekeep.errors.SessionNotReplicated` (the write is on the primary);
+    - ``breaker``: a :class:`~gatekeep.breaker.CircuitBreaker` (taken from a
+      ``FailoverBackend`` passed as ``backend``): while open, loads go straight to a
+      replica and writes fail at once.
+
+    Passing a :class:`~gatekeep.backends.failover.FailoverBackend` shares its
+    Redis and its circuit breaker with the limiters.
     """
 
     def __init__(
         self,
-        backend: RedisBackend | MemoryBackend | str | None = None,
+        backend: RedisBackend | FailoverBackend | MemoryBackend | str | None = None,
         *,
         prefix: str = "",
         idle_timeout: float = 14 * DAY,
@@ -131,21 +189,43 @@ class SessionStore:
         strict: bool = True,
         max_size: int = 64 * 1024,
         max_sessions_per_user: int = 100,
+        metrics: Metrics | None = METRICS,
+        wait_replicas: int = 0,
+        wait_timeout: float = 0.1,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         if isinstance(backend, str):
             backend = RedisBackend(backend)
+        if isinstance(backend, FailoverBackend):
+            if not isinstance(backend.primary, RedisBackend):
+                raise TypeError("a FailoverBackend for sessions must wrap a RedisBackend")
+            breaker = breaker or backend.breaker
+            backend = backend.primary
         self.backend = backend
+        if isinstance(wait_replicas, bool) or not isinstance(wait_replicas, int) \
+                or wait_replicas < 0:
+            raise ValueError(f"wait_replicas must be an int >= 0, got {wait_replicas!r}")
+        _seconds("wait_timeout", wait_timeout)
         self.executor: Executor
+        if wait_replicas and not isinstance(backend, RedisBackend):
+            raise ValueError("wait_replicas needs Redis replicas: pass a RedisBackend")
         if backend is None:
             self.executor = MemoryExecutor()
         elif isinstance(backend, MemoryBackend):
             self.executor = MemoryExecutor(backend.store.max_keys)
         elif isinstance(backend, RedisBackend):
-            self.executor = RedisExecutor(backend)
+            if wait_replicas:
+                _check_wait(backend, wait_timeout)
+            self.executor = RedisExecutor(backend, breaker=breaker, wait_replicas=wait_replicas,
+                                          wait_timeout=wait_timeout, metrics=metrics)
         else:
-            raise TypeError("backend must be a RedisBackend, a Redis URL, a MemoryBackend or "
-                            f"None (in-process), not {type(backend).__name__}")
+            raise TypeError("backend must be a RedisBackend, a FailoverBackend, a Redis URL, a "
+                            f"MemoryBackend or None (in-process), not {type(backend).__name__}")
+        self.metrics = metrics
+        self._counters: SessionCounters | None = None if metrics is None else metrics.sessions
         self.prefix = make_prefix(prefix)
+        if metrics is not None and isinstance(self.executor, RedisExecutor):
+            metrics.watch(f"sessions:{self.prefix}", self.executor.watch_source())
         self.idle_us = _seconds("idle_timeout", idle_timeout)
         self.absolute_us = _seconds("absolute_timeout", absolute_timeout)
         if self.idle_us > self.absolute_us:
@@ -170,10 +250,22 @@ class SessionStore:
     def user_key(self, user_id: str) -> str:
         return f"{self.prefix}u:{tag(user_id)}"
 
+    def session_id(self, key: str) -> str | None:
+        """The session id of one of this store's session keys (the inverse of :meth:`key`)."""
+        parts = split_key(key)
+        if parts is None or make_prefix(parts[0]) != self.prefix:
+            return None
+        return parts[1]
+
     # -- flows: every operation, once, without I/O -----------------------------------------
 
     def _load_call(self, session_id: str, mode: str = "touch") -> Call:
-        return Call("session_load", (self.key(session_id),), (self.idle_us, mode))
+        keys = (self.key(session_id),)
+        if mode == "touch":  # on a replica (the primary away): the same read, no touch
+            return Call("session_load", keys, (self.idle_us, mode),
+                        fallback=Call("session_load", keys, (self.idle_us, "peek"),
+                                      read_only=True))
+        return Call("session_load", keys, (self.idle_us, mode), read_only=True)
 
     def _destroy_call(self, session_id: str) -> Call:
         return Call("session_destroy", (self.key(session_id),), (self.idle_us, self.tombstone_us))
@@ -185,9 +277,18 @@ class SessionStore:
         """Fill a PENDING session (from :meth:`open`): loaded, adopted, or fresh."""
         if session.state != PENDING or session.id is None:
             return
-        [reply] = yield [self._load_call(session.id)]
+        replies = yield [self._load_call(session.id)]
+        reply = replies[0]
+        counters = self._counters
+        if counters is not None:
+            counters.loads += 1
+            if reply[0] == 1:
+                counters.hits += 1
+            else:
+                counters.misses += 1
         if reply[0] == 1:
             session.fill(reply)
+            session.from_replica = getattr(replies, "from_replica", False)
         elif reply[0] == 0 and not self.strict and session.signed_at_us is not None:
             session.state = ADOPTED
         else:
@@ -239,8 +340,20 @@ class SessionStore:
                 return False
             session.id = final
             session.mark_saved(changes, replies[0])
+            counters = self._counters
+            if counters is not None:
+                counters.saves += 1
+                if moved:
+                    counters.regenerations += 1
             if add_at is not None and replies[add_at]:
-                yield [self._destroy_call(e) for e in replies[add_at]]
+                evicted = replies[add_at]
+                done = yield [self._destroy_call(e) for e in evicted]
+                self._count_destroyed(sum(1 for r in done if r[0] == 1))
+                logger.debug("gatekeep sessions: %d session(s) of user %s destroyed "
+                             "(max_sessions_per_user=%d)", len(evicted), log_id(user or ""),
+                             self.max_sessions_per_user,
+                             extra={"gatekeep_event": "session_evicted",
+                                    "gatekeep_sessions": [log_id(e) for e in evicted]})
             return True
         raise RuntimeError("could not draw an unused session id in 3 attempts")
 
@@ -261,9 +374,15 @@ class SessionStore:
             calls.append(self._index_call(hint, "remove", sid))
         replies = yield calls
         existed, user = replies[0]
+        if existed == 1:
+            self._count_destroyed(1)
         if user and user != hint:
             yield [self._index_call(user, "remove", sid)]
         return bool(existed == 1)
+
+    def _count_destroyed(self, n: int) -> None:
+        if self._counters is not None:
+            self._counters.destroys += n
 
     def _exists_flow(self, session_id: str) -> Flow[bool]:
         if not is_session_id(session_id):
@@ -288,7 +407,21 @@ class SessionStore:
         if not ids:
             return 0
         replies = yield [self._destroy_call(sid) for sid in ids]
+        self._count_destroyed(sum(1 for r in replies if r[0] == 1))
         return sum(1 for r in replies if r[0] == 1 and r[1] == str(user_id))
+
+    def _meta_flow(self, session_id: str, now: int | None) -> Flow[SessionMeta | None]:
+        if not is_session_id(session_id):
+            return None
+        [r] = yield [self._load_call(session_id, "meta")]
+        if r[0] != 1:
+            return None
+        created, seen, expires, absolute = (int(t) for t in r[1:5])
+        at = time.time_ns() // 1000 if now is None else now
+        when = [datetime.fromtimestamp(t / 1e6, timezone.utc)
+                for t in (created, seen, expires, absolute)]
+        return SessionMeta(id_hash(session_id), when[0], when[1], when[2], when[3],
+                           id_hash(r[5]) if r[5] else None, max(0.0, (expires - at) / 1e6))
 
     def _destroy_one_flow(self, user_id: str, hash_: str) -> Flow[bool]:
         [flat] = yield [self._index_call(str(user_id), "list")]
@@ -335,6 +468,11 @@ class SessionStore:
     def exists(self, session_id: str, *, now: float | None = None) -> bool:
         """Whether the session is alive (does not move its idle deadline)."""
         return self.run(self._exists_flow(session_id), now)  # type: ignore[no-any-return]
+
+    def meta(self, session_id: str, *, now: float | None = None) -> SessionMeta | None:
+        """Created, last seen, expiry and TTL of a live session, never its data; read-only
+        (the idle deadline does not move: EVALSHA_RO, served by a replica if need be)."""
+        return self.run(self._meta_flow(session_id, _us(now)), now)  # type: ignore[no-any-return]
 
     def create(self, data: dict[str, Any] | None = None, *, user_id: str | None = None,
                now: float | None = None) -> Session:
@@ -383,6 +521,9 @@ class SessionStore:
     async def aexists(self, session_id: str, *, now: float | None = None) -> bool:
         return await self.arun(self._exists_flow(session_id), now)  # type: ignore[no-any-return]
 
+    async def ameta(self, session_id: str, *, now: float | None = None) -> SessionMeta | None:
+        return await self.arun(self._meta_flow(session_id, _us(now)), now)  # type: ignore[no-any-return]
+
     async def acreate(self, data: dict[str, Any] | None = None, *, user_id: str | None = None,
                       now: float | None = None) -> Session:
         session = self.new(data)
@@ -422,3 +563,11 @@ class SessionStore:
         return (f"SessionStore({self.backend!r}, prefix={self.prefix!r}, "
                 f"idle_timeout={self.idle_us / 1e6:g}, "
                 f"absolute_timeout={self.absolute_us / 1e6:g}, strict={self.strict})")
+
+
+def _check_wait(backend: RedisBackend, wait_timeout: float) -> None:
+    if backend.kind == "cluster" or "Cluster" in type(backend._client or backend._aclient).__name__:
+        raise ValueError("wait_replicas is not supported with Redis Cluster clients")
+    if backend.timeout is not None and wait_timeout >= backend.timeout:
+        raise ValueError(f"wait_timeout ({wait_timeout} s) must be below the backend's "
+                         f"timeout ({backend.timeout} s), or the reply to WAIT times out")

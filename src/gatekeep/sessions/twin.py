@@ -44,21 +44,23 @@ def _pexpire(store: Store, key: str, now: int, ttl_ms: int) -> None:
 
 # -- session_prelude.lua ----------------------------------------------------------------
 
-def meta(store: Store, key: str, now: int, idle: int
+def meta(store: Store, key: str, now: int, idle: int, ro: bool = False
          ) -> tuple[str, int, int, int, str | None]:
     h = _hash(store, key, now)
     if h is None:
         return "none", 0, 0, 0, None
     if "t" in h:
         if int(h["t"]) <= now:
-            store.delete(key)
+            if not ro:
+                store.delete(key)
             return "none", 0, 0, 0, None
         return "dead", 0, 0, 0, None
     if "c" not in h:
         return "none", 0, 0, 0, None
     c, a, x = int(h["c"]), int(h["a"]), int(h["x"])
     if x <= now or now - a >= idle:
-        store.delete(key)
+        if not ro:
+            store.delete(key)
         return "none", 0, 0, 0, None
     return "live", c, a, x, h.get("u")
 
@@ -82,7 +84,7 @@ def bury(store: Store, key: str, now: int, till: int) -> None:
 def load(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
     key = keys[0]
     idle = int(argv[0])
-    state, c, a, x, u = meta(store, key, now, idle)
+    state, c, a, x, u = meta(store, key, now, idle, argv[1] != "touch")
     if state == "none":
         return [0]
     if state == "dead":

@@ -10,7 +10,7 @@ touches it costs no round trip.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from .core import DEFAULT, STORE_ERRORS, RequestState, SessionCore
@@ -44,12 +44,13 @@ class SessionMiddleware:
         strict: bool = True,
         lazy: bool = True,
         environ_key: str = "gatekeep.session",
+        on_write_error: str = "503",
     ) -> None:
         self.app = app
         self.core = SessionCore(secret_key, session_cookie, max_age, path, same_site,
                                 https_only, domain, store=store,
                                 absolute_max_age=absolute_max_age, host_prefix=host_prefix,
-                                strict=strict)
+                                strict=strict, on_write_error=on_write_error)
         self.store = self.core.store
         self.lazy = lazy
         self.environ_key = environ_key
@@ -63,15 +64,28 @@ class SessionMiddleware:
             if not self.lazy:
                 self._load(state)
         finished = False
+        instead: list[bytes] = []  # the 503 body, when it replaces the app's response
 
         def wrapped(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             nonlocal finished
             if not finished:
                 finished = True
-                headers = self._finish(state, status, list(headers))
+                failed = self._finish(state, status, list(headers))
+                if isinstance(failed, tuple):
+                    code, headers, body = failed
+                    instead.append(body)
+                    status = f"{code} Service Unavailable"
+                else:
+                    headers = failed
             return start_response(status, headers, exc_info)
 
-        return self.app(environ, wrapped)
+        result = self.app(environ, wrapped)
+        if finished:
+            if instead:
+                _close(result)
+                return instead
+            return result
+        return _replaced_if_failed(result, instead)  # start_response not called yet
 
     def _load(self, state: RequestState) -> None:
         try:
@@ -80,7 +94,7 @@ class SessionMiddleware:
             self.core.load_failed(state, exc)
 
     def _finish(self, state: RequestState, status: str, headers: list[tuple[str, str]]
-                ) -> list[tuple[str, str]]:
+                ) -> list[tuple[str, str]] | tuple[int, list[tuple[str, str]], bytes]:
         try:
             code = int(status.split(None, 1)[0])
         except ValueError:
@@ -88,7 +102,9 @@ class SessionMiddleware:
         try:
             cookies = self.store.run(self.core.finish(state, code))
         except STORE_ERRORS as exc:
-            self.core.save_failed(exc)
+            failed = self.core.save_failed(state, exc)
+            if failed is not None:
+                return failed
             cookies = []
         if state.session.accessed:
             for i, (name, value) in enumerate(headers):
@@ -101,3 +117,23 @@ class SessionMiddleware:
                 headers.append(("Vary", "Cookie"))
         headers += [("Set-Cookie", c) for c in cookies]
         return headers
+
+
+def _close(result: Iterable[bytes]) -> None:
+    close = getattr(result, "close", None)
+    if close is not None:
+        close()
+
+
+def _replaced_if_failed(result: Iterable[bytes], instead: list[bytes]) -> Iterator[bytes]:
+    """The app's body, unless the session write made at its first chunk failed."""
+    try:
+        for chunk in result:
+            if instead:
+                yield instead[0]
+                return
+            yield chunk
+        if instead:  # start_response came with an empty body
+            yield instead[0]
+    finally:
+        _close(result)
