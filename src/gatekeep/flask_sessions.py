@@ -29,8 +29,9 @@ builds the store) whatever the cookie says.
 
 The session loads on first use (one round trip; a request that never touches it
 costs none), and is saved, when changed, after the response is built (one round
-trip), never after a 5xx. Store errors never fail the request: the session is then
-empty and not saved.
+trip), never after a 5xx. Store errors are never a 500: a session that cannot be
+loaded is empty; one that cannot be written turns the response into a 503 with
+``Retry-After`` (``on_write_error="ignore"`` keeps the view's response).
 """
 
 from __future__ import annotations
@@ -103,7 +104,12 @@ class GatekeepSessionInterface(SessionInterface):
       ``SECRET_KEY`` signs;
     - ``https_only``: False drops ``Secure`` (plain-http development);
     - ``host_prefix``: name the cookie ``__Host-<SESSION_COOKIE_NAME>``;
-    - ``lazy``: load on first use (default) rather than when the request starts.
+    - ``lazy``: load on first use (default) rather than when the request starts;
+    - ``on_write_error``: when the store cannot write a changed session, ``"503"``
+      (default) answers 503 with ``Retry-After`` instead of the view's response (the
+      user is not told "logged in" or "logged out" when it did not happen), as
+      gatekeep's middleware do; ``"ignore"`` sends the view's response
+      (``session.save_failed`` is set).
     """
 
     pickle_based = False
@@ -111,7 +117,7 @@ class GatekeepSessionInterface(SessionInterface):
     def __init__(self, store: SessionStore | str | None = None, *,
                  secret_keys: Sequence[str | bytes] = (), https_only: bool = True,
                  host_prefix: bool = False, lazy: bool = True,
-                 absolute_timeout: float | None = None) -> None:
+                 absolute_timeout: float | None = None, on_write_error: str = "503") -> None:
         if not isinstance(store, (SessionStore, str)) and store is not None:
             raise TypeError("store must be a SessionStore, a Redis URL or None (in-process), "
                             f"not {type(store).__name__}")
@@ -123,6 +129,7 @@ class GatekeepSessionInterface(SessionInterface):
         self.host_prefix = bool(host_prefix)
         self.lazy = bool(lazy)
         self.absolute_timeout = absolute_timeout
+        self.on_write_error = on_write_error
 
     def init_app(self, app: Flask) -> None:
         """Install on ``app`` and check its configuration now (raises on a bad one)."""
@@ -149,7 +156,8 @@ class GatekeepSessionInterface(SessionInterface):
         options: dict[str, Any] = dict(
             session_cookie=self.get_cookie_name(app), path=self.get_cookie_path(app),
             same_site=same_site, https_only=self.https_only,
-            domain=self.get_cookie_domain(app), store=store, host_prefix=self.host_prefix)
+            domain=self.get_cookie_domain(app), store=store, host_prefix=self.host_prefix,
+            on_write_error=self.on_write_error)
         state = _AppState(self, SessionCore(keys, **options),
                           SessionCore(keys, max_age=None, **options))
         app.extensions[_EXT] = state
@@ -198,7 +206,13 @@ class GatekeepSessionInterface(SessionInterface):
             cookies = state.store.run(core.finish(RequestState(session, session._had_cookie),
                                                   response.status_code))
         except STORE_ERRORS as exc:
-            SessionCore.save_failed(exc)
+            failed = core.save_failed(RequestState(session, session._had_cookie), exc)
+            if failed is not None:  # on_write_error="503": this response instead
+                code, headers, body = failed
+                response.status_code = code
+                response.set_data(body)
+                for name, value in headers:
+                    response.headers[name] = value
             return
         if (not cookies and permanent != was_permanent and session.state == LOADED
                 and session.id and response.status_code < 500):

@@ -282,15 +282,24 @@ def test_round_trips() -> None:
 
 def test_store_down_never_500(prefix: str) -> None:
     backend = RedisBackend(f"redis://127.0.0.1:{free_port()}/0")
-    app = make_app(SessionStore(backend, prefix=prefix))
-    c = app.test_client(use_cookies=False)
+    value = CookieSigner("flask-secret").sign("abcd" + "x" * 43)
+    # default: a write that fails is a 503 with Retry-After, not the view's "done"
+    c = make_app(SessionStore(backend, prefix=prefix)).test_client(use_cookies=False)
+    r = c.get("/inc", base_url=BASE)
+    assert r.status_code == 503 and r.headers["Retry-After"] and set_cookies(r) == []
+    r = c.get("/nothing", base_url=BASE, headers={"Cookie": f"session={value}"})
+    assert r.status_code == 200  # never loaded: nothing to fail
+    r = c.get("/show", base_url=BASE, headers={"Cookie": f"session={value}"})
+    assert r.status_code == 200 and r.json == {"n": None, "user": None}  # load failed
+    # "ignore": the view's response, unsaved
+    c = make_app(SessionStore(backend, prefix=prefix),
+                 on_write_error="ignore").test_client(use_cookies=False)
     r = c.get("/inc", base_url=BASE)
     assert r.status_code == 200 and r.json["n"] == 1 and set_cookies(r) == []
-    value = CookieSigner("flask-secret").sign("abcd" + "x" * 43)
-    r = c.get("/inc", base_url=BASE, headers={"Cookie": f"session={value}"})
-    assert r.status_code == 200 and set_cookies(r) == []
     r = c.post("/logout", base_url=BASE, headers={"Cookie": f"session={value}"})
     assert r.status_code == 200
+    with pytest.raises(ValueError, match="on_write_error"):
+        make_app(None, on_write_error="shrug")
     backend.close()
 
 
