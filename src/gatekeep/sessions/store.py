@@ -169,7 +169,7 @@ class SessionStore:
       counted (:data:`gatekeep.metrics.METRICS` by default; None: not counted);
     - ``wait_replicas`` (Redis): durable writes, each save waits (``WAIT``, in the same
       round trip) until that many replicas have it, at most ``wait_timeout`` seconds
-      (default 0.1, below the backend's timeout); fewer acknowledgements raise
+      (default 0.1; at most half the backend's timeout); fewer acknowledgements raise
       :class:`~gatekeep.errors.SessionNotReplicated` (the write is on the primary);
     - ``breaker``: a :class:`~gatekeep.breaker.CircuitBreaker` (taken from a
       ``FailoverBackend`` passed as ``backend``): while open, loads go straight to a
@@ -568,6 +568,6 @@ class SessionStore:
 def _check_wait(backend: RedisBackend, wait_timeout: float) -> None:
     if backend.kind == "cluster" or "Cluster" in type(backend._client or backend._aclient).__name__:
         raise ValueError("wait_replicas is not supported with Redis Cluster clients")
-    if backend.timeout is not None and wait_timeout >= backend.timeout:
-        raise ValueError(f"wait_timeout ({wait_timeout} s) must be below the backend's "
-                         f"timeout ({backend.timeout} s), or the reply to WAIT times out")
+    if backend.timeout is not None and wait_timeout > backend.timeout / 2:
+        raise ValueError(f"wait_timeout ({wait_timeout} s) must be at most half the backend's "
+                         f"timeout ({backend.timeout} s), or the reply to WAIT may time out")
