@@ -111,7 +111,7 @@ def test_reads_from_the_replica_and_writes_reported(pair, prefix, caplog):
 
 
 async def test_async_replica_reads_and_recovery_log(pair, prefix, caplog):
-    primary, replica, backend = pair
+    primary, _replica, backend = pair
     store = SessionStore(backend, prefix=prefix, metrics=None)
     session = await store.acreate({"n": 1})
     caught_up(pair)

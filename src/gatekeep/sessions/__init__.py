@@ -11,11 +11,21 @@ and ASGI / WSGI middleware (``gatekeep.sessions.asgi`` / ``gatekeep.sessions.wsg
 from __future__ import annotations
 
 from .session import Changes, Session, SessionNotLoaded
-from .store import SessionStore, SessionTooLarge, UserSession, id_hash, is_session_id, new_id
+from .store import (
+    SessionMeta,
+    SessionStore,
+    SessionTooLarge,
+    UserSession,
+    id_hash,
+    is_session_id,
+    new_id,
+    split_key,
+)
 
 __all__ = [
     "Changes",
     "Session",
+    "SessionMeta",
     "SessionNotLoaded",
     "SessionStore",
     "SessionTooLarge",
@@ -23,4 +33,5 @@ __all__ = [
     "id_hash",
     "is_session_id",
     "new_id",
+    "split_key",
 ]
