@@ -24,7 +24,7 @@ def test_decisions_are_counted_per_rule():
     # remaining 0 after the 5th is under 20 % of 5; so is remaining 0 of 1 for login
     assert stats["decisions"]["api"]["near_limit"] == 1
     assert stats["decisions"]["login"] == {"allowed": 1, "denied": 1, "near_limit": 1,
-                                           "shadow_denied": 0, "fallback": 0}
+                                           "shadow_denied": 0}
     assert stats["latency"]["memory"]["count"] == 9
     assert stats["latency"]["memory"]["buckets"][float("inf")] == 9
     assert stats["latency"]["memory"]["sum"] > 0

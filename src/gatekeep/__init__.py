@@ -10,22 +10,41 @@ from __future__ import annotations
 
 from ._version import __version__
 from .algorithms import ALGORITHMS
-from .backends import Backend, MemoryBackend, RedisBackend
+from .backends import Backend, FailoverBackend, MemoryBackend, RedisBackend, connect
+from .breaker import CircuitBreaker
 from .decision import Decision
+from .errors import BackendUnavailable, GatekeepError
 from .limiter import AsyncLimiter, Limiter, Limits
+from .metrics import METRICS, Metrics
 from .rates import Rate, parse_rate, parse_rates
+from .sessions import Session, SessionStore
 
 __all__ = [
     "ALGORITHMS",
     "AsyncLimiter",
     "Backend",
+    "BackendUnavailable",
+    "CircuitBreaker",
     "Decision",
+    "FailoverBackend",
+    "GatekeepError",
     "Limiter",
     "Limits",
+    "METRICS",
     "MemoryBackend",
+    "Metrics",
     "Rate",
     "RedisBackend",
+    "Session",
+    "SessionStore",
     "__version__",
+    "connect",
     "parse_rate",
     "parse_rates",
+    "stats",
 ]
+
+
+def stats() -> dict[str, object]:
+    """A snapshot of gatekeep's own metrics (:data:`METRICS`): see :mod:`gatekeep.metrics`."""
+    return METRICS.stats()

@@ -19,7 +19,7 @@ Metric names follow Prometheus conventions (``_total`` counters, base units)::
 
     gatekeep_decisions_total{rule, result="allowed|denied|shadow_denied"}
     gatekeep_near_limit_total{rule}
-    gatekeep_fallback_decisions_total{rule}
+    gatekeep_fallback_decisions_total{breaker}
     gatekeep_backend_latency_seconds{backend}          (histogram)
     gatekeep_backend_errors_total{backend, error}
     gatekeep_circuit_breaker_state{breaker, state}     (1 for the current state)
@@ -53,7 +53,6 @@ def samples(stats: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, str], f
         for result in _RESULTS:
             yield "gatekeep_decisions", "counter", {"rule": rule, "result": result}, c[result]
         yield "gatekeep_near_limit", "counter", {"rule": rule}, c["near_limit"]
-        yield "gatekeep_fallback_decisions", "counter", {"rule": rule}, c["fallback"]
     for key, n in stats["backend_errors"].items():
         backend, _, error = key.partition(":")
         yield "gatekeep_backend_errors", "counter", {"backend": backend, "error": error}, n
@@ -69,6 +68,8 @@ def samples(stats: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, str], f
                        {"breaker": name, "state": state}, float(watched["state"] == state))
             yield ("gatekeep_circuit_breaker_transitions", "counter", {"breaker": name},
                    watched.get("transitions", 0))
+            yield ("gatekeep_fallback_decisions", "counter", {"breaker": name},
+                   watched.get("fallback_calls", 0))
         elif kind == "memory_store":
             yield "gatekeep_memory_keys", "gauge", {"store": name}, watched["keys"]
             yield ("gatekeep_memory_evictions", "counter", {"store": name},
@@ -92,7 +93,7 @@ _KINDS = {
 _HELP = {
     "gatekeep_decisions": "Rate-limit decisions by rule and result.",
     "gatekeep_near_limit": "Allowed decisions with less than 20% of the limit remaining.",
-    "gatekeep_fallback_decisions": "Decisions made by the in-process fallback.",
+    "gatekeep_fallback_decisions": "Calls answered by the fallback policy, not Redis.",
     "gatekeep_backend_errors": "Errors raised by a backend, by exception type.",
     "gatekeep_session_operations": "Session store operations.",
     "gatekeep_session_hit_ratio": "Session loads that found a session, over all loads.",

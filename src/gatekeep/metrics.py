@@ -48,7 +48,7 @@ NEAR_LIMIT = 0.2
 class RuleCounters:
     """Decisions of one rule (a limiter's ``name``, or a middleware rule)."""
 
-    __slots__ = ("allowed", "denied", "fallback", "near_limit", "shadow_denied")
+    __slots__ = ("allowed", "denied", "near_limit", "shadow_denied")
 
     def __init__(self) -> None:
         self.allowed = 0
@@ -57,8 +57,6 @@ class RuleCounters:
         self.shadow_denied = 0
         #: Allowed with less than 20 % of the limit remaining.
         self.near_limit = 0
-        #: Decisions made by the in-process fallback while Redis was away.
-        self.fallback = 0
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}

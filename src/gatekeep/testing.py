@@ -90,8 +90,8 @@ class ServerProcess:
         timeout: float = 10.0,
     ) -> ServerProcess:
         binary = binary or find_server()
-        directory = tempfile.mkdtemp(prefix="gatekeep-redis-")
         for _attempt in range(5):
+            directory = tempfile.mkdtemp(prefix="gatekeep-redis-")  # stop() removes it
             use_port = port or free_port()
             cmd = [
                 binary, "--port", str(use_port), "--bind", "127.0.0.1",
@@ -104,10 +104,11 @@ class ServerProcess:
             server = cls(binary, use_port, proc, directory, tuple(args))
             if server._wait_ready(timeout):
                 return server
+            log = server.log_tail()
             server.stop()
             if port is not None:
                 break
-        raise RuntimeError(f"{binary} did not start on 127.0.0.1 (see logs in {directory})")
+        raise RuntimeError(f"{binary} did not start on 127.0.0.1; its last log lines:\n{log}")
 
     @property
     def pid(self) -> int:
@@ -135,6 +136,15 @@ class ServerProcess:
                 pass
             time.sleep(0.02)
         return False
+
+    def log_tail(self, lines: int = 10) -> str:
+        """The last lines of the server's log file."""
+        path = os.path.join(self.directory, f"server-{self.port}.log")
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError:
+            return "(no log)"
 
     def alive(self) -> bool:
         return self.process.poll() is None

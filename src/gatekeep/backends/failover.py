@@ -31,8 +31,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from redis.exceptions import (
     BusyLoadingError,
@@ -48,6 +49,7 @@ from redis.sentinel import MasterNotFoundError
 from ..algorithms import HIT
 from ..breaker import CircuitBreaker
 from ..errors import BackendUnavailable
+from ..metrics import METRICS, Metrics
 from ..rates import Rate
 from .base import Backend, Plan
 from .connect import DEFAULT_TIMEOUT
@@ -106,6 +108,7 @@ class FailoverBackend:
         recovery_time: float = 0.5,
         breaker: CircuitBreaker | None = None,
         name: str = "redis",
+        metrics: Metrics | None = METRICS,
     ) -> None:
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(map(repr, POLICIES))}, "
@@ -130,6 +133,29 @@ class FailoverBackend:
         #: The last error the primary raised, for diagnostics.
         self.last_error: BaseException | None = None
         self._shares: dict[Plan, Plan] = {}
+        self.name = name
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.watch(name, self._watched())
+
+    #: The label of this backend's latency histogram in :mod:`gatekeep.metrics`.
+    metrics_name = "failover"
+
+    def _watched(self) -> Callable[[], dict[str, Any]]:
+        """The breaker's state for metrics snapshots (without keeping this alive)."""
+        ref = weakref.ref(self)
+
+        def read() -> dict[str, Any]:
+            backend = ref()
+            if backend is None:
+                return {"kind": "breaker", "state": "closed", "transitions": 0,
+                        "fallback_calls": 0}
+            c = backend.breaker.counters
+            return {"kind": "breaker", "state": str(backend.breaker.state),
+                    "transitions": c.opened + c.half_opened + c.closed,
+                    "fallback_calls": backend.fallback_calls, **c.as_dict()}
+
+        return read
 
     # -- the guarded call, sync and async: the only place that talks to the primary ----
 
@@ -174,6 +200,8 @@ class FailoverBackend:
 
     def _failed(self, ticket: int, exc: BaseException) -> None:
         self.last_error = exc
+        if self.metrics is not None:
+            self.metrics.backend_error(self.name, exc)
         self.breaker.failure(ticket, timeout=isinstance(exc, _TIMEOUTS),
                              severe=isinstance(exc, _SEVERE),
                              reason=f"{type(exc).__name__}: {exc}"[:200])

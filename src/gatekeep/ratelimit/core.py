@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,8 +29,10 @@ from redis.exceptions import RedisError
 
 from ..algorithms import AlgorithmSpec
 from ..backends.base import Backend, Plan
+from ..backends.failover import FailoverBackend
 from ..backends.redis import RedisBackend
 from ..decision import Decision
+from ..errors import BackendUnavailable
 from ..keys import tag
 from ..limiter import BaseLimiter, Limits, _backend_kind
 from ..metrics import METRICS, NEAR_LIMIT, Metrics, RuleCounters
@@ -131,7 +134,9 @@ class RateLimitPolicy:
         metrics: Metrics | None = METRICS,
     ) -> None:
         if isinstance(backend, str):
-            backend = RedisBackend(backend)
+            # A URL: fail fast, and decide in-process while Redis is away (the
+            # circuit breaker's "local" policy): an outage never becomes a 500.
+            backend = FailoverBackend(RedisBackend(backend), metrics=metrics)
         self.metrics = metrics
         self.limiter = BaseLimiter(None, backend=backend, algorithm=algorithm, prefix=prefix,
                                    name="middleware", metrics=metrics)
@@ -359,6 +364,10 @@ class RateLimitPolicy:
     def failed(self, exc: BaseException) -> Outcome:
         """The outcome when the backend (or a key function) raised: ``on_error`` decides."""
         self.stats.errors += 1
+        if isinstance(exc, BackendUnavailable):
+            # the backend's policy is to fail closed: honour it, whatever on_error says
+            retry = max(1, math.ceil(exc.retry_after))
+            return Outcome(False, (("Retry-After", str(retry)),), default_denial(503, retry))
         if self.metrics is not None:
             self.metrics.backend_error(_backend_kind(self.backend), exc)
         now = time.monotonic()
