@@ -1,10 +1,18 @@
-"""``python -m gatekeep inspect KEY``: a limiter key's state, read without changing it.
+"""``python -m gatekeep inspect KEY``: a limiter key's or a session's state, read without
+changing it.
 
 A limiter key names everything needed to read it back:
 ``gk:<app>:{<key>}:<algorithm>:<limit>/<period µs>[b<burst>]``. :func:`parse_key`
 (pure) decodes it; :func:`describe` rebuilds the same ``Limiter`` and calls
 ``peek`` (the script in its no-write mode), so remaining / reset / retry are
 exactly what the next ``hit`` would see, and reads the raw value and TTL.
+
+A session key (``gk:[app:]s:{tag}rest``) names its session id
+(:func:`gatekeep.sessions.split_key`); :func:`describe_session` reads the
+session's metadata with the store's read-only script (``session_load`` in its
+``meta`` mode: the idle deadline does not move): created, last seen, absolute
+expiry, a hash of the user id, and the key's TTL (the idle deadline the last
+load or save set). The data is shown only with ``--show-data`` (read-only too).
 """
 
 from __future__ import annotations
@@ -26,9 +34,11 @@ from ..backends.redis import RedisBackend
 from ..keys import ROOT
 from ..limiter import Limiter
 from ..rates import Rate
+from ..sessions import SessionStore, split_key
+from ..sessions._engine import Flow
 from .connect import Target, connect, redact
 
-__all__ = ["LimiterKey", "describe", "parse_key", "run"]
+__all__ = ["LimiterKey", "describe", "describe_session", "parse_key", "run"]
 
 _SHORTS = {spec.short: spec for spec in ALGORITHMS.values()}
 _KEY_RE = re.compile(
@@ -68,7 +78,8 @@ def parse_key(key: str) -> LimiterKey | None:
     return LimiterKey(key, m["app"].rstrip(":"), name, _SHORTS[m["short"]], rate)
 
 
-def describe(client: Any, key: str, *, show_value: bool = True) -> dict[str, Any]:
+def describe(client: Any, key: str, *, show_value: bool = True, show_data: bool = False
+             ) -> dict[str, Any]:
     """Everything ``inspect`` shows about ``key``, read-only."""
     kind = _text(client.type(key))
     pttl = int(client.pttl(key))
@@ -83,6 +94,9 @@ def describe(client: Any, key: str, *, show_value: bool = True) -> dict[str, Any
     if lk is None:
         out["limiter"] = None
         out["session_key"] = _SESSION_RE.match(key) is not None
+        if out["session_key"]:
+            out.pop("value", None)
+            out["session"] = describe_session(client, key, show_data=show_data)
         return out
     limiter = Limiter(lk.rate, backend=RedisBackend(client), algorithm=lk.algorithm,
                       prefix=lk.app)
@@ -98,6 +112,48 @@ def describe(client: Any, key: str, *, show_value: bool = True) -> dict[str, Any
         "next_request": "allowed" if d.allowed else "denied",
     }
     return out
+
+
+#: Seconds: the idle timeout ``inspect`` reads with. The app's own is unknown here,
+#: so liveness comes from the key's TTL (set from the app's idle timeout).
+_CENTURY = 100 * 365 * 24 * 3600
+_MAX_SHOWN = 2000
+
+
+def _state_flow(store: SessionStore, session_id: str, mode: str) -> Flow[list[Any]]:
+    [reply] = yield [store._load_call(session_id, mode)]
+    return reply  # type: ignore[no-any-return]
+
+
+def describe_session(client: Any, key: str, *, show_data: bool = False) -> dict[str, Any]:
+    """A session's metadata (and data, if asked), read-only, never moving its deadline."""
+    parts = split_key(key)
+    if parts is None:
+        return {"state": "not a session key"}
+    app, session_id = parts
+    store = SessionStore(RedisBackend(client), prefix=app, idle_timeout=_CENTURY,
+                         absolute_timeout=_CENTURY, metrics=None)
+    reply = store.run(_state_flow(store, session_id, "peek" if show_data else "meta"))
+    if reply[0] != 1:
+        return {"state": "destroyed (a tombstone)" if reply[0] == -1 else "none"}
+    meta = store.meta(session_id)
+    if meta is None:  # it ended between the two reads
+        return {"state": "none"}
+    info: dict[str, Any] = {
+        "state": "live", "id_hash": meta.id_hash,
+        "created": meta.created_at.isoformat(), "last_seen": meta.last_seen_at.isoformat(),
+        "absolute_expiry": meta.absolute_expires_at.isoformat(),
+        "user_id_hash": meta.user_id_hash,
+    }
+    if show_data:
+        data = {}
+        for i in range(6, len(reply), 2):
+            try:
+                data[reply[i]] = json.loads(reply[i + 1])
+            except ValueError:
+                data[reply[i]] = reply[i + 1][:_MAX_SHOWN]
+        info["data"] = data
+    return info
 
 
 def _text(v: Any) -> str:
@@ -126,13 +182,27 @@ def _render(info: dict[str, Any], out: TextIO) -> None:
         if "value" in info:
             extra = f" ({info['length']} entries, newest first)" if "length" in info else ""
             rows.append(("stored", f"{info['value']!r}{extra}"))
+    sess = info.get("session")
+    if sess is not None:
+        rows.append(("session", sess["state"]))
+        if sess["state"] == "live":
+            ttl = info["ttl_ms"]
+            rows += [("created", sess["created"]), ("last seen", sess["last_seen"]),
+                     ("idle expiry", "unknown" if ttl is None else f"in {ttl / 1000:.1f} s"),
+                     ("absolute expiry", sess["absolute_expiry"]),
+                     ("user", (sess["user_id_hash"] and f"id hash {sess['user_id_hash']}")
+                      or "(none)")]
+            if "data" in sess:
+                for name, value in sorted(sess["data"].items()):
+                    text = json.dumps(value, ensure_ascii=False)
+                    rows.append((f"data[{name!r}]", text[:_MAX_SHOWN]))
+            else:
+                rows.append(("data", "not shown (--show-data to show it)"))
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}", file=out)
-    if lim is None and info.get("session_key"):
-        print("a gatekeep session key: inspect shows only its type and TTL (never the "
-              "data); created / last seen need a read-only metadata call that SessionStore "
-              "does not offer yet", file=out)
+    if sess is not None and sess["state"] != "live":
+        print("a gatekeep session key, but no live session is stored under it", file=out)
     elif lim is None:
         print("not a limiter key: gatekeep limiter keys look like "
               "gk:[app:]{key}:tb:10/1000000 (algorithm tb, gcra, fw, sw or sl)", file=out)
@@ -149,6 +219,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=50,
                         help="at most this many keys for --pattern (default 50)")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--show-data", action="store_true",
+                        help="for a session key: show the session's data too (read-only)")
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
@@ -167,12 +239,14 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     try:
         if args.pattern is not None:
             return _list(target, args.pattern, max(1, args.limit), args.json, out)
-        info = describe(target.client, args.key)
+        info = describe(target.client, args.key, show_value=True,
+                        show_data=bool(getattr(args, "show_data", False)))
         if args.json:
-            print(json.dumps(info, indent=2), file=out)
+            print(json.dumps(info, indent=2, ensure_ascii=False), file=out)
         else:
             _render(info, out)
-        return 0 if info["limiter"] is not None else 1
+        live = (info.get("session") or {}).get("state") == "live"
+        return 0 if info["limiter"] is not None or live else 1
     except (redis.RedisError, RedisClusterException) as exc:
         print(f"error reading {redact(args.url)}: {exc}", file=out)
         return 1
@@ -192,7 +266,9 @@ def _list(target: Target, pattern: str, limit: int, as_json: bool, out: TextIO) 
         lim = info["limiter"]
         ttl = "-" if info["ttl_ms"] is None else f"{info['ttl_ms']} ms"
         what = (f"{lim['algorithm']} {lim['rate']}: {lim['remaining']}/{lim['limit']} left, "
-                f"full in {lim['reset_after']:.3f} s" if lim else info["type"])
+                f"full in {lim['reset_after']:.3f} s" if lim
+                else f"session, {info['session']['state']}" if info.get("session")
+                else info["type"])
         print(f"{info['key']}  ttl {ttl}  {what}", file=out)
     more = " (limit reached: there may be more)" if len(keys) >= limit else ""
     print(f"{len(keys)} key(s) matching {pattern!r}{more}", file=out)
