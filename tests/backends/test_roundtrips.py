@@ -81,3 +81,17 @@ def test_all_keys_of_a_call_share_one_cluster_slot():
         plan = limiter.plan(["1/s", "10/min", "100/h"])
         slots = {key_slot(k.encode()) for k in limiter.keys(key, plan)}
         assert len(slots) == 1, key
+
+
+@pytest.mark.redis
+def test_a_reload_is_logged_once(server, caplog):
+    backend = RedisBackend(server.url)
+    limiter = Limiter("3/min", backend=backend)
+    limiter.hit("log")
+    backend.client.script_flush()
+    with caplog.at_level("INFO", logger="gatekeep.redis"):
+        for _ in range(3):
+            limiter.hit("log")
+    reloads = [r for r in caplog.records if getattr(r, "gatekeep_event", "") == "script_reloaded"]
+    assert len(reloads) == 1 and reloads[0].script == "token_bucket"
+    backend.close()

@@ -23,6 +23,7 @@ pipelines (see ``RedisBackend``).
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from collections import deque
 from collections.abc import Sequence
@@ -40,6 +41,17 @@ __all__ = ["AsyncConnections", "ScriptCall", "fast_pool", "pack", "run_sync"]
 ScriptCall = tuple[Script, Sequence[str], Sequence[Any]]
 
 _timeout = getattr(asyncio, "timeout", None)  # Python >= 3.11
+
+logger = logging.getLogger("gatekeep.redis")
+
+
+def script_reloaded(script: Script, where: str) -> None:
+    """One log line per NOSCRIPT: the server lost its script cache (a restart, a
+    failover to a replica, SCRIPT FLUSH); the script is sent again as EVAL."""
+    logger.info("gatekeep: %s had no script %s (restart or failover?); sent it again",
+                where, script.name, extra={"gatekeep_event": "script_reloaded",
+                                           "script": script.name, "sha": script.sha,
+                                           "server": where})
 
 
 def pack(args: Sequence[Any]) -> bytes:
@@ -96,6 +108,7 @@ def run_sync(pool: Any, calls: Sequence[ScriptCall], read_only: bool = False) ->
                 replies.append(exc)
         for i, reply in enumerate(replies):
             if isinstance(reply, NoScriptError):  # nothing ran for this call
+                script_reloaded(calls[i][0], _server(conn))
                 conn.send_packed_command([_eval(calls[i], read_only)])
                 try:
                     replies[i] = conn.read_response()
@@ -173,12 +186,18 @@ async def _round_trip(conn: Any, calls: Sequence[ScriptCall], read_only: bool) -
             replies.append(exc)
     for i, reply in enumerate(replies):
         if isinstance(reply, NoScriptError):
+            script_reloaded(calls[i][0], _server(conn))
             await conn.send_packed_command([_eval(calls[i], read_only)])
             try:
                 replies[i] = await conn.read_response()
             except ResponseError as exc:
                 replies[i] = exc
     return replies
+
+
+def _server(conn: Any) -> str:
+    host, port = getattr(conn, "host", None), getattr(conn, "port", None)
+    return f"{host}:{port}" if host else "redis"
 
 
 def _abandon(conn: Any) -> None:

@@ -15,7 +15,7 @@ import redis.asyncio
 from redis.exceptions import NoScriptError, ResponseError
 
 from ..scripts import Script
-from ._wire import AsyncConnections, ScriptCall, fast_pool, run_sync
+from ._wire import AsyncConnections, ScriptCall, fast_pool, run_sync, script_reloaded
 from .base import Plan
 from .connect import ClientFactory
 
@@ -305,6 +305,7 @@ def _batch_via_client(client: Any, calls: Sequence[ScriptCall], read_only: bool)
         replies = pipe.execute(raise_on_error=False)
     for i, reply in enumerate(replies):
         if isinstance(reply, NoScriptError):  # nothing ran for this one
+            script_reloaded(calls[i][0], type(client).__name__)
             replies[i] = _call_via_client(client, calls[i], fallback, source=True)
     return replies
 
@@ -330,6 +331,7 @@ async def _abatch_via_client(client: Any, calls: Sequence[ScriptCall], read_only
         replies = await pipe.execute(raise_on_error=False)
     for i, reply in enumerate(replies):
         if isinstance(reply, NoScriptError):
+            script_reloaded(calls[i][0], type(client).__name__)
             replies[i] = await _acall_via_client(client, calls[i], fallback, source=True)
     return replies
 
