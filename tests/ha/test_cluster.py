@@ -58,6 +58,35 @@ async def test_async_cluster_calls(cluster, prefix):
     await backend.aclose()
 
 
+def test_rules_keyed_by_different_identities_split_by_slot(cluster, prefix):
+    """The middleware checks rules keyed by the client IP and by an API key in one
+    call; on a cluster their keys sit in different slots: the call is split, and a
+    denial refunds what the other slot already charged."""
+    from gatekeep.ratelimit import RateLimitPolicy, Rule, header
+    from gatekeep.ratelimit.drivers import check_sync
+    from gatekeep.ratelimit.request import WSGIRequest
+
+    backend = FailoverBackend(connect(cluster.url, timeout=DEADLINE))
+    policy = RateLimitPolicy(
+        [Rule("5/minute", "/**", name="per-ip"),
+         Rule("2/minute", "/**", name="per-key", key=header("x-api-key"))],
+        backend=backend, prefix=prefix, metrics=None)
+    rules = policy.match("GET", "/x")
+    assert rules is not None and len(rules) == 2
+
+    def get(api_key: str) -> bool:
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/x", "REMOTE_ADDR": "10.0.0.1",
+                   "HTTP_X_API_KEY": api_key}
+        return check_sync(policy, WSGIRequest(environ), rules).allowed
+
+    assert [get("k1") for _ in range(3)] == [True, True, False]  # the key's 2/minute
+    assert [get("k2") for _ in range(3)] == [True, True, False]
+    # 4 admitted: the IP has 1 of 5 left only because both denials were refunded
+    assert [get("k3") for _ in range(2)] == [True, False]
+    assert backend.fallback_calls == 0 and backend.breaker.counters.failures == 0
+    backend.close()
+
+
 def _cmd(cluster, port: int, *args, asking: bool = False):
     c = redis.Redis(port=port, single_connection_client=True, socket_timeout=1)
     try:

@@ -15,6 +15,7 @@ import redis.asyncio
 from redis.exceptions import NoScriptError, ResponseError
 
 from ..scripts import Script
+from ._split import arun_split, run_split, slot_groups
 from ._wire import AsyncConnections, ScriptCall, fast_pool, run_sync, script_reloaded
 from .base import Plan
 from .connect import ClientFactory
@@ -59,6 +60,7 @@ class RedisBackend:
         self._pool: Any = None
         self._pool_owner: Any = None
         self._aconns: dict[int, AsyncConnections] = {}
+        self._is_cluster: bool | None = None
         self._areplica: Any = areplica
         #: "standalone", "sentinel", "cluster", or "client" (clients were passed).
         self.kind = "client"
@@ -204,14 +206,29 @@ class RedisBackend:
 
     # -- limiter backend protocol ----------------------------------------------------
 
+    @property
+    def is_cluster(self) -> bool:
+        """True on Redis Cluster, where one script may touch one slot only."""
+        if self._is_cluster is None:
+            self._is_cluster = self.kind == "cluster" or isinstance(
+                self._client or self._aclient, (redis.RedisCluster, redis.asyncio.RedisCluster))
+        return self._is_cluster
+
     def limit(self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
               ) -> list[int]:
+        if len(keys) > 1 and self.is_cluster:
+            groups = slot_groups(keys)
+            if len(groups) > 1:  # keys of several identities: see _split
+                return run_split(lambda p, k, m: self.limit(p, k, now, m, cost),
+                                 plan, keys, groups, mode)
         return _first(self.eval_batch(  # type: ignore[no-any-return]
             [(plan.algorithm.script, keys, ("" if now is None else now, mode, cost,
                                             *plan.flat))]))
 
     def limit_many(self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str,
                    cost: int) -> list[list[int]]:
+        if self.is_cluster and any(len(slot_groups(k)) > 1 for k in keys):
+            return [self.limit(plan, k, now, mode, cost) for k in keys]
         args = (_now(now), mode, cost, *plan.flat)
         return self.eval_many(plan.algorithm.script, [(k, args) for k in keys])
 
@@ -221,12 +238,19 @@ class RedisBackend:
 
     async def alimit(self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
                      ) -> list[int]:
+        if len(keys) > 1 and self.is_cluster:
+            groups = slot_groups(keys)
+            if len(groups) > 1:
+                return await arun_split(lambda p, k, m: self.alimit(p, k, now, m, cost),
+                                        plan, keys, groups, mode)
         return _first(await self.aeval_batch(  # type: ignore[no-any-return]
             [(plan.algorithm.script, keys, ("" if now is None else now, mode, cost,
                                             *plan.flat))]))
 
     async def alimit_many(self, plan: Plan, keys: Sequence[list[str]], now: int | None,
                           mode: str, cost: int) -> list[list[int]]:
+        if self.is_cluster and any(len(slot_groups(k)) > 1 for k in keys):
+            return [await self.alimit(plan, k, now, mode, cost) for k in keys]
         args = (_now(now), mode, cost, *plan.flat)
         return await self.aeval_many(plan.algorithm.script, [(k, args) for k in keys])
 

@@ -1,0 +1,97 @@
+"""Several limits whose keys sit in different Redis Cluster slots.
+
+One script can only touch one slot. The limiter's own keys always share a hash
+tag, but the middleware may check rules keyed by different identities in one
+request (the client IP and an API key, say). On a cluster such a call is split
+by slot: each group is one script call, made in turn; when a group denies, the
+groups already charged are refunded, so the request still spends nothing when
+it is denied. Between the first charge and its refund another request may see
+the briefly lower remaining capacity: the cost of not being one atomic script.
+
+Written once as a flow (a generator of sub-calls), run by a sync and an async
+driver.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Generator
+
+from redis.crc import key_slot
+
+from ..algorithms import HIT, PEEK, REFUND
+from .base import Plan
+
+__all__ = ["SubCall", "arun_split", "run_split", "slot_groups"]
+
+#: A sub-call: (plan, keys, mode).
+SubCall = tuple[Plan, list[str], str]
+Flow = Generator[SubCall, list[int], list[int]]
+
+
+def slot_groups(keys: list[str]) -> list[list[int]]:
+    """Indexes of ``keys`` grouped by cluster slot, in order of first appearance."""
+    groups: dict[int, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key_slot(key.encode()), []).append(i)
+    return list(groups.values())
+
+
+def _sub_plan(plan: Plan, idx: list[int]) -> Plan:
+    return dataclasses.replace(
+        plan,
+        rates=tuple(plan.rates[i] for i in idx),
+        suffixes=tuple(plan.suffixes[i] for i in idx),
+        params=tuple(plan.params[i] for i in idx),
+        flat=tuple(x for i in idx for x in plan.params[i]),
+        key_cache={},
+    )
+
+
+def split_flow(plan: Plan, keys: list[str], groups: list[list[int]], mode: str) -> Flow:
+    """The sub-calls of one call, and its reply (four integers per limit, in order)."""
+    subs = [(_sub_plan(plan, idx), [keys[i] for i in idx], idx) for idx in groups]
+    out = [0] * (4 * len(keys))
+
+    def place(reply: list[int], idx: list[int]) -> None:
+        for j, i in enumerate(idx):
+            out[4 * i:4 * i + 4] = reply[4 * j:4 * j + 4]
+
+    if mode != HIT:
+        for sub_plan, sub_keys, idx in subs:
+            place((yield sub_plan, sub_keys, mode), idx)
+        return out
+    for n, (sub_plan, sub_keys, idx) in enumerate(subs):
+        reply = yield sub_plan, sub_keys, HIT
+        place(reply, idx)
+        if all(reply[4 * j] == 1 for j in range(len(idx))):
+            continue
+        for done_plan, done_keys, done_idx in subs[:n]:  # give back what was charged
+            place((yield done_plan, done_keys, REFUND), done_idx)
+        for rest_plan, rest_keys, rest_idx in subs[n + 1:]:  # report, charge nothing
+            place((yield rest_plan, rest_keys, PEEK), rest_idx)
+        return out
+    return out
+
+
+def run_split(call: Callable[[Plan, list[str], str], list[int]], plan: Plan,
+              keys: list[str], groups: list[list[int]], mode: str) -> list[int]:
+    flow = split_flow(plan, keys, groups, mode)
+    try:
+        sub = next(flow)
+        while True:
+            sub = flow.send(call(*sub))
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+async def arun_split(call: Callable[[Plan, list[str], str], Awaitable[list[int]]],
+                     plan: Plan, keys: list[str], groups: list[list[int]], mode: str
+                     ) -> list[int]:
+    flow = split_flow(plan, keys, groups, mode)
+    try:
+        sub = next(flow)
+        while True:
+            sub = flow.send(await call(*sub))
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]

@@ -1,0 +1,34 @@
+"""Splitting a call over cluster slots: the flow, driven against the in-process twin."""
+
+from __future__ import annotations
+
+from gatekeep import Limiter, MemoryBackend
+from gatekeep.algorithms import HIT, PEEK
+from gatekeep.backends._split import run_split, slot_groups
+
+NOW = 1_800_000_000_000_000
+
+
+def test_slot_groups_keep_order():
+    keys = ["gk:{a}:x", "gk:{b}:x", "gk:{a}:y"]
+    assert slot_groups(keys) == [[0, 2], [1]]
+
+
+def test_a_denial_refunds_the_groups_already_charged():
+    backend = MemoryBackend()
+    limiter = Limiter(backend=backend)
+    plan = limiter.plan(["5/minute", "2/minute"])
+    # two identities: the first rate keyed by "ip", the second by "api"
+    keys = [limiter.keys("ip", plan)[0], limiter.keys("api", plan)[1]]
+    groups = slot_groups(keys)
+    assert groups == [[0], [1]]
+
+    def call(p, k, m):
+        return backend.limit(p, k, NOW, m, 1)
+
+    replies = [run_split(call, plan, keys, groups, HIT) for _ in range(3)]
+    assert [r[0] for r in replies] == [1, 1, 1] and [r[4] for r in replies] == [1, 1, 0]
+    # the third was denied by the second rate: the first was charged, then refunded
+    assert replies[2][1] == 3
+    peek = run_split(call, plan, keys, groups, PEEK)
+    assert peek[1] == 3 and peek[5] == 0
