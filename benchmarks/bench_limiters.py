@@ -26,6 +26,16 @@ from gatekeep.testing import ServerProcess, find_server
 RATE = "1000000/second"  # never denies: we measure the cost of a decision
 
 
+class CountingConnection(redis.Connection):
+    """Counts the writes a client makes: one per round trip (pipelines included)."""
+
+    sent = 0
+
+    def send_packed_command(self, command, check_health=True):  # type: ignore[no-untyped-def]
+        CountingConnection.sent += 1
+        return super().send_packed_command(command, check_health)
+
+
 def timed(fn: Callable[[], object], n: int) -> float:
     """Seconds per call over n calls."""
     start = time.perf_counter()
@@ -95,6 +105,10 @@ def main() -> None:
             mem = Limiter(RATE, backend=MemoryBackend(), algorithm=algo)
             ops[f"gatekeep {algo} hit, memory"] = (
                 lambda mem=mem: timed(lambda: mem.hit(f"k{next(keys) % 1000}"), n))
+        bare = Limiter(RATE, backend=MemoryBackend(), metrics=None)
+        ops["gatekeep token_bucket hit, memory, metrics off"] = (
+            lambda: timed(lambda: bare.hit(f"k{next(keys) % 1000}"), n))
+        ops["redis.asyncio PING, 1 task"] = lambda: atimed(loop, aclient.ping, n)
 
         item = limits_parse("1000000/second")
         lredis = lstorage.RedisStorage(f"redis://127.0.0.1:{server.port}")
@@ -141,18 +155,42 @@ def main() -> None:
             note = ""
             if name.startswith("gatekeep") and name.endswith("Redis"):
                 note = f"{fastest_limits / sec:.2f}x fastest limits Redis"
-            if name.endswith("memory") and name.startswith("gatekeep"):
+            if "memory" in name and name.startswith("gatekeep"):
                 note = f"{limits_mem_fixed / sec:.2f}x limits memory fixed"
+            if name == "gatekeep token_bucket hit, memory":
+                off = med["gatekeep token_bucket hit, memory, metrics off"]
+                note += f"; metrics cost {100 * (sec / off - 1):+.1f}% vs metrics off"
             if "hit_many" in name:
                 single = med["gatekeep token_bucket hit, Redis"]
                 note = f"{single / sec:.2f}x single hits/s"
             rate_ratio = f"{ping / sec:.2f}" if "memory" not in name else "-"
             print(f"| {name} | {sec * 1e6:.1f} | {1 / sec:,.0f} | {rate_ratio} | {note} |")
 
+        # Round trips: every command the client sends, counted on its connections
+        print()
+        print("| operation | Redis round trips per call |")
+        print("|---|---|")
+        for label, call in (
+            ("gatekeep hit (one limit)", lambda lim: lim.hit("rt")),
+            ("gatekeep hit (three limits)", lambda lim: lim.hit("rt", "1000/s; 10000/min; 1000000/h")),
+            ("gatekeep hit_many(100)", lambda lim: lim.hit_many([f"rt{i}" for i in range(100)])),
+        ):
+            counting = redis.Redis(connection_pool=redis.ConnectionPool(
+                port=server.port, connection_class=CountingConnection))
+            lim = Limiter(RATE, backend=RedisBackend(counting), prefix="rt")
+            call(lim)  # loads the script, opens the connection
+            CountingConnection.sent = 0
+            for _ in range(10):
+                call(lim)
+            print(f"| {label} | {CountingConnection.sent / 10:g} |")
+            counting.close()
+
         # Redis memory per key: 10,000 keys, 50 hits each at 100/minute
         print()
         print("| algorithm | MEMORY USAGE of one key | used_memory per key |")
         print("|---|---|---|")
+        client.flushall()
+        client.execute_command("MEMORY", "PURGE")
         for algo in ALGORITHMS:
             client.flushall()
             lim = Limiter("100/minute", backend=backend, algorithm=algo, prefix="mem")
