@@ -4,8 +4,17 @@
 --
 -- Returns a flat array, four integers per limit, in KEYS order:
 --   allowed (1/0), remaining, reset_after (µs), retry_after (µs, -1 = never)
-local out = {}
 local n = #KEYS
+if n == 1 and mode ~= 'refund' then  -- the common case, without the loops (same result)
+  local c = check(KEYS[1], tonumber(ARGV[4]), tonumber(ARGV[5]))
+  if c[1] and mode == 'hit' then
+    commit(KEYS[1], c)
+    return {1, c[5], c[6], 0}
+  end
+  return {c[1] and 1 or 0, c[2], c[3], c[4]}
+end
+
+local out = {}
 if mode == 'refund' then
   for i = 1, n do
     local remaining, reset = refund(KEYS[i], tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i]))

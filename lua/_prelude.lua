@@ -5,7 +5,8 @@
 -- ARGV[3]  cost, integer >= 0
 -- ARGV[2+2i], ARGV[3+2i]  the two parameters of limit i (see each algorithm's header)
 -- KEYS[i]  the key of limit i; all keys share one hash tag, so one cluster slot
-if redis.replicate_commands then redis.replicate_commands() end  -- Redis < 7: allow TIME before writes
+-- Needs Redis >= 5 (or Valkey): scripts replicate their effects, so reading TIME
+-- before writing is allowed.
 
 local now = tonumber(ARGV[1])
 if not now then
