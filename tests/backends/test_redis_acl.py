@@ -1,4 +1,4 @@
-"""The least-privilege ACL user that docs/availability.md recommends works."""
+"""The least-privilege ACL user that the README (Availability) recommends works."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ open, and for every call that failed, the decision comes from the ``policy``:
   each instance enforcing its share of every limit: limit and burst divided by
   ``instances`` (rounded down, at least 1). With ``instances`` set to the number
   of processes that share the limit, the processes together admit at most about
-  what the limit allows (see :func:`local_share` and ``docs/availability.md``).
+  what the limit allows (see :func:`local_share` and the README's "Availability" section).
 - ``"open"``: every request is allowed.
 - ``"closed"``: :class:`~gatekeep.errors.BackendUnavailable` is raised (a 503
   from the middleware).

@@ -17,7 +17,7 @@ so a request right after a save could read the session as it was before it
 (and save a change computed from stale data over the newer one); a read-only
 load also needs a second round trip to the primary to extend the idle deadline.
 Primary first keeps every load one round trip, with the touch in it, and costs
-nothing until the primary fails (figures in ``docs/availability.md``).
+nothing until the primary fails (figures in the README's "Availability" section).
 
 Durable writes (``wait_replicas=N``): each write batch is followed, on the same
 connection and in the same pipeline, by ``WAIT N <timeout>``; fewer
