@@ -62,15 +62,13 @@ class MemoryStore:
         return item[0]
 
     def set(self, key: str, value: Any, expire_at: int) -> None:
-        """Store ``value`` until ``expire_at`` (µs).
-
-        A new key becomes the most recently used one; an existing key keeps its
-        place, since the twins always ``get`` a key (which refreshes it) first.
-        """
+        """Store ``value`` until ``expire_at`` (µs); the key becomes the most recently used."""
         data = self._data
         size = len(data)
         data[key] = (value, expire_at)
-        if len(data) > size:  # a new key
+        if len(data) == size:
+            data.move_to_end(key)
+        else:  # a new key
             if size >= self.max_keys:
                 data.popitem(last=False)
                 self.evictions += 1

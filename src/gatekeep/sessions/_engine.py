@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Protocol, TypeVar
 
+from ..backends.memory import MemoryStore
 from ..scripts import Script, read_lua
 from . import twin
-from ._memory import Keyspace
 
 __all__ = ["Call", "Executor", "Flow", "MemoryExecutor", "adrive", "drive", "session_script"]
 
@@ -102,7 +102,7 @@ class MemoryExecutor:
 
     def __init__(self, max_keys: int = 100_000, *, clock: Callable[[], int] | None = None
                  ) -> None:
-        self.store = Keyspace(max_keys)
+        self.store = MemoryStore(max_keys)
         self._lock = threading.Lock()
         self._clock = clock or _clock_us
 

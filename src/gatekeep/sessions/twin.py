@@ -5,7 +5,7 @@ the same helpers (``meta``, ``touch``, ``bury``), the same arguments (``argv``
 without ``now``, which is passed in) and the same flat replies, so a property
 test can drive both with one clock and compare. A session hash is a ``dict``
 of ``str`` to ``str``; a user index is a ``dict`` of id to score. Values live in a
-:class:`._memory.Keyspace`, whose expiry runs on the ``now`` given.
+:class:`~gatekeep.backends.memory.MemoryStore`, whose expiry runs on the ``now`` given.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..algorithms._driver import ms
-from ._memory import Keyspace as Store
+from ..backends.memory import MemoryStore as Store
 
 __all__ = ["SCRIPTS", "destroy", "index", "load", "save"]
 
