@@ -24,6 +24,19 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+_NAMES: dict[str, bytes] = {}
+
+
+def _name(name: str) -> bytes:
+    """A header name as ASGI carries it (lowercase bytes), cached: a few names recur."""
+    encoded = _NAMES.get(name)
+    if encoded is None:
+        encoded = name.lower().encode("latin-1")
+        if len(_NAMES) < 64:
+            _NAMES[name] = encoded
+    return encoded
+
+
 #: Close code for a refused WebSocket handshake when the server cannot send a response.
 WS_POLICY_VIOLATION = 1008
 
@@ -72,7 +85,7 @@ class RateLimitMiddleware:
         if not outcome.headers or kind != "http":
             await self.app(scope, receive, send)
             return
-        extra = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in outcome.headers]
+        extra = [(_name(n), v.encode("latin-1")) for n, v in outcome.headers]
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -23,7 +23,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.exceptions import RedisError
 
@@ -58,9 +58,11 @@ _MATCH_CACHE = 4096
 _ON_ERROR = ("allow", "deny")
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What to do with one request: pass it on (adding ``headers``) or answer ``denial``."""
+class Outcome(NamedTuple):
+    """What to do with one request: pass it on (adding ``headers``) or answer ``denial``.
+
+    (A named tuple: one is made per request, and it costs less than a dataclass.)
+    """
 
     allowed: bool
     headers: Sequence[tuple[str, str]]
@@ -238,6 +240,12 @@ class RateLimitPolicy:
     def prepare(self, rules: tuple[Rule, ...], keys: Sequence[Any]
                 ) -> tuple[Batch, list[str]] | None:
         """The merged plan and the Redis keys for one request; None when no rule applies."""
+        if len(keys) == 1 and type(keys[0]) is str and keys[0]:  # the common case
+            known = self._batches.get(rules)
+            if known is not None:
+                cached = known.key_cache.get(keys[0])
+                if cached is not None:
+                    return known, cached
         for k in keys:
             if k is not None and (not isinstance(k, str) or not k):
                 raise TypeError(f"a key function returned {k!r}; it must return a non-empty "

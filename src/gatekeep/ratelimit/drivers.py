@@ -23,7 +23,7 @@ def check_sync(policy: RateLimitPolicy, request: RequestView, rules: tuple[Rule,
     try:
         keys = policy.identify(request, rules)
         for k in keys:
-            if inspect.isawaitable(k):
+            if type(k) is not str and k is not None and inspect.isawaitable(k):
                 _close(k)
                 raise TypeError("an async key function cannot run in a sync (WSGI) app; "
                                 "make it a plain function")
@@ -44,7 +44,7 @@ async def check_async(policy: RateLimitPolicy, request: RequestView, rules: tupl
     try:
         keys = policy.identify(request, rules)
         for i, k in enumerate(keys):
-            if inspect.isawaitable(k):
+            if type(k) is not str and k is not None and inspect.isawaitable(k):
                 keys[i] = await k
         prepared = policy.prepare(rules, keys)
         if prepared is None:
