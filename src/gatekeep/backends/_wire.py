@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import weakref
 from collections import deque
 from collections.abc import Sequence
@@ -35,7 +36,8 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from ..scripts import Script
 
-__all__ = ["AsyncConnections", "ScriptCall", "fast_pool", "pack", "run_sync"]
+__all__ = ["AsyncConnections", "ScriptCall", "SyncConnections", "fast_pool", "pack",
+           "run_sync"]
 
 #: One script call: the script, its keys, its arguments.
 ScriptCall = tuple[Script, Sequence[str], Sequence[Any]]
@@ -91,13 +93,43 @@ def fast_pool(client: Any) -> Any:
     return None
 
 
-def run_sync(pool: Any, calls: Sequence[ScriptCall], read_only: bool = False) -> list[Any]:
-    """Run ``calls`` in one round trip on a connection of ``pool``.
+class SyncConnections:
+    """Idle connections made like the pool's, kept here: taking one is a
+    ``deque.pop`` (atomic, so thread-safe), not the pool's lock and bookkeeping.
+    A forked child starts with none (a socket must not be shared across processes).
+    """
+
+    def __init__(self, pool: Any) -> None:
+        self._options = dict(pool.connection_kwargs)
+        self._connection_class = pool.connection_class
+        self._idle: deque[Any] = deque()
+        self._pid = os.getpid()
+
+    def get(self) -> Any:
+        if self._pid != os.getpid():
+            self._idle, self._pid = deque(), os.getpid()
+        try:
+            return self._idle.pop()
+        except IndexError:
+            return self._connection_class(**self._options)
+
+    def release(self, conn: Any) -> None:
+        if self._pid == os.getpid():
+            self._idle.append(conn)
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop().disconnect()
+
+
+def run_sync(conns: SyncConnections, calls: Sequence[ScriptCall], read_only: bool = False
+             ) -> list[Any]:
+    """Run ``calls`` in one round trip on one of ``conns``.
 
     Returns one reply per call, a ``ResponseError`` in place of a reply for a
     script that failed (the caller decides what to raise).
     """
-    conn = pool.get_connection()
+    conn = conns.get()
     try:
         conn.send_packed_command([_packed(calls, read_only)])
         replies: list[Any] = []
@@ -115,10 +147,9 @@ def run_sync(pool: Any, calls: Sequence[ScriptCall], read_only: bool = False) ->
                 except ResponseError as exc:
                     replies[i] = exc
     except BaseException:
-        conn.disconnect()
+        conn.disconnect()  # a reply may still be on its way: never reuse it
         raise
-    finally:
-        pool.release(conn)
+    conns.release(conn)
     return replies
 
 

@@ -16,7 +16,14 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from ..scripts import Script
 from ._split import arun_split, run_split, slot_groups
-from ._wire import AsyncConnections, ScriptCall, fast_pool, run_sync, script_reloaded
+from ._wire import (
+    AsyncConnections,
+    ScriptCall,
+    SyncConnections,
+    fast_pool,
+    run_sync,
+    script_reloaded,
+)
 from .base import Plan
 from .connect import ClientFactory
 
@@ -56,9 +63,8 @@ class RedisBackend:
         self._client: Any = None
         self._aclient: Any = aclient
         self._replica: Any = replica
-        # the lean round trip (see _wire): the sync pool, and async connections per client
-        self._pool: Any = None
-        self._pool_owner: Any = None
+        # the lean round trip (see _wire): connections per client, sync and async
+        self._conns: dict[int, SyncConnections | None] = {}
         self._aconns: dict[int, AsyncConnections] = {}
         self._is_cluster: bool | None = None
         self._areplica: Any = areplica
@@ -180,10 +186,12 @@ class RedisBackend:
         ``read_only`` sends EVALSHA_RO to a replica (Sentinel) or the primary.
         """
         client = self.replica if read_only else self.client
-        if self._pool is None or client is not self._pool_owner:
-            self._pool_owner, self._pool = client, fast_pool(client)
-        if self._pool is not None:
-            replies = run_sync(self._pool, calls, read_only)
+        conns = self._conns.get(id(client), _UNSET)
+        if conns is _UNSET:
+            pool = fast_pool(client)
+            conns = self._conns[id(client)] = None if pool is None else SyncConnections(pool)
+        if conns is not None:
+            replies = run_sync(conns, calls, read_only)
         else:
             replies = _batch_via_client(client, calls, read_only)
         if read_only and any(_unknown_command(r) for r in replies):
@@ -261,6 +269,10 @@ class RedisBackend:
     # -- lifecycle ------------------------------------------------------------------
 
     def close(self) -> None:
+        for conns in self._conns.values():
+            if conns is not None:
+                conns.close()
+        self._conns.clear()
         for client in (self._client, self._replica):
             if client is not None:
                 client.close()
@@ -282,6 +294,9 @@ class RedisBackend:
     def __repr__(self) -> str:
         where = _masked(self.url) if self.url else type(self._client or self._aclient).__name__
         return f"RedisBackend({where!r})"
+
+
+_UNSET: Any = object()
 
 
 def _now(now: int | None) -> int | str:
