@@ -29,3 +29,15 @@ def test_sentinel_and_single_connection_clients_do_not():
     assert not AsyncConnections.usable(asentinel.master_for("m"))
     assert not AsyncConnections.usable(redis.asyncio.Redis(port=1,
                                                            single_connection_client=True))
+
+
+def test_sync_connections_are_reused_and_not_shared_after_fork(monkeypatch):
+    from gatekeep.backends._wire import SyncConnections
+
+    conns = SyncConnections(redis.Redis(port=1).connection_pool)
+    first = conns.get()
+    conns.release(first)
+    assert conns.get() is first  # reused, without the pool
+    conns.release(first)
+    monkeypatch.setattr("os.getpid", lambda: -1)  # as in a forked child
+    assert conns.get() is not first
