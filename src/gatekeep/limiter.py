@@ -7,7 +7,8 @@ sync and async classes differ only in how they call the backend.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import itertools
+from collections.abc import Iterable, Iterator
 from time import perf_counter_ns
 from typing import Any
 
@@ -16,7 +17,7 @@ from .backends.base import Backend, Plan
 from .backends.memory import MemoryBackend
 from .decision import Decision
 from .keys import make_prefix, tag
-from .metrics import METRICS, NEAR_LIMIT, Metrics
+from .metrics import METRICS, NEAR_LIMIT_FACTOR, Metrics
 from .rates import Rate, parse_rates
 
 from_reply = Decision.from_reply
@@ -57,13 +58,15 @@ class BaseLimiter:
         #: The rule name decisions are counted under in :mod:`gatekeep.metrics`.
         self.name = name
         self.metrics = metrics
-        #: Time one decision in this many; 0 when metrics are off.
+        #: Truthy when metrics are on; ``next(self._ticks)`` is True once every
+        #: ``latency_sample`` decisions (the one to time): a C call, not attribute sums.
         self._sample = 0
-        self._tick = 0
+        self._ticks: Iterator[bool] = itertools.repeat(False)
         if metrics is not None:
             self._counters = metrics.rule(name)
             self._latency = metrics.latency(_backend_kind(self.backend))
             self._sample = metrics.latency_sample
+            self._ticks = itertools.cycle([False] * (metrics.latency_sample - 1) + [True])
             if isinstance(self.backend, MemoryBackend):
                 metrics.watch(f"{name}:memory", self.backend.store.watch_source())
 
@@ -74,12 +77,7 @@ class BaseLimiter:
 
         (``Limiter.hit`` has this inlined: a call costs a few % of a decision.)
         """
-        if self._sample:
-            self._tick += 1
-            if self._tick >= self._sample:
-                self._tick = 0
-                return perf_counter_ns()
-        return 0
+        return perf_counter_ns() if next(self._ticks) else 0
 
     def _stop(self, t0: int) -> None:
         """Record the latency of a call that ``_start`` chose to time."""
@@ -95,7 +93,7 @@ class BaseLimiter:
             counters = self._counters
             if decision[0]:
                 counters.allowed += 1
-                if decision[2] < decision[1] * NEAR_LIMIT:
+                if decision[2] * NEAR_LIMIT_FACTOR < decision[1]:  # remaining < 20 % of limit
                     counters.near_limit += 1
             else:
                 counters.denied += 1
@@ -198,15 +196,21 @@ class Limiter(BaseLimiter):
         plan = self.default_plan if limits is None and self.default_plan else self.plan(limits)
         if type(cost) is not int or cost < 0:
             _cost(cost)
-        t0 = 0
-        if self._sample:  # self._start(), inlined
-            self._tick += 1
-            if self._tick >= self._sample:
-                self._tick = 0
-                t0 = perf_counter_ns()
+        t0 = perf_counter_ns() if next(self._ticks) else 0  # self._start(), inlined
         reply = self.backend.limit(plan, self.keys(key, plan),
                                    None if now is None else round(now * 1_000_000), HIT, cost)
-        return self._decided(plan, reply, t0)
+        decision = from_reply(plan.rates, reply)
+        if self._sample:  # self._decided(), inlined: a call costs a few % of a decision
+            if t0:
+                self._latency.observe_ns(perf_counter_ns() - t0)
+            counters = self._counters
+            if decision[0]:
+                counters.allowed += 1
+                if decision[2] * NEAR_LIMIT_FACTOR < decision[1]:
+                    counters.near_limit += 1
+            else:
+                counters.denied += 1
+        return decision
 
     def peek(self, key: str, limits: Limits | None = None, cost: int = 1, *,
              now: float | None = None) -> Decision:

@@ -41,8 +41,10 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 )
 _BUCKETS_NS = tuple(round(b * 1e9) for b in LATENCY_BUCKETS)
 
-#: A decision is "near the limit" when less than this share of the limit remains.
+#: A decision is "near the limit" when less than this share of the limit remains:
+#: ``remaining * NEAR_LIMIT_FACTOR < limit`` (integers only, on the hot path).
 NEAR_LIMIT = 0.2
+NEAR_LIMIT_FACTOR = 5
 
 
 class RuleCounters:

@@ -35,7 +35,7 @@ from ..decision import Decision
 from ..errors import BackendUnavailable
 from ..keys import tag
 from ..limiter import BaseLimiter, Limits, _backend_kind
-from ..metrics import METRICS, NEAR_LIMIT, Metrics, RuleCounters
+from ..metrics import METRICS, NEAR_LIMIT_FACTOR, Metrics, RuleCounters
 from .headers import (
     Denial,
     default_denial,
@@ -358,7 +358,7 @@ class RateLimitPolicy:
             for counters, _ in batch.counters:
                 if counters is not None:
                     counters.allowed += 1
-                    if decision.remaining < decision.limit * NEAR_LIMIT:
+                    if decision.remaining * NEAR_LIMIT_FACTOR < decision.limit:
                         counters.near_limit += 1
             return
         details = decision.details or (decision,)
