@@ -8,6 +8,7 @@ from a key function or the backend becomes the ``on_error`` outcome, never a 500
 from __future__ import annotations
 
 import inspect
+from time import perf_counter_ns
 from typing import Any
 
 from ..algorithms import HIT
@@ -31,9 +32,10 @@ def check_sync(policy: RateLimitPolicy, request: RequestView, rules: tuple[Rule,
         if prepared is None:
             return ALLOW
         batch, redis_keys = prepared
-        t0 = policy.limiter._start()
+        t0 = perf_counter_ns() if next(policy.limiter._ticks) else 0  # limiter._start()
         reply = policy.backend.limit(batch.plan, redis_keys, None, HIT, 1)
-        policy.limiter._stop(t0)
+        if t0:
+            policy.limiter._stop(t0)
         return policy.decide(batch, reply, request)
     except Exception as exc:
         return policy.failed(exc)
@@ -50,9 +52,10 @@ async def check_async(policy: RateLimitPolicy, request: RequestView, rules: tupl
         if prepared is None:
             return ALLOW
         batch, redis_keys = prepared
-        t0 = policy.limiter._start()
+        t0 = perf_counter_ns() if next(policy.limiter._ticks) else 0  # limiter._start()
         reply = await policy.backend.alimit(batch.plan, redis_keys, None, HIT, 1)
-        policy.limiter._stop(t0)
+        if t0:
+            policy.limiter._stop(t0)
         return policy.decide(batch, reply, request)
     except Exception as exc:
         return policy.failed(exc)
