@@ -119,7 +119,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--n", type=int, default=2000)
-    ap.add_argument("--write", action="store_true", help="write benchmarks/RESULTS-middleware.md")
+    ap.add_argument("--write", action="store_true", help="also write the report to benchmarks/last-middleware.md (to paste into RESULTS.md)")
     args = ap.parse_args()
 
     count_round_trips()
@@ -196,7 +196,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.write:
-        Path(__file__).with_name("RESULTS-middleware.md").write_text(text)
+        Path(__file__).with_name("last-middleware.md").write_text(text)
     if per_request["gk-redis"] != 1.0:
         print("gatekeep did not make exactly one Redis round trip per request", file=sys.stderr)
         sys.exit(1)

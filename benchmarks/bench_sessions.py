@@ -215,7 +215,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--n", type=int, default=400)
     parser.add_argument("--write", action="store_true",
-                        help="write benchmarks/RESULTS-sessions.md")
+                        help="also write the report to benchmarks/last-sessions.md (to paste into RESULTS.md)")
     args = parser.parse_args()
     load_before = os.getloadavg()
     with ServerProcess.start(find_server("redis")) as server:
@@ -261,7 +261,7 @@ def main() -> None:
             "between runs on a shared machine: the ratios from one run are what count.\n\n"
             f"    {command}\n\n{report}\n"
         )
-        Path(__file__).with_name("RESULTS-sessions.md").write_text(text, encoding="utf-8")
+        Path(__file__).with_name("last-sessions.md").write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":
