@@ -266,3 +266,19 @@ def test_every_key_has_a_ttl(make_store, store_backend):
     assert len(keys) >= 4                              # session, 2 tombstones, user index
     for key in keys:
         assert client.pttl(key) > 0, key
+
+
+def test_peek_touch_and_another_idle_timeout(store):
+    s = store.create({"k": 1}, now=T)                # idle 100 s
+    peeked = store.run(store.peek_flow(s.id), now=T + 60)
+    assert dict(peeked) == {"k": 1}
+    assert store.run(store.peek_flow(s.id), now=T + 100) is None  # the peek moved nothing
+    s = store.create({"k": 2}, now=T)
+    assert store.run(store.touch_flow(s.id), now=T + 60)           # deadline: T + 160
+    assert store.exists(s.id, now=T + 150)
+    longer = store.with_idle_timeout(300)
+    assert longer.idle_us == 300_000_000 and store.idle_us == 100_000_000
+    assert store.with_idle_timeout(100) is store
+    assert longer.run(longer.touch_flow(s.id), now=T + 150)         # deadline: T + 450
+    assert longer.exists(s.id, now=T + 440)
+    assert not store.run(store.touch_flow("x" * 47), now=T)

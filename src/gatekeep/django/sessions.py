@@ -39,7 +39,6 @@ expiry (two: the write, then the shorter TTL).
 
 from __future__ import annotations
 
-import copy
 import threading
 import time
 from collections.abc import Callable
@@ -91,31 +90,16 @@ setting_changed.connect(_settings_changed)
 
 
 def _with_idle(store: GatekeepStore, idle_us: int) -> GatekeepStore:
-    """``store`` with another idle timeout. The timeout is an argument of every
-    script call, not a property of the data, so a shallow copy (sharing the
-    executor: its connections, its in-process key space) serves a session whose
-    ``set_expiry()`` differs from the default."""
-    if idle_us == store.idle_us:
-        return store
-    variant = copy.copy(store)
-    variant.idle_us = idle_us
-    return variant
+    """``store`` with an idle timeout of ``idle_us`` (a session's own ``set_expiry``)."""
+    return store.with_idle_timeout(idle_us / 1_000_000)
 
 
 def _fetch(store: GatekeepStore, session_id: str) -> Flow[Session | None]:
     """Read a session without moving its deadline (Django's expiry runs from the
     last save); None when there is none."""
-    if not is_session_id(session_id):
-        return None
-    session = store.open(session_id)
     # The idle check of the read uses the absolute timeout: the key's TTL, set by
     # the last save with that session's own expiry, is what ends it.
-    peek = _with_idle(store, store.absolute_us)
-    [reply] = yield [peek._load_call(session_id, "peek")]
-    if reply[0] != 1:
-        return None
-    session.fill(reply)
-    return session
+    return (yield from _with_idle(store, store.absolute_us).peek_flow(session_id))
 
 
 class SessionStore(SessionBase):  # type: ignore[misc]
@@ -197,12 +181,11 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         if gk.id is None or gk.modified:
             ok = yield from writer.save_flow(gk)
         else:  # nothing changed (SESSION_SAVE_EVERY_REQUEST): extend the TTL only
-            [reply] = yield [writer._load_call(gk.id or "", "touch")]
-            ok = reply[0] == 1
+            ok = yield from writer.touch_flow(gk.id or "")
         if not ok:
             return False
         if age_us < check_us:
-            yield [_with_idle(store, age_us)._load_call(gk.id or "", "touch")]
+            yield from _with_idle(store, age_us).touch_flow(gk.id or "")
         self._stored_us = age_us
         return True
 

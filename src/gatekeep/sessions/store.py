@@ -42,6 +42,7 @@ returns False) instead of bringing the old id back.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 import secrets
@@ -294,6 +295,36 @@ class SessionStore:
         else:
             session.reset(NEW)
             session.id = None
+
+    def peek_flow(self, session_id: str) -> Flow[Session | None]:
+        """Read a live session without moving its idle deadline (a read-only script:
+        a replica may answer); None when there is none."""
+        if not is_session_id(session_id):
+            return None
+        session = self.open(session_id)
+        [reply] = yield [self._load_call(session_id, "peek")]
+        if reply[0] != 1:
+            return None
+        session.fill(reply)
+        return session
+
+    def touch_flow(self, session_id: str) -> Flow[bool]:
+        """Move a live session's idle deadline to now + the idle timeout (within its
+        absolute lifetime); False when there is no such session."""
+        [reply] = yield [self._load_call(session_id, "touch")]
+        return bool(reply[0] == 1)
+
+    def with_idle_timeout(self, seconds: float) -> SessionStore:
+        """This store with another idle timeout, for sessions whose expiry differs
+        from the default (Django's ``set_expiry``). The timeout is an argument of each
+        script call, not part of the data, so the two share everything else: the
+        backend, its connections, the in-process key space, the metrics."""
+        idle_us = _seconds("idle_timeout", seconds)
+        if idle_us == self.idle_us:
+            return self
+        variant = copy.copy(self)
+        variant.idle_us = idle_us
+        return variant
 
     def save_flow(self, session: Session) -> Flow[bool]:
         if session.state in (GONE, UNAVAILABLE, PENDING):
