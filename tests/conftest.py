@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -117,9 +117,13 @@ def make_backend(kind: str, servers: _Servers) -> Any:
 
 
 @pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, servers: _Servers) -> Iterator[Any]:
-    """Each limiter backend in turn: memory, fakeredis, Redis, Valkey."""
+async def backend(request: pytest.FixtureRequest, servers: _Servers) -> AsyncIterator[Any]:
+    """Each limiter backend in turn: memory, fakeredis, Redis, Valkey.
+
+    An async fixture, so that its teardown runs in the test's event loop and closes
+    the backend's async connections there (not after that loop is closed)."""
     b = make_backend(request.param, servers)
     yield b
     if isinstance(b, RedisBackend):
+        await b.aclose()
         b.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,12 +21,15 @@ SECRET = "test-secret-key"
 
 
 @pytest.fixture(params=STORES)
-def store_backend(request: pytest.FixtureRequest, servers: Any) -> Iterator[Any]:
+async def store_backend(request: pytest.FixtureRequest, servers: Any) -> AsyncIterator[Any]:
+    # async: the teardown runs in the test's event loop, so the idle async
+    # connections are closed there, not left to be collected after it is closed
     if request.param == "memory":
         yield None
         return
     backend = RedisBackend(servers.get(request.param).url)
     yield backend
+    await backend.aclose()
     backend.close()
 
 

@@ -35,7 +35,7 @@ import asyncio
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 from redis.exceptions import (
@@ -58,6 +58,9 @@ from ._engine import Call, normalize, session_script
 from .logs import logger, scrub
 
 __all__ = ["ReplicaReplies", "RedisExecutor", "is_unavailable"]
+
+#: What the executor's flow yields (the I/O to do), is sent, and returns.
+IOFlow = Generator[tuple[str, list[ScriptCall], bool], Any, list[Any]]
 
 #: "No primary can serve this now": the call did not run, or its effect is unknown
 #: (a timeout). MasterNotFoundError is a ConnectionError.
@@ -137,100 +140,89 @@ class RedisExecutor:
         self._replica_since: float | None = None
         self._unreachable = False
 
-    # -- the two drivers: the same steps, sync and async ----------------------------------
+    # -- one flow, two drivers --------------------------------------------------------------
+
+    def _flow(self, calls: list[Call], now: int | None, sync: bool) -> IOFlow:
+        """Every step of running one batch, without I/O: it yields the I/O to do
+        (``("eval", batch, read_only)`` or ``("durable", batch, as_source)``) and is
+        sent the result, or has the I/O's exception thrown in."""
+        batch = [_script_call(c, now) for c in calls]
+        writes = needs_primary(calls)
+        ticket = self._allow()
+        cause: BaseException | None = None
+        if ticket is not None:
+            started = time.perf_counter()
+            try:
+                if not (writes and self.wait_replicas):
+                    replies, acked = (yield ("eval", batch, False)), -1
+                else:
+                    replies, acked = yield ("durable", batch, False)
+                    missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+                    if missing:  # nothing ran for those: EVAL them, with another WAIT
+                        more, acked = yield ("durable", [batch[i] for i in missing], True)
+                        for i, reply in zip(missing, more, strict=True):
+                            replies[i] = reply
+                _check(replies)
+            except BaseException as exc:
+                cause = self._failed(ticket, exc)
+            else:
+                self._succeeded(ticket, time.perf_counter() - started, writes)
+                return self._done(replies, acked, writes)
+        if writes:
+            raise self._write_failed(cause)
+        if not self._has_replica(sync=sync):
+            raise self._read_failed(cause)
+        try:
+            replies = yield ("eval", [_script_call(_on_replica(c), now) for c in calls], True)
+            _check(replies)
+        except BaseException as exc:
+            if is_unavailable(exc):
+                raise self._read_failed(exc) from None
+            raise
+        return self._from_replica(replies)
 
     def run(self, calls: list[Call], now: int | None) -> list[Any]:
-        batch = [_script_call(c, now) for c in calls]
-        writes = needs_primary(calls)
-        ticket = self._allow()
-        cause: BaseException | None = None
-        if ticket is not None:
-            started = time.perf_counter()
-            try:
-                replies, acked = self._primary_sync(batch, writes)
-                _check(replies)
-            except BaseException as exc:
-                cause = self._failed(ticket, exc)
-            else:
-                self._succeeded(ticket, time.perf_counter() - started, writes)
-                return self._done(replies, acked, writes)
-        if writes:
-            raise self._write_failed(cause)
-        if not self._has_replica(sync=True):
-            raise self._read_failed(cause)
+        flow = self._flow(calls, now, sync=True)
         try:
-            replies = self.backend.eval_batch(
-                [_script_call(_on_replica(c), now) for c in calls], read_only=True)
-            _check(replies)
-        except BaseException as exc:
-            if is_unavailable(exc):
-                raise self._read_failed(exc) from None
-            raise
-        return self._from_replica(replies)
+            step = next(flow)
+            while True:
+                try:
+                    kind, batch, flag = step
+                    if kind == "eval":
+                        result: Any = self.backend.eval_batch(batch, read_only=flag)
+                    else:
+                        result = _durable_pipeline(self.backend.client, batch,
+                                                   self.wait_replicas, self.wait_ms, flag)
+                except BaseException as exc:
+                    step = flow.throw(exc)
+                else:
+                    step = flow.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
 
     async def arun(self, calls: list[Call], now: int | None) -> list[Any]:
-        batch = [_script_call(c, now) for c in calls]
-        writes = needs_primary(calls)
-        ticket = self._allow()
-        cause: BaseException | None = None
-        if ticket is not None:
-            started = time.perf_counter()
-            try:
-                replies, acked = await self._primary_async(batch, writes)
-                _check(replies)
-            except BaseException as exc:
-                cause = self._failed(ticket, exc)
-            else:
-                self._succeeded(ticket, time.perf_counter() - started, writes)
-                return self._done(replies, acked, writes)
-        if writes:
-            raise self._write_failed(cause)
-        if not self._has_replica(sync=False):
-            raise self._read_failed(cause)
+        flow = self._flow(calls, now, sync=False)
         try:
-            replies = await self.backend.aeval_batch(
-                [_script_call(_on_replica(c), now) for c in calls], read_only=True)
-            _check(replies)
-        except BaseException as exc:
-            if is_unavailable(exc):
-                raise self._read_failed(exc) from None
-            raise
-        return self._from_replica(replies)
+            step = next(flow)
+            while True:
+                try:
+                    kind, batch, flag = step
+                    if kind == "eval":
+                        result: Any = await self.backend.aeval_batch(batch, read_only=flag)
+                    else:
+                        result = await _adurable_pipeline(self.backend.aclient, batch,
+                                                          self.wait_replicas, self.wait_ms,
+                                                          flag)
+                except BaseException as exc:
+                    step = flow.throw(exc)
+                else:
+                    step = flow.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
 
     async def aclose(self) -> None:
         """Close the backend's idle async connections (when the app shuts down)."""
         await self.backend.aclose()
-
-    # -- I/O on the primary ----------------------------------------------------------------
-
-    def _primary_sync(self, batch: list[ScriptCall], writes: bool) -> tuple[list[Any], int]:
-        if not (writes and self.wait_replicas):
-            return self.backend.eval_batch(batch), -1
-        client = self.backend.client
-        replies, acked = _durable_pipeline(client, batch, self.wait_replicas, self.wait_ms)
-        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-        if missing:  # nothing ran for those: send them as EVAL, with another WAIT
-            more, acked = _durable_pipeline(client, [batch[i] for i in missing],
-                                            self.wait_replicas, self.wait_ms, source=True)
-            for i, reply in zip(missing, more, strict=True):
-                replies[i] = reply
-        return replies, acked
-
-    async def _primary_async(self, batch: list[ScriptCall], writes: bool
-                             ) -> tuple[list[Any], int]:
-        if not (writes and self.wait_replicas):
-            return await self.backend.aeval_batch(batch), -1
-        client = self.backend.aclient
-        replies, acked = await _adurable_pipeline(client, batch, self.wait_replicas,
-                                                  self.wait_ms)
-        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-        if missing:
-            more, acked = await _adurable_pipeline(client, [batch[i] for i in missing],
-                                                   self.wait_replicas, self.wait_ms,
-                                                   source=True)
-            for i, reply in zip(missing, more, strict=True):
-                replies[i] = reply
-        return replies, acked
 
     def _has_replica(self, *, sync: bool) -> bool:
         known = self._replica.get(sync)
