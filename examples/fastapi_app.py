@@ -9,6 +9,8 @@ Run:  python examples/fastapi_app.py        (then: curl -i http://127.0.0.1:8000
 - GET /items/{item_id}: 3 per minute per route (a Depends(RateLimit(...)));
 - GET /counter and POST /logout: 60 per minute together (a rule);
 - /health: never limited (exempt);
+- /metrics: gatekeep's own metrics for Prometheus (gatekeep_decisions_total{rule,result},
+  gatekeep_backend_latency_seconds, gatekeep_session_operations_total, ...), never limited;
 - sessions (gatekeep.sessions.asgi.SessionMiddleware): POST /login with
   {"username": "alice", "password": "wonderland"} logs in with a new session id,
   GET /counter counts in the session, POST /logout destroys it.
@@ -31,13 +33,16 @@ from _common import (
 )
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, make_asgi_app
 
+from gatekeep.exporters import PrometheusCollector
 from gatekeep.fastapi import RateLimit, limit
 from gatekeep.ratelimit import RateLimitPolicy
 from gatekeep.ratelimit.asgi import RateLimitMiddleware
 from gatekeep.sessions.asgi import SessionMiddleware
 
-policy = RateLimitPolicy(default="5/minute", exempt=["/health", "POST /login"],
+policy = RateLimitPolicy(default="5/minute", exempt=["/health", "/metrics", "/metrics/**",
+                                                       "POST /login"],
                          rules=[SESSION_RULE], key=key(), backend=backend())
 app = FastAPI()
 app.add_middleware(RateLimitMiddleware, policy=policy)
@@ -45,6 +50,11 @@ app.add_middleware(RateLimitMiddleware, policy=policy)
 app.add_middleware(SessionMiddleware, secret_key=SECRET_KEY, store=session_store(),
                    https_only=False)
 items_limit = RateLimit("3/minute", policy=policy)
+
+# /metrics: a registry of its own, with gatekeep's collector (reads gatekeep.stats()).
+registry = CollectorRegistry()
+registry.register(PrometheusCollector())
+app.mount("/metrics", make_asgi_app(registry=registry))
 
 
 @app.get("/")

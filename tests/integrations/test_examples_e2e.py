@@ -163,6 +163,24 @@ def test_fastapi_behind_a_trusted_proxy(store_env: dict[str, str]) -> None:
         app.stop()
 
 
+def test_fastapi_example_exposes_metrics(store_env: dict[str, str]) -> None:
+    app = Running("fastapi_app", store_env)
+    try:
+        with httpx.Client(base_url=app.base, timeout=5) as c:
+            statuses = [c.get("/").status_code for _ in range(6)]
+            assert statuses == [200] * 5 + [429]
+            c.post("/login", json=CREDENTIALS)
+            c.get("/counter")
+            text = c.get("/metrics/").text  # never limited (exempt)
+            assert c.get("/metrics/").status_code == 200
+        assert 'gatekeep_decisions_total{result="allowed",rule="default"} 5.0' in text
+        assert 'gatekeep_decisions_total{result="denied",rule="default"} 1.0' in text
+        assert "gatekeep_backend_latency_seconds_bucket" in text
+        assert 'gatekeep_session_operations_total{operation="save"}' in text
+    finally:
+        app.stop()
+
+
 def test_starlette_websocket_refused_over_http() -> None:
     """The WebSocket handshake is refused by uvicorn once the budget is spent."""
     app = Running("starlette_app", {})
