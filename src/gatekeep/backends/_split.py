@@ -8,8 +8,8 @@ groups already charged are refunded, so the request still spends nothing when
 it is denied. Between the first charge and its refund another request may see
 the briefly lower remaining capacity: the cost of not being one atomic script.
 
-Written once as a flow (a generator of sub-calls), run by a sync and an async
-driver.
+Written once as a flow (a generator of sub-calls, see :mod:`gatekeep.flows`),
+run by a sync and an async driver.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Generator
 from redis.crc import key_slot
 
 from ..algorithms import HIT, PEEK, REFUND
+from ..flows import arun_flow, run_flow
 from .base import Plan
 
 __all__ = ["SubCall", "arun_split", "run_split", "slot_groups"]
@@ -76,22 +77,10 @@ def split_flow(plan: Plan, keys: list[str], groups: list[list[int]], mode: str) 
 
 def run_split(call: Callable[[Plan, list[str], str], list[int]], plan: Plan,
               keys: list[str], groups: list[list[int]], mode: str) -> list[int]:
-    flow = split_flow(plan, keys, groups, mode)
-    try:
-        sub = next(flow)
-        while True:
-            sub = flow.send(call(*sub))
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+    return run_flow(split_flow(plan, keys, groups, mode), lambda sub: call(*sub))
 
 
 async def arun_split(call: Callable[[Plan, list[str], str], Awaitable[list[int]]],
                      plan: Plan, keys: list[str], groups: list[list[int]], mode: str
                      ) -> list[int]:
-    flow = split_flow(plan, keys, groups, mode)
-    try:
-        sub = next(flow)
-        while True:
-            sub = flow.send(await call(*sub))
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+    return await arun_flow(split_flow(plan, keys, groups, mode), lambda sub: call(*sub))

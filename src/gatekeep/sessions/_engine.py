@@ -22,6 +22,7 @@ from functools import cache
 from typing import Any, Protocol, TypeVar
 
 from ..backends.memory import MemoryStore
+from ..flows import arun_flow, run_flow
 from ..scripts import Script, read_lua
 from . import twin
 
@@ -63,22 +64,12 @@ class Executor(Protocol):
 
 def drive(flow: Flow[T], executor: Executor, now: int | None) -> T:
     """Run ``flow`` to its end with blocking I/O."""
-    try:
-        batch = next(flow)
-        while True:
-            batch = flow.send(executor.run(batch, now))
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+    return run_flow(flow, lambda batch: executor.run(batch, now))
 
 
 async def adrive(flow: Flow[T], executor: Executor, now: int | None) -> T:
     """Run ``flow`` to its end with asyncio."""
-    try:
-        batch = next(flow)
-        while True:
-            batch = flow.send(await executor.arun(batch, now))
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+    return await arun_flow(flow, lambda batch: executor.arun(batch, now))
 
 
 def normalize(reply: Any) -> Any:

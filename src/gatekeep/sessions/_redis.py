@@ -53,14 +53,18 @@ from ..backends._wire import ScriptCall
 from ..backends.redis import RedisBackend
 from ..breaker import CircuitBreaker
 from ..errors import BackendUnavailable, SessionNotReplicated, SessionWriteFailed
+from ..flows import arun_flow, run_flow
 from ..metrics import Metrics
 from ._engine import Call, normalize, session_script
 from .logs import logger, scrub
 
 __all__ = ["ReplicaReplies", "RedisExecutor", "is_unavailable"]
 
-#: What the executor's flow yields (the I/O to do), is sent, and returns.
-IOFlow = Generator[tuple[str, list[ScriptCall], bool], Any, list[Any]]
+#: The I/O one step of the executor's flow asks for: ``("eval", batch, read_only)``
+#: or ``("durable", batch, as_source)``; the flow yields these, is sent their
+#: results, and returns the replies.
+IOStep = tuple[str, list[ScriptCall], bool]
+IOFlow = Generator[IOStep, Any, list[Any]]
 
 #: "No primary can serve this now": the call did not run, or its effect is unknown
 #: (a timeout). MasterNotFoundError is a ConnectionError.
@@ -182,43 +186,24 @@ class RedisExecutor:
         return self._from_replica(replies)
 
     def run(self, calls: list[Call], now: int | None) -> list[Any]:
-        flow = self._flow(calls, now, sync=True)
-        try:
-            step = next(flow)
-            while True:
-                try:
-                    kind, batch, flag = step
-                    if kind == "eval":
-                        result: Any = self.backend.eval_batch(batch, read_only=flag)
-                    else:
-                        result = _durable_pipeline(self.backend.client, batch,
-                                                   self.wait_replicas, self.wait_ms, flag)
-                except BaseException as exc:
-                    step = flow.throw(exc)
-                else:
-                    step = flow.send(result)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+        return run_flow(self._flow(calls, now, sync=True), self._io)
 
     async def arun(self, calls: list[Call], now: int | None) -> list[Any]:
-        flow = self._flow(calls, now, sync=False)
-        try:
-            step = next(flow)
-            while True:
-                try:
-                    kind, batch, flag = step
-                    if kind == "eval":
-                        result: Any = await self.backend.aeval_batch(batch, read_only=flag)
-                    else:
-                        result = await _adurable_pipeline(self.backend.aclient, batch,
-                                                          self.wait_replicas, self.wait_ms,
-                                                          flag)
-                except BaseException as exc:
-                    step = flow.throw(exc)
-                else:
-                    step = flow.send(result)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+        return await arun_flow(self._flow(calls, now, sync=False), self._aio)
+
+    def _io(self, step: IOStep) -> Any:
+        kind, batch, flag = step
+        if kind == "eval":
+            return self.backend.eval_batch(batch, read_only=flag)
+        return _durable_pipeline(self.backend.client, batch, self.wait_replicas,
+                                 self.wait_ms, flag)
+
+    async def _aio(self, step: IOStep) -> Any:
+        kind, batch, flag = step
+        if kind == "eval":
+            return await self.backend.aeval_batch(batch, read_only=flag)
+        return await _adurable_pipeline(self.backend.aclient, batch, self.wait_replicas,
+                                        self.wait_ms, flag)
 
     async def aclose(self) -> None:
         """Close the backend's idle async connections (when the app shuts down)."""
