@@ -298,3 +298,19 @@ def test_denial_body_is_json() -> None:
     d = default_denial(429, 7)
     assert json.loads(d.body) == {"error": "rate_limited", "detail": "Too Many Requests",
                                   "retry_after": 7}
+
+
+async def test_custom_json_denial():
+    from gatekeep.ratelimit import denial_json
+
+    def deny(request, decision):
+        return denial_json(403, {"why": "slow down", "remaining": decision.remaining},
+                           [("X-Reason", "quota")])
+
+    app = RateLimitMiddleware(starlette_app(), default="1/minute", deny=deny)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://t") as client:
+        assert (await client.get("/")).status_code == 200
+        r = await client.get("/")
+    assert r.status_code == 403 and r.json() == {"why": "slow down", "remaining": 0}
+    assert r.headers["x-reason"] == "quota" and int(r.headers["retry-after"]) >= 1

@@ -10,7 +10,7 @@ framework (a sans-I/O core), with thin ASGI, WSGI, FastAPI, Flask and Django she
 from __future__ import annotations
 
 from .core import Outcome, RateLimitPolicy, Stats
-from .headers import Denial
+from .headers import Denial, denial_json
 from .ip import TrustedProxies
 from .keys import KeyFunc, client_ip, header, session, user
 from .request import ASGIRequest, RequestView, WSGIRequest
@@ -28,6 +28,7 @@ __all__ = [
     "TrustedProxies",
     "WSGIRequest",
     "client_ip",
+    "denial_json",
     "header",
     "session",
     "user",

@@ -7,8 +7,7 @@ and any other scope pass straight through.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from .core import Outcome, RateLimitPolicy, merge_headers
@@ -144,10 +143,3 @@ class RateLimitMiddleware:
         if message["type"] == "websocket.connect":
             await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION,
                         "reason": "rate limited"})
-
-
-def denial_json(status: int, payload: dict[str, Any],
-                headers: Sequence[tuple[str, str]] = ()) -> Denial:
-    """A small helper for custom denials: a JSON body with ``status``."""
-    return Denial(status, (("Content-Type", "application/json"), *headers),
-                  json.dumps(payload).encode())

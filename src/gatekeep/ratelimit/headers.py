@@ -18,12 +18,13 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..decision import Decision
 from ..rates import Rate
 
-__all__ = ["Denial", "default_denial", "legacy_headers", "policy_item", "ratelimit_header",
-           "seconds", "sf_string"]
+__all__ = ["Denial", "default_denial", "denial_json", "legacy_headers", "policy_item",
+           "ratelimit_header", "seconds", "sf_string"]
 
 
 def sf_string(text: str) -> str:
@@ -84,11 +85,17 @@ class Denial:
 _REASONS = {429: "Too Many Requests", 503: "Service Unavailable"}
 
 
+def denial_json(status: int, payload: Any, headers: Sequence[tuple[str, str]] = ()
+                ) -> Denial:
+    """A denial with a JSON body (for a custom ``deny``, and the default one)."""
+    return Denial(status, (("Content-Type", "application/json"), *headers),
+                  json.dumps(payload, separators=(",", ":")).encode())
+
+
 def default_denial(status: int, retry_after: int) -> Denial:
     """The JSON body of a denial: ``{"error": ..., "detail": ..., "retry_after": n}``."""
-    body = json.dumps({
+    return denial_json(status, {
         "error": "rate_limited" if status == 429 else "unavailable",
         "detail": _REASONS.get(status, "Denied"),
         "retry_after": retry_after,
-    }, separators=(",", ":")).encode()
-    return Denial(status, (("Content-Type", "application/json"),), body)
+    })
