@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from time import perf_counter_ns
 from typing import Any
 
@@ -86,9 +87,12 @@ class BaseLimiter:
 
     def _decided(self, plan: Plan, reply: list[int], t0: int) -> Decision:
         """The decision for a script reply, counted (and timed when ``t0``)."""
+        return self._counted(from_reply(plan.rates, reply), t0)
+
+    def _counted(self, decision: Decision, t0: int) -> Decision:
+        """``decision``, counted (and timed when ``t0``)."""
         if t0:
             self._latency.observe_ns(perf_counter_ns() - t0)
-        decision = from_reply(plan.rates, reply)
         if self._sample:
             counters = self._counters
             if decision[0]:
@@ -123,7 +127,7 @@ class BaseLimiter:
         algo = self.algorithm
         rates = parse_rates(limits)
         params = tuple(algo.params(r) for r in rates)
-        return Plan(
+        plan = Plan(
             algorithm=algo,
             rates=rates,
             suffixes=tuple(f":{algo.short}:{_rate_id(r)}" for r in rates),
@@ -131,6 +135,9 @@ class BaseLimiter:
             flat=tuple(x for p in params for x in p),
             twin=algo.algorithm,
         )
+        fuse = getattr(self.backend, "fused_hit", None)
+        fast = fuse(plan) if fuse is not None else None
+        return plan if fast is None else replace(plan, fast=fast)
 
     def keys(self, key: str, plan: Plan) -> list[str]:
         """The Redis keys of ``key`` under ``plan``: one per rate, one hash tag."""
@@ -197,9 +204,17 @@ class Limiter(BaseLimiter):
         if type(cost) is not int or cost < 0:
             _cost(cost)
         t0 = perf_counter_ns() if next(self._ticks) else 0  # self._start(), inlined
-        reply = self.backend.limit(plan, self.keys(key, plan),
-                                   None if now is None else round(now * 1_000_000), HIT, cost)
-        decision = from_reply(plan.rates, reply)
+        fast = plan.fast
+        if fast is not None:  # the in-process backend: one function (MemoryBackend.fused_hit)
+            keys = plan.key_cache.get(key) if type(key) is str else None
+            if keys is None:
+                keys = self.keys(key, plan)
+            decision = fast(keys[0], None if now is None else round(now * 1_000_000), cost)
+        else:
+            reply = self.backend.limit(plan, self.keys(key, plan),
+                                       None if now is None else round(now * 1_000_000), HIT,
+                                       cost)
+            decision = from_reply(plan.rates, reply)
         if self._sample:  # self._decided(), inlined: a call costs a few % of a decision
             if t0:
                 self._latency.observe_ns(perf_counter_ns() - t0)
@@ -252,6 +267,8 @@ class AsyncLimiter(BaseLimiter):
                   now: float | None = None) -> Decision:
         plan = self.plan(limits)
         t0 = self._start()
+        if plan.fast is not None:  # the in-process backend: one function, nothing to await
+            return self._counted(plan.fast(self.keys(key, plan)[0], _us(now), _cost(cost)), t0)
         reply = await self.backend.alimit(plan, self.keys(key, plan), _us(now), HIT,
                                           _cost(cost))
         return self._decided(plan, reply, t0)

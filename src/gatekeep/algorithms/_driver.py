@@ -8,10 +8,13 @@ calls them exactly as the Lua driver does and returns the same flat reply.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
-__all__ = ["HIT", "PEEK", "REFUND", "Check", "Store", "run", "ms"]
+if TYPE_CHECKING:
+    from ..decision import Decision
+
+__all__ = ["HIT", "PEEK", "REFUND", "Check", "Clock", "FusedHit", "Put", "Store", "ms", "run"]
 
 HIT = "hit"
 PEEK = "peek"
@@ -41,6 +44,16 @@ class Algorithm(Protocol):
     def refund(
         self, store: Store, key: str, now: int, cost: int, a: int, b: int
     ) -> tuple[int, int]: ...
+
+
+#: The in-process fast path of one algorithm for ``hit`` with one limit: ``(key, now
+#: or None, cost) -> Decision``, built by the algorithm's ``fused_hit`` for one
+#: ``MemoryBackend`` (see ``token_bucket.fused_hit``).
+FusedHit = Callable[[str, "int | None", int], "Decision"]
+#: ``MemoryStore.set(key, value, expire_at, now)``: how a fused path adds a key.
+Put = Callable[[str, Any, int, int], None]
+#: A clock in microseconds since the epoch.
+Clock = Callable[[], int]
 
 
 def ms(us: float) -> int:

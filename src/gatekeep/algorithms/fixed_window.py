@@ -7,8 +7,14 @@ period since the epoch. State: ``(window start µs, count)``.
 from __future__ import annotations
 
 import math
+from collections.abc import MutableMapping
+from contextlib import AbstractContextManager
+from time import time_ns
+from typing import Any
 
-from ._driver import Check, Store, ms
+from ..decision import Decision
+from ..rates import Rate
+from ._driver import Check, Clock, FusedHit, Put, Store, ms
 
 NAME = "fixed_window"
 SHORT = "fw"
@@ -52,3 +58,41 @@ def refund(store: Store, key: str, now: int, cost: int, limit: int, period: int
         reset = start + period - now
         store.set(key, (start, count), now + ms(reset) * 1000)
     return limit - count, reset
+
+
+# -- the in-process fast path -------------------------------------------------------------
+
+def fused_hit(rate: Rate, limit: int, period: int, data: MutableMapping[str, Any],
+              put: Put, lock: AbstractContextManager[Any], clock: Clock | None) -> FusedHit:
+    """``check`` + ``commit`` + the Decision for ``hit`` with one limit, in one function,
+    on the in-process store: see ``token_bucket.fused_hit`` (tests/algorithms/test_fused.py)."""
+    floor, new, inf, shown = math.floor, tuple.__new__, math.inf, rate.burst
+
+    def hit(key: str, now: int | None, cost: int) -> Decision:
+        with lock:
+            if now is None:
+                now = time_ns() // 1000 if clock is None else clock()
+            start = floor(now / period) * period
+            item = data.get(key)
+            live = item is not None and item[1] > now
+            count = 0
+            if live:  # load()
+                s, c = item[0]  # type: ignore[index]
+                if s == start:
+                    count = c
+            ends_in = start + period - now
+            if count + cost <= limit:  # commit()
+                expire_at = now + (-(-ends_in // 1000) or 1) * 1000
+                if item is not None:  # in place (an expired key too)
+                    data[key] = ((start, count + cost), expire_at)
+                    data.move_to_end(key)  # type: ignore[attr-defined]
+                else:
+                    put(key, (start, count + cost), expire_at, now)
+                return new(Decision, (True, shown, limit - count - cost,
+                                      (ends_in if count + cost > 0 else 0) / 1_000_000, 0.0,
+                                      rate, ()))
+        return new(Decision, (False, shown, max(limit - count, 0),
+                              (ends_in if count > 0 else 0) / 1_000_000,
+                              inf if cost > limit else ends_in / 1_000_000, rate, ()))
+
+    return hit

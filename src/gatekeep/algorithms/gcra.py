@@ -9,8 +9,14 @@ State: ``tat`` (integer microseconds).
 from __future__ import annotations
 
 import math
+from collections.abc import MutableMapping
+from contextlib import AbstractContextManager
+from time import time_ns
+from typing import Any
 
-from ._driver import Check, Store, ms
+from ..decision import Decision
+from ..rates import Rate
+from ._driver import Check, Clock, FusedHit, Put, Store, ms
 
 NAME = "gcra"
 SHORT = "gcra"
@@ -49,3 +55,37 @@ def refund(store: Store, key: str, now: int, cost: int, interval: int, burst: in
     else:
         store.set(key, now + backlog, now + ms(backlog) * 1000)
     return math.floor((tolerance - backlog) / interval), backlog
+
+
+# -- the in-process fast path -------------------------------------------------------------
+
+def fused_hit(rate: Rate, interval: int, burst: int, data: MutableMapping[str, Any],
+              put: Put, lock: AbstractContextManager[Any], clock: Clock | None) -> FusedHit:
+    """``check`` + ``commit`` + the Decision for ``hit`` with one limit, in one function,
+    on the in-process store: see ``token_bucket.fused_hit`` (tests/algorithms/test_fused.py)."""
+    tolerance = burst * interval
+    floor, new, inf = math.floor, tuple.__new__, math.inf
+
+    def hit(key: str, now: int | None, cost: int) -> Decision:
+        with lock:
+            if now is None:
+                now = time_ns() // 1000 if clock is None else clock()
+            item = data.get(key)
+            live = item is not None and item[1] > now
+            backlog = max(item[0] - now, 0) if live else 0  # type: ignore[index]
+            new_backlog = backlog + cost * interval
+            if new_backlog <= tolerance:  # commit()
+                expire_at = now + (-(-new_backlog // 1000) or 1) * 1000
+                if item is not None:  # in place (an expired key too)
+                    data[key] = (now + new_backlog, expire_at)
+                    data.move_to_end(key)  # type: ignore[attr-defined]
+                else:
+                    put(key, now + new_backlog, expire_at, now)
+                return new(Decision, (True, burst, floor((tolerance - new_backlog) / interval),
+                                      new_backlog / 1_000_000, 0.0, rate, ()))
+        return new(Decision, (False, burst, max(floor((tolerance - backlog) / interval), 0),
+                              backlog / 1_000_000,
+                              inf if cost > burst else (new_backlog - tolerance) / 1_000_000,
+                              rate, ()))
+
+    return hit

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from ..algorithms import AlgorithmSpec
-from ..algorithms._driver import Algorithm
+from ..algorithms._driver import Algorithm, FusedHit
 from ..rates import Rate
 
 __all__ = ["Backend", "Plan"]
@@ -32,6 +32,9 @@ class Plan:
     twin: Algorithm
     #: Recently built key lists, by caller key (shared: never mutate them).
     key_cache: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    #: ``hit`` in one function, when the backend offers one for this plan (the
+    #: in-process backend, one limit: see ``MemoryBackend.fused_hit``); else None.
+    fast: FusedHit | None = field(default=None, repr=False)
 
 
 @runtime_checkable
