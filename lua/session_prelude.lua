@@ -2,7 +2,8 @@
 --
 -- ARGV[1]  now, integer microseconds since the epoch; '' to read the server's TIME
 -- KEYS[1]  the session (or user index) key of the script that follows
--- Returns  nothing: it defines now, ms(), fmt(), meta(), touch() and bury()
+-- Returns  nothing: it defines now, ms(), fmt(), is_data(), judge(), meta(), touch()
+--          and bury()
 --
 -- A session is one hash. Metadata fields:
 --   c  created (µs)          a  last seen (µs)          x  absolute expiry (µs)
@@ -10,10 +11,9 @@
 -- Data fields are 'd:' .. top-level key, each holding that value's JSON text.
 -- Expiry is checked against `now` (so a caller's clock drives it), and PEXPIRE
 -- bounds memory in real time; both agree when `now` is the server's clock.
-if redis.replicate_commands then redis.replicate_commands() end  -- Redis < 7: TIME before writes
-
 local now = tonumber(ARGV[1])
 if not now then
+  if redis.replicate_commands then redis.replicate_commands() end  -- Redis < 7: TIME before writes
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
@@ -27,25 +27,37 @@ local function fmt(n)
   return string.format('%d', n)
 end
 
--- The metadata of the session at `key`: state 'none', 'dead' or 'live', then c, a, x, u.
--- A session past its idle or absolute expiry reads as 'none', and is deleted unless `ro`
--- (a read-only call: EVALSHA_RO, a replica; its PEXPIRE removes it in due time).
-local function meta(key, idle, ro)
-  local m = redis.call('HMGET', key, 't', 'c', 'a', 'x', 'u')
-  if m[1] then
-    if tonumber(m[1]) <= now then
+-- Whether a hash field holds data: 'd:' .. key (100 and 58 are 'd' and ':').
+local function is_data(f)
+  return string.byte(f, 2) == 58 and string.byte(f, 1) == 100
+end
+
+-- The state of the session at `key` from its fields t, c, a, x (text, or nil/false when
+-- absent): 'none', 'dead' or 'live', then c, a, x as numbers. A session past its idle or
+-- absolute expiry reads as 'none', and is deleted unless `ro` (a read-only call:
+-- EVALSHA_RO, a replica; its PEXPIRE removes it in due time).
+local function judge(key, idle, ro, t, c, a, x)
+  if t then
+    if tonumber(t) <= now then
       if not ro then redis.call('DEL', key) end
       return 'none'
     end
     return 'dead'
   end
-  if not m[2] then return 'none' end
-  local c, a, x = tonumber(m[2]), tonumber(m[3]), tonumber(m[4])
+  if not c then return 'none' end
+  c, a, x = tonumber(c), tonumber(a), tonumber(x)
   if x <= now or now - a >= idle then
     if not ro then redis.call('DEL', key) end
     return 'none'
   end
-  return 'live', c, a, x, m[5]
+  return 'live', c, a, x
+end
+
+-- The metadata of the session at `key` (one HMGET, no data): judge()'s, then u.
+local function meta(key, idle, ro)
+  local m = redis.call('HMGET', key, 't', 'c', 'a', 'x', 'u')
+  local state, c, a, x = judge(key, idle, ro, m[1], m[2], m[3], m[4])
+  return state, c, a, x, m[5]
 end
 
 -- Bring a live session's idle deadline forward to now; returns the new last-seen time.

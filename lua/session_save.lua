@@ -44,7 +44,7 @@ if KEYS[2] and meta(KEYS[2], idle) ~= 'none' then return {-1} end
 
 if ARGV[6] == '1' and state == 'live' then
   for _, f in ipairs(redis.call('HKEYS', key)) do
-    if string.sub(f, 1, 2) == 'd:' then redis.call('HDEL', key, f) end
+    if is_data(f) then redis.call('HDEL', key, f) end
   end
 end
 redis.call('HSET', key, 'c', fmt(c), 'x', fmt(x))

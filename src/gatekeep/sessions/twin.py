@@ -1,7 +1,7 @@
 """The Python twins of ``lua/session_*.lua``, for the in-process store.
 
 Each function below reads like the Lua script of the same name, line for line:
-the same helpers (``meta``, ``touch``, ``bury``), the same arguments (``argv``
+the same helpers (``judge``, ``meta``, ``touch``, ``bury``), the same arguments (``argv``
 without ``now``, which is passed in) and the same flat replies, so a property
 test can drive both with one clock and compare. A session hash is a ``dict``
 of ``str`` to ``str``; a user index is a ``dict`` of id to score. Values live in a
@@ -44,25 +44,35 @@ def _pexpire(store: Store, key: str, now: int, ttl_ms: int) -> None:
 
 # -- session_prelude.lua ----------------------------------------------------------------
 
-def meta(store: Store, key: str, now: int, idle: int, ro: bool = False
-         ) -> tuple[str, int, int, int, str | None]:
-    h = _hash(store, key, now)
-    if h is None:
-        return "none", 0, 0, 0, None
-    if "t" in h:
-        if int(h["t"]) <= now:
+def is_data(f: str) -> bool:
+    return f[:2] == "d:"
+
+
+def judge(store: Store, key: str, now: int, idle: int, ro: bool, t: str | None,
+          c: str | None, a: str | None, x: str | None) -> tuple[str, int, int, int]:
+    if t is not None:
+        if int(t) <= now:
             if not ro:
                 store.delete(key)
-            return "none", 0, 0, 0, None
-        return "dead", 0, 0, 0, None
-    if "c" not in h:
-        return "none", 0, 0, 0, None
-    c, a, x = int(h["c"]), int(h["a"]), int(h["x"])
-    if x <= now or now - a >= idle:
+            return "none", 0, 0, 0
+        return "dead", 0, 0, 0
+    if c is None:
+        return "none", 0, 0, 0
+    # A live session has all three (a hash with c alone is an error, as in the Lua).
+    ci, ai, xi = int(c), int(a), int(x)  # type: ignore[arg-type]
+    if xi <= now or now - ai >= idle:
         if not ro:
             store.delete(key)
-        return "none", 0, 0, 0, None
-    return "live", c, a, x, h.get("u")
+        return "none", 0, 0, 0
+    return "live", ci, ai, xi
+
+
+def meta(store: Store, key: str, now: int, idle: int, ro: bool = False
+         ) -> tuple[str, int, int, int, str | None]:
+    h = _hash(store, key, now) or {}
+    state, c, a, x = judge(store, key, now, idle, ro, h.get("t"), h.get("c"), h.get("a"),
+                           h.get("x"))
+    return state, c, a, x, h.get("u")
 
 
 def touch(store: Store, key: str, now: int, a: int, x: int, idle: int) -> int:
@@ -84,20 +94,33 @@ def bury(store: Store, key: str, now: int, till: int) -> None:
 def load(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
     key = keys[0]
     idle = int(argv[0])
-    state, c, a, x, u = meta(store, key, now, idle, argv[1] != "touch")
+    mode = argv[1]
+    if mode == "meta":
+        state, c, a, x, u = meta(store, key, now, idle, True)
+        if state == "none":
+            return [0]
+        if state == "dead":
+            return [-1]
+        return [1, c, a, min(a + idle, x), x, u or ""]
+
+    flat = _hash(store, key, now) or {}
+    out: Reply = [1, 0, 0, 0, 0, ""]
+    fields: dict[str, str] = {}
+    for f, v in flat.items():
+        if is_data(f):
+            out += (f[2:], v)
+        elif f in ("c", "a", "x", "u", "t"):
+            fields[f] = v
+    state, c, a, x = judge(store, key, now, idle, mode != "touch", fields.get("t"),
+                           fields.get("c"), fields.get("a"), fields.get("x"))
     if state == "none":
         return [0]
     if state == "dead":
         return [-1]
 
-    if argv[1] == "touch":
+    if mode == "touch":
         a = touch(store, key, now, a, x, idle)
-    out: Reply = [1, c, a, min(a + idle, x), x, u or ""]
-    if argv[1] != "meta":
-        h = _hash(store, key, now) or {}
-        for f, v in h.items():
-            if f[:2] == "d:":
-                out += (f[2:], v)
+    out[1:6] = c, a, min(a + idle, x), x, fields.get("u") or ""
     return out
 
 
@@ -127,7 +150,7 @@ def save(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
 
     if argv[4] == "1" and state == "live":
         h = _hash(store, key, now) or {}
-        for f in [f for f in h if f[:2] == "d:"]:
+        for f in [f for f in h if is_data(f)]:
             del h[f]
     _hset(store, key, now, {"c": str(c), "x": str(x)})
     n = int(argv[7])
