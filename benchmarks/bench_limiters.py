@@ -112,7 +112,6 @@ def main() -> None:
 
         item = limits_parse("1000000/second")
         lredis = lstorage.RedisStorage(f"redis://127.0.0.1:{server.port}")
-        lmem = lstorage.MemoryStorage()
         laio = laio_storage.RedisStorage(f"async+redis://127.0.0.1:{server.port}",
                                          implementation="redispy")
         strategies = {
@@ -122,7 +121,8 @@ def main() -> None:
                         laio_strat.SlidingWindowCounterRateLimiter),
         }
         for name, (sync_cls, aio_cls) in strategies.items():
-            rs, ms = sync_cls(lredis), sync_cls(lmem)
+            # each strategy its own in-process storage, as an app with one strategy has
+            rs, ms = sync_cls(lredis), sync_cls(lstorage.MemoryStorage())
             ops[f"limits {name} hit, Redis"] = (
                 lambda rs=rs, name=name: timed(
                     lambda: rs.hit(item, name, f"k{next(keys) % 1000}"), n))

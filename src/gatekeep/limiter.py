@@ -18,7 +18,7 @@ from .backends.base import Backend, Plan
 from .backends.memory import MemoryBackend
 from .decision import Decision
 from .keys import make_prefix, tag
-from .metrics import METRICS, NEAR_LIMIT_FACTOR, Metrics
+from .metrics import METRICS, NEAR_LIMIT_FACTOR, Metrics, RuleCounters
 from .rates import Rate, parse_rates
 
 from_reply = Decision.from_reply
@@ -52,24 +52,23 @@ class BaseLimiter:
             raise TypeError(f"backend must be a MemoryBackend, a RedisBackend or another "
                             f"gatekeep Backend, not {type(backend).__name__}")
         self.prefix = make_prefix(prefix)
-        self._plans: dict[Any, Plan] = {}
-        self.default_plan = None if limits is None else self.plan(limits)
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string, got {name!r}")
         #: The rule name decisions are counted under in :mod:`gatekeep.metrics`.
         self.name = name
         self.metrics = metrics
-        #: Truthy when metrics are on; ``next(self._ticks)`` is True once every
-        #: ``latency_sample`` decisions (the one to time): a C call, not attribute sums.
-        self._sample = 0
+        #: ``next(self._ticks)`` is True once every ``latency_sample`` decisions (the
+        #: one to time): a C call, not attribute sums. Never with metrics off.
         self._ticks: Iterator[bool] = itertools.repeat(False)
+        self._counters: RuleCounters | None = None
         if metrics is not None:
             self._counters = metrics.rule(name)
             self._latency = metrics.latency(_backend_kind(self.backend))
-            self._sample = metrics.latency_sample
             self._ticks = itertools.cycle([False] * (metrics.latency_sample - 1) + [True])
             if isinstance(self.backend, MemoryBackend):
                 metrics.watch(f"{name}:memory", self.backend.store.watch_source())
+        self._plans: dict[Any, Plan] = {}
+        self.default_plan = None if limits is None else self.plan(limits)
 
     # -- metrics, shared by the sync and async shells --------------------------------
 
@@ -87,14 +86,11 @@ class BaseLimiter:
 
     def _decided(self, plan: Plan, reply: list[int], t0: int) -> Decision:
         """The decision for a script reply, counted (and timed when ``t0``)."""
-        return self._counted(from_reply(plan.rates, reply), t0)
-
-    def _counted(self, decision: Decision, t0: int) -> Decision:
-        """``decision``, counted (and timed when ``t0``)."""
         if t0:
             self._latency.observe_ns(perf_counter_ns() - t0)
-        if self._sample:
-            counters = self._counters
+        decision = from_reply(plan.rates, reply)
+        counters = self._counters
+        if counters is not None:
             if decision[0]:
                 counters.allowed += 1
                 if decision[2] * NEAR_LIMIT_FACTOR < decision[1]:  # remaining < 20 % of limit
@@ -136,7 +132,7 @@ class BaseLimiter:
             twin=algo.algorithm,
         )
         fuse = getattr(self.backend, "fused_hit", None)
-        fast = fuse(plan) if fuse is not None else None
+        fast = fuse(plan, self._counters) if fuse is not None else None  # it counts, too
         return plan if fast is None else replace(plan, fast=fast)
 
     def keys(self, key: str, plan: Plan) -> list[str]:
@@ -200,25 +196,29 @@ class Limiter(BaseLimiter):
     def hit(self, key: str, limits: Limits | None = None, cost: int = 1, *,
             now: float | None = None) -> Decision:
         """Consume ``cost`` from every limit, or from none when one of them denies."""
-        plan = self.default_plan if limits is None and self.default_plan else self.plan(limits)
+        plan = self.default_plan
+        if limits is not None or plan is None:
+            plan = self.plan(limits)
         if type(cost) is not int or cost < 0:
             _cost(cost)
         t0 = perf_counter_ns() if next(self._ticks) else 0  # self._start(), inlined
         fast = plan.fast
         if fast is not None:  # the in-process backend: one function (MemoryBackend.fused_hit)
-            keys = plan.key_cache.get(key) if type(key) is str else None
-            if keys is None:
-                keys = self.keys(key, plan)
-            decision = fast(keys[0], None if now is None else round(now * 1_000_000), cost)
-        else:
-            reply = self.backend.limit(plan, self.keys(key, plan),
-                                       None if now is None else round(now * 1_000_000), HIT,
-                                       cost)
-            decision = from_reply(plan.rates, reply)
-        if self._sample:  # self._decided(), inlined: a call costs a few % of a decision
-            if t0:
+            try:
+                first = plan.key_cache[key][0]  # self.keys(), inlined when cached
+            except (KeyError, TypeError):
+                first = self.keys(key, plan)[0]
+            decision = fast(first, now if now is None else round(now * 1_000_000), cost)
+            if t0:  # counted by fast(), under its lock
                 self._latency.observe_ns(perf_counter_ns() - t0)
-            counters = self._counters
+            return decision
+        reply = self.backend.limit(plan, self.keys(key, plan),
+                                   None if now is None else round(now * 1_000_000), HIT, cost)
+        decision = from_reply(plan.rates, reply)
+        if t0:  # self._decided(), inlined: a call costs a few % of a decision
+            self._latency.observe_ns(perf_counter_ns() - t0)
+        counters = self._counters
+        if counters is not None:
             if decision[0]:
                 counters.allowed += 1
                 if decision[2] * NEAR_LIMIT_FACTOR < decision[1]:
@@ -268,7 +268,9 @@ class AsyncLimiter(BaseLimiter):
         plan = self.plan(limits)
         t0 = self._start()
         if plan.fast is not None:  # the in-process backend: one function, nothing to await
-            return self._counted(plan.fast(self.keys(key, plan)[0], _us(now), _cost(cost)), t0)
+            decision = plan.fast(self.keys(key, plan)[0], _us(now), _cost(cost))  # counted
+            self._stop(t0)
+            return decision
         reply = await self.backend.alimit(plan, self.keys(key, plan), _us(now), HIT,
                                           _cost(cost))
         return self._decided(plan, reply, t0)

@@ -116,7 +116,7 @@ class Metrics:
     ``latency_sample`` times one decision in that many (1 times them all).
     """
 
-    def __init__(self, *, latency_sample: int = 8) -> None:
+    def __init__(self, *, latency_sample: int = 16) -> None:
         if isinstance(latency_sample, bool) or not isinstance(latency_sample, int) \
                 or latency_sample < 1:
             raise ValueError(f"latency_sample must be a positive int, got {latency_sample!r}")

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from gatekeep import AsyncLimiter, Limiter, MemoryBackend, Rate
 from gatekeep.algorithms import gcra, token_bucket
 from gatekeep.backends.base import Plan
+from gatekeep.metrics import Metrics
 
 S = 1_000_000
 BASE = 1_790_000_000 * S
@@ -29,7 +30,7 @@ FUSED = ["token_bucket", "gcra", "fixed_window"]
 class Reference(MemoryBackend):
     """The same store and lock, without the fused path: every hit goes through ``run``."""
 
-    def fused_hit(self, plan: Plan) -> None:
+    def fused_hit(self, plan: Plan, counters: object = None) -> None:
         return None
 
 
@@ -75,8 +76,9 @@ def test_fused_hit_matches_check_and_commit(algorithm: str, data: st.DataObject)
     rate = data.draw(one_rate(algorithm != "fixed_window"), label="rate")
     clock_a, clock_b = Clock(), Clock()
     fused_backend, ref_backend = MemoryBackend(clock=clock_a), Reference(clock=clock_b)
-    fused = Limiter(rate, backend=fused_backend, algorithm=algorithm, metrics=None)
-    ref = Limiter(rate, backend=ref_backend, algorithm=algorithm, metrics=None)
+    fused_metrics, ref_metrics = Metrics(), Metrics()
+    fused = Limiter(rate, backend=fused_backend, algorithm=algorithm, metrics=fused_metrics)
+    ref = Limiter(rate, backend=ref_backend, algorithm=algorithm, metrics=ref_metrics)
     assert fused.default_plan is not None and fused.default_plan.fast is not None
     assert ref.default_plan is not None and ref.default_plan.fast is None
     for dt, op, key, cost, explicit in data.draw(calls, label="calls"):
@@ -92,6 +94,8 @@ def test_fused_hit_matches_check_and_commit(algorithm: str, data: st.DataObject)
             assert got == want, (op, key, cost)
         at = round(now * S) if now is not None else clock_a.us
         assert live(fused_backend, at) == live(ref_backend, at)
+    # the fused path counts its decisions itself: the same counts as the limiter's
+    assert fused_metrics.rule("default").as_dict() == ref_metrics.rule("default").as_dict()
 
 
 def test_fused_paths_are_used_only_where_they_apply() -> None:
@@ -140,11 +144,11 @@ def test_async_limiter_uses_the_fused_path_with_the_same_decisions() -> None:
 
 
 def test_fused_hit_counts_metrics() -> None:
-    from gatekeep.metrics import Metrics
-
-    metrics = Metrics()
-    limiter = Limiter("1/minute", backend=MemoryBackend(), name="fused", metrics=metrics)
-    limiter.hit("k", now=BASE / S)
-    limiter.hit("k", now=BASE / S)
+    metrics = Metrics(latency_sample=1)
+    limiter = Limiter("10/minute", backend=MemoryBackend(), name="fused", metrics=metrics)
+    for _ in range(11):
+        limiter.hit("k", now=BASE / S)
     counters = metrics.rule("fused")
-    assert (counters.allowed, counters.denied) == (1, 1)
+    # remaining 9..0 after the ten allowed: 1 and 0 are below 20 % of 10
+    assert (counters.allowed, counters.denied, counters.near_limit) == (10, 1, 2)
+    assert metrics.latency("memory").count == 11

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from ..decision import Decision
 
-__all__ = ["HIT", "PEEK", "REFUND", "Check", "Clock", "FusedHit", "Put", "Store", "ms", "run"]
+__all__ = ["HIT", "PEEK", "REFUND", "Check", "Clock", "Counters", "FusedHit", "Lock", "Put",
+           "Store", "ms", "run"]
 
 HIT = "hit"
 PEEK = "peek"
@@ -54,6 +55,23 @@ FusedHit = Callable[[str, "int | None", int], "Decision"]
 Put = Callable[[str, Any, int, int], None]
 #: A clock in microseconds since the epoch.
 Clock = Callable[[], int]
+
+
+class Counters(Protocol):
+    """A rule's decision counters (``gatekeep.metrics.RuleCounters``), which a fused
+    path counts itself, under its lock."""
+
+    allowed: int
+    denied: int
+    near_limit: int
+
+
+class Lock(Protocol):
+    """``threading.Lock``, as the fused paths use it."""
+
+    def acquire(self, blocking: bool = ..., timeout: float = ...) -> bool: ...
+
+    def release(self) -> None: ...
 
 
 def ms(us: float) -> int:

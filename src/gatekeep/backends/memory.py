@@ -10,7 +10,7 @@ from time import time_ns
 from typing import Any
 
 from ..algorithms import run
-from ..algorithms._driver import FusedHit
+from ..algorithms._driver import Counters, FusedHit
 from .base import Plan
 
 __all__ = ["MemoryBackend", "MemoryStore"]
@@ -26,13 +26,19 @@ class MemoryStore:
 
     Expired keys are dropped when read, and every 8th new key triggers a sweep of
     the least recently used ones (the likeliest to have expired), so a store
-    that is only written to stays small as well.
+    that is only written to stays small as well. That sweep leaves the keys that
+    expired less than ``GRACE`` ago: a key used again just after it expired (a
+    bucket that has just refilled, hit again) is then updated in place by the
+    fused fast paths instead of being dropped and added again. Expired is
+    expired either way: no read sees them.
     """
 
     __slots__ = ("__weakref__", "_data", "_inserts", "_now", "evictions", "max_keys")
 
     #: How many of the least recently used keys one sweep checks for expiry.
     SWEEP = 32
+    #: How long (µs) an expired key may stay until a sweep that a new key triggers.
+    GRACE = 1_000_000
 
     def __init__(self, max_keys: int = 100_000) -> None:
         if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:
@@ -88,7 +94,7 @@ class MemoryStore:
                 self.evictions += 1
             self._inserts += 1
             if not self._inserts & 7:
-                self.sweep(self._now)
+                self.sweep(self._now - self.GRACE)
 
     def sweep(self, now: int, budget: int = SWEEP) -> int:
         """Drop up to ``budget`` expired keys from the least recently used end."""
@@ -158,10 +164,11 @@ class MemoryBackend:
                    cost: int) -> list[list[int]]:
         return [self.limit(plan, k, now, mode, cost) for k in keys]
 
-    def fused_hit(self, plan: Plan) -> FusedHit | None:
+    def fused_hit(self, plan: Plan, counters: Counters | None = None) -> FusedHit | None:
         """``hit`` for ``plan`` in one function, ``(key, now, cost) -> Decision``, when its
         algorithm has a fused path (token bucket, GCRA, fixed window) and it has one
-        limit; else None (the limiter then calls :meth:`limit`).
+        limit; else None (the limiter then calls :meth:`limit`). ``counters``: the
+        limiter's metrics counters, which the fused function counts under its lock.
 
         Same decisions and state as :meth:`limit` (tests/algorithms/test_fused.py): a
         decision in-process is a few µs of Python, of which the calls between the
@@ -172,7 +179,7 @@ class MemoryBackend:
             return None
         (a, b), = plan.params
         fast: FusedHit = make(plan.rates[0], a, b, self.store.data, self.store.set, self._lock,
-                              self._clock)
+                              self._clock, counters)
         return fast
 
     def delete(self, keys: list[str]) -> None:
