@@ -13,8 +13,14 @@ end (the same worst case as a fixed window, and rare in real traffic).
 from __future__ import annotations
 
 import math
+from collections.abc import MutableMapping
+from time import time_ns
+from typing import Any
 
-from ._driver import Check, Store, ms
+from ..decision import Decision
+from ..metrics import NEAR_LIMIT_FACTOR
+from ..rates import Rate
+from ._driver import Check, Clock, Counters, FusedHit, Lock, Put, Store, ms
 
 NAME = "sliding_window"
 SHORT = "sw"
@@ -77,3 +83,57 @@ def refund(store: Store, key: str, now: int, cost: int, limit: int, period: int
         store.set(key, (start, cur, prev), now + ms(start + 2 * period - now) * 1000)
     estimate = prev * (period - (now - start)) / period + cur
     return max(math.floor(limit - estimate), 0), reset_in(now, start, period, cur, prev)
+
+
+# -- the in-process fast path -------------------------------------------------------------
+
+def fused_hit(rate: Rate, limit: int, period: int, data: MutableMapping[str, Any],
+              put: Put, lock: Lock, clock: Clock | None,
+              counters: Counters | None = None) -> FusedHit:
+    """``check`` + ``commit`` + the Decision for ``hit`` with one limit, in one function,
+    on the in-process store: see ``token_bucket.fused_hit`` (tests/algorithms/test_fused.py)."""
+    acquire, release = lock.acquire, lock.release
+    floor, new, inf, shown = math.floor, tuple.__new__, math.inf, rate.burst
+    near = -(-shown // NEAR_LIMIT_FACTOR)  # remaining * NEAR_LIMIT_FACTOR < limit, in integers
+
+    def hit(key: str, now: int | None, cost: int) -> Decision:
+        acquire()  # not `with lock`: half the cost, on every decision
+        try:
+            if now is None:
+                now = time_ns() // 1000 if clock is None else clock()
+            start = floor(now / period) * period
+            item = data.get(key)
+            cur = prev = 0
+            if item is not None and item[1] > now:  # load()
+                s, c, p = item[0]
+                if s == start:
+                    cur, prev = c, p
+                elif s == start - period:
+                    prev = c
+            elapsed = now - start
+            estimate = prev * (period - elapsed) / period + cur
+            if estimate + cost <= limit:  # commit()
+                expire_at = now + (-(-(start + 2 * period - now) // 1000) or 1) * 1000
+                if item is not None:  # in place (an expired key too)
+                    data[key] = ((start, cur + cost, prev), expire_at)
+                    data.move_to_end(key)  # type: ignore[attr-defined]
+                else:
+                    put(key, (start, cur + cost, prev), expire_at, now)
+                remaining = max(floor(limit - estimate - cost), 0)
+                if counters is not None:
+                    counters.allowed += 1
+                    if remaining < near:
+                        counters.near_limit += 1
+                return new(Decision, (True, shown, remaining,
+                                      reset_in(now, start, period, cur + cost, prev) / 1_000_000,
+                                      0.0, rate, ()))
+            if counters is not None:
+                counters.denied += 1
+        finally:
+            release()
+        retry = inf if cost > limit else wait(cost, limit, period, elapsed, cur, prev) / 1_000_000
+        return new(Decision, (False, shown, max(floor(limit - estimate), 0),
+                              reset_in(now, start, period, cur, prev) / 1_000_000, retry, rate,
+                              ()))
+
+    return hit

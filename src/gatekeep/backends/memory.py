@@ -166,7 +166,7 @@ class MemoryBackend:
 
     def fused_hit(self, plan: Plan, counters: Counters | None = None) -> FusedHit | None:
         """``hit`` for ``plan`` in one function, ``(key, now, cost) -> Decision``, when its
-        algorithm has a fused path (token bucket, GCRA, fixed window) and it has one
+        algorithm has a fused path (all but the sliding log) and it has one
         limit; else None (the limiter then calls :meth:`limit`). ``counters``: the
         limiter's metrics counters, which the fused function counts under its lock.
 
