@@ -297,6 +297,7 @@ class RateLimitPolicy:
             params=tuple(x for p in plans for x in p.params),
             flat=tuple(x for p in plans for x in p.flat),
             key_cache={},
+            fast=None,  # the first plan's fused path knows only its own rate
         )
         batch = Batch(
             rules=rules,
