@@ -14,7 +14,11 @@ included), send the packed scripts, and read their replies:
   run it twice; any I/O error drops the connection (a reply may be in flight);
 - asyncio: idle connections are kept per event loop (a connection belongs to
   the loop that opened it), and one round trip gets one timeout, the client's
-  ``socket_timeout``.
+  ``socket_timeout``. The deadlines of one loop's round trips share one timer
+  (:class:`_Loop`): scheduling and cancelling a timer per round trip, as
+  ``asyncio.timeout`` does, cost a tenth of a fast round trip. A connected
+  connection's stream is written and its parser read directly (redis-py's
+  ``send_packed_command`` / ``read_response`` would add their bookkeeping).
 
 Cluster clients and anything else go through redis-py's ``execute_command`` and
 pipelines (see ``RedisBackend``).
@@ -32,7 +36,7 @@ from typing import Any
 
 import redis
 import redis.asyncio
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ConnectionError, NoScriptError, ResponseError
 
 from ..scripts import Script
 
@@ -42,7 +46,11 @@ __all__ = ["AsyncConnections", "ScriptCall", "SyncConnections", "fast_pool", "pa
 #: One script call: the script, its keys, its arguments.
 ScriptCall = tuple[Script, Sequence[str], Sequence[Any]]
 
-_timeout = getattr(asyncio, "timeout", None)  # Python >= 3.11
+class _Nothing:
+    pass
+
+
+_DEAD: weakref.ReferenceType[Any] = weakref.ref(_Nothing())  # a reference to nothing
 
 logger = logging.getLogger("gatekeep.redis")
 
@@ -153,6 +161,73 @@ def run_sync(conns: SyncConnections, calls: Sequence[ScriptCall], read_only: boo
     return replies
 
 
+class _Trip:
+    """One async round trip under its deadline (see :class:`_Loop`)."""
+
+    __slots__ = ("cancelling", "deadline", "expired", "task")
+
+    def __init__(self, deadline: float, task: Any) -> None:
+        self.deadline = deadline
+        #: The task making the round trip (an ``asyncio.Task`` of Python >= 3.11: it
+        #: has ``cancelling()`` and ``uncancel()``); None once the round trip is over.
+        self.task: Any = task
+        #: The task's pending cancellations when the round trip began.
+        self.cancelling = task.cancelling()
+        #: The deadline passed and the task was cancelled for it.
+        self.expired = False
+
+    def close(self, exc: BaseException | None) -> bool:
+        """The round trip is over (``exc``: how it failed); True when it failed because
+        its deadline passed (the caller raises ``TimeoutError``), as ``asyncio.timeout``
+        decides it: our cancellation, and no other one pending."""
+        task, self.task = self.task, None
+        if not self.expired or task is None:
+            return False
+        return task.uncancel() <= self.cancelling and isinstance(exc, asyncio.CancelledError)
+
+
+class _Loop:
+    """What :class:`AsyncConnections` keeps per event loop: idle connections, and the
+    deadlines of the round trips in flight behind one timer.
+
+    Every round trip gets the same timeout, so deadlines come in the order the round
+    trips start: they wait in a FIFO, and the timer is set for the oldest unfinished
+    one. A finished round trip leaves its entry behind (it is dropped when the timer
+    passes it), so a round trip costs an append, not a timer of its own to schedule
+    and cancel; the timer fires about once per timeout, or when a deadline passes.
+    """
+
+    __slots__ = ("idle", "timer", "trips")
+
+    def __init__(self) -> None:
+        self.idle: deque[Any] = deque()
+        self.trips: deque[_Trip] = deque()
+        self.timer: asyncio.TimerHandle | None = None
+
+    def watch(self, loop: asyncio.AbstractEventLoop, task: Any, timeout: float) -> _Trip:
+        trip = _Trip(loop.time() + timeout, task)
+        self.trips.append(trip)
+        if self.timer is None:
+            self.timer = loop.call_at(trip.deadline, self._expire, loop)
+        return trip
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.timer = None
+        now = loop.time()
+        trips = self.trips
+        while trips:
+            trip = trips[0]
+            if trip.task is None:  # finished
+                trips.popleft()
+            elif trip.deadline > now:
+                self.timer = loop.call_at(trip.deadline, self._expire, loop)
+                return
+            else:
+                trips.popleft()
+                trip.expired = True
+                trip.task.cancel()
+
+
 class AsyncConnections:
     """Idle connections of one ``redis.asyncio.Redis`` client, per event loop."""
 
@@ -160,37 +235,69 @@ class AsyncConnections:
         pool = client.connection_pool
         options = dict(pool.connection_kwargs)
         #: The whole round trip's deadline (redis-py would time each write and read).
-        self.timeout: float | None = options.get("socket_timeout")
+        self._timeout: float | None = options.get("socket_timeout")
         if options.get("socket_connect_timeout") is None:
-            options["socket_connect_timeout"] = self.timeout
+            options["socket_connect_timeout"] = self._timeout
         options["socket_timeout"] = None
         self._options = options
         self._connection_class = pool.connection_class
-        self._idle: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, deque[Any]] = (
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Loop] = (
             weakref.WeakKeyDictionary())
+        # the last event loop's state, found without a weak-keyed lookup
+        self._last: tuple[weakref.ReferenceType[Any], _Loop] = (_DEAD, _Loop())
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds one round trip may take (connecting included), or None: no limit."""
+        return self._timeout
 
     @staticmethod
     def usable(client: Any) -> bool:
         return (type(client) is redis.asyncio.Redis and not client.single_connection_client
                 and type(client.connection_pool) in _PLAIN_APOOLS)
 
+    def _loop_state(self, loop: asyncio.AbstractEventLoop) -> _Loop:
+        ref, state = self._last
+        if ref() is not loop:
+            state = self._loops.get(loop)  # type: ignore[assignment]
+            if state is None:
+                state = self._loops[loop] = _Loop()
+            self._last = (weakref.ref(loop), state)
+        return state
+
     async def run(self, calls: Sequence[ScriptCall], read_only: bool = False) -> list[Any]:
         loop = asyncio.get_running_loop()
-        idle = self._idle.get(loop)
-        if idle is None:
-            idle = self._idle[loop] = deque()
+        state = self._loop_state(loop)
+        idle = state.idle
         conn = idle.pop() if idle else self._connection_class(**self._options)
+        timeout = self._timeout
+        if timeout is None:
+            trip = None
+        else:
+            task = asyncio.current_task()
+            if task is None or not hasattr(task, "uncancel"):  # Python 3.10
+                return await self._run_waiting(conn, idle, calls, read_only, timeout)
+            trip = state.watch(loop, task, timeout)
         try:
-            if self.timeout is None:
-                replies = await _round_trip(conn, calls, read_only)
-            elif _timeout is not None:
-                async with _timeout(self.timeout):
-                    replies = await _round_trip(conn, calls, read_only)
-            else:  # Python 3.10
-                replies = await asyncio.wait_for(_round_trip(conn, calls, read_only),
-                                                 self.timeout)
-        except BaseException:
+            replies = await _connected_trip(conn, calls, read_only)
+        except BaseException as exc:
+            expired = trip is not None and trip.close(exc)
             await conn.disconnect()  # a reply may still be on its way
+            if expired:
+                raise TimeoutError from exc
+            raise
+        if trip is not None:
+            trip.close(None)
+        idle.append(conn)
+        return replies
+
+    async def _run_waiting(self, conn: Any, idle: deque[Any], calls: Sequence[ScriptCall],
+                           read_only: bool, timeout: float) -> list[Any]:
+        """The same with ``asyncio.wait_for`` (Python 3.10, or outside a task)."""
+        try:
+            replies = await asyncio.wait_for(_connected_trip(conn, calls, read_only), timeout)
+        except BaseException:
+            await conn.disconnect()
             raise
         idle.append(conn)
         return replies
@@ -198,7 +305,8 @@ class AsyncConnections:
     async def aclose(self) -> None:
         """Close the idle connections (those of other event loops as far as possible)."""
         loop = asyncio.get_running_loop()
-        for other, idle in list(self._idle.items()):
+        for other, state in list(self._loops.items()):
+            idle = state.idle
             while idle:
                 conn = idle.pop()
                 if other is loop:
@@ -207,7 +315,41 @@ class AsyncConnections:
                     _abandon(conn)
 
 
+async def _connected_trip(conn: Any, calls: Sequence[ScriptCall], read_only: bool
+                          ) -> list[Any]:
+    if conn.is_connected and _lean(conn):
+        return await _round_trip(conn, calls, read_only)
+    return await _round_trip_public(conn, calls, read_only)  # it connects a new one
+
+
+def _lean(conn: Any) -> bool:
+    """Whether a connected connection's stream and parser may be used directly: not
+    with health checks (redis-py's reads and writes schedule them)."""
+    return (not conn.health_check_interval and getattr(conn, "_writer", None) is not None
+            and getattr(conn, "_parser", None) is not None)
+
+
 async def _round_trip(conn: Any, calls: Sequence[ScriptCall], read_only: bool) -> list[Any]:
+    """One write to the connection's stream, then the replies read by its own parser
+    (redis-py's ``send_packed_command`` and ``read_response`` without their per-call
+    bookkeeping). The parser returns an error reply as a ``ResponseError`` value."""
+    try:
+        conn._writer.write(_packed(calls, read_only))
+        parser = conn._parser
+        replies = [await parser.read_response() for _ in calls]
+        for i, reply in enumerate(replies):
+            if isinstance(reply, NoScriptError):  # nothing ran for this call
+                script_reloaded(calls[i][0], _server(conn))
+                conn._writer.write(_eval(calls[i], read_only))
+                replies[i] = await parser.read_response()
+    except OSError as exc:  # what redis-py's read_response raises for it
+        raise ConnectionError(f"Error while reading from {_server(conn)} : {exc.args}") from exc
+    return replies
+
+
+async def _round_trip_public(conn: Any, calls: Sequence[ScriptCall], read_only: bool
+                             ) -> list[Any]:
+    """The same through redis-py's public connection methods."""
     await conn.send_packed_command([_packed(calls, read_only)])
     replies: list[Any] = []
     for _ in calls:
