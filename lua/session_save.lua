@@ -47,7 +47,9 @@ if ARGV[6] == '1' and state == 'live' then
     if is_data(f) then redis.call('HDEL', key, f) end
   end
 end
-redis.call('HSET', key, 'c', fmt(c), 'x', fmt(x))
+if state ~= 'live' then  -- a live session has these already (its c is `created`)
+  redis.call('HSET', key, 'c', fmt(c), 'x', fmt(x))
+end
 local n = tonumber(ARGV[9])
 for i = 10, 9 + 2 * n, 2 do
   redis.call('HSET', key, 'd:' .. ARGV[i], ARGV[i + 1])

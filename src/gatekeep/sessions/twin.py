@@ -152,7 +152,8 @@ def save(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
         h = _hash(store, key, now) or {}
         for f in [f for f in h if is_data(f)]:
             del h[f]
-    _hset(store, key, now, {"c": str(c), "x": str(x)})
+    if state != "live":  # a live session has these already (its c is `created`)
+        _hset(store, key, now, {"c": str(c), "x": str(x)})
     n = int(argv[7])
     pairs = argv[8:8 + 2 * n]
     _hset(store, key, now, {"d:" + pairs[i]: pairs[i + 1] for i in range(0, len(pairs), 2)})
