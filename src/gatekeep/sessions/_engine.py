@@ -31,9 +31,12 @@ __all__ = ["Call", "Executor", "Flow", "MemoryExecutor", "adrive", "drive", "ses
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Call:
-    """One script call: ``script`` is a name in ``lua/`` (``session_load``, ...)."""
+    """One script call: ``script`` is a name in ``lua/`` (``session_load``, ...).
+
+    Not changed once made (not ``frozen``: a frozen dataclass's ``__init__`` costs
+    twice as much, and a request makes two of these)."""
 
     script: str
     keys: tuple[str, ...]

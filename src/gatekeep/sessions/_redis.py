@@ -108,12 +108,17 @@ def _check(replies: list[Any]) -> list[Any]:
     """Raise the first error among the replies: "not now" errors first, so a batch
     half refused by an out-of-memory primary counts as unavailable."""
     for reply in replies:
+        if isinstance(reply, Exception):
+            break
+    else:
+        return replies  # the usual case: no error at all
+    for reply in replies:
         if isinstance(reply, _UNAVAILABLE):
             raise reply
     for reply in replies:
         if isinstance(reply, Exception):
             raise reply
-    return replies
+    return replies  # pragma: no cover  (the first loop found one)
 
 
 class RedisExecutor:
@@ -155,7 +160,8 @@ class RedisExecutor:
         ticket = self._allow()
         cause: BaseException | None = None
         if ticket is not None:
-            started = time.perf_counter()
+            timed = self.breaker is not None  # only the breaker needs the elapsed time
+            started = time.perf_counter() if timed else 0.0
             try:
                 if not (writes and self.wait_replicas):
                     replies, acked = (yield ("eval", batch, False)), -1
@@ -170,7 +176,7 @@ class RedisExecutor:
             except BaseException as exc:
                 cause = self._failed(ticket, exc)
             else:
-                self._succeeded(ticket, time.perf_counter() - started, writes)
+                self._succeeded(ticket, time.perf_counter() - started if timed else 0.0, writes)
                 return self._done(replies, acked, writes)
         if writes:
             raise self._write_failed(cause)

@@ -7,6 +7,8 @@ saves it, and a middleware may give it a loader so that it loads on first use.
 from __future__ import annotations
 
 import json
+import json.encoder
+import json.scanner
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -34,18 +36,63 @@ def _refuse(value: object) -> Any:
 # ASCII output: every value is valid UTF-8 on the wire, lone surrogates included.
 _ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False,
                             default=_refuse)
+_ERRORS = (TypeError, ValueError, RecursionError)
+
+
+def _fast_encoder() -> Callable[[Any], str] | None:
+    """``_ENCODER.encode`` without its per-call setup: the C encoder it builds on each
+    call, built once. It has no circular-reference bookkeeping (shared state, unsafe
+    across threads): whatever fails here is encoded again by ``_ENCODER``, which
+    raises the error it always did."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    ascii_ = json.encoder.encode_basestring_ascii
+    iterencode = make(None, _refuse, ascii_, None, ":", ",", False, False, False)
+
+    def encode(value: Any) -> str:
+        if type(value) is str:
+            return ascii_(value)
+        return "".join(iterencode(value, 0))
+
+    return encode
+
+
+_FAST_ENCODE = _fast_encoder()
 
 
 def dump_value(key: str, value: Any) -> str:
     """``value`` as the JSON text the store keeps; a clear ``TypeError`` when it cannot be."""
+    if _FAST_ENCODE is not None:
+        try:
+            return _FAST_ENCODE(value)
+        except _ERRORS:
+            pass  # the same error, with its usual message, from _ENCODER below
     try:
         return _ENCODER.encode(value)
-    except (TypeError, ValueError, RecursionError) as exc:
+    except _ERRORS as exc:
         raise TypeError(
             f"session[{key!r}] cannot be saved: {exc}. Sessions hold JSON values only "
             "(str, int, float, bool, None, and lists and dicts of them); store a datetime "
             "as isoformat(), a set as a list, an object as a dict"
         ) from None
+
+
+_DECODER = json.JSONDecoder()
+# The C scanner where there is one (typeshed has it as a class taking a "context").
+_scan: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(_DECODER)  # type: ignore[arg-type]
+
+
+def load_value(text: str) -> Any:
+    """``json.loads(text)``, without its per-call layers for the texts ``dump_value``
+    makes (one value, nothing around it); anything else goes to ``json.loads``."""
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:  # not a value at 0 (space first?): json.loads decides
+        return json.loads(text)
+    if end != len(text):  # something after it: json.loads decides
+        return json.loads(text)
+    return value
 
 
 @dataclass(slots=True)
@@ -176,7 +223,7 @@ class Session(MutableMapping[str, Any]):
         for i in range(6, len(reply), 2):
             key, text = reply[i], reply[i + 1]
             try:
-                data[key] = json.loads(text)
+                data[key] = load_value(text)
             except ValueError:
                 continue  # not written by gatekeep: leave it out, it will not be saved back
             saved[key] = text
@@ -300,6 +347,12 @@ class Session(MutableMapping[str, Any]):
         saved = self._saved
         if saved.keys() != self._data.keys():
             return True
+        encode = _FAST_ENCODE
+        if encode is not None:
+            try:
+                return any(saved[key] != encode(value) for key, value in self._data.items())
+            except _ERRORS:
+                pass  # dump_value below raises it, with its message
         return any(saved[key] != dump_value(key, value) for key, value in self._data.items())
 
     def changes(self) -> Changes:
