@@ -77,9 +77,29 @@ def pack(args: Sequence[Any]) -> bytes:
     return b"".join(out)
 
 
+#: The packed start of an EVALSHA (or EVALSHA_RO), its script's SHA and number of keys,
+#: per (sha, read_only, number of keys): the same bytes for every call of that script.
+_HEADS: dict[tuple[str, bool, int], bytes] = {}
+
+
+def _head(sha: str, read_only: bool, nkeys: int) -> bytes:
+    command = b"EVALSHA_RO" if read_only else b"EVALSHA"
+    head = _HEADS[(sha, read_only, nkeys)] = b"".join(
+        b"$%d\r\n%b\r\n" % (len(b), b) for b in (command, sha.encode(), b"%d" % nkeys))
+    return head
+
+
 def _packed(calls: Sequence[ScriptCall], read_only: bool) -> bytes:
-    command = "EVALSHA_RO" if read_only else "EVALSHA"
-    return b"".join(pack((command, s.sha, len(k), *k, *a)) for s, k, a in calls)
+    """The calls as EVALSHA (or EVALSHA_RO) commands, as ``pack`` would make them."""
+    out = []
+    for s, k, a in calls:
+        nkeys = len(k)
+        out.append(b"*%d\r\n" % (3 + nkeys + len(a)))
+        out.append(_HEADS.get((s.sha, read_only, nkeys)) or _head(s.sha, read_only, nkeys))
+        for x in (*k, *a):
+            b = x if type(x) is bytes else str(x).encode()
+            out.append(b"$%d\r\n%b\r\n" % (len(b), b))
+    return b"".join(out)
 
 
 def _eval(call: ScriptCall, read_only: bool) -> bytes:
@@ -279,7 +299,10 @@ class AsyncConnections:
                 return await self._run_waiting(conn, idle, calls, read_only, timeout)
             trip = state.watch(loop, task, timeout)
         try:
-            replies = await _connected_trip(conn, calls, read_only)
+            if conn.is_connected and _lean(conn):
+                replies = await _round_trip(conn, calls, read_only)
+            else:
+                replies = await _round_trip_public(conn, calls, read_only)  # connects it
         except BaseException as exc:
             expired = trip is not None and trip.close(exc)
             await conn.disconnect()  # a reply may still be on its way
@@ -336,7 +359,9 @@ async def _round_trip(conn: Any, calls: Sequence[ScriptCall], read_only: bool) -
     try:
         conn._writer.write(_packed(calls, read_only))
         parser = conn._parser
-        replies = [await parser.read_response() for _ in calls]
+        replies = []
+        for _ in calls:  # a loop, not an async comprehension (a coroutine frame of its own)
+            replies.append(await parser.read_response())
         for i, reply in enumerate(replies):
             if isinstance(reply, NoScriptError):  # nothing ran for this call
                 script_reloaded(calls[i][0], _server(conn))
