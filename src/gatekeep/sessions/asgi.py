@@ -74,19 +74,21 @@ class SessionMiddleware:
         self.lazy = lazy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            if scope["type"] == "lifespan":
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            if kind == "lifespan":
                 send = self._on_shutdown(send)
             await self.app(scope, receive, send)
             return
         state = self.core.begin(
-            v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"cookie")
+            [v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"cookie"])
         session = scope["session"] = state.session
         if session.state == PENDING:
-            session._aloader = lambda: self._load(state)
-            if not self.lazy:
+            if self.lazy:
+                session._aloader = lambda: self._load(state)
+            else:  # loaded now: the session is never PENDING for the app
                 await self._load(state)
-        if scope["type"] == "websocket":  # no response headers to set a cookie on
+        if kind == "websocket":  # no response headers to set a cookie on
             await self.app(scope, receive, send)
             return
 
