@@ -340,16 +340,24 @@ class AsyncConnections:
 
 async def _connected_trip(conn: Any, calls: Sequence[ScriptCall], read_only: bool
                           ) -> list[Any]:
-    if conn.is_connected and _lean(conn):
+    if conn.is_connected and _lean(conn):  # is_connected: its reader and writer are there
         return await _round_trip(conn, calls, read_only)
     return await _round_trip_public(conn, calls, read_only)  # it connects a new one
 
 
+#: redis-py's own send and read methods: a connection class that overrides either
+#: (to count, trace, or change them) is always driven through them.
+_OWN_IO = (redis.asyncio.Connection.send_packed_command, redis.asyncio.Connection.read_response)
+
+
 def _lean(conn: Any) -> bool:
-    """Whether a connected connection's stream and parser may be used directly: not
-    with health checks (redis-py's reads and writes schedule them)."""
-    return (not conn.health_check_interval and getattr(conn, "_writer", None) is not None
-            and getattr(conn, "_parser", None) is not None)
+    """Whether a connected connection's stream and parser may be used directly:
+    redis-py's own methods would do nothing more (no health checks, which they
+    schedule; not overridden by a subclass)."""
+    cls = type(conn)
+    return (not conn.health_check_interval and getattr(conn, "_parser", None) is not None
+            and (getattr(cls, "send_packed_command", None),
+                 getattr(cls, "read_response", None)) == _OWN_IO)
 
 
 async def _round_trip(conn: Any, calls: Sequence[ScriptCall], read_only: bool) -> list[Any]:

@@ -1,0 +1,66 @@
+"""The lean wire under the session store: a batch of script calls packs (the scripts'
+SHA and key count from a cache) into exactly the bytes ``pack`` gives for each EVALSHA /
+EVALSHA_RO, and connections are written and read directly only where redis-py's own
+methods would do nothing more."""
+
+from __future__ import annotations
+
+import redis.asyncio
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gatekeep import RedisBackend
+from gatekeep.backends._wire import _lean, _packed, pack
+from gatekeep.scripts import Script
+from gatekeep.sessions import SessionStore
+
+SCRIPTS = [Script.from_source(f"s{i}", f"return {i}") for i in range(3)]
+arg = st.one_of(st.text(max_size=8), st.binary(max_size=8), st.integers())
+call = st.tuples(st.sampled_from(SCRIPTS), st.lists(st.text(max_size=8), max_size=3),
+                 st.lists(arg, max_size=5))
+
+
+@given(st.lists(call, min_size=1, max_size=3), st.booleans())
+def test_packed_is_pack_per_call(calls, read_only):
+    command = "EVALSHA_RO" if read_only else "EVALSHA"
+    want = b"".join(pack((command, s.sha, len(k), *k, *a)) for s, k, a in calls)
+    assert _packed(calls, read_only) == want
+    assert _packed(calls, read_only) == want  # and again, from the cache
+
+
+class CountingConnection(redis.asyncio.Connection):
+    sent = 0
+
+    async def send_packed_command(self, command, check_health=True):  # type: ignore[no-untyped-def]
+        CountingConnection.sent += 1
+        return await super().send_packed_command(command, check_health)
+
+
+async def test_a_connection_class_that_overrides_its_io_is_driven_through_it(server, prefix):
+    # The lean path writes to the stream itself only where redis-py's own methods would
+    # do nothing more: a subclass that counts (or traces) its sends still sees each one.
+    pool = redis.asyncio.ConnectionPool(port=server.port, connection_class=CountingConnection)
+    backend = RedisBackend(aclient=redis.asyncio.Redis(connection_pool=pool))
+    store = SessionStore(backend, prefix=prefix, metrics=None)
+    try:
+        session = await store.acreate({"n": 1})
+        await store.aload(session.id)  # the load script is sent (NOSCRIPT, then EVAL) once
+        CountingConnection.sent = 0
+        for _ in range(3):
+            assert (await store.aload(session.id))["n"] == 1
+        assert CountingConnection.sent == 3
+    finally:
+        await backend.aclose()
+
+
+async def test_plain_connections_take_the_lean_path(server, prefix):
+    backend = RedisBackend(server.url)
+    store = SessionStore(backend, prefix=prefix, metrics=None)
+    try:
+        session = await store.acreate({"n": 1})
+        [conns] = backend._aconns.values()
+        [state] = conns._loops.values()
+        assert _lean(state.idle[0])
+        assert (await store.aload(session.id))["n"] == 1
+    finally:
+        await backend.aclose()
