@@ -5,6 +5,11 @@ Variants, each a Starlette app with two routes, called directly with ASGI messag
   gatekeep      gatekeep.sessions.asgi.SessionMiddleware, SessionStore on Redis
   starsessions  starsessions SessionMiddleware + SessionAutoloadMiddleware, RedisStore
   cookie        Starlette's own SessionMiddleware (data signed into the cookie)
+  floor         the bare app plus the round trips any server-side session must make:
+                one before the app (a load), and for /write one when the response
+                starts (a save), each a `return 1` script through gatekeep's lean
+                async path (RedisBackend.aeval_batch): what a two-round-trip read+write
+                request costs here at least
 
 Routes: ``/read`` reads two keys of the session; ``/write`` reads them and
 increments a counter. Every request carries the cookie of one existing session
@@ -42,6 +47,7 @@ from starsessions import SessionMiddleware as StarSessionMiddleware
 from starsessions.stores.redis import RedisStore
 
 from gatekeep import RedisBackend
+from gatekeep.scripts import Script
 from gatekeep.sessions import SessionStore
 from gatekeep.sessions._engine import session_script
 from gatekeep.sessions.asgi import SessionMiddleware
@@ -70,6 +76,32 @@ async def seed(request: Request) -> JSONResponse:
 
 ROUTES = [Route("/read", read), Route("/write", write), Route("/seed", seed)]
 
+RETURN_1 = Script.from_source("return_1", "return 1")
+
+
+class Floor:
+    """The bare app plus one round trip before it and, on /write, one more when the
+    response starts: `return 1` through RedisBackend.aeval_batch, nothing else."""
+
+    def __init__(self, app: Any, backend: RedisBackend) -> None:
+        self.app, self.backend = app, backend
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        await self.backend.aeval_batch([(RETURN_1, (), ())])        # "load"
+        if scope["path"] != "/write":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_wrapper(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                await self.backend.aeval_batch([(RETURN_1, (), ())])  # "save"
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+
 
 def make_apps(url: str) -> tuple[dict[str, Any], list[Callable[[], Any]]]:
     closers: list[Callable[[], Any]] = []
@@ -90,7 +122,13 @@ def make_apps(url: str) -> tuple[dict[str, Any], list[Callable[[], Any]]]:
 
     cookie = Starlette(routes=ROUTES)
     cookie.add_middleware(CookieSessionMiddleware, secret_key=SECRET)
-    return {"bare": bare, "gatekeep": gk, "starsessions": star, "cookie": cookie}, closers
+
+    floor = Starlette(routes=ROUTES)
+    floor_backend = RedisBackend(url)
+    floor.add_middleware(Floor, backend=floor_backend)
+    closers.append(floor_backend.aclose)
+    return {"bare": bare, "gatekeep": gk, "starsessions": star, "cookie": cookie,
+            "floor": floor}, closers
 
 
 def scope(path: str, cookie: bytes | None) -> dict[str, Any]:
@@ -131,7 +169,7 @@ def commands(probe: redis.Redis) -> int:
 
 async def bench(args: argparse.Namespace, url: str, probe: redis.Redis) -> dict[str, Any]:
     apps, closers = make_apps(url)
-    cookies: dict[str, bytes | None] = {"bare": None}
+    cookies: dict[str, bytes | None] = {"bare": None, "floor": None}
     for name in ("gatekeep", "starsessions", "cookie"):
         status, headers = await call(apps[name], "/seed", None)
         assert status == 200
@@ -199,9 +237,12 @@ Notes:
   read-only ones.
 - The read-only target is met by doing half the round trips. The read+write request
   costs both libraries two round trips (load, then save after the app ran), and on this
-  shared 2-core machine a round trip inside a request costs ~150-200 us of wake-ups,
-  next to which the ~35 us of gatekeep's own Python work and the ~15 us its Lua scripts
-  take on the server matter little: hence ~1.0x. Reaching 0.6x there would take one
+  shared 2-core machine a round trip inside a request costs ~100-150 us of wake-ups:
+  the floor line is the bare app plus two round trips that do nothing (`return 1`
+  through gatekeep's own lean path), what any two-round-trip request costs here. Above
+  it, gatekeep pays for its scripts' work on the server (read the hash, check both
+  expiries, extend the idle deadline: ~9 us a call pipelined, and more in a cold round
+  trip) and for its Python (cookie, session, JSON). Reaching 0.6x there would take one
   round trip, i.e. not waiting for the save (write-behind), which gives up
   read-your-writes (a redirect after a log-in could miss it): not done.
 - gatekeep's async round trip skips redis.asyncio's per-command machinery (own RESP
@@ -225,7 +266,7 @@ def main() -> None:
         probe.close()
     load_after = os.getloadavg()
 
-    names = ["bare", "gatekeep", "starsessions", "cookie"]
+    names = ["bare", "gatekeep", "starsessions", "cookie", "floor"]
     lines = ["| variant | read-only µs/req | read+write µs/req | round trips read / write |",
              "|---|---|---|---|"]
     for name in names:
@@ -241,6 +282,16 @@ def main() -> None:
         f"write {medians[('gatekeep', '/write')] / medians[('cookie', '/write')]:.2f}x",
         f"- gatekeep round trips: read-only {trips[('gatekeep', '/read')]:g} (target 1), "
         f"read+write {trips[('gatekeep', '/write')]:g} (target <= 2)",
+    ]
+    floor_r, floor_w = medians[("floor", "/read")], medians[("floor", "/write")]
+    ratios += [
+        f"- floor, the bare app + two round trips of `return 1` (RedisBackend.aeval_batch): "
+        f"{floor_w:.0f} µs = **{floor_w / medians[('starsessions', '/write')]:.2f}x** "
+        f"starsessions' read+write; gatekeep's read+write is "
+        f"{medians[('gatekeep', '/write')] / floor_w:.2f}x the floor",
+        f"- floor with one round trip (read-only): {floor_r:.0f} µs = "
+        f"{floor_r / medians[('starsessions', '/read')]:.2f}x starsessions' read-only; "
+        f"gatekeep's read-only is {medians[('gatekeep', '/read')] / floor_r:.2f}x it",
     ]
     single = [f"- one round trip in a tight loop, {label}: {us:.0f} µs"
               for (kind, label), us in medians.items() if kind == "single"]
