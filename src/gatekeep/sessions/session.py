@@ -48,7 +48,10 @@ def _fast_encoder() -> Callable[[Any], str] | None:
     if make is None:
         return None
     ascii_ = json.encoder.encode_basestring_ascii
-    iterencode = make(None, _refuse, ascii_, None, ":", ",", False, False, False)
+    try:  # CPython's private constructor: should its signature change, use json's own path
+        iterencode = make(None, _refuse, ascii_, None, ":", ",", False, False, False)
+    except TypeError:
+        return None
 
     def encode(value: Any) -> str:
         if type(value) is str:
