@@ -299,6 +299,10 @@ class RateLimitPolicy:
             key_cache={},
             fast=None,  # the first plan's fused path knows only its own rate
         )
+        fuse = getattr(self.backend, "fused_hit", None)
+        if fuse is not None and len(rates) == 1:  # in-process, one limit: one function
+            # (no counters: decide() counts per rule, for every backend alike)
+            merged = dataclasses.replace(merged, fast=fuse(merged, None))
         batch = Batch(
             rules=rules,
             plan=merged,
@@ -316,8 +320,9 @@ class RateLimitPolicy:
 
     # -- 4. decide and render -------------------------------------------------------------
 
-    def decide(self, batch: Batch, reply: list[int], request: RequestView) -> Outcome:
-        decision = Decision.from_reply(batch.plan.rates, reply)
+    def decide(self, batch: Batch, decision: Decision, request: RequestView) -> Outcome:
+        """Headers, metrics and the denial for ``decision`` (``decision_of`` a reply, or
+        the fused in-process path's own)."""
         headers: list[tuple[str, str]] = []
         if self.headers:
             headers.append(("RateLimit-Policy", batch.policy_header))
@@ -351,6 +356,11 @@ class RateLimitPolicy:
         if denial is None:
             denial = default_denial(429, retry)
         return Outcome(False, headers, denial, decision)
+
+    @staticmethod
+    def decision_of(batch: Batch, reply: list[int]) -> Decision:
+        """The decision for a backend's reply to ``batch``."""
+        return Decision.from_reply(batch.plan.rates, reply)
 
     def _count(self, batch: Batch, decision: Decision) -> None:
         """Metrics per rule: every rule counts an allowed request; a denied one is

@@ -33,10 +33,15 @@ def check_sync(policy: RateLimitPolicy, request: RequestView, rules: tuple[Rule,
             return ALLOW
         batch, redis_keys = prepared
         t0 = perf_counter_ns() if next(policy.limiter._ticks) else 0  # limiter._start()
-        reply = policy.backend.limit(batch.plan, redis_keys, None, HIT, 1)
+        fast = batch.plan.fast
+        if fast is not None:  # in-process, one limit (MemoryBackend.fused_hit)
+            decision = fast(redis_keys[0], None, 1)
+        else:
+            decision = policy.decision_of(
+                batch, policy.backend.limit(batch.plan, redis_keys, None, HIT, 1))
         if t0:
             policy.limiter._stop(t0)
-        return policy.decide(batch, reply, request)
+        return policy.decide(batch, decision, request)
     except Exception as exc:
         return policy.failed(exc)
 
@@ -53,10 +58,15 @@ async def check_async(policy: RateLimitPolicy, request: RequestView, rules: tupl
             return ALLOW
         batch, redis_keys = prepared
         t0 = perf_counter_ns() if next(policy.limiter._ticks) else 0  # limiter._start()
-        reply = await policy.backend.alimit(batch.plan, redis_keys, None, HIT, 1)
+        fast = batch.plan.fast
+        if fast is not None:  # in-process, one limit: nothing to await
+            decision = fast(redis_keys[0], None, 1)
+        else:
+            decision = policy.decision_of(
+                batch, await policy.backend.alimit(batch.plan, redis_keys, None, HIT, 1))
         if t0:
             policy.limiter._stop(t0)
-        return policy.decide(batch, reply, request)
+        return policy.decide(batch, decision, request)
     except Exception as exc:
         return policy.failed(exc)
 
