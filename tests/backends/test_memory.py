@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 
 import pytest
@@ -51,21 +52,30 @@ def test_invalid_max_keys():
         MemoryBackend(max_keys=0)
 
 
-def test_thread_safe_exactness():
-    limiter = Limiter("100/day")
-    barrier = threading.Barrier(8)
-    admitted: list[int] = []
+@pytest.mark.parametrize("algorithm", ["token_bucket", "gcra", "fixed_window",
+                                       "sliding_window", "sliding_log"])
+def test_thread_safe_exactness(algorithm):
+    # switch threads as often as the interpreter allows: a decision not under the lock
+    # (fused path or run()) would then admit more than the limit
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        limiter = Limiter("2000/day", algorithm=algorithm)
+        barrier = threading.Barrier(8)
+        admitted: list[int] = []
 
-    def worker():
-        barrier.wait()
-        admitted.append(sum(limiter.hit("shared").allowed for _ in range(50)))
+        def worker():
+            barrier.wait()
+            admitted.append(sum(limiter.hit("shared").allowed for _ in range(600)))
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sum(admitted) == 100
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert sum(admitted) == 2000
 
 
 async def test_asyncio_safe_exactness():
