@@ -31,7 +31,7 @@ import logging
 import os
 import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import redis
@@ -299,10 +299,7 @@ class AsyncConnections:
                 return await self._run_waiting(conn, idle, calls, read_only, timeout)
             trip = state.watch(loop, task, timeout)
         try:
-            if conn.is_connected and _lean(conn):
-                replies = await _round_trip(conn, calls, read_only)
-            else:
-                replies = await _round_trip_public(conn, calls, read_only)  # connects it
+            replies = await _connected_trip(conn, calls, read_only)
         except BaseException as exc:
             expired = trip is not None and trip.close(exc)
             await conn.disconnect()  # a reply may still be on its way
@@ -338,11 +335,14 @@ class AsyncConnections:
                     _abandon(conn)
 
 
-async def _connected_trip(conn: Any, calls: Sequence[ScriptCall], read_only: bool
-                          ) -> list[Any]:
+def _connected_trip(conn: Any, calls: Sequence[ScriptCall], read_only: bool
+                    ) -> Coroutine[Any, Any, list[Any]]:
+    """The round trip for ``conn``: the lean one when it is connected and nothing of
+    redis-py's would do more, else through its public methods (which connect it).
+    Not itself a coroutine: no frame of its own to resume after every reply."""
     if conn.is_connected and _lean(conn):  # is_connected: its reader and writer are there
-        return await _round_trip(conn, calls, read_only)
-    return await _round_trip_public(conn, calls, read_only)  # it connects a new one
+        return _round_trip(conn, calls, read_only)
+    return _round_trip_public(conn, calls, read_only)
 
 
 #: redis-py's own send and read methods: a connection class that overrides either
