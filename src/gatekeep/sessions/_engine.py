@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Protocol, TypeVar
@@ -70,9 +70,10 @@ def drive(flow: Flow[T], executor: Executor, now: int | None) -> T:
     return run_flow(flow, lambda batch: executor.run(batch, now))
 
 
-async def adrive(flow: Flow[T], executor: Executor, now: int | None) -> T:
-    """Run ``flow`` to its end with asyncio."""
-    return await arun_flow(flow, lambda batch: executor.arun(batch, now))
+def adrive(flow: Flow[T], executor: Executor, now: int | None) -> Coroutine[Any, Any, T]:
+    """Run ``flow`` to its end with asyncio: the coroutine to await (not a coroutine
+    itself: no frame of its own to resume after every batch)."""
+    return arun_flow(flow, lambda batch: executor.arun(batch, now))
 
 
 def normalize(reply: Any) -> Any:

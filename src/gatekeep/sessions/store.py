@@ -47,7 +47,6 @@ import hashlib
 import re
 import secrets
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -56,7 +55,6 @@ from ..backends.failover import FailoverBackend
 from ..backends.memory import MemoryBackend
 from ..backends.redis import RedisBackend
 from ..breaker import CircuitBreaker
-from ..flows import arun_flow, run_flow
 from ..keys import ROOT, make_prefix, tag
 from ..metrics import METRICS, Metrics, SessionCounters
 from ._engine import Call, Executor, Flow, MemoryExecutor, adrive, drive
@@ -483,20 +481,10 @@ class SessionStore:
         return session
 
     def run(self, flow: Flow[Any], now: float | None = None) -> Any:
-        if now is None:  # the common case, without drive's layer
-            return run_flow(flow, self._run_batch)
         return drive(flow, self.executor, _us(now))
 
     async def arun(self, flow: Flow[Any], now: float | None = None) -> Any:
-        if now is None:  # the common case, without adrive's layer
-            return await arun_flow(flow, self._arun_batch)
         return await adrive(flow, self.executor, _us(now))
-
-    def _run_batch(self, batch: list[Call]) -> list[Any]:
-        return self.executor.run(batch, None)
-
-    def _arun_batch(self, batch: list[Call]) -> Awaitable[list[Any]]:
-        return self.executor.arun(batch, None)
 
     # -- sync API ------------------------------------------------------------------------
 
