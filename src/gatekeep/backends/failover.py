@@ -28,28 +28,17 @@ a Redis exception, except :class:`BackendUnavailable` under ``"closed"``.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal, TypeVar
 
-from redis.exceptions import (
-    BusyLoadingError,
-    ClusterDownError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    RedisClusterException,
-    RedisError,
-)
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.sentinel import MasterNotFoundError
-
 from ..algorithms import HIT
 from ..breaker import CircuitBreaker
 from ..errors import BackendUnavailable
 from ..metrics import METRICS, Metrics
+from ..outage import STORE_ERRORS, classify
 from ..rates import Rate
 from .base import Backend, Plan
 from .connect import DEFAULT_TIMEOUT
@@ -59,17 +48,6 @@ __all__ = ["POLICIES", "FailoverBackend", "Policy", "local_share"]
 
 Policy = Literal["local", "open", "closed"]
 POLICIES: tuple[str, ...] = ("local", "open", "closed")
-
-#: What counts as "Redis is unavailable": every Redis error, socket errors, timeouts.
-FAILURES: tuple[type[BaseException], ...] = (
-    RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
-_TIMEOUTS: tuple[type[BaseException], ...] = (
-    RedisTimeoutError, TimeoutError, asyncio.TimeoutError)
-#: Answers that say "not now" for every call to come: the breaker opens at once.
-#: (Out of memory under noeviction still lets scripts run until their first write,
-#: so denials would succeed between failed admissions and reset a failure count.)
-_SEVERE: tuple[type[BaseException], ...] = (
-    OutOfMemoryError, ReadOnlyError, BusyLoadingError, ClusterDownError, MasterNotFoundError)
 
 T = TypeVar("T")
 
@@ -171,7 +149,7 @@ class FailoverBackend:
         started = time.perf_counter()
         try:
             result = call()
-        except FAILURES as exc:
+        except STORE_ERRORS as exc:
             self._failed(ticket, exc)
             return self._fall(fallback, exc)
         except BaseException:
@@ -189,7 +167,7 @@ class FailoverBackend:
         started = time.perf_counter()
         try:
             result = await call()
-        except FAILURES as exc:
+        except STORE_ERRORS as exc:
             self._failed(ticket, exc)
             return self._fall(fallback, exc)
         except BaseException:  # cancelled: the probe, if it was one, is given back
@@ -202,8 +180,13 @@ class FailoverBackend:
         self.last_error = exc
         if self.metrics is not None:
             self.metrics.backend_error(self.name, exc)
-        self.breaker.failure(ticket, timeout=isinstance(exc, _TIMEOUTS),
-                             severe=isinstance(exc, _SEVERE),
+        verdict = classify(exc)
+        if verdict is None or not verdict.outage:
+            # Redis answered this one call with an error: it is up, so the breaker
+            # does not count it (the call is still decided by the fallback).
+            self.breaker.release(ticket)
+            return
+        self.breaker.failure(ticket, timeout=verdict.timeout, severe=verdict.severe,
                              reason=f"{type(exc).__name__}: {exc}"[:200])
 
     def _fall(self, fallback: Callable[[BaseException | None], T], exc: BaseException | None

@@ -31,23 +31,13 @@ unreachable.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from typing import Any
 
-from redis.exceptions import (
-    BusyLoadingError,
-    ClusterDownError,
-    NoScriptError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    TryAgainError,
-)
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import NoScriptError
 
 from ..backends._wire import ScriptCall
 from ..backends.redis import RedisBackend
@@ -55,6 +45,7 @@ from ..breaker import CircuitBreaker
 from ..errors import BackendUnavailable, SessionNotReplicated, SessionWriteFailed
 from ..flows import arun_flow, run_flow
 from ..metrics import Metrics
+from ..outage import classify, is_outage
 from ._engine import Call, normalize, session_script
 from .logs import logger, scrub
 
@@ -66,20 +57,9 @@ __all__ = ["ReplicaReplies", "RedisExecutor", "is_unavailable"]
 IOStep = tuple[str, list[ScriptCall], bool]
 IOFlow = Generator[IOStep, Any, list[Any]]
 
-#: "No primary can serve this now": the call did not run, or its effect is unknown
-#: (a timeout). MasterNotFoundError is a ConnectionError.
-_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError, ReadOnlyError,
-    OutOfMemoryError, BusyLoadingError, ClusterDownError, TryAgainError)
-_TIMEOUTS: tuple[type[BaseException], ...] = (RedisTimeoutError, asyncio.TimeoutError,
-                                              TimeoutError)
-_SEVERE: tuple[type[BaseException], ...] = (ReadOnlyError, OutOfMemoryError, BusyLoadingError,
-                                            ClusterDownError)
-
-
 def is_unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` says the store cannot serve now (rather than a bug or bad data)."""
-    return isinstance(exc, (*_UNAVAILABLE, BackendUnavailable))
+    """Whether ``exc`` says the store cannot serve now (:mod:`gatekeep.outage`'s rule)."""
+    return is_outage(exc)
 
 
 class ReplicaReplies(list[Any]):
@@ -113,7 +93,7 @@ def _check(replies: list[Any]) -> list[Any]:
     else:
         return replies  # the usual case: no error at all
     for reply in replies:
-        if isinstance(reply, _UNAVAILABLE):
+        if isinstance(reply, Exception) and is_outage(reply):
             raise reply
     for reply in replies:
         if isinstance(reply, Exception):
@@ -234,7 +214,8 @@ class RedisExecutor:
 
     def _failed(self, ticket: int, exc: BaseException) -> BaseException:
         """A primary call failed: re-raise what is not an outage, else return it."""
-        if not is_unavailable(exc):
+        verdict = classify(exc)
+        if verdict is None or not verdict.outage:
             if self.breaker is not None:
                 self.breaker.release(ticket)
             raise exc
@@ -242,8 +223,7 @@ class RedisExecutor:
         if self.metrics is not None:
             self.metrics.backend_error("sessions", exc)
         if self.breaker is not None:
-            self.breaker.failure(ticket, timeout=isinstance(exc, _TIMEOUTS),
-                                 severe=isinstance(exc, _SEVERE),
+            self.breaker.failure(ticket, timeout=verdict.timeout, severe=verdict.severe,
                                  reason=scrub(f"{type(exc).__name__}: {exc}")[:200])
         return exc
 
