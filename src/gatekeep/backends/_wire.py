@@ -184,10 +184,11 @@ def run_sync(conns: SyncConnections, calls: Sequence[ScriptCall], read_only: boo
 class _Trip:
     """One async round trip under its deadline (see :class:`_Loop`)."""
 
-    __slots__ = ("cancelling", "deadline", "expired", "task")
+    __slots__ = ("cancelling", "deadline", "expired", "task", "timeout")
 
-    def __init__(self, deadline: float, task: Any) -> None:
+    def __init__(self, deadline: float, timeout: float, task: Any) -> None:
         self.deadline = deadline
+        self.timeout = timeout
         #: The task making the round trip (an ``asyncio.Task`` of Python >= 3.11: it
         #: has ``cancelling()`` and ``uncancel()``); None once the round trip is over.
         self.task: Any = task
@@ -206,6 +207,11 @@ class _Trip:
         return task.uncancel() <= self.cancelling and isinstance(exc, asyncio.CancelledError)
 
 
+#: A timer this late (seconds) means the event loop itself was held (CPU-bound code
+#: in the app): the round trips it finds past their deadline get a new one.
+LOOP_STALL = 0.02
+
+
 class _Loop:
     """What :class:`AsyncConnections` keeps per event loop: idle connections, and the
     deadlines of the round trips in flight behind one timer.
@@ -215,37 +221,56 @@ class _Loop:
     one. A finished round trip leaves its entry behind (it is dropped when the timer
     passes it), so a round trip costs an append, not a timer of its own to schedule
     and cancel; the timer fires about once per timeout, or when a deadline passes.
+
+    A deadline measures the wait for Redis, not the event loop's lateness: when the
+    timer fires late (the loop was held past the deadline, while Redis may have
+    answered long ago), the round trips past their deadline get a new one from now,
+    and the loop's next passes read what arrived meanwhile. A loop that keeps up
+    times a hung server out within one timeout.
     """
 
-    __slots__ = ("idle", "timer", "trips")
+    __slots__ = ("idle", "timer", "timer_at", "trips")
 
     def __init__(self) -> None:
         self.idle: deque[Any] = deque()
         self.trips: deque[_Trip] = deque()
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
 
     def watch(self, loop: asyncio.AbstractEventLoop, task: Any, timeout: float) -> _Trip:
-        trip = _Trip(loop.time() + timeout, task)
+        trip = _Trip(loop.time() + timeout, timeout, task)
         self.trips.append(trip)
         if self.timer is None:
-            self.timer = loop.call_at(trip.deadline, self._expire, loop)
+            self._arm(loop, trip.deadline)
         return trip
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        self.timer_at = when
+        self.timer = loop.call_at(when, self._expire, loop)
 
     def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
         self.timer = None
         now = loop.time()
+        stalled = now - self.timer_at > LOOP_STALL
         trips = self.trips
+        late: list[_Trip] = []
         while trips:
             trip = trips[0]
             if trip.task is None:  # finished
                 trips.popleft()
             elif trip.deadline > now:
-                self.timer = loop.call_at(trip.deadline, self._expire, loop)
-                return
+                break
+            elif stalled:
+                late.append(trips.popleft())
             else:
                 trips.popleft()
                 trip.expired = True
                 trip.task.cancel()
+        for trip in late:  # deadlines from now: still in start order, after the others
+            trip.deadline = now + trip.timeout
+            trips.append(trip)
+        if trips:
+            self._arm(loop, trips[0].deadline)
 
 
 class AsyncConnections:

@@ -43,6 +43,7 @@ from ..rates import Rate
 from .base import Backend, Plan
 from .connect import DEFAULT_TIMEOUT
 from .memory import MemoryBackend
+from .redis import RedisBackend
 
 __all__ = ["POLICIES", "FailoverBackend", "Policy", "local_share"]
 
@@ -108,6 +109,7 @@ class FailoverBackend:
         self.breaker = breaker
         #: Decisions (or deletes) not answered by the primary.
         self.fallback_calls = 0
+        self._wire_deadline: bool | None = None
         #: The last error the primary raised, for diagnostics.
         self.last_error: BaseException | None = None
         self._shares: dict[Plan, Plan] = {}
@@ -173,8 +175,19 @@ class FailoverBackend:
         except BaseException:  # cancelled: the probe, if it was one, is given back
             self.breaker.release(ticket)
             raise
-        self.breaker.success(ticket, time.perf_counter() - started)
+        # Where the round trip enforces the deadline itself, a late answer already
+        # failed as a timeout: the clock here would count a stalled event loop too.
+        self.breaker.success(ticket, 0.0 if self._wire_times_out() else
+                             time.perf_counter() - started)
         return result
+
+    def _wire_times_out(self) -> bool:
+        """Whether the primary's async round trip enforces (at most) our deadline."""
+        if self._wire_deadline is None:
+            wire = (self.primary.async_deadline() if isinstance(self.primary, RedisBackend)
+                    else None)
+            self._wire_deadline = wire is not None and wire <= self.breaker.deadline
+        return self._wire_deadline
 
     def _failed(self, ticket: int, exc: BaseException) -> None:
         self.last_error = exc

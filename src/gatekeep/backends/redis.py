@@ -133,6 +133,20 @@ class RedisBackend:
             self._aclient = self._factory.aprimary()
         return self._aclient
 
+    def async_deadline(self) -> float | None:
+        """The deadline (seconds) the async round trip itself enforces on the primary, or
+        None. The lean path's deadline discounts a stalled event loop (see ``_wire._Loop``),
+        so a caller needs no clock of its own around it; redis-py's own path (Sentinel,
+        Cluster, a client of another class) times its reads with the loop's lateness in."""
+        try:
+            client = self.aclient
+        except RuntimeError:  # only a sync client
+            return None
+        if not AsyncConnections.usable(client):
+            return None
+        timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+        return float(timeout) if timeout is not None else None
+
     @property
     def replica(self) -> Any:
         """The client for read-only scripts: a Sentinel replica, else the primary's."""

@@ -120,6 +120,7 @@ class RedisExecutor:
         self.metrics = metrics
         self._lock = threading.Lock()
         self._replica: dict[bool, bool] = {}
+        self._wire_deadline: bool | None = None
         #: Plain counters (also in metrics snapshots, under ``watched``).
         self.counters = {"primary_failures": 0, "replica_reads": 0, "write_failures": 0,
                          "not_replicated": 0, "unreachable": 0}
@@ -140,7 +141,9 @@ class RedisExecutor:
         ticket = self._allow()
         cause: BaseException | None = None
         if ticket is not None:
-            timed = self.breaker is not None  # only the breaker needs the elapsed time
+            # only the breaker needs the elapsed time, and not where the async round
+            # trip enforces the deadline itself (its clock discounts a stalled loop)
+            timed = self.breaker is not None and (sync or not self._wire_times_out())
             started = time.perf_counter() if timed else 0.0
             try:
                 if not (writes and self.wait_replicas):
@@ -195,6 +198,15 @@ class RedisExecutor:
     async def aclose(self) -> None:
         """Close the backend's idle async connections (when the app shuts down)."""
         await self.backend.aclose()
+
+    def _wire_times_out(self) -> bool:
+        """Whether the async round trip to the primary enforces (at most) the breaker's
+        deadline."""
+        if self._wire_deadline is None:
+            wire = self.backend.async_deadline()
+            self._wire_deadline = (wire is not None and self.breaker is not None
+                                   and wire <= self.breaker.deadline)
+        return self._wire_deadline
 
     def _has_replica(self, *, sync: bool) -> bool:
         known = self._replica.get(sync)

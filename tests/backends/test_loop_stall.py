@@ -1,0 +1,95 @@
+"""A stalled event loop is not a Redis outage.
+
+CPU-bound code in an async app can hold the event loop past a round trip's
+deadline while Redis has long answered. The deadline must measure the wait for
+Redis, not the loop's lateness: the breaker stays closed and the next session
+save succeeds. A real hang still opens it within one timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from typing import Any
+
+import pytest
+
+from gatekeep import AsyncLimiter, RedisBackend
+from gatekeep.backends.failover import FailoverBackend
+from gatekeep.breaker import State
+from gatekeep.sessions import SessionStore
+
+pytestmark = pytest.mark.redis
+
+STALL = 0.3  # seconds; the round trip's deadline is 0.25
+STEPS = 3
+
+
+
+
+async def _in_flight_then_stall(coro: Any) -> Any:
+    """Start ``coro`` (its request is written and it waits for the reply), then hold the
+    event loop for STALL seconds, as CPU-bound code in a handler would."""
+    task = asyncio.ensure_future(coro)
+    for _ in range(STEPS):
+        await asyncio.sleep(0)  # the task runs until the request goes out
+    time.sleep(STALL)  # the loop is held; Redis answers meanwhile
+    return await task
+
+
+async def test_a_stalled_loop_during_a_limiter_call_is_not_an_outage(servers: Any,
+                                                                     prefix: str) -> None:
+    backend = FailoverBackend(RedisBackend(servers.get("redis").url))
+    limiter = AsyncLimiter("100/minute", backend=backend, prefix=prefix)
+    try:
+        assert (await limiter.hit("k")).remaining == 99  # connected, scripts loaded
+        decision = await _in_flight_then_stall(limiter.hit("k"))
+        assert decision.remaining == 98  # Redis decided it, not the fallback
+        assert backend.breaker.state is State.CLOSED
+        assert backend.fallback_calls == 0
+        assert backend.breaker.counters.failures == 0
+    finally:
+        await backend.primary.aclose()  # type: ignore[attr-defined]
+
+
+async def test_a_stalled_loop_during_a_session_load_is_not_an_outage(servers: Any,
+                                                                     prefix: str) -> None:
+    backend = FailoverBackend(RedisBackend(servers.get("redis").url))
+    store = SessionStore(backend, prefix=prefix, idle_timeout=100, absolute_timeout=1000)
+    try:
+        session = store.new({"n": 1})
+        assert await store.asave(session)
+        assert session.id is not None
+        loaded = await _in_flight_then_stall(store.aload(session.id))
+        assert loaded is not None and loaded["n"] == 1
+        assert backend.breaker.state is State.CLOSED
+        loaded["n"] = 2
+        assert await store.asave(loaded)  # the next save succeeds
+        again = await store.aload(session.id)
+        assert again is not None and again["n"] == 2
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs SIGSTOP")
+async def test_a_real_hang_still_opens_the_breaker_within_one_timeout(
+        server_factory: Any, prefix: str) -> None:
+    server = server_factory("redis")
+    backend = FailoverBackend(RedisBackend(server.url))
+    limiter = AsyncLimiter("100/minute", backend=backend, prefix=prefix)
+    try:
+        await limiter.hit("k")
+        os.kill(server.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            decision = await limiter.hit("k")  # decided by the fallback
+            took = time.monotonic() - started
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        assert decision.allowed
+        assert backend.breaker.state is State.OPEN
+        assert 0.2 <= took < 0.25 + 0.2, took
+    finally:
+        await backend.primary.aclose()  # type: ignore[attr-defined]
