@@ -7,11 +7,11 @@
 local n = #KEYS
 if n == 1 and mode ~= 'refund' then  -- the common case, without the loops (same result)
   local c = check(KEYS[1], tonumber(ARGV[4]), tonumber(ARGV[5]))
-  if c[1] and mode == 'hit' then
+  if c[ALLOWED] and mode == 'hit' then
     commit(KEYS[1], c)
-    return {1, c[5], c[6], 0}
+    return {1, c[REMAINING_IF_HIT], c[RESET_IF_HIT], 0}
   end
-  return {c[1] and 1 or 0, c[2], c[3], c[4]}
+  return {c[ALLOWED] and 1 or 0, c[REMAINING], c[RESET], c[RETRY]}
 end
 
 local out = {}
@@ -31,7 +31,7 @@ local all_allowed = true
 for i = 1, n do
   local c = check(KEYS[i], tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i]))
   checks[i] = c
-  if not c[1] then all_allowed = false end
+  if not c[ALLOWED] then all_allowed = false end
 end
 
 local consume = all_allowed and mode == 'hit'
@@ -40,14 +40,14 @@ for i = 1, n do
   if consume then
     commit(KEYS[i], c)
     out[#out + 1] = 1
-    out[#out + 1] = c[5]
-    out[#out + 1] = c[6]
+    out[#out + 1] = c[REMAINING_IF_HIT]
+    out[#out + 1] = c[RESET_IF_HIT]
     out[#out + 1] = 0
   else
-    out[#out + 1] = c[1] and 1 or 0
-    out[#out + 1] = c[2]
-    out[#out + 1] = c[3]
-    out[#out + 1] = c[4]
+    out[#out + 1] = c[ALLOWED] and 1 or 0
+    out[#out + 1] = c[REMAINING]
+    out[#out + 1] = c[RESET]
+    out[#out + 1] = c[RETRY]
   end
 end
 return out

@@ -20,3 +20,10 @@ local cost = tonumber(ARGV[3])
 local function ms(us)
   return math.max(1, math.ceil(us / 1000))
 end
+
+-- The fields of the table check() returns, by name (gatekeep/algorithms/_driver.py:
+-- Check): allowed; remaining and reset_after µs as things are; retry_after µs (-1:
+-- never); remaining and reset_after once committed; the state commit() writes, and
+-- its lifetime in µs (the time until that state stops mattering).
+local ALLOWED, REMAINING, RESET, RETRY, REMAINING_IF_HIT, RESET_IF_HIT, STATE, TTL =
+  1, 2, 3, 4, 5, 6, 7, 8

@@ -30,7 +30,7 @@ local function check(key, interval, burst)
 end
 
 local function commit(key, c)
-  redis.call('SET', key, string.format('%d', c[7]), 'PX', ms(c[8]))
+  redis.call('SET', key, string.format('%d', c[STATE]), 'PX', ms(c[TTL]))
 end
 
 local function refund(key, interval, burst)

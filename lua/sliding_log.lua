@@ -44,7 +44,7 @@ local function check(key, limit, period)
 end
 
 local function commit(key, c)
-  local ts, keep = string.format('%d', c[7][1]), c[7][3]
+  local ts, keep = string.format('%d', c[STATE][1]), c[STATE][3]
   local batch = {}
   for _ = 1, cost do
     batch[#batch + 1] = ts
@@ -58,7 +58,7 @@ local function commit(key, c)
     redis.call('DEL', key)
   else
     redis.call('LTRIM', key, 0, keep - 1)  -- drop expired entries
-    redis.call('PEXPIRE', key, ms(c[8]))
+    redis.call('PEXPIRE', key, ms(c[TTL]))
   end
 end
 

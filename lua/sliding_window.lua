@@ -56,7 +56,7 @@ local function check(key, limit, period)
 end
 
 local function commit(key, c)
-  redis.call('SET', key, string.format('%d %d %d', c[7][1], c[7][2], c[7][3]), 'PX', ms(c[8]))
+  redis.call('SET', key, string.format('%d %d %d', c[STATE][1], c[STATE][2], c[STATE][3]), 'PX', ms(c[TTL]))
 end
 
 local function refund(key, limit, period)

@@ -34,7 +34,7 @@ local function check(key, interval, burst)
 end
 
 local function commit(key, c)
-  redis.call('SET', key, string.format('%d %d', c[7][1], c[7][2]), 'PX', ms(c[8]))
+  redis.call('SET', key, string.format('%d %d', c[STATE][1], c[STATE][2]), 'PX', ms(c[TTL]))
 end
 
 local function refund(key, interval, burst)

@@ -1,8 +1,30 @@
 """The limiter algorithms: one Python twin per script in ``lua/``.
 
 Each module (``token_bucket``, ``gcra``, ``fixed_window``, ``sliding_window``,
-``sliding_log``) defines ``check``, ``commit`` and ``refund`` exactly as its Lua
-script does, and :mod:`._driver` runs them as ``lua/_driver.lua`` does.
+``sliding_log``) is the whole algorithm on the Python side, beside its Lua
+script: ``NAME``, ``SHORT`` (its name in keys), ``BURST`` (whether its two
+numbers per limit are an interval and a burst, or a limit and a period), and
+``check``, ``commit`` and ``refund`` exactly as its Lua script defines them.
+:mod:`._driver` runs them as ``lua/_driver.lua`` does (several limits,
+all-or-nothing).
+
+Adding an algorithm
+-------------------
+1. ``lua/<name>.lua``: a header (KEYS, ARGV with units, what it stores), then
+   ``check(key, a, b)`` returning the table whose fields ``lua/_prelude.lua``
+   names (``c[ALLOWED]`` .. ``c[TTL]``), ``commit(key, c)`` writing ``c[STATE]``
+   with a lifetime of ``c[TTL]`` (the time until that state stops mattering), and
+   ``refund(key, a, b)``. ``now``, ``mode`` and ``cost`` are the prelude's.
+2. ``src/gatekeep/algorithms/<name>.py``: the same functions with the same names,
+   arguments and integer arithmetic (``check`` returns a :class:`Check`), plus
+   ``NAME``, ``SHORT`` and ``BURST``. Optionally ``fused_hit``: an inlined
+   in-process ``hit`` for one limit, kept only where a benchmark shows it pays
+   (``benchmarks/bench_memory.py``; without one, ``MemoryBackend`` runs
+   ``check`` + ``commit`` through :func:`run`).
+3. Register the module in ``ALGORITHMS`` below: one line.
+
+The tests pick every registered algorithm up: Lua against twin (hypothesis, on
+Redis and Valkey), semantics, key lifetimes, fused path against twin.
 """
 
 from __future__ import annotations
@@ -14,19 +36,25 @@ from types import ModuleType
 from ..rates import Rate
 from ..scripts import Script, limiter_script
 from . import fixed_window, gcra, sliding_log, sliding_window, token_bucket
-from ._driver import HIT, PEEK, REFUND, Algorithm, run
+from ._driver import HIT, PEEK, REFUND, Algorithm, bucket_params, run, window_params
 
 __all__ = ["ALGORITHMS", "AlgorithmSpec", "HIT", "PEEK", "REFUND", "get_algorithm", "run"]
 
 
 @dataclass(frozen=True, eq=False)
 class AlgorithmSpec:
-    name: str
-    #: Short name used in Redis keys.
-    short: str
+    """A registered algorithm: its twin module, and the script made from its Lua."""
+
     twin: ModuleType
-    #: True for the token bucket and GCRA, whose parameters are (interval, burst).
-    bucket: bool
+
+    @property
+    def name(self) -> str:
+        return self.twin.NAME  # type: ignore[no-any-return]
+
+    @property
+    def short(self) -> str:
+        """Short name used in Redis keys."""
+        return self.twin.SHORT  # type: ignore[no-any-return]
 
     @cached_property
     def script(self) -> Script:
@@ -36,21 +64,20 @@ class AlgorithmSpec:
     def algorithm(self) -> Algorithm:
         return self.twin
 
+    @property
+    def bucket(self) -> bool:
+        """Whether the script's parameters are (interval, burst): token bucket, GCRA."""
+        return bool(self.twin.BURST)
+
     def params(self, rate: Rate) -> tuple[int, int]:
         """The two script parameters of one limit."""
-        if self.bucket:
-            return (rate.interval_us, rate.burst)
-        if rate.has_burst:
-            raise ValueError(
-                f"{self.name} admits 'limit' per window and has no burst; "
-                f"drop 'burst' from {str(rate)!r} or use token_bucket or gcra"
-            )
-        return (rate.limit, rate.period_us)
+        return bucket_params(rate) if self.bucket else window_params(self.name, rate)
 
 
 ALGORITHMS: dict[str, AlgorithmSpec] = {
-    m.NAME: AlgorithmSpec(m.NAME, m.SHORT, m, m in (token_bucket, gcra))
-    for m in (token_bucket, gcra, sliding_window, sliding_log, fixed_window)
+    spec.name: spec for spec in map(AlgorithmSpec, (
+        token_bucket, gcra, sliding_window, sliding_log, fixed_window,
+    ))
 }
 
 

@@ -9,21 +9,37 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from ..decision import Decision
+    from ..rates import Rate
 
 __all__ = ["HIT", "PEEK", "REFUND", "Check", "Clock", "Counters", "FusedHit", "Lock", "Put",
-           "Store", "ms", "run"]
+           "Store", "bucket_params", "ms", "run", "window_params"]
 
 HIT = "hit"
 PEEK = "peek"
 REFUND = "refund"
 
-#: What ``check`` returns, as the Lua table ``c``:
-#: (allowed, remaining, reset_us, retry_us, remaining_if_hit, reset_if_hit, state, ttl_us)
-Check = tuple[bool, int, int, int, int, int, Any, int]
+class Check(NamedTuple):
+    """What ``check`` returns: the Lua table ``c``, whose fields ``lua/_prelude.lua``
+    names with the same words in capitals (``c[STATE]`` is ``c.state``)."""
+
+    #: The cost fits now.
+    allowed: bool
+    #: What remains, and microseconds until the limit is whole again, as things are.
+    remaining: int
+    reset_us: int
+    #: Microseconds until this cost would fit (0 when allowed, -1: never).
+    retry_us: int
+    #: ``remaining`` and ``reset_us`` once the cost is committed.
+    remaining_if_hit: int
+    reset_if_hit_us: int
+    #: What ``commit`` writes, and the key's lifetime then: the time until that state
+    #: stops mattering.
+    state: Any
+    ttl_us: int
 
 
 class Store(Protocol):
@@ -38,6 +54,12 @@ class Store(Protocol):
 
 
 class Algorithm(Protocol):
+    """What an algorithm module provides (see docs in ``algorithms/__init__.py``)."""
+
+    NAME: str
+    SHORT: str
+    BURST: bool
+
     def check(self, store: Store, key: str, now: int, cost: int, a: int, b: int) -> Check: ...
 
     def commit(self, store: Store, key: str, now: int, c: Check) -> None: ...
@@ -79,6 +101,21 @@ def ms(us: float) -> int:
     return max(1, math.ceil(us / 1000))
 
 
+def bucket_params(rate: Rate) -> tuple[int, int]:
+    """The two parameters of a bucket algorithm: microseconds per token, capacity."""
+    return (rate.interval_us, rate.burst)
+
+
+def window_params(name: str, rate: Rate) -> tuple[int, int]:
+    """The two parameters of a window algorithm: the limit and the period (µs)."""
+    if rate.has_burst:
+        raise ValueError(
+            f"{name} admits 'limit' per window and has no burst; "
+            f"drop 'burst' from {str(rate)!r} or use token_bucket or gcra"
+        )
+    return (rate.limit, rate.period_us)
+
+
 def run(
     algo: Algorithm,
     store: Store,
@@ -98,18 +135,18 @@ def run(
     if len(keys) == 1:  # the common case, without the loops (same result)
         (a, b), = params
         c = algo.check(store, keys[0], now, cost, a, b)
-        if mode == HIT and c[0]:
+        if mode == HIT and c.allowed:
             algo.commit(store, keys[0], now, c)
-            return [1, c[4], c[5], 0]
-        return [1 if c[0] else 0, c[1], c[2], c[3]]
+            return [1, c.remaining_if_hit, c.reset_if_hit_us, 0]
+        return [1 if c.allowed else 0, c.remaining, c.reset_us, c.retry_us]
 
     checks = [algo.check(store, key, now, cost, a, b)
               for key, (a, b) in zip(keys, params, strict=False)]
-    consume = mode == HIT and all(c[0] for c in checks)
+    consume = mode == HIT and all(c.allowed for c in checks)
     for key, c in zip(keys, checks, strict=False):
         if consume:
             algo.commit(store, key, now, c)
-            out += (1, c[4], c[5], 0)
+            out += (1, c.remaining_if_hit, c.reset_if_hit_us, 0)
         else:
-            out += (1 if c[0] else 0, c[1], c[2], c[3])
+            out += (1 if c.allowed else 0, c.remaining, c.reset_us, c.retry_us)
     return out

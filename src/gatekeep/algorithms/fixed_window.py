@@ -18,6 +18,10 @@ from ._driver import Check, Clock, Counters, FusedHit, Lock, Put, Store, ms
 
 NAME = "fixed_window"
 SHORT = "fw"
+#: The script's two parameters per limit: (microseconds per token, burst), else
+#: (limit, period in microseconds) and no burst.
+BURST = False
+
 
 
 def load(store: Store, key: str, now: int, period: int) -> tuple[int, int]:
@@ -39,12 +43,12 @@ def check(store: Store, key: str, now: int, cost: int, limit: int, period: int) 
         retry = -1 if cost > limit else ends_in
     reset = ends_in if count > 0 else 0
     reset_hit = ends_in if count + cost > 0 else 0
-    return (allowed, limit - count, reset, retry,
-            limit - count - cost, reset_hit, (start, count + cost), ends_in)
+    return Check(allowed, limit - count, reset, retry,
+                 limit - count - cost, reset_hit, (start, count + cost), ends_in)
 
 
 def commit(store: Store, key: str, now: int, c: Check) -> None:
-    store.set(key, c[6], now + ms(c[7]) * 1000)
+    store.set(key, c.state, now + ms(c.ttl_us) * 1000)
 
 
 def refund(store: Store, key: str, now: int, cost: int, limit: int, period: int

@@ -20,6 +20,10 @@ from ._driver import Check, Clock, Counters, FusedHit, Lock, Put, Store, ms
 
 NAME = "gcra"
 SHORT = "gcra"
+#: The script's two parameters per limit: (microseconds per token, burst), else
+#: (limit, period in microseconds) and no burst.
+BURST = True
+
 
 
 def load(store: Store, key: str, now: int) -> int:
@@ -37,13 +41,13 @@ def check(store: Store, key: str, now: int, cost: int, interval: int, burst: int
     retry = 0
     if not allowed:
         retry = -1 if cost > burst else new_backlog - tolerance
-    return (allowed, math.floor((tolerance - backlog) / interval), backlog, retry,
-            math.floor((tolerance - new_backlog) / interval), new_backlog,
-            now + new_backlog, new_backlog)
+    return Check(allowed, math.floor((tolerance - backlog) / interval), backlog, retry,
+                 math.floor((tolerance - new_backlog) / interval), new_backlog,
+                 now + new_backlog, new_backlog)
 
 
 def commit(store: Store, key: str, now: int, c: Check) -> None:
-    store.set(key, c[6], now + ms(c[7]) * 1000)
+    store.set(key, c.state, now + ms(c.ttl_us) * 1000)
 
 
 def refund(store: Store, key: str, now: int, cost: int, interval: int, burst: int

@@ -15,6 +15,10 @@ from ._driver import Check, Store, ms
 
 NAME = "sliding_log"
 SHORT = "sl"
+#: The script's two parameters per limit: (microseconds per token, burst), else
+#: (limit, period in microseconds) and no burst.
+BURST = False
+
 
 
 def load(store: Store, key: str, now: int, period: int) -> tuple[list[int], int, int | None]:
@@ -39,19 +43,19 @@ def check(store: Store, key: str, now: int, cost: int, limit: int, period: int) 
     # keep the log sorted even if the clock steps back
     ts = max(now, head if head is not None else now)
     reset_hit = ts + period - now if cost > 0 else reset
-    return (allowed, limit - count, reset, retry, limit - count - cost, reset_hit,
-            (ts, cost, count + cost), reset_hit)
+    return Check(allowed, limit - count, reset, retry, limit - count - cost, reset_hit,
+                 (ts, cost, count + cost), reset_hit)
 
 
 def commit(store: Store, key: str, now: int, c: Check) -> None:
-    ts, cost, keep = c[6]
+    ts, cost, keep = c.state
     log: list[int] = store.get(key, now) or []
     log.extend([ts] * cost)
     if keep == 0:
         store.delete(key)
     else:
         del log[:-keep]  # drop expired entries
-        store.set(key, log, now + ms(c[7]) * 1000)
+        store.set(key, log, now + ms(c.ttl_us) * 1000)
 
 
 def refund(store: Store, key: str, now: int, cost: int, limit: int, period: int

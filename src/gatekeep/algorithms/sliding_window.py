@@ -24,6 +24,10 @@ from ._driver import Check, Clock, Counters, FusedHit, Lock, Put, Store, ms
 
 NAME = "sliding_window"
 SHORT = "sw"
+#: The script's two parameters per limit: (microseconds per token, burst), else
+#: (limit, period in microseconds) and no burst.
+BURST = False
+
 
 
 def load(store: Store, key: str, now: int, period: int) -> tuple[int, int, int]:
@@ -63,14 +67,15 @@ def check(store: Store, key: str, now: int, cost: int, limit: int, period: int) 
     retry = 0
     if not allowed:
         retry = -1 if cost > limit else wait(cost, limit, period, elapsed, cur, prev)
-    return (allowed, max(math.floor(limit - estimate), 0), reset_in(now, start, period, cur, prev),
-            retry, max(math.floor(limit - estimate - cost), 0),
-            reset_in(now, start, period, cur + cost, prev), (start, cur + cost, prev),
-            start + 2 * period - now)
+    return Check(allowed, max(math.floor(limit - estimate), 0),
+                 reset_in(now, start, period, cur, prev), retry,
+                 max(math.floor(limit - estimate - cost), 0),
+                 reset_in(now, start, period, cur + cost, prev), (start, cur + cost, prev),
+                 start + 2 * period - now)
 
 
 def commit(store: Store, key: str, now: int, c: Check) -> None:
-    store.set(key, c[6], now + ms(c[7]) * 1000)
+    store.set(key, c.state, now + ms(c.ttl_us) * 1000)
 
 
 def refund(store: Store, key: str, now: int, cost: int, limit: int, period: int

@@ -20,6 +20,10 @@ from ._driver import Check, Clock, Counters, FusedHit, Lock, Put, Store, ms
 
 NAME = "token_bucket"
 SHORT = "tb"
+#: The script's two parameters per limit: (microseconds per token, burst), else
+#: (limit, period in microseconds) and no burst.
+BURST = True
+
 
 
 def load(store: Store, key: str, now: int, interval: int, burst: int) -> tuple[int, int]:
@@ -41,12 +45,12 @@ def check(store: Store, key: str, now: int, cost: int, interval: int, burst: int
     if not allowed:
         retry = -1 if cost > burst else need - level
     left = level - need
-    return (allowed, math.floor(level / interval), capacity - level, retry,
-            math.floor(left / interval), capacity - left, (left, ts), capacity - left)
+    return Check(allowed, math.floor(level / interval), capacity - level, retry,
+                 math.floor(left / interval), capacity - left, (left, ts), capacity - left)
 
 
 def commit(store: Store, key: str, now: int, c: Check) -> None:
-    store.set(key, c[6], now + ms(c[7]) * 1000)
+    store.set(key, c.state, now + ms(c.ttl_us) * 1000)
 
 
 def refund(store: Store, key: str, now: int, cost: int, interval: int, burst: int
