@@ -28,6 +28,15 @@ from gatekeep import ALGORITHMS, Limiter, MemoryBackend
 RATE = "1000000/second"
 
 
+class TwinPath(MemoryBackend):
+    """The in-process backend without its fused paths: every hit is the twin's ``check``
+    + ``commit`` through ``run()``, what an algorithm without ``fused_hit`` gets. The
+    variants through it are what justifies (or not) inlining an algorithm's arithmetic."""
+
+    def fused_hit(self, plan, counters=None):  # type: ignore[no-untyped-def]
+        return None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=15)
@@ -38,6 +47,9 @@ def main() -> None:
     variants: dict[str, Callable[[str], object]] = {}
     for algo in ALGORITHMS:
         variants[f"gatekeep {algo}"] = Limiter(RATE, backend=MemoryBackend(), algorithm=algo).hit
+    for algo in ALGORITHMS:
+        variants[f"gatekeep {algo}, twin path (no fused_hit)"] = Limiter(
+            RATE, backend=TwinPath(), algorithm=algo).hit
     variants["gatekeep token_bucket, metrics off"] = Limiter(
         RATE, backend=MemoryBackend(), metrics=None).hit
     item = limits_parse(RATE)
