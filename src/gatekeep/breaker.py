@@ -33,6 +33,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from .outage import Verdict, classify
+
 __all__ = ["BreakerCounters", "CircuitBreaker", "State"]
 
 logger = logging.getLogger("gatekeep.breaker")
@@ -197,6 +199,20 @@ class CircuitBreaker:
                     self._open(f"{why}: {reason}" if reason else why)
             elif self._state is State.HALF_OPEN:
                 self._open(f"probe failed: {reason}" if reason else "probe failed")
+
+    def failed(self, ticket: int, exc: BaseException, reason: str | None = None
+               ) -> Verdict | None:
+        """The call with ``ticket`` raised ``exc``: counted as :mod:`gatekeep.outage`
+        judges it (an outage fails, a severe one opens at once; an error reply of a
+        live server or a bug is not Redis being away: the ticket is given back).
+        ``reason``: the text to log (``exc`` by default). Returns the verdict."""
+        verdict = classify(exc)
+        if verdict is None or not verdict.outage:
+            self.release(ticket)
+        else:
+            self.failure(ticket, timeout=verdict.timeout, severe=verdict.severe,
+                         reason=(reason or f"{type(exc).__name__}: {exc}")[:200])
+        return verdict
 
     def release(self, ticket: int) -> None:
         """The call with ``ticket`` was abandoned (cancelled) before it answered."""

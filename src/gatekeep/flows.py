@@ -13,11 +13,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Generator
 from typing import TypeVar
 
-__all__ = ["arun_flow", "run_flow"]
+__all__ = ["arun_flow", "nest", "run_flow"]
 
 S = TypeVar("S")  # what the flow yields: the I/O to do
 R = TypeVar("R")  # what it is sent: the I/O's result
 T = TypeVar("T")  # what it returns
+X = TypeVar("X")  # what an inner flow yields
+Y = TypeVar("Y")  # what an inner flow is sent
 
 
 def run_flow(flow: Generator[S, R, T], io: Callable[[S], R]) -> T:
@@ -46,5 +48,22 @@ async def arun_flow(flow: Generator[S, R, T], io: Callable[[S], Awaitable[R]]) -
                 step = flow.throw(exc)
             else:
                 step = flow.send(result)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]  # StopIteration.value is Any
+
+
+def nest(outer: Generator[S, R, T], inner: Callable[[S], Generator[X, Y, R]]
+         ) -> Generator[X, Y, T]:
+    """``outer`` as a flow whose every step is itself a flow (``inner(step)``): a
+    sub-call that does I/O of its own, stepped by the same driver."""
+    try:
+        step = next(outer)
+        while True:
+            try:
+                result = yield from inner(step)
+            except BaseException as exc:
+                step = outer.throw(exc)
+            else:
+                step = outer.send(result)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]  # StopIteration.value is Any

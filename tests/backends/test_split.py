@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from gatekeep import Limiter, MemoryBackend
 from gatekeep.algorithms import HIT, PEEK
-from gatekeep.backends._split import run_split, slot_groups
+from gatekeep.backends._split import slot_groups, split_flow
+from gatekeep.flows import run_flow
 
 NOW = 1_800_000_000_000_000
 
@@ -23,12 +24,13 @@ def test_a_denial_refunds_the_groups_already_charged():
     groups = slot_groups(keys)
     assert groups == [[0], [1]]
 
-    def call(p, k, m):
+    def call(sub):
+        p, k, m = sub
         return backend.limit(p, k, NOW, m, 1)
 
-    replies = [run_split(call, plan, keys, groups, HIT) for _ in range(3)]
+    replies = [run_flow(split_flow(plan, keys, groups, HIT), call) for _ in range(3)]
     assert [r[0] for r in replies] == [1, 1, 1] and [r[4] for r in replies] == [1, 1, 0]
     # the third was denied by the second rate: the first was charged, then refunded
     assert replies[2][1] == 3
-    peek = run_split(call, plan, keys, groups, PEEK)
+    peek = run_flow(split_flow(plan, keys, groups, PEEK), call)
     assert peek[1] == 3 and peek[5] == 0

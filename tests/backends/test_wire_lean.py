@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gatekeep import RedisBackend
+from gatekeep.backends._calls import Trip, commands
 from gatekeep.backends._wire import _lean, _packed, pack
 from gatekeep.scripts import Script
 from gatekeep.sessions import SessionStore
@@ -20,12 +21,20 @@ call = st.tuples(st.sampled_from(SCRIPTS), st.lists(st.text(max_size=8), max_siz
                  st.lists(arg, max_size=5))
 
 
-@given(st.lists(call, min_size=1, max_size=3), st.booleans())
-def test_packed_is_pack_per_call(calls, read_only):
-    command = "EVALSHA_RO" if read_only else "EVALSHA"
-    want = b"".join(pack((command, s.sha, len(k), *k, *a)) for s, k, a in calls)
-    assert _packed(calls, read_only) == want
-    assert _packed(calls, read_only) == want  # and again, from the cache
+@given(st.lists(call, min_size=1, max_size=3), st.booleans(), st.booleans(),
+       st.none() | st.tuples(st.integers(0, 3), st.integers(1, 1000)))
+def test_packed_is_pack_per_call(calls, read_only, source, wait):
+    command = ("EVAL_RO" if read_only else "EVAL") if source else (
+        "EVALSHA_RO" if read_only else "EVALSHA")
+    want = b"".join(pack((command, s.source if source else s.sha, len(k), *k, *a))
+                    for s, k, a in calls)
+    if wait is not None:
+        want += pack(("WAIT", *wait))
+    trip = Trip(calls, read_only, source, wait)
+    assert _packed(trip) == want
+    assert _packed(trip) == want  # and again, from the cache
+    # the lean path sends exactly what redis-py's pipeline would
+    assert b"".join(pack(c) for c in commands(trip)) == want
 
 
 class CountingConnection(redis.asyncio.Connection):

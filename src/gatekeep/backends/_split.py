@@ -9,21 +9,20 @@ it is denied. Between the first charge and its refund another request may see
 the briefly lower remaining capacity: the cost of not being one atomic script.
 
 Written once as a flow (a generator of sub-calls, see :mod:`gatekeep.flows`),
-run by a sync and an async driver.
+each sub-call itself a script call's flow (``RedisBackend`` nests them).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Generator
 
 from redis.crc import key_slot
 
 from ..algorithms import HIT, PEEK, REFUND
-from ..flows import arun_flow, run_flow
 from .base import Plan
 
-__all__ = ["SubCall", "arun_split", "run_split", "slot_groups"]
+__all__ = ["SubCall", "slot_groups", "split_flow"]
 
 #: A sub-call: (plan, keys, mode).
 SubCall = tuple[Plan, list[str], str]
@@ -73,14 +72,3 @@ def split_flow(plan: Plan, keys: list[str], groups: list[list[int]], mode: str) 
             place((yield rest_plan, rest_keys, PEEK), rest_idx)
         return out
     return out
-
-
-def run_split(call: Callable[[Plan, list[str], str], list[int]], plan: Plan,
-              keys: list[str], groups: list[list[int]], mode: str) -> list[int]:
-    return run_flow(split_flow(plan, keys, groups, mode), lambda sub: call(*sub))
-
-
-async def arun_split(call: Callable[[Plan, list[str], str], Awaitable[list[int]]],
-                     plan: Plan, keys: list[str], groups: list[list[int]], mode: str
-                     ) -> list[int]:
-    return await arun_flow(split_flow(plan, keys, groups, mode), lambda sub: call(*sub))

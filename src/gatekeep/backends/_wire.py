@@ -7,11 +7,11 @@ script itself. For plain ``redis.Redis`` / ``redis.asyncio.Redis`` clients we
 take a connection from the client's own pool (its settings, TLS and ACL user
 included), send the packed scripts, and read their replies:
 
-- a batch of scripts is one write and one round trip, whatever their number;
-- a NOSCRIPT reply means that script did not run, so it alone is sent again
-  as EVAL (the server's script cache is empty after a restart or a failover);
-- nothing is retried blindly: a timeout after the server ran a script must not
-  run it twice; any I/O error drops the connection (a reply may be in flight);
+- a trip (:class:`~._calls.Trip`: a batch of scripts, maybe a WAIT) is one write
+  and one round trip, whatever their number; what to send is decided by the
+  call's flow (:mod:`._calls`: NOSCRIPT, EVALSHA_RO), not here;
+- nothing is retried: a timeout after the server ran a script must not run it
+  twice; any I/O error drops the connection (a reply may be in flight);
 - asyncio: idle connections are kept per event loop (a connection belongs to
   the loop that opened it), and one round trip gets one timeout, the client's
   ``socket_timeout``. The deadlines of one loop's round trips share one timer
@@ -20,14 +20,13 @@ included), send the packed scripts, and read their replies:
   connection's stream is written and its parser read directly (redis-py's
   ``send_packed_command`` / ``read_response`` would add their bookkeeping).
 
-Cluster clients and anything else go through redis-py's ``execute_command`` and
-pipelines (see ``RedisBackend``).
+Cluster clients and anything else go through redis-py's pipelines (see
+``RedisBackend``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import weakref
 from collections import deque
@@ -36,33 +35,17 @@ from typing import Any
 
 import redis
 import redis.asyncio
-from redis.exceptions import ConnectionError, NoScriptError, ResponseError
+from redis.exceptions import ConnectionError, ResponseError
 
-from ..scripts import Script
+from ._calls import Trip, replies_expected
 
-__all__ = ["AsyncConnections", "ScriptCall", "SyncConnections", "fast_pool", "pack",
-           "run_sync"]
-
-#: One script call: the script, its keys, its arguments.
-ScriptCall = tuple[Script, Sequence[str], Sequence[Any]]
+__all__ = ["AsyncConnections", "SyncConnections", "fast_pool", "pack", "run_sync"]
 
 class _Nothing:
     pass
 
 
 _DEAD: weakref.ReferenceType[Any] = weakref.ref(_Nothing())  # a reference to nothing
-
-logger = logging.getLogger("gatekeep.redis")
-
-
-def script_reloaded(script: Script, where: str) -> None:
-    """One log line per NOSCRIPT: the server lost its script cache (a restart, a
-    failover to a replica, SCRIPT FLUSH); the script is sent again as EVAL."""
-    logger.info("gatekeep: %s had no script %s (restart or failover?); sent it again",
-                where, script.name, extra={"gatekeep_event": "script_reloaded",
-                                           "script": script.name, "sha": script.sha,
-                                           "server": where})
-
 
 def pack(args: Sequence[Any]) -> bytes:
     """One command in RESP, the Redis protocol: an array of bulk strings.
@@ -89,22 +72,25 @@ def _head(sha: str, read_only: bool, nkeys: int) -> bytes:
     return head
 
 
-def _packed(calls: Sequence[ScriptCall], read_only: bool) -> bytes:
-    """The calls as EVALSHA (or EVALSHA_RO) commands, as ``pack`` would make them."""
+def _packed(trip: Trip) -> bytes:
+    """The trip's commands in RESP: EVALSHA (or EVALSHA_RO) as ``pack`` would make them,
+    with each script's head packed once; EVAL (the script's source) and WAIT by ``pack``."""
+    read_only = trip.read_only
     out = []
-    for s, k, a in calls:
-        nkeys = len(k)
-        out.append(b"*%d\r\n" % (3 + nkeys + len(a)))
-        out.append(_HEADS.get((s.sha, read_only, nkeys)) or _head(s.sha, read_only, nkeys))
-        for x in (*k, *a):
-            b = x if type(x) is bytes else str(x).encode()
-            out.append(b"$%d\r\n%b\r\n" % (len(b), b))
+    if trip.source:
+        command = "EVAL_RO" if read_only else "EVAL"
+        out = [pack((command, s.source, len(k), *k, *a)) for s, k, a in trip.calls]
+    else:
+        for s, k, a in trip.calls:
+            nkeys = len(k)
+            out.append(b"*%d\r\n" % (3 + nkeys + len(a)))
+            out.append(_HEADS.get((s.sha, read_only, nkeys)) or _head(s.sha, read_only, nkeys))
+            for x in (*k, *a):
+                b = x if type(x) is bytes else str(x).encode()
+                out.append(b"$%d\r\n%b\r\n" % (len(b), b))
+    if trip.wait is not None:
+        out.append(pack(("WAIT", *trip.wait)))
     return b"".join(out)
-
-
-def _eval(call: ScriptCall, read_only: bool) -> bytes:
-    s, k, a = call
-    return pack(("EVAL_RO" if read_only else "EVAL", s.source, len(k), *k, *a))
 
 
 #: Pools whose connections know their server from their own options. A Sentinel
@@ -150,30 +136,21 @@ class SyncConnections:
             self._idle.pop().disconnect()
 
 
-def run_sync(conns: SyncConnections, calls: Sequence[ScriptCall], read_only: bool = False
-             ) -> list[Any]:
-    """Run ``calls`` in one round trip on one of ``conns``.
+def run_sync(conns: SyncConnections, trip: Trip) -> list[Any]:
+    """Do ``trip`` in one round trip on one of ``conns``.
 
-    Returns one reply per call, a ``ResponseError`` in place of a reply for a
-    script that failed (the caller decides what to raise).
+    Returns one reply per command, a ``ResponseError`` in place of a reply for a
+    command that failed (the call's flow decides what to do with it).
     """
     conn = conns.get()
     try:
-        conn.send_packed_command([_packed(calls, read_only)])
+        conn.send_packed_command([_packed(trip)])
         replies: list[Any] = []
-        for _ in calls:
+        for _ in range(replies_expected(trip)):
             try:
                 replies.append(conn.read_response())
             except ResponseError as exc:  # read in full: the connection stays usable
                 replies.append(exc)
-        for i, reply in enumerate(replies):
-            if isinstance(reply, NoScriptError):  # nothing ran for this call
-                script_reloaded(calls[i][0], _server(conn))
-                conn.send_packed_command([_eval(calls[i], read_only)])
-                try:
-                    replies[i] = conn.read_response()
-                except ResponseError as exc:
-                    replies[i] = exc
     except BaseException:
         conn.disconnect()  # a reply may still be on its way: never reuse it
         raise
@@ -310,37 +287,37 @@ class AsyncConnections:
             self._last = (weakref.ref(loop), state)
         return state
 
-    async def run(self, calls: Sequence[ScriptCall], read_only: bool = False) -> list[Any]:
+    async def run(self, trip: Trip) -> list[Any]:
         loop = asyncio.get_running_loop()
         state = self._loop_state(loop)
         idle = state.idle
         conn = idle.pop() if idle else self._connection_class(**self._options)
         timeout = self._timeout
         if timeout is None:
-            trip = None
+            watch = None
         else:
             task = asyncio.current_task()
             if task is None or not hasattr(task, "uncancel"):  # Python 3.10
-                return await self._run_waiting(conn, idle, calls, read_only, timeout)
-            trip = state.watch(loop, task, timeout)
+                return await self._run_waiting(conn, idle, trip, timeout)
+            watch = state.watch(loop, task, timeout)
         try:
-            replies = await _connected_trip(conn, calls, read_only)
+            replies = await _connected_trip(conn, trip)
         except BaseException as exc:
-            expired = trip is not None and trip.close(exc)
+            expired = watch is not None and watch.close(exc)
             await conn.disconnect()  # a reply may still be on its way
             if expired:
                 raise TimeoutError from exc
             raise
-        if trip is not None:
-            trip.close(None)
+        if watch is not None:
+            watch.close(None)
         idle.append(conn)
         return replies
 
-    async def _run_waiting(self, conn: Any, idle: deque[Any], calls: Sequence[ScriptCall],
-                           read_only: bool, timeout: float) -> list[Any]:
+    async def _run_waiting(self, conn: Any, idle: deque[Any], trip: Trip, timeout: float
+                           ) -> list[Any]:
         """The same with ``asyncio.wait_for`` (Python 3.10, or outside a task)."""
         try:
-            replies = await asyncio.wait_for(_connected_trip(conn, calls, read_only), timeout)
+            replies = await asyncio.wait_for(_connected_trip(conn, trip), timeout)
         except BaseException:
             await conn.disconnect()
             raise
@@ -360,14 +337,13 @@ class AsyncConnections:
                     _abandon(conn)
 
 
-def _connected_trip(conn: Any, calls: Sequence[ScriptCall], read_only: bool
-                    ) -> Coroutine[Any, Any, list[Any]]:
+def _connected_trip(conn: Any, trip: Trip) -> Coroutine[Any, Any, list[Any]]:
     """The round trip for ``conn``: the lean one when it is connected and nothing of
     redis-py's would do more, else through its public methods (which connect it).
     Not itself a coroutine: no frame of its own to resume after every reply."""
     if conn.is_connected and _lean(conn):  # is_connected: its reader and writer are there
-        return _round_trip(conn, calls, read_only)
-    return _round_trip_public(conn, calls, read_only)
+        return _round_trip(conn, trip)
+    return _round_trip_public(conn, trip)
 
 
 #: redis-py's own send and read methods: a connection class that overrides either
@@ -385,44 +361,30 @@ def _lean(conn: Any) -> bool:
                  getattr(cls, "read_response", None)) == _OWN_IO)
 
 
-async def _round_trip(conn: Any, calls: Sequence[ScriptCall], read_only: bool) -> list[Any]:
+async def _round_trip(conn: Any, trip: Trip) -> list[Any]:
     """One write to the connection's stream, then the replies read by its own parser
     (redis-py's ``send_packed_command`` and ``read_response`` without their per-call
     bookkeeping). The parser returns an error reply as a ``ResponseError`` value."""
     try:
-        conn._writer.write(_packed(calls, read_only))
+        conn._writer.write(_packed(trip))
         parser = conn._parser
         replies = []
-        for _ in calls:  # a loop, not an async comprehension (a coroutine frame of its own)
+        for _ in range(replies_expected(trip)):  # a loop: no coroutine frame of its own
             replies.append(await parser.read_response())
-        for i, reply in enumerate(replies):
-            if isinstance(reply, NoScriptError):  # nothing ran for this call
-                script_reloaded(calls[i][0], _server(conn))
-                conn._writer.write(_eval(calls[i], read_only))
-                replies[i] = await parser.read_response()
     except OSError as exc:  # what redis-py's read_response raises for it
         raise ConnectionError(f"Error while reading from {_server(conn)} : {exc.args}") from exc
     return replies
 
 
-async def _round_trip_public(conn: Any, calls: Sequence[ScriptCall], read_only: bool
-                             ) -> list[Any]:
+async def _round_trip_public(conn: Any, trip: Trip) -> list[Any]:
     """The same through redis-py's public connection methods."""
-    await conn.send_packed_command([_packed(calls, read_only)])
+    await conn.send_packed_command([_packed(trip)])
     replies: list[Any] = []
-    for _ in calls:
+    for _ in range(replies_expected(trip)):
         try:
             replies.append(await conn.read_response())
         except ResponseError as exc:
             replies.append(exc)
-    for i, reply in enumerate(replies):
-        if isinstance(reply, NoScriptError):
-            script_reloaded(calls[i][0], _server(conn))
-            await conn.send_packed_command([_eval(calls[i], read_only)])
-            try:
-                replies[i] = await conn.read_response()
-            except ResponseError as exc:
-                replies[i] = exc
     return replies
 
 

@@ -31,14 +31,15 @@ from __future__ import annotations
 import dataclasses
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from typing import Any, Literal, TypeVar
 
 from ..algorithms import HIT
 from ..breaker import CircuitBreaker
 from ..errors import BackendUnavailable
+from ..flows import arun_flow, run_flow
 from ..metrics import METRICS, Metrics
-from ..outage import STORE_ERRORS, classify
+from ..outage import STORE_ERRORS
 from ..rates import Rate
 from .base import Backend, Plan
 from .connect import DEFAULT_TIMEOUT
@@ -145,40 +146,37 @@ class FailoverBackend:
         ``error`` is None when the breaker was open and ``call`` was not made.
         Session stores and other callers reuse this with their own fallback.
         """
-        ticket = self.breaker.allow()
-        if ticket is None:
-            return self._fall(fallback, None)
-        started = time.perf_counter()
-        try:
-            result = call()
-        except STORE_ERRORS as exc:
-            self._failed(ticket, exc)
-            return self._fall(fallback, exc)
-        except BaseException:
-            self.breaker.release(ticket)
-            raise
-        self.breaker.success(ticket, time.perf_counter() - started)
-        return result
+        return run_flow(self._guarded(fallback, aio=False), lambda _: call())
 
-    async def arun(self, call: Callable[[], Awaitable[T]],
-                   fallback: Callable[[BaseException | None], T]) -> T:
-        """The async twin of :meth:`run` (``fallback`` stays synchronous)."""
+    def arun(self, call: Callable[[], Awaitable[T]],
+             fallback: Callable[[BaseException | None], T]) -> Coroutine[Any, Any, T]:
+        """The same, ``call()`` awaited (``fallback`` stays synchronous)."""
+        return arun_flow(self._guarded(fallback, aio=True), lambda _: call())
+
+    def _guarded(self, fallback: Callable[[BaseException | None], T], aio: bool
+                 ) -> Generator[None, T, T]:
+        """One guarded call, without I/O: it yields once for the call to be made."""
         ticket = self.breaker.allow()
         if ticket is None:
             return self._fall(fallback, None)
-        started = time.perf_counter()
+        # Where the async round trip enforces the deadline itself, a late answer already
+        # failed as a timeout: a clock here would count a stalled event loop too.
+        timed = not (aio and self._wire_times_out())
+        started = time.perf_counter() if timed else 0.0
         try:
-            result = await call()
+            result = yield None
         except STORE_ERRORS as exc:
-            self._failed(ticket, exc)
+            self.last_error = exc
+            if self.metrics is not None:
+                self.metrics.backend_error(self.name, exc)
+            # a reply error from a live server is decided by the fallback too, but the
+            # breaker does not count it (gatekeep.outage)
+            self.breaker.failed(ticket, exc)
             return self._fall(fallback, exc)
         except BaseException:  # cancelled: the probe, if it was one, is given back
             self.breaker.release(ticket)
             raise
-        # Where the round trip enforces the deadline itself, a late answer already
-        # failed as a timeout: the clock here would count a stalled event loop too.
-        self.breaker.success(ticket, 0.0 if self._wire_times_out() else
-                             time.perf_counter() - started)
+        self.breaker.success(ticket, time.perf_counter() - started if timed else 0.0)
         return result
 
     def _wire_times_out(self) -> bool:
@@ -188,19 +186,6 @@ class FailoverBackend:
                     else None)
             self._wire_deadline = wire is not None and wire <= self.breaker.deadline
         return self._wire_deadline
-
-    def _failed(self, ticket: int, exc: BaseException) -> None:
-        self.last_error = exc
-        if self.metrics is not None:
-            self.metrics.backend_error(self.name, exc)
-        verdict = classify(exc)
-        if verdict is None or not verdict.outage:
-            # Redis answered this one call with an error: it is up, so the breaker
-            # does not count it (the call is still decided by the fallback).
-            self.breaker.release(ticket)
-            return
-        self.breaker.failure(ticket, timeout=verdict.timeout, severe=verdict.severe,
-                             reason=f"{type(exc).__name__}: {exc}"[:200])
 
     def _fall(self, fallback: Callable[[BaseException | None], T], exc: BaseException | None
               ) -> T:
@@ -214,20 +199,20 @@ class FailoverBackend:
         return self.run(lambda: self.primary.limit(plan, keys, now, mode, cost),
                         lambda exc: self._decide(exc, plan, keys, now, mode, cost))
 
-    async def alimit(self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
-                     ) -> list[int]:
-        return await self.arun(lambda: self.primary.alimit(plan, keys, now, mode, cost),
-                               lambda exc: self._decide(exc, plan, keys, now, mode, cost))
+    def alimit(self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
+               ) -> Coroutine[Any, Any, list[int]]:
+        return self.arun(lambda: self.primary.alimit(plan, keys, now, mode, cost),
+                         lambda exc: self._decide(exc, plan, keys, now, mode, cost))
 
     def limit_many(self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str,
                    cost: int) -> list[list[int]]:
         return self.run(lambda: self.primary.limit_many(plan, keys, now, mode, cost),
                         lambda exc: self._decide_many(exc, plan, keys, now, mode, cost))
 
-    async def alimit_many(self, plan: Plan, keys: Sequence[list[str]], now: int | None,
-                          mode: str, cost: int) -> list[list[int]]:
-        return await self.arun(lambda: self.primary.alimit_many(plan, keys, now, mode, cost),
-                               lambda exc: self._decide_many(exc, plan, keys, now, mode, cost))
+    def alimit_many(self, plan: Plan, keys: Sequence[list[str]], now: int | None,
+                    mode: str, cost: int) -> Coroutine[Any, Any, list[list[int]]]:
+        return self.arun(lambda: self.primary.alimit_many(plan, keys, now, mode, cost),
+                         lambda exc: self._decide_many(exc, plan, keys, now, mode, cost))
 
     def delete(self, keys: list[str]) -> None:
         # The local state is reset too: it is what decides during the next outage.

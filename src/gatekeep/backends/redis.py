@@ -7,23 +7,18 @@ client, or a Sentinel's ``master_for`` (:meth:`RedisBackend.from_sentinel`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Awaitable, Coroutine, Generator, Sequence
 from typing import Any
 
 import redis
 import redis.asyncio
-from redis.exceptions import NoScriptError, ResponseError
 
+from ..flows import arun_flow, nest, run_flow
 from ..scripts import Script
-from ._split import arun_split, run_split, slot_groups
-from ._wire import (
-    AsyncConnections,
-    ScriptCall,
-    SyncConnections,
-    fast_pool,
-    run_sync,
-    script_reloaded,
-)
+from ._calls import Replies, ScriptCall, Trip, commands, first, raise_first, script_flow
+from ._split import slot_groups, split_flow
+from ._wire import AsyncConnections, SyncConnections, fast_pool, run_sync
 from .base import Plan
 from .connect import ClientFactory
 
@@ -68,6 +63,8 @@ class RedisBackend:
         self._aconns: dict[int, AsyncConnections] = {}
         self._is_cluster: bool | None = None
         self._areplica: Any = areplica
+        #: How NOSCRIPT log lines name the server.
+        self._where = "redis"
         #: "standalone", "sentinel", "cluster", or "client" (clients were passed).
         self.kind = "client"
         #: Seconds one call may take at most (socket timeouts), when we built the clients.
@@ -75,6 +72,7 @@ class RedisBackend:
         if isinstance(client, str):
             self._factory = ClientFactory(client, client_options)
             self.url = client
+            self._where = _masked(client)
             self.kind = self._factory.kind
             self.timeout = self._factory.timeout
             if replica is not None or areplica is not None or aclient is not None:
@@ -166,65 +164,68 @@ class RedisBackend:
                 return self.aclient
         return self._areplica
 
-    # -- generic scripts (limiters, sessions) -------------------------------------
+    # -- the script call: one flow (._calls), two drivers --------------------------------
 
     def eval(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run ``script`` in one round trip (two after the server lost its script cache)."""
-        return _first(self.eval_batch([(script, keys, args)]))
+        return first(self.eval_batch([(script, keys, args)]))
 
     async def aeval(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        return _first(await self.aeval_batch([(script, keys, args)]))
+        return first(await self.aeval_batch([(script, keys, args)]))
 
     def eval_ro(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run a read-only ``script`` by EVALSHA_RO on a replica (the primary when
         there is none). The script must not write: replicas refuse it."""
-        return _first(self.eval_batch([(script, keys, args)], read_only=True))
+        return first(self.eval_batch([(script, keys, args)], read_only=True))
 
     async def aeval_ro(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        return _first(await self.aeval_batch([(script, keys, args)], read_only=True))
+        return first(await self.aeval_batch([(script, keys, args)], read_only=True))
 
     def eval_many(self, script: Script, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
                   ) -> list[Any]:
         """Run ``script`` once per (keys, args) in one pipelined round trip."""
-        return _raise_first(self.eval_batch([(script, k, a) for k, a in calls]))
+        return raise_first(self.eval_batch([(script, k, a) for k, a in calls]))
 
     async def aeval_many(self, script: Script,
                          calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
-        return _raise_first(await self.aeval_batch([(script, k, a) for k, a in calls]))
+        return raise_first(await self.aeval_batch([(script, k, a) for k, a in calls]))
 
-    def eval_batch(self, calls: Sequence[ScriptCall], *, read_only: bool = False) -> list[Any]:
+    def eval_batch(self, calls: Sequence[ScriptCall], *, read_only: bool = False,
+                   wait: tuple[int, int] | None = None) -> Replies:
         """Run several scripts in one round trip (a pipeline; on a cluster, one per node).
 
         Returns one reply per call, with a ``ResponseError`` in place of the reply
         of a script that failed; connection errors and timeouts raise.
         ``read_only`` sends EVALSHA_RO to a replica (Sentinel) or the primary.
+        ``wait=(replicas, ms)`` ends the round trip with WAIT (the replies'
+        ``acked`` says how many replicas acknowledged the writes).
         """
-        client = self.replica if read_only else self.client
+        return run_flow(script_flow(calls, read_only, wait, self._where), self._trip)
+
+    def aeval_batch(self, calls: Sequence[ScriptCall], *, read_only: bool = False,
+                    wait: tuple[int, int] | None = None) -> Coroutine[Any, Any, Replies]:
+        """The same, awaited."""
+        return arun_flow(script_flow(calls, read_only, wait, self._where), self._atrip)
+
+    def _trip(self, trip: Trip) -> list[Any]:
+        """Do one round trip: the lean path for a plain client, else redis-py's pipeline."""
+        client = self.replica if trip.read_only else self.client
         conns = self._conns.get(id(client), _UNSET)
         if conns is _UNSET:
             pool = fast_pool(client)
             conns = self._conns[id(client)] = None if pool is None else SyncConnections(pool)
         if conns is not None:
-            replies = run_sync(conns, calls, read_only)
-        else:
-            replies = _batch_via_client(client, calls, read_only)
-        if read_only and any(_unknown_command(r) for r in replies):
-            return self.eval_batch(calls)  # Redis < 7: no EVALSHA_RO
-        return replies
+            return run_sync(conns, trip)
+        return _via_client(client, trip)  # type: ignore[no-any-return]
 
-    async def aeval_batch(self, calls: Sequence[ScriptCall], *, read_only: bool = False
-                          ) -> list[Any]:
-        client = self.areplica if read_only else self.aclient
+    def _atrip(self, trip: Trip) -> Awaitable[list[Any]]:
+        client = self.areplica if trip.read_only else self.aclient
         conns = self._aconns.get(id(client))
         if conns is None and AsyncConnections.usable(client):
             conns = self._aconns[id(client)] = AsyncConnections(client)
         if conns is not None:
-            replies = await conns.run(calls, read_only)
-        else:
-            replies = await _abatch_via_client(client, calls, read_only)
-        if read_only and any(_unknown_command(r) for r in replies):
-            return await self.aeval_batch(calls)
-        return replies
+            return conns.run(trip)
+        return _via_client(client, trip)  # type: ignore[no-any-return]
 
     # -- limiter backend protocol ----------------------------------------------------
 
@@ -236,45 +237,49 @@ class RedisBackend:
                 self._client or self._aclient, (redis.RedisCluster, redis.asyncio.RedisCluster))
         return self._is_cluster
 
-    def limit(self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
-              ) -> list[int]:
+    def _limit_flow(self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
+                    ) -> Generator[Trip, list[Any], list[int]]:
         if len(keys) > 1 and self.is_cluster:
             groups = slot_groups(keys)
             if len(groups) > 1:  # keys of several identities: see _split
-                return run_split(lambda p, k, m: self.limit(p, k, now, m, cost),
-                                 plan, keys, groups, mode)
-        return _first(self.eval_batch(  # type: ignore[no-any-return]
-            [(plan.algorithm.script, keys, ("" if now is None else now, mode, cost,
-                                            *plan.flat))]))
+                return (yield from nest(
+                    split_flow(plan, keys, groups, mode),
+                    lambda sub: self._limit_flow(sub[0], sub[1], now, sub[2], cost)))
+        args = (_now(now), mode, cost, *plan.flat)
+        reply: list[int] = first((yield from script_flow(
+            [(plan.algorithm.script, keys, args)], where=self._where)))
+        return reply
+
+    def _limit_many_flow(self, plan: Plan, keys: Sequence[list[str]], now: int | None,
+                         mode: str, cost: int) -> Generator[Trip, list[Any], list[list[int]]]:
+        if self.is_cluster and any(len(slot_groups(k)) > 1 for k in keys):
+            out = []
+            for k in keys:
+                out.append((yield from self._limit_flow(plan, k, now, mode, cost)))
+            return out
+        args = (_now(now), mode, cost, *plan.flat)
+        return raise_first((yield from script_flow(
+            [(plan.algorithm.script, k, args) for k in keys], where=self._where)))
+
+    def limit(self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
+              ) -> list[int]:
+        return run_flow(self._limit_flow(plan, keys, now, mode, cost), self._trip)
+
+    def alimit(self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
+               ) -> Coroutine[Any, Any, list[int]]:
+        return arun_flow(self._limit_flow(plan, keys, now, mode, cost), self._atrip)
 
     def limit_many(self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str,
                    cost: int) -> list[list[int]]:
-        if self.is_cluster and any(len(slot_groups(k)) > 1 for k in keys):
-            return [self.limit(plan, k, now, mode, cost) for k in keys]
-        args = (_now(now), mode, cost, *plan.flat)
-        return self.eval_many(plan.algorithm.script, [(k, args) for k in keys])
+        return run_flow(self._limit_many_flow(plan, keys, now, mode, cost), self._trip)
+
+    def alimit_many(self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str,
+                    cost: int) -> Coroutine[Any, Any, list[list[int]]]:
+        return arun_flow(self._limit_many_flow(plan, keys, now, mode, cost), self._atrip)
 
     def delete(self, keys: list[str]) -> None:
         if keys:
             self.client.delete(*keys)
-
-    async def alimit(self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
-                     ) -> list[int]:
-        if len(keys) > 1 and self.is_cluster:
-            groups = slot_groups(keys)
-            if len(groups) > 1:
-                return await arun_split(lambda p, k, m: self.alimit(p, k, now, m, cost),
-                                        plan, keys, groups, mode)
-        return _first(await self.aeval_batch(  # type: ignore[no-any-return]
-            [(plan.algorithm.script, keys, ("" if now is None else now, mode, cost,
-                                            *plan.flat))]))
-
-    async def alimit_many(self, plan: Plan, keys: Sequence[list[str]], now: int | None,
-                          mode: str, cost: int) -> list[list[int]]:
-        if self.is_cluster and any(len(slot_groups(k)) > 1 for k in keys):
-            return [await self.alimit(plan, k, now, mode, cost) for k in keys]
-        args = (_now(now), mode, cost, *plan.flat)
-        return await self.aeval_many(plan.algorithm.script, [(k, args) for k in keys])
 
     async def adelete(self, keys: list[str]) -> None:
         if keys:
@@ -328,72 +333,20 @@ def _sentinels_of(client: Any) -> list[Any]:
     return list(getattr(manager, "sentinels", ()))
 
 
-def _unknown_command(reply: Any) -> bool:
-    return isinstance(reply, ResponseError) and "unknown command" in str(reply).lower()
+def _via_client(client: Any, trip: Trip) -> Any:
+    """One trip through redis-py's own commands (Sentinel, Cluster, clients of other
+    classes): the replies, or (an asyncio client) an awaitable of them. One command
+    goes alone (a cluster client retries TRYAGAIN quicker than its pipeline), and its
+    error reply is raised: the call's flow takes it as that command's reply."""
+    todo = commands(trip)
+    if len(todo) == 1:
+        reply = client.execute_command(*todo[0])
+        return _alisted(reply) if inspect.isawaitable(reply) else [reply]
+    pipe = client.pipeline(transaction=False)
+    for command in todo:
+        pipe.execute_command(*command)
+    return pipe.execute(raise_on_error=False)
 
 
-def _first(replies: list[Any]) -> Any:
-    reply = replies[0]
-    if isinstance(reply, Exception):
-        raise reply
-    return reply
-
-
-def _raise_first(replies: list[Any]) -> list[Any]:
-    for reply in replies:
-        if isinstance(reply, Exception):
-            raise reply
-    return replies
-
-
-def _batch_via_client(client: Any, calls: Sequence[ScriptCall], read_only: bool) -> list[Any]:
-    """The general path (cluster clients and others): redis-py's commands and pipelines."""
-    command, fallback = ("EVALSHA_RO", "EVAL_RO") if read_only else ("EVALSHA", "EVAL")
-    if len(calls) == 1:
-        replies: list[Any] = [_call_via_client(client, calls[0], command)]
-    else:
-        pipe = client.pipeline(transaction=False)
-        for s, k, a in calls:
-            pipe.execute_command(command, s.sha, len(k), *k, *a)
-        replies = pipe.execute(raise_on_error=False)
-    for i, reply in enumerate(replies):
-        if isinstance(reply, NoScriptError):  # nothing ran for this one
-            script_reloaded(calls[i][0], type(client).__name__)
-            replies[i] = _call_via_client(client, calls[i], fallback, source=True)
-    return replies
-
-
-def _call_via_client(client: Any, call: ScriptCall, command: str, source: bool = False
-                     ) -> Any:
-    s, k, a = call
-    try:
-        return client.execute_command(command, s.source if source else s.sha, len(k), *k, *a)
-    except ResponseError as exc:
-        return exc
-
-
-async def _abatch_via_client(client: Any, calls: Sequence[ScriptCall], read_only: bool
-                             ) -> list[Any]:
-    command, fallback = ("EVALSHA_RO", "EVAL_RO") if read_only else ("EVALSHA", "EVAL")
-    if len(calls) == 1:
-        replies: list[Any] = [await _acall_via_client(client, calls[0], command)]
-    else:
-        pipe = client.pipeline(transaction=False)
-        for s, k, a in calls:
-            pipe.execute_command(command, s.sha, len(k), *k, *a)
-        replies = await pipe.execute(raise_on_error=False)
-    for i, reply in enumerate(replies):
-        if isinstance(reply, NoScriptError):
-            script_reloaded(calls[i][0], type(client).__name__)
-            replies[i] = await _acall_via_client(client, calls[i], fallback, source=True)
-    return replies
-
-
-async def _acall_via_client(client: Any, call: ScriptCall, command: str,
-                            source: bool = False) -> Any:
-    s, k, a = call
-    try:
-        return await client.execute_command(command, s.source if source else s.sha,
-                                            len(k), *k, *a)
-    except ResponseError as exc:
-        return exc
+async def _alisted(reply: Awaitable[Any]) -> list[Any]:
+    return [await reply]

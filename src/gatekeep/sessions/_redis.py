@@ -37,9 +37,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from typing import Any
 
-from redis.exceptions import NoScriptError
-
-from ..backends._wire import ScriptCall
+from ..backends._calls import Replies, ScriptCall
 from ..backends.redis import RedisBackend
 from ..breaker import CircuitBreaker
 from ..errors import BackendUnavailable, SessionNotReplicated, SessionWriteFailed
@@ -51,11 +49,11 @@ from .logs import logger, scrub
 
 __all__ = ["ReplicaReplies", "RedisExecutor", "is_unavailable"]
 
-#: The I/O one step of the executor's flow asks for: ``("eval", batch, read_only)``
-#: or ``("durable", batch, as_source)``; the flow yields these, is sent their
-#: results, and returns the replies.
-IOStep = tuple[str, list[ScriptCall], bool]
-IOFlow = Generator[IOStep, Any, list[Any]]
+#: The I/O one step of the executor's flow asks for: ``(batch, read_only, wait)``, a
+#: script call of the backend (``wait``: WAIT for that many replicas, that long);
+#: the flow yields these, is sent their replies, and returns the replies.
+IOStep = tuple[list[ScriptCall], bool, "tuple[int, int] | None"]
+IOFlow = Generator[IOStep, Replies, list[Any]]
 
 def is_unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` says the store cannot serve now (:mod:`gatekeep.outage`'s rule)."""
@@ -133,9 +131,8 @@ class RedisExecutor:
     # -- one flow, two drivers --------------------------------------------------------------
 
     def _flow(self, calls: list[Call], now: int | None, sync: bool) -> IOFlow:
-        """Every step of running one batch, without I/O: it yields the I/O to do
-        (``("eval", batch, read_only)`` or ``("durable", batch, as_source)``) and is
-        sent the result, or has the I/O's exception thrown in."""
+        """Every step of running one batch, without I/O: it yields the script call to
+        make (see ``IOStep``) and is sent its replies, or has its exception thrown in."""
         batch = [_script_call(c, now) for c in calls]
         writes = needs_primary(calls)
         ticket = self._allow()
@@ -146,15 +143,11 @@ class RedisExecutor:
             timed = self.breaker is not None and (sync or not self._wire_times_out())
             started = time.perf_counter() if timed else 0.0
             try:
-                if not (writes and self.wait_replicas):
-                    replies, acked = (yield ("eval", batch, False)), -1
-                else:
-                    replies, acked = yield ("durable", batch, False)
-                    missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-                    if missing:  # nothing ran for those: EVAL them, with another WAIT
-                        more, acked = yield ("durable", [batch[i] for i in missing], True)
-                        for i, reply in zip(missing, more, strict=True):
-                            replies[i] = reply
+                # a durable write: the scripts and WAIT on one connection, in one trip
+                wait = (self.wait_replicas, self.wait_ms) if writes and self.wait_replicas \
+                    else None
+                replies = yield (batch, False, wait)
+                acked = replies.acked
                 _check(replies)
             except BaseException as exc:
                 cause = self._failed(ticket, exc)
@@ -166,7 +159,7 @@ class RedisExecutor:
         if not self._has_replica(sync=sync):
             raise self._read_failed(cause)
         try:
-            replies = yield ("eval", [_script_call(_on_replica(c), now) for c in calls], True)
+            replies = yield ([_script_call(_on_replica(c), now) for c in calls], True, None)
             _check(replies)
         except BaseException as exc:
             if is_unavailable(exc):
@@ -181,19 +174,13 @@ class RedisExecutor:
         # not itself a coroutine: one frame less for every resumption after I/O
         return arun_flow(self._flow(calls, now, sync=False), self._aio)
 
-    def _io(self, step: IOStep) -> Any:
-        kind, batch, flag = step
-        if kind == "eval":
-            return self.backend.eval_batch(batch, read_only=flag)
-        return _durable_pipeline(self.backend.client, batch, self.wait_replicas,
-                                 self.wait_ms, flag)
+    def _io(self, step: IOStep) -> Replies:
+        batch, read_only, wait = step
+        return self.backend.eval_batch(batch, read_only=read_only, wait=wait)
 
-    def _aio(self, step: IOStep) -> Awaitable[Any]:
-        kind, batch, flag = step
-        if kind == "eval":
-            return self.backend.aeval_batch(batch, read_only=flag)
-        return _adurable_pipeline(self.backend.aclient, batch, self.wait_replicas,
-                                  self.wait_ms, flag)
+    def _aio(self, step: IOStep) -> Awaitable[Replies]:
+        batch, read_only, wait = step
+        return self.backend.aeval_batch(batch, read_only=read_only, wait=wait)
 
     async def aclose(self) -> None:
         """Close the backend's idle async connections (when the app shuts down)."""
@@ -226,17 +213,15 @@ class RedisExecutor:
 
     def _failed(self, ticket: int, exc: BaseException) -> BaseException:
         """A primary call failed: re-raise what is not an outage, else return it."""
-        verdict = classify(exc)
+        if self.breaker is not None:
+            verdict = self.breaker.failed(ticket, exc, scrub(f"{type(exc).__name__}: {exc}"))
+        else:
+            verdict = classify(exc)
         if verdict is None or not verdict.outage:
-            if self.breaker is not None:
-                self.breaker.release(ticket)
             raise exc
         self.counters["primary_failures"] += 1
         if self.metrics is not None:
             self.metrics.backend_error("sessions", exc)
-        if self.breaker is not None:
-            self.breaker.failure(ticket, timeout=verdict.timeout, severe=verdict.severe,
-                                 reason=scrub(f"{type(exc).__name__}: {exc}")[:200])
         return exc
 
     def _succeeded(self, ticket: int, elapsed: float, writes: bool) -> None:
@@ -338,34 +323,3 @@ def _why(exc: BaseException | None) -> str:
     if exc is None:
         return "the circuit breaker is open"
     return scrub(f"{type(exc).__name__}: {exc}")[:200]
-
-
-# -- durable writes: the scripts and WAIT on one connection, in one pipeline ---------------
-
-def _durable_pipeline(client: Any, batch: Sequence[ScriptCall], replicas: int, ms: int,
-                      source: bool = False) -> tuple[list[Any], int]:
-    pipe = client.pipeline(transaction=False)
-    for s, k, a in batch:
-        pipe.execute_command("EVAL" if source else "EVALSHA", s.source if source else s.sha,
-                             len(k), *k, *a)
-    pipe.execute_command("WAIT", replicas, ms)
-    replies = pipe.execute(raise_on_error=False)
-    return _acked(list(replies))
-
-
-async def _adurable_pipeline(client: Any, batch: Sequence[ScriptCall], replicas: int, ms: int,
-                             source: bool = False) -> tuple[list[Any], int]:
-    pipe = client.pipeline(transaction=False)
-    for s, k, a in batch:
-        pipe.execute_command("EVAL" if source else "EVALSHA", s.source if source else s.sha,
-                             len(k), *k, *a)
-    pipe.execute_command("WAIT", replicas, ms)
-    replies = await pipe.execute(raise_on_error=False)
-    return _acked(list(replies))
-
-
-def _acked(replies: list[Any]) -> tuple[list[Any], int]:
-    acked = replies.pop()
-    if isinstance(acked, Exception):
-        raise acked
-    return replies, int(acked)
