@@ -23,16 +23,15 @@ split before it gets here (:mod:`._split`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Generator, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 from redis.exceptions import NoScriptError, ResponseError
 
 from ..scripts import Script
 
-__all__ = ["CallFlow", "Replies", "ScriptCall", "Trip", "commands", "first", "raise_first",
-           "script_flow", "script_reloaded"]
+__all__ = ["CallFlow", "Replies", "ScriptCall", "Trip", "commands", "every_reply", "first",
+           "raise_first", "script_flow", "script_reloaded"]
 
 #: One script call: the script, its keys, its arguments.
 ScriptCall = tuple[Script, Sequence[str], Sequence[Any]]
@@ -40,8 +39,7 @@ ScriptCall = tuple[Script, Sequence[str], Sequence[Any]]
 logger = logging.getLogger("gatekeep.redis")
 
 
-@dataclass(frozen=True, slots=True)
-class Trip:
+class Trip(NamedTuple):
     """One round trip: ``calls`` by SHA (or by their source), then WAIT if asked."""
 
     calls: Sequence[ScriptCall]
@@ -60,8 +58,10 @@ class Replies(list[Any]):
     acked = -1
 
 
-#: The flow of one call: yields trips, is sent their replies, returns the replies.
-CallFlow = Generator[Trip, list[Any], Replies]
+T = TypeVar("T")
+
+#: The flow of one call: yields trips, is sent their replies, returns its result.
+CallFlow = Generator[Trip, list[Any], T]
 
 
 def script_reloaded(script: Script, where: str) -> None:
@@ -73,35 +73,44 @@ def script_reloaded(script: Script, where: str) -> None:
                                            "server": where})
 
 
-def script_flow(calls: Sequence[ScriptCall], read_only: bool = False,
-                wait: tuple[int, int] | None = None, where: str = "redis") -> CallFlow:
-    """Run ``calls`` in one round trip (two after the server lost its script cache)."""
-    replies = Replies((yield from _trip(Trip(calls, read_only, False, wait))))
+def script_flow(calls: Sequence[ScriptCall], finish: Callable[[list[Any]], T],
+                read_only: bool = False, wait: tuple[int, int] | None = None,
+                where: str = "redis") -> CallFlow[T]:
+    """Run ``calls`` in one round trip (two after the server lost its script cache);
+    the result is ``finish(replies)``: one reply per call, a ``ResponseError`` in place
+    of a failed script's (a :class:`Replies`, with ``acked``, when ``wait`` is given)."""
+    replies = yield Trip(calls, read_only, False, wait)
     if wait is not None:
+        replies = Replies(replies)
         replies.acked = _acked(replies)
+    for reply in replies:
+        if isinstance(reply, NoScriptError):
+            replies = yield from _reload(calls, replies, read_only, wait, where)
+            break
+    if read_only:
+        for reply in replies:
+            if _unknown_command(reply):  # Redis < 7: no EVALSHA_RO
+                return (yield from script_flow(calls, finish, False, wait, where))
+    return finish(replies)
+
+
+def _reload(calls: Sequence[ScriptCall], replies: list[Any], read_only: bool,
+            wait: tuple[int, int] | None, where: str) -> CallFlow[list[Any]]:
+    """Nothing ran for the calls answered NOSCRIPT: send them again, as EVAL."""
     missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-    if missing:  # nothing ran for those: send them again, as EVAL
-        for i in missing:
-            script_reloaded(calls[i][0], where)
-        more = yield from _trip(Trip([calls[i] for i in missing], read_only, True, wait))
-        if wait is not None:
-            replies.acked = _acked(more)
-        for i, reply in zip(missing, more, strict=True):
-            replies[i] = reply
-    if read_only and any(_unknown_command(r) for r in replies):  # Redis < 7: no EVALSHA_RO
-        return (yield from script_flow(calls, False, wait, where))
+    for i in missing:
+        script_reloaded(calls[i][0], where)
+    more = yield Trip([calls[i] for i in missing], read_only, True, wait)
+    if wait is not None:
+        replies.acked = _acked(more)  # type: ignore[attr-defined]  # a Replies
+    for i, reply in zip(missing, more, strict=True):
+        replies[i] = reply
     return replies
 
 
-def _trip(trip: Trip) -> Generator[Trip, list[Any], list[Any]]:
-    """The replies of one trip. redis-py raises the error reply of a lone command
-    (where no pipeline is used): it is that command's reply."""
-    try:
-        return (yield trip)
-    except ResponseError as exc:
-        if len(trip.calls) == 1 and trip.wait is None:
-            return [exc]
-        raise
+def every_reply(replies: list[Any]) -> list[Any]:
+    """``finish`` for a call that wants its replies as they are."""
+    return replies
 
 
 def commands(trip: Trip) -> list[tuple[Any, ...]]:

@@ -8,15 +8,25 @@ client, or a Sentinel's ``master_for`` (:meth:`RedisBackend.from_sentinel`).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Coroutine, Generator, Sequence
+from collections.abc import Awaitable, Coroutine, Sequence
 from typing import Any
 
 import redis
 import redis.asyncio
+from redis.exceptions import ResponseError
 
 from ..flows import arun_flow, nest, run_flow
 from ..scripts import Script
-from ._calls import Replies, ScriptCall, Trip, commands, first, raise_first, script_flow
+from ._calls import (
+    CallFlow,
+    ScriptCall,
+    Trip,
+    commands,
+    every_reply,
+    first,
+    raise_first,
+    script_flow,
+)
 from ._split import slot_groups, split_flow
 from ._wire import AsyncConnections, SyncConnections, fast_pool, run_sync
 from .base import Plan
@@ -191,21 +201,24 @@ class RedisBackend:
         return raise_first(await self.aeval_batch([(script, k, a) for k, a in calls]))
 
     def eval_batch(self, calls: Sequence[ScriptCall], *, read_only: bool = False,
-                   wait: tuple[int, int] | None = None) -> Replies:
+                   wait: tuple[int, int] | None = None) -> list[Any]:
         """Run several scripts in one round trip (a pipeline; on a cluster, one per node).
 
         Returns one reply per call, with a ``ResponseError`` in place of the reply
         of a script that failed; connection errors and timeouts raise.
         ``read_only`` sends EVALSHA_RO to a replica (Sentinel) or the primary.
-        ``wait=(replicas, ms)`` ends the round trip with WAIT (the replies'
-        ``acked`` says how many replicas acknowledged the writes).
+        ``wait=(replicas, ms)`` ends the round trip with WAIT: the replies are then
+        a :class:`~._calls.Replies`, whose ``acked`` says how many replicas
+        acknowledged the writes.
         """
-        return run_flow(script_flow(calls, read_only, wait, self._where), self._trip)
+        return run_flow(script_flow(calls, every_reply, read_only, wait, self._where),
+                        self._trip)
 
     def aeval_batch(self, calls: Sequence[ScriptCall], *, read_only: bool = False,
-                    wait: tuple[int, int] | None = None) -> Coroutine[Any, Any, Replies]:
+                    wait: tuple[int, int] | None = None) -> Coroutine[Any, Any, list[Any]]:
         """The same, awaited."""
-        return arun_flow(script_flow(calls, read_only, wait, self._where), self._atrip)
+        return arun_flow(script_flow(calls, every_reply, read_only, wait, self._where),
+                         self._atrip)
 
     def _trip(self, trip: Trip) -> list[Any]:
         """Do one round trip: the lean path for a plain client, else redis-py's pipeline."""
@@ -238,28 +251,30 @@ class RedisBackend:
         return self._is_cluster
 
     def _limit_flow(self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
-                    ) -> Generator[Trip, list[Any], list[int]]:
+                    ) -> CallFlow[list[int]]:
+        """One limiter call: one script call (split by slot on a cluster, see _split)."""
         if len(keys) > 1 and self.is_cluster:
             groups = slot_groups(keys)
-            if len(groups) > 1:  # keys of several identities: see _split
-                return (yield from nest(
-                    split_flow(plan, keys, groups, mode),
-                    lambda sub: self._limit_flow(sub[0], sub[1], now, sub[2], cost)))
-        args = (_now(now), mode, cost, *plan.flat)
-        reply: list[int] = first((yield from script_flow(
-            [(plan.algorithm.script, keys, args)], where=self._where)))
-        return reply
+            if len(groups) > 1:
+                return nest(split_flow(plan, keys, groups, mode),
+                            lambda sub: self._limit_flow(sub[0], sub[1], now, sub[2], cost))
+        return script_flow([(plan.algorithm.script, keys, (_now(now), mode, cost, *plan.flat))],
+                           first, where=self._where)
 
     def _limit_many_flow(self, plan: Plan, keys: Sequence[list[str]], now: int | None,
-                         mode: str, cost: int) -> Generator[Trip, list[Any], list[list[int]]]:
+                         mode: str, cost: int) -> CallFlow[list[list[int]]]:
         if self.is_cluster and any(len(slot_groups(k)) > 1 for k in keys):
-            out = []
-            for k in keys:
-                out.append((yield from self._limit_flow(plan, k, now, mode, cost)))
-            return out
+            return self._one_by_one(plan, keys, now, mode, cost)
         args = (_now(now), mode, cost, *plan.flat)
-        return raise_first((yield from script_flow(
-            [(plan.algorithm.script, k, args) for k in keys], where=self._where)))
+        return script_flow([(plan.algorithm.script, k, args) for k in keys], raise_first,
+                           where=self._where)
+
+    def _one_by_one(self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str,
+                    cost: int) -> CallFlow[list[list[int]]]:
+        out = []
+        for k in keys:
+            out.append((yield from self._limit_flow(plan, k, now, mode, cost)))
+        return out
 
     def limit(self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
               ) -> list[int]:
@@ -335,12 +350,15 @@ def _sentinels_of(client: Any) -> list[Any]:
 
 def _via_client(client: Any, trip: Trip) -> Any:
     """One trip through redis-py's own commands (Sentinel, Cluster, clients of other
-    classes): the replies, or (an asyncio client) an awaitable of them. One command
-    goes alone (a cluster client retries TRYAGAIN quicker than its pipeline), and its
-    error reply is raised: the call's flow takes it as that command's reply."""
+    classes): the replies, or (an asyncio client) an awaitable of them, an error reply
+    in place of its command's reply. One command goes alone (a cluster client retries
+    TRYAGAIN quicker than its pipeline)."""
     todo = commands(trip)
     if len(todo) == 1:
-        reply = client.execute_command(*todo[0])
+        try:
+            reply = client.execute_command(*todo[0])
+        except ResponseError as exc:
+            return [exc]
         return _alisted(reply) if inspect.isawaitable(reply) else [reply]
     pipe = client.pipeline(transaction=False)
     for command in todo:
@@ -349,4 +367,7 @@ def _via_client(client: Any, trip: Trip) -> Any:
 
 
 async def _alisted(reply: Awaitable[Any]) -> list[Any]:
-    return [await reply]
+    try:
+        return [await reply]
+    except ResponseError as exc:
+        return [exc]

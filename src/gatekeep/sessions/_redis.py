@@ -53,7 +53,7 @@ __all__ = ["ReplicaReplies", "RedisExecutor", "is_unavailable"]
 #: script call of the backend (``wait``: WAIT for that many replicas, that long);
 #: the flow yields these, is sent their replies, and returns the replies.
 IOStep = tuple[list[ScriptCall], bool, "tuple[int, int] | None"]
-IOFlow = Generator[IOStep, Replies, list[Any]]
+IOFlow = Generator[IOStep, list[Any], list[Any]]
 
 def is_unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` says the store cannot serve now (:mod:`gatekeep.outage`'s rule)."""
@@ -147,7 +147,7 @@ class RedisExecutor:
                 wait = (self.wait_replicas, self.wait_ms) if writes and self.wait_replicas \
                     else None
                 replies = yield (batch, False, wait)
-                acked = replies.acked
+                acked = replies.acked if isinstance(replies, Replies) else -1
                 _check(replies)
             except BaseException as exc:
                 cause = self._failed(ticket, exc)
@@ -174,11 +174,11 @@ class RedisExecutor:
         # not itself a coroutine: one frame less for every resumption after I/O
         return arun_flow(self._flow(calls, now, sync=False), self._aio)
 
-    def _io(self, step: IOStep) -> Replies:
+    def _io(self, step: IOStep) -> list[Any]:
         batch, read_only, wait = step
         return self.backend.eval_batch(batch, read_only=read_only, wait=wait)
 
-    def _aio(self, step: IOStep) -> Awaitable[Replies]:
+    def _aio(self, step: IOStep) -> Awaitable[list[Any]]:
         batch, read_only, wait = step
         return self.backend.aeval_batch(batch, read_only=read_only, wait=wait)
 
