@@ -261,3 +261,51 @@ class Teapot:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         return HttpResponse(status=418)
+
+
+class SetsUrlconf:
+    """An earlier middleware that routes the request with another urlconf."""
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request.urlconf = FreeLogin
+        return self.get_response(request)
+
+
+class FreeLogin:
+    urlpatterns: ClassVar = [path("login", free)]
+
+
+def test_the_request_urlconf_is_the_one_resolved(no_slash: Client) -> None:
+    with override_settings(MIDDLEWARE=[f"{__name__}.SetsUrlconf", MW]):
+        r = Client().post("/login")
+        assert r.content == b"free" and not r.has_header("RateLimit-Policy")
+
+
+def test_resolved_once_per_path_and_only_when_a_view_is_marked(
+        no_slash: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.urls import URLResolver
+
+    resolves: list[str] = []
+    resolve = URLResolver.resolve
+
+    def counting(self: URLResolver, path: str) -> Any:
+        if self.pattern.regex.pattern == "^/":  # the root resolver (Django's, or ours)
+            resolves.append(path)
+        return resolve(self, path)
+
+    monkeypatch.setattr(URLResolver, "resolve", counting)
+    # NoSlash has marked views: the first request on a path resolves it for the marks
+    # (then Django resolves it to dispatch); later requests on that path only Django
+    for _ in range(3):
+        no_slash.get("/files/a")
+    assert resolves == ["/files/a"] * 4
+    # Slash marks no view: the middleware never resolves
+    resolves.clear()
+    with override_settings(ROOT_URLCONF=Slash, GATEKEEP=gatekeep("POST /login/")):
+        c = Client()
+        for _ in range(3):
+            assert c.post("/login/").status_code == 200
+        assert resolves == ["/login/"] * 3

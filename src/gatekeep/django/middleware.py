@@ -5,11 +5,10 @@ dispatches on (percent-decoded by the server, without ``SCRIPT_NAME`` /
 ``FORCE_SCRIPT_NAME``, and not normalised any further, as Django does not). The check
 runs in ``__call__``, before the rest of the stack, so every request counts, including
 those no URL matches (404s, ``APPEND_SLASH`` redirects) and those a later middleware
-answers itself. The view is found with Django's resolver (the request's ``urlconf``
-if an earlier middleware set one), so the limits it carries (``@ratelimit``) join
-the path rules in one round trip, and a view marked ``@ratelimit_exempt`` is never
-limited. Under ASGI the middleware and the backend call are async (no thread hop);
-under WSGI all sync.
+answers itself. The view is found with Django's resolver (``routes.py``), so the
+limits it carries (``@ratelimit``) join the path rules in one round trip, and a view
+marked ``@ratelimit_exempt`` is never limited. Under ASGI the middleware and the
+backend call are async (no thread hop); under WSGI all sync.
 """
 
 from __future__ import annotations
@@ -19,17 +18,16 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse  # type: ignore[import-untyped]
-from django.urls import get_resolver  # type: ignore[import-untyped]
 
-from ..ratelimit import views
 from ..ratelimit.core import Outcome, RateLimitPolicy
 from ..ratelimit.drivers import check_async, check_sync
 from ..ratelimit.headers import Denial
 from ..ratelimit.keys import user as user_key
 from ..ratelimit.request import WSGIRequest
 from .conf import build_policy
+from .routes import route_marks
 
-__all__ = ["DjangoRequest", "RateLimitMiddleware", "routed_view"]
+__all__ = ["DjangoRequest", "RateLimitMiddleware"]
 
 
 class DjangoRequest(WSGIRequest):
@@ -103,22 +101,10 @@ class RateLimitMiddleware:
 
     def rules_for(self, request: HttpRequest) -> Any:
         """The rules that apply to ``request`` (None: exempt, or nothing applies)."""
-        view = routed_view(request)
-        if view is not None and views.view_exempt(view):
+        exempt, extra = route_marks(request)
+        if exempt:
             return None
-        extra = views.view_rules(view) if view is not None else ()
         return self.policy.match(request.method or "GET", request.path_info, extra)
-
-
-def routed_view(request: HttpRequest) -> Any:
-    """The view Django will dispatch ``request`` to, or None when no URL matches.
-
-    The same resolution as Django's handler: ``request.path_info`` against the
-    request's ``urlconf`` (set by an earlier middleware) or ``ROOT_URLCONF``."""
-    try:
-        return get_resolver(getattr(request, "urlconf", None)).resolve(request.path_info).func
-    except Exception:  # Resolver404, or a broken urlconf Django reports when it resolves
-        return None
 
 
 def _denied(outcome: Outcome) -> HttpResponse:
