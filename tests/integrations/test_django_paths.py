@@ -11,6 +11,8 @@ from typing import Any, ClassVar
 from urllib.parse import unquote_to_bytes
 
 import pytest
+from django.conf.urls.i18n import i18n_patterns
+from django.core.checks import run_checks
 from django.http import HttpRequest, HttpResponse
 from django.test import AsyncClient, Client, override_settings
 from django.urls import path, re_path
@@ -309,3 +311,42 @@ def test_resolved_once_per_path_and_only_when_a_view_is_marked(
         for _ in range(3):
             assert c.post("/login/").status_code == 200
         assert resolves == ["/login/"] * 3
+
+
+class I18n:
+    urlpatterns: ClassVar = i18n_patterns(path("limited/", limited), path("free/", free))
+
+
+@pytest.mark.parametrize("language", ["en", "fr"])
+def test_i18n_patterns_after_locale_middleware(language: str) -> None:
+    locale = "django.middleware.locale.LocaleMiddleware"
+    with override_settings(ROOT_URLCONF=I18n, MIDDLEWARE=[locale, MW], LANGUAGE_CODE="en",
+                           LANGUAGES=[("en", "English"), ("fr", "French")],
+                           GATEKEEP=gatekeep("POST /login")):
+        c = Client()
+        assert applied(c.get(f"/{language}/limited/")) == {"limited-view"}
+        r = c.get(f"/{language}/free/")
+        assert r.content == b"free" and not r.has_header("RateLimit-Policy")
+        assert [m.id for m in run_checks() if m.id.startswith("gatekeep")] == []
+        # the other order: the URL's language is not active when the marks are looked up
+        with override_settings(MIDDLEWARE=[MW, locale]):
+            assert [m.id for m in run_checks() if m.id.startswith("gatekeep")] == [
+                "gatekeep.W002"]
+    with override_settings(ROOT_URLCONF=NoSlash, MIDDLEWARE=[MW, locale],
+                           GATEKEEP=gatekeep("POST /login")):
+        assert [m.id for m in run_checks() if m.id.startswith("gatekeep")] == []
+
+
+def test_check_rule_path_that_misses_the_route_by_a_slash() -> None:
+    with override_settings(ROOT_URLCONF=Slash, MIDDLEWARE=[MW],
+                           GATEKEEP=gatekeep("POST /login")):
+        messages = [m for m in run_checks() if m.id.startswith("gatekeep")]
+        assert [m.id for m in messages] == ["gatekeep.W003"]
+        assert "'/login/'" in messages[0].hint
+    with override_settings(ROOT_URLCONF=NoSlash, MIDDLEWARE=[MW],
+                           GATEKEEP=gatekeep("POST /login/")):
+        assert [m.id for m in run_checks() if m.id.startswith("gatekeep")] == ["gatekeep.W003"]
+    for urls, rule in [(Slash, "POST /login/"), (NoSlash, "POST /login"),
+                       (NoSlash, "/nowhere"), (Slash, "/api/**")]:
+        with override_settings(ROOT_URLCONF=urls, MIDDLEWARE=[MW], GATEKEEP=gatekeep(rule)):
+            assert [m.id for m in run_checks() if m.id.startswith("gatekeep")] == []
