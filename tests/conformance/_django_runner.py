@@ -33,6 +33,11 @@ class Recording(unittest.TextTestResult):
         super().addError(test, err)
         self._set(test, "error", self._exc_info_to_string(err, test))
 
+    def addSubTest(self, test, subtest, err):
+        super().addSubTest(test, subtest, err)
+        if err is not None:  # recorded under the test's own id: its outcome is the worst
+            self._set(test, "failed", f"{subtest}: {self._exc_info_to_string(err, test)}")
+
     def addSkip(self, test, reason):
         super().addSkip(test, reason)
         self._set(test, "skipped", reason)
