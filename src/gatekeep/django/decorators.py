@@ -1,4 +1,5 @@
-"""Per-view limits and exemptions for Django (read by the middleware's ``process_view``).
+"""Per-view limits and exemptions for Django (read by the middleware, which finds the view
+with Django's URL resolver before the rest of the stack runs).
 
 >>> @ratelimit("5/minute", name="login")
 ... def login(request): ...

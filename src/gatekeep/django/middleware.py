@@ -1,10 +1,14 @@
 """The Django middleware: one class for sync and async stacks.
 
-The check runs in ``process_view``, after URL resolution, so the path rules and
-the limits a view carries (``@ratelimit``) are checked together in one round
-trip; a view marked ``@ratelimit_exempt`` is never limited. Under ASGI the
-middleware, its ``process_view`` and the backend call are all async (no thread
-hop); under WSGI all sync.
+Rules and exemptions match ``request.path_info``: the path Django's URL resolver
+dispatches on (percent-decoded by the server, without ``SCRIPT_NAME`` /
+``FORCE_SCRIPT_NAME``, and not normalised any further, as Django does not). The check
+runs in ``__call__``, before the rest of the stack, so every request counts, including
+those no URL matches (404s, ``APPEND_SLASH`` redirects) and those a later middleware
+answers itself. The view is found with Django's resolver (``routes.py``), so the
+limits it carries (``@ratelimit``) join the path rules in one round trip, and a view
+marked ``@ratelimit_exempt`` is never limited. Under ASGI the middleware and the
+backend call are async (no thread hop); under WSGI all sync.
 """
 
 from __future__ import annotations
@@ -15,17 +19,15 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse  # type: ignore[import-untyped]
 
-from ..ratelimit import views
 from ..ratelimit.core import Outcome, RateLimitPolicy
 from ..ratelimit.drivers import check_async, check_sync
 from ..ratelimit.headers import Denial
 from ..ratelimit.keys import user as user_key
 from ..ratelimit.request import WSGIRequest
 from .conf import build_policy
+from .routes import route_marks
 
 __all__ = ["DjangoRequest", "RateLimitMiddleware"]
-
-_ATTR = "_gatekeep_outcome"
 
 
 class DjangoRequest(WSGIRequest):
@@ -39,7 +41,8 @@ class DjangoRequest(WSGIRequest):
 
     @property
     def path(self) -> str:
-        return str(self.request.path)
+        """``request.path_info``: the path rules match (what Django routes on)."""
+        return str(self.request.path_info)
 
     @property
     def user(self) -> Any:
@@ -64,7 +67,6 @@ class RateLimitMiddleware:
             any(isinstance(r.key, user_key) for r in self.policy.rules)
         if self.is_async:
             markcoroutinefunction(self)
-            self.process_view = self._aprocess_view  # type: ignore[method-assign]
         elif self.policy.has_async_keys():
             from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
             raise ImproperlyConfigured("async key functions need an ASGI (async) Django stack")
@@ -72,25 +74,18 @@ class RateLimitMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
             return self.__acall__(request)
-        return _add_headers(request, self.get_response(request))
+        rules = self.rules_for(request)
+        if rules is None:
+            return self.get_response(request)
+        outcome = check_sync(self.policy, DjangoRequest(request), rules)
+        if not outcome.allowed:
+            return _add_headers(outcome, _denied(outcome))
+        return _add_headers(outcome, self.get_response(request))
 
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
-        response = await self.get_response(request)
-        return _add_headers(request, response)
-
-    def process_view(self, request: HttpRequest, view_func: Any, view_args: Any,
-                     view_kwargs: Any) -> HttpResponse | None:
-        rules = self._rules(request, view_func)
+        rules = self.rules_for(request)
         if rules is None:
-            return None
-        outcome = check_sync(self.policy, DjangoRequest(request), rules)
-        return _respond(request, outcome)
-
-    async def _aprocess_view(self, request: HttpRequest, view_func: Any, view_args: Any,
-                             view_kwargs: Any) -> HttpResponse | None:
-        rules = self._rules(request, view_func)
-        if rules is None:
-            return None
+            return await self.get_response(request)
         user = None
         if self._needs_user or any(isinstance(r.key, user_key) for r in rules):
             auser: Callable[[], Awaitable[Any]] | None = getattr(request, "auser", None)
@@ -100,19 +95,19 @@ class RateLimitMiddleware:
                 except Exception:
                     user = None
         outcome = await check_async(self.policy, DjangoRequest(request, user), rules)
-        return _respond(request, outcome)
+        if not outcome.allowed:
+            return _add_headers(outcome, _denied(outcome))
+        return _add_headers(outcome, await self.get_response(request))
 
-    def _rules(self, request: HttpRequest, view_func: Any) -> Any:
-        if views.view_exempt(view_func):
+    def rules_for(self, request: HttpRequest) -> Any:
+        """The rules that apply to ``request`` (None: exempt, or nothing applies)."""
+        exempt, extra = route_marks(request)
+        if exempt:
             return None
-        return self.policy.match(request.method or "GET", request.path,
-                                 views.view_rules(view_func))
+        return self.policy.match(request.method or "GET", request.path_info, extra)
 
 
-def _respond(request: HttpRequest, outcome: Outcome) -> HttpResponse | None:
-    setattr(request, _ATTR, outcome)
-    if outcome.allowed:
-        return None
+def _denied(outcome: Outcome) -> HttpResponse:
     denial = outcome.denial
     if isinstance(denial, Denial):
         response = HttpResponse(denial.body, status=denial.status)
@@ -122,10 +117,8 @@ def _respond(request: HttpRequest, outcome: Outcome) -> HttpResponse | None:
     return denial  # a custom deny gave a Django response
 
 
-def _add_headers(request: HttpRequest, response: HttpResponse) -> HttpResponse:
-    outcome: Outcome | None = getattr(request, _ATTR, None)
-    if outcome is not None:
-        for name, value in outcome.headers:
-            if name not in response:
-                response[name] = value
+def _add_headers(outcome: Outcome, response: HttpResponse) -> HttpResponse:
+    for name, value in outcome.headers:
+        if name not in response:
+            response[name] = value
     return response
