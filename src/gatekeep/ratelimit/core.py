@@ -183,11 +183,15 @@ class RateLimitPolicy:
         self._batches: dict[Any, Batch] = {}
         self._last_error_log = 0.0
 
-    def _check_rule(self, rule: Rule) -> None:
+    def check_rule(self, rule: Rule) -> None:
+        """Raise ``ValueError`` when this policy cannot check ``rule`` (e.g. a burst
+        under a window algorithm): for limits that join the policy per request."""
         try:
             self.limiter.plan(list(rule.rates))
         except ValueError as exc:
             raise ValueError(f"rule {rule.name!r}: {exc}") from None
+
+    _check_rule = check_rule
 
     @property
     def key_functions(self) -> list[KeyFunc]:
