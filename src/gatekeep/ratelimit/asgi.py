@@ -107,8 +107,8 @@ class RateLimitMiddleware:
             check = None
             if resolved.covered:  # the route's dependencies find the outcome here
                 check = scope[STATE] = RouteCheck(resolved.covered)
-            rules = (None if resolved.exempt
-                     else policy.match(method, route_path(scope), resolved.rules))
+            rules = (None if resolved.exempt else policy.match(
+                method, route_path(scope, newline=resolved.routed), resolved.rules))
         if rules is None:
             await self.app(scope, receive, send)
             return

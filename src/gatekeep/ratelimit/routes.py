@@ -6,8 +6,9 @@
 means the app's ``/login`` whether it is served at ``/`` or behind
 ``--root-path /api``. Paths inside a ``Mount`` keep the mount's prefix
 (``/admin/login``). Starlette's route regexes end in ``$``, which also matches
-before one final newline, so ``/login%0A`` reaches the ``/login`` endpoint: the rule
-path drops that newline too, and a rule applies wherever the endpoint runs.
+before one final newline, so ``/login%0A`` reaches the ``/login`` endpoint: when
+the router reaches an endpoint (or when there is no router to ask), the rule path
+drops that newline too, so a rule applies wherever its endpoint runs.
 
 :class:`RouteTable` asks a Starlette or FastAPI router, with the routes' own
 ``matches()``, which endpoint a request will reach, before the app runs: the
@@ -35,8 +36,9 @@ _MAX_NAME = 64
 _CACHE = 4096
 
 
-def route_path(scope: Mapping[str, Any]) -> str:
-    """The app-relative path a rule is matched against (see the module's docstring)."""
+def route_path(scope: Mapping[str, Any], *, newline: bool = True) -> str:
+    """The app-relative path a rule is matched against (see the module's docstring);
+    ``newline``: drop one final newline."""
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
     # ASGI: path includes root_path; strip it only at a segment boundary, as Starlette does.
@@ -45,7 +47,7 @@ def route_path(scope: Mapping[str, Any]) -> str:
             path = ""
         elif path[len(root)] == "/":
             path = path[len(root):]
-    if path.endswith("\n"):
+    if newline and path.endswith("\n"):
         path = path[:-1]
     return path
 
@@ -92,9 +94,11 @@ class Resolved:
     rules: tuple[Rule, ...]
     covered: tuple[Any, ...]
     exempt: bool = False
+    #: Whether the router reaches an endpoint (not a 404, 405 or redirect).
+    routed: bool = True
 
 
-NOTHING = Resolved((), ())
+NOTHING = Resolved((), (), routed=False)
 
 
 def find_router(app: Any) -> Any | None:
