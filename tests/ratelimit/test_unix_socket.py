@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -61,22 +61,22 @@ def _app(trusted: list[str]) -> Any:
 @pytest.mark.parametrize("trusted", [["unix"], []], ids=["unix-trusted", "untrusted"])
 def test_uvicorn_uds_peer(socket_dir: str, trusted: list[str]) -> None:
     uds = os.path.join(socket_dir, "app.sock")
-    with _serve(_app(trusted), uds) as path:
-        with httpx.Client(transport=httpx.HTTPTransport(uds=path), base_url="http://app") as c:
-            def get(client_addr: str) -> httpx.Response:
-                return c.get("/", headers={"x-forwarded-for": f"198.51.100.1, {client_addr}"})
+    with (_serve(_app(trusted), uds) as path,
+          httpx.Client(transport=httpx.HTTPTransport(uds=path), base_url="http://app") as c):
+        def get(client_addr: str) -> httpx.Response:
+            return c.get("/", headers={"x-forwarded-for": f"198.51.100.1, {client_addr}"})
 
-            first = get("203.0.113.1")
-            info = first.json()
-            # what uvicorn gives for a unix-socket peer: no client, server = [path, None]
-            assert info["client"] is None and info["server"] == [path, None]
-            assert info["key"] == "ip:203.0.113.1"  # the app's own key function agrees
-            statuses = [first.status_code, get("203.0.113.1").status_code,
-                        get("203.0.113.1").status_code, get("203.0.113.2").status_code]
-            if trusted:  # each client behind the proxy has its own budget
-                assert statuses == [200, 200, 429, 200]
-            else:  # every client is the socket: one budget for all
-                assert statuses == [200, 200, 429, 429]
+        first = get("203.0.113.1")
+        info = first.json()
+        # what uvicorn gives for a unix-socket peer: no client, server = [path, None]
+        assert info["client"] is None and info["server"] == [path, None]
+        assert info["key"] == "ip:203.0.113.1"  # the app's own key function agrees
+        statuses = [first.status_code, get("203.0.113.1").status_code,
+                    get("203.0.113.1").status_code, get("203.0.113.2").status_code]
+        if trusted:  # each client behind the proxy has its own budget
+            assert statuses == [200, 200, 429, 200]
+        else:  # every client is the socket: one budget for all
+            assert statuses == [200, 200, 429, 429]
 
 
 def test_unix_peer_without_header_or_with_junk_is_the_socket() -> None:
