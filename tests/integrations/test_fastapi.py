@@ -237,7 +237,17 @@ async def test_a_route_limit_the_middleware_cannot_check_fails_at_startup() -> N
     async def home() -> str:
         return "hi"
 
-    middleware = RateLimitMiddleware(app, algorithm="sliding_window")
+    with pytest.raises(ValueError, match="burst"):  # when the middleware is built
+        RateLimitMiddleware(app, algorithm="sliding_window")
+
+    # a route added after the middleware was built: checked at start-up (lifespan)
+    late = FastAPI()
+    middleware = RateLimitMiddleware(late, algorithm="sliding_window")
+
+    @late.get("/", dependencies=[Depends(RateLimit("1/second burst 5"))])
+    async def late_home() -> str:
+        return "hi"
+
     messages = iter([{"type": "lifespan.startup"}])
 
     async def receive() -> dict[str, str]:

@@ -69,19 +69,17 @@ class RateLimitMiddleware:
             raise TypeError("pass either policy= or the policy's options, not both")
         self.app = app
         self.policy = policy if policy is not None else RateLimitPolicy(**options)
-        self._table: RouteTable | bool | None = False  # False: not looked for yet
+        router = find_router(app)
+        self._table = None if router is None else RouteTable(router)
+        self.check_routes()
 
-    def routes(self) -> RouteTable | None:
-        """The router's table (found on first use), its route limits checked against
-        this policy: a bad one raises here, at start-up (the lifespan scope)."""
-        if self._table is False:
-            router = find_router(self.app)
-            table = None if router is None else RouteTable(router)
-            if table is not None:
-                for provider in table.providers():
-                    self.policy.check_rule(provider.rule)
-            self._table = table
-        return self._table  # type: ignore[return-value]
+    def check_routes(self) -> None:
+        """Raise ``ValueError`` when a route's own limit cannot be checked by this
+        policy (e.g. a burst under a window algorithm). Runs when the middleware is
+        built and again at the app's start-up (lifespan), once every route is added."""
+        if self._table is not None:
+            for provider in self._table.providers():
+                self.policy.check_rule(provider.rule)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -91,11 +89,11 @@ class RateLimitMiddleware:
             method = "WEBSOCKET"
         else:
             if kind == "lifespan":
-                self.routes()
+                self.check_routes()
             await self.app(scope, receive, send)
             return
         policy = self.policy
-        table = self.routes() if self._table is not None else None
+        table = self._table
         if table is None:
             rules = policy.match(method, route_path(scope))
             check = None
