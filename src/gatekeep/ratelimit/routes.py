@@ -20,7 +20,7 @@ installed; the helpers are plain functions of the ASGI scope.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -70,7 +70,10 @@ def route_label(method: str, prefix: str, path: str) -> str:
 
 
 class LimitProvider(Protocol):
-    """What a route's limit (a FastAPI ``RateLimit`` dependency) offers the middleware."""
+    """What a route's limit (a FastAPI ``RateLimit`` dependency) offers the middleware:
+    its rule for a route, and a rule with its rates to validate at start-up."""
+
+    rule: Rule
 
     def route_rule(self, label: str) -> Rule: ...
 
@@ -227,7 +230,3 @@ def _providers(route: Any, endpoint: Any) -> Iterator[Any]:
         if not any(owner is s for s in seen):
             seen.append(owner)
     return iter(seen)
-
-
-def set_state(scope: MutableMapping[str, Any], check: RouteCheck) -> None:
-    scope[STATE] = check
