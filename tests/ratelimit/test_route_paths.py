@@ -167,3 +167,30 @@ async def test_unrouted_requests_count_against_default_and_path_rules() -> None:
         # a 405 and a redirect count too, each once
         r = await c.put("/items/1")
         assert r.status_code == 429 and r.headers["ratelimit"].startswith('"default";r=0;')
+
+
+def test_wsgi_rules_match_the_path_inside_the_app() -> None:
+    """Behind WSGI too: SCRIPT_NAME is where the app is mounted, PATH_INFO its route."""
+    from gatekeep.ratelimit.wsgi import RateLimitMiddleware as WSGIMiddleware
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    wsgi = WSGIMiddleware(app, rules=[Rule("1/minute", "POST /login", name="login")])
+
+    def policy(script: str, path: str) -> str:
+        seen: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+            seen.update(headers)
+
+        environ = {"REQUEST_METHOD": "POST", "SCRIPT_NAME": script, "PATH_INFO": path,
+                   "REMOTE_ADDR": f"198.51.100.{len(script) + len(path)}"}
+        wsgi(environ, start_response)
+        return str(seen.get("RateLimit-Policy", ""))
+
+    assert policy("/app", "/login") == '"login";q=1;w=60'
+    assert policy("", "/login") == '"login";q=1;w=60'
+    assert policy("/login", "") == ""
+    assert policy("", "/app/login") == ""

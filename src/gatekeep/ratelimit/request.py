@@ -119,6 +119,16 @@ class WSGIRequest(RequestView):
             return path
 
     @property
+    def route_path(self) -> str:
+        """The app-relative path (``PATH_INFO``; ``SCRIPT_NAME`` is where the app is
+        mounted), as a rule sees it."""
+        path = str(self.raw.get("PATH_INFO", "") or "")
+        try:
+            return path.encode("latin-1").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            return path
+
+    @property
     def peer(self) -> str | None:
         return self.raw.get("REMOTE_ADDR") or None
 
