@@ -40,7 +40,14 @@ from .ratelimit.core import Outcome, RateLimitPolicy
 from .ratelimit.drivers import check_async
 from .ratelimit.keys import KeyFunc
 from .ratelimit.request import ASGIRequest
-from .ratelimit.routes import STATE, RouteCheck, route_label, route_name
+from .ratelimit.routes import (
+    STATE,
+    RouteCheck,
+    route_label,
+    route_name,
+    route_providers,
+    rule_decision,
+)
 from .ratelimit.rules import Rule
 
 __all__ = ["RateLimit", "RateLimitExceeded", "limit"]
@@ -57,7 +64,7 @@ class RateLimitExceeded(HTTPException):
 
 
 def _checked(scope: Any, provider: Any) -> RouteCheck | None:
-    """The middleware's check, when it covered ``provider``'s limit for this request."""
+    """The check that covered ``provider``'s limit for this request, if any."""
     check = scope.get(STATE)
     return check if isinstance(check, RouteCheck) and check.covers(provider) else None
 
@@ -108,11 +115,21 @@ class RateLimit:
         return route_label(method, prefix, path)
 
     async def check(self, conn: HTTPConnection) -> Outcome | None:
-        """This limit's outcome; None when the middleware already checked it."""
-        if _checked(conn.scope, self) is not None:
-            return None
-        rules = (self.route_rule(self._label(conn.scope)),)
-        return await check_async(self.policy, ASGIRequest(conn.scope), rules)
+        """This limit's outcome; None when the middleware checked it (and adds the
+        headers). Without a middleware, the first limit of a route to run checks the
+        route's other limits that share its policy too: one call, all-or-nothing."""
+        scope = conn.scope
+        done = _checked(scope, self)
+        if done is not None:
+            return None if done.by_middleware else done.outcome
+        label = self._label(scope)
+        siblings = tuple(p for p in route_providers(scope.get("route"), scope.get("endpoint"))
+                         if p is not self and getattr(p, "policy", None) is self.policy)
+        rules = tuple(p.route_rule(label) for p in (self, *siblings))
+        outcome = await check_async(self.policy, ASGIRequest(scope), rules)
+        if siblings and STATE not in scope:
+            scope[STATE] = RouteCheck((self, *siblings), outcome, by_middleware=False)
+        return outcome
 
     async def outcome(self, request: Request, response: Response) -> Outcome | None:
         """The dependency's work: check, raise on denial, put the headers on
@@ -127,12 +144,16 @@ class RateLimit:
         return outcome
 
     async def __call__(self, request: Request, response: Response) -> Decision | None:
+        """Check (or find the check), and return the decision of this limit alone."""
         outcome = await self.outcome(request, response)
-        if outcome is None:
+        if outcome is None:  # the middleware's check
             check = _checked(request.scope, self)
-            done = None if check is None else check.outcome
-            return None if done is None else done.decision
-        return outcome.decision
+            outcome = None if check is None else check.outcome
+        if outcome is None:
+            return None
+        label = self._label(request.scope)
+        own = rule_decision(outcome, self.route_rule(label))
+        return outcome.decision if own is None else own
 
 
 _PARAM = "gatekeep_rate_limit_"

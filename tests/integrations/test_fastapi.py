@@ -190,17 +190,41 @@ async def test_a_route_denial_spends_no_other_budget() -> None:
         assert (await c.get("/home")).headers["ratelimit"].startswith('"app";r=7;')
 
 
-async def test_the_dependency_returns_the_middlewares_decision() -> None:
+async def test_the_dependency_returns_its_own_part_of_the_middlewares_decision() -> None:
     app = FastAPI()
-    search_limit = RateLimit("5/minute")
+    search_limit = RateLimit("5/minute; 100/hour")
 
     @app.get("/search")
-    async def search(decision: Any = Depends(search_limit)) -> dict[str, int]:  # noqa: B008
-        return {"remaining": decision.remaining}
+    async def search(decision: Any = Depends(search_limit)) -> dict[str, Any]:  # noqa: B008
+        return {"remaining": decision.remaining, "limits": len(decision.details)}
 
-    async with client(RateLimitMiddleware(app)) as c:
-        assert (await c.get("/search")).json() == {"remaining": 4}
-        assert (await c.get("/search")).json() == {"remaining": 3}
+    wrapped = RateLimitMiddleware(app, rules=[Rule("3/minute", "/**", name="app")])
+    async with client(wrapped) as c:
+        # its own two limits (the tighter: 4 of 5), not the app rule's 2 of 3
+        assert (await c.get("/search")).json() == {"remaining": 4, "limits": 2}
+        assert (await c.get("/search")).json() == {"remaining": 3, "limits": 2}
+
+
+async def test_alone_a_routes_limits_sharing_a_policy_are_one_check() -> None:
+    policy = RateLimitPolicy()
+    app = FastAPI()
+
+    @app.get("/both", dependencies=[Depends(RateLimit("5/minute", policy=policy))])
+    @limit("2/minute", policy=policy, name="tight")
+    async def both() -> PlainTextResponse:
+        return PlainTextResponse("own")
+
+    async with client(app) as c:
+        statuses = []
+        for _ in range(3):
+            r = await c.get("/both")
+            statuses.append(r.status_code)
+        assert statuses == [200, 200, 429]
+        assert policy.stats.allowed == 2 and policy.stats.denied == 1  # one check a request
+        # all-or-nothing: the denied request spent nothing from the route's other limit
+        r = await c.get("/both")
+        assert r.headers["ratelimit-policy"] == '"GET /both";q=5;w=60, "tight";q=2;w=60'
+        assert r.headers["ratelimit"].startswith('"GET /both";r=3;')
 
 
 async def test_limit_decorator_alone_puts_headers_on_the_endpoints_own_response() -> None:

@@ -24,11 +24,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..decision import Decision
 from .rules import Rule
 from .views import view_exempt, view_rules
 
 __all__ = ["STATE", "LimitProvider", "Resolved", "RouteCheck", "RouteTable", "find_router",
-           "route_label", "route_name", "route_path"]
+           "route_label", "route_name", "route_path", "route_providers", "rule_decision"]
 
 #: The scope key where the middleware records what it checked for the route.
 STATE = "gatekeep.ratelimit"
@@ -69,6 +70,28 @@ def route_label(method: str, prefix: str, path: str) -> str:
     return f"{method} {prefix}{path}"
 
 
+def rule_decision(outcome: Any, rule: Rule) -> Decision | None:
+    """The decision for ``rule``'s own limits, out of a check of several rules (an
+    :class:`~gatekeep.ratelimit.core.Outcome`); None when ``rule`` was not checked."""
+    decision: Decision | None = outcome.decision
+    if decision is None or not any(r is rule for r in outcome.rules):
+        return None
+    if not decision.details:  # one limit in all: it is this rule's
+        return decision
+    start = 0
+    for r in outcome.rules:
+        if r is rule:
+            break
+        start += len(r.rates)
+    own = decision.details[start:start + len(rule.rates)]
+    if len(own) == 1:
+        return own[0]
+    tight = min(own, key=lambda d: (d.allowed, d.remaining, -d.retry_after))
+    return Decision(all(d.allowed for d in own), tight.limit, tight.remaining,
+                    max(d.reset_after for d in own), max(d.retry_after for d in own),
+                    tight.rate, own)
+
+
 class LimitProvider(Protocol):
     """What a route's limit (a FastAPI ``RateLimit`` dependency) offers the middleware:
     its rule for a route, and a rule with its rates to validate at start-up."""
@@ -80,11 +103,15 @@ class LimitProvider(Protocol):
 
 @dataclass(slots=True)
 class RouteCheck:
-    """Left in ``scope[STATE]`` by the middleware for the route's dependencies: which
-    limit providers it already checked, and the outcome."""
+    """Left in ``scope[STATE]`` for the route's dependencies: which limit providers
+    were already checked (by the middleware, or by the first dependency to run), and
+    the outcome."""
 
     covered: tuple[Any, ...]
     outcome: Any = None
+    #: The middleware adds the headers itself; else (a dependency checked the route's
+    #: limits together, without a middleware) each dependency passes them on.
+    by_middleware: bool = True
 
     def covers(self, provider: Any) -> bool:
         return any(p is provider for p in self.covered)
@@ -193,7 +220,7 @@ class RouteTable:
         endpoint = getattr(route, "endpoint", None) or getattr(route, "app", None)
         if endpoint is not None and view_exempt(endpoint):
             return Resolved((), (), exempt=True)
-        providers = list(_providers(route, endpoint))
+        providers = list(route_providers(route, endpoint))
         rules = [p.route_rule(label) for p in providers]
         if endpoint is not None:
             rules.extend(view_rules(endpoint))
@@ -209,10 +236,10 @@ class RouteTable:
                 yield from self._all(getattr(route, "routes", None) or ())
             else:
                 endpoint = getattr(route, "endpoint", None)
-                yield from _providers(route, endpoint)
+                yield from route_providers(route, endpoint)
 
 
-def _providers(route: Any, endpoint: Any) -> Iterator[Any]:
+def route_providers(route: Any, endpoint: Any) -> Iterator[Any]:
     """The limit providers of a route: its FastAPI dependencies (any depth) that offer
     ``route_rule``, and those ``@limit`` attached to a Starlette endpoint."""
     seen: list[Any] = []
