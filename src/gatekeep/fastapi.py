@@ -43,6 +43,7 @@ from .ratelimit.request import ASGIRequest
 from .ratelimit.routes import (
     STATE,
     RouteCheck,
+    effective_route,
     route_label,
     route_name,
     route_providers,
@@ -105,7 +106,7 @@ class RateLimit:
         return rule
 
     def _label(self, scope: Any) -> str:
-        route = scope.get("route")
+        route = effective_route(scope)
         path = getattr(route, "path", None) or scope.get("path", "/")
         method = scope.get("method", "WEBSOCKET") if scope["type"] == "http" else "WEBSOCKET"
         # Inside a mount, root_path holds the mount's path after the app's own root.
@@ -123,7 +124,7 @@ class RateLimit:
         if done is not None:
             return None if done.by_middleware else done.outcome
         label = self._label(scope)
-        siblings = tuple(p for p in route_providers(scope.get("route"), scope.get("endpoint"))
+        siblings = tuple(p for p in route_providers(effective_route(scope), scope.get("endpoint"))
                          if p is not self and getattr(p, "policy", None) is self.policy)
         rules = tuple(p.route_rule(label) for p in (self, *siblings))
         outcome = await check_async(self.policy, ASGIRequest(scope), rules)

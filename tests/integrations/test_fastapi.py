@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
@@ -188,6 +188,34 @@ async def test_a_route_denial_spends_no_other_budget() -> None:
         assert r.headers["ratelimit-policy"] == '"app";q=10;w=60, "POST /login";q=2;w=60'
         # only the two allowed logins spent the app budget: 10 - 2 - this one
         assert (await c.get("/home")).headers["ratelimit"].startswith('"app";r=7;')
+
+
+@pytest.mark.parametrize("behind_middleware", [False, True])
+async def test_included_routers_keep_their_prefix_and_dependencies(
+        behind_middleware: bool) -> None:
+    policy = RateLimitPolicy()
+    router = APIRouter(prefix="/r", dependencies=[Depends(RateLimit("7/minute", name="all",
+                                                                    policy=policy))])
+
+    @router.get("/items/{i}", dependencies=[Depends(RateLimit("2/minute", policy=policy))])
+    async def items(i: int) -> int:
+        return i
+
+    app = FastAPI()
+    app.include_router(router, prefix="/v1")
+    app.include_router(router, prefix="/v2")
+    if behind_middleware:
+        app.add_middleware(RateLimitMiddleware, policy=policy)
+    async with client(app) as c:
+        r = await c.get("/v1/r/items/1")
+        # one check: the router's limit and the route's, the route named as included
+        assert r.headers["ratelimit-policy"] == '"all";q=7;w=60, "GET /v1/r/items/{i}";q=2;w=60'
+        assert policy.stats.allowed == 1
+        assert (await c.get("/v1/r/items/2")).status_code == 200
+        assert (await c.get("/v1/r/items/3")).status_code == 429
+        # each inclusion its own route counter; the named one is shared
+        r = await c.get("/v2/r/items/1")
+        assert r.status_code == 200 and r.headers["ratelimit"].startswith('"all";r=4;')
 
 
 async def test_the_dependency_returns_its_own_part_of_the_middlewares_decision() -> None:

@@ -28,8 +28,9 @@ from ..decision import Decision
 from .rules import Rule
 from .views import view_exempt, view_rules
 
-__all__ = ["STATE", "LimitProvider", "Resolved", "RouteCheck", "RouteTable", "find_router",
-           "route_label", "route_name", "route_path", "route_providers", "rule_decision"]
+__all__ = ["STATE", "LimitProvider", "Resolved", "RouteCheck", "RouteTable", "effective_route",
+           "find_router", "route_label", "route_name", "route_path", "route_providers",
+           "rule_decision"]
 
 #: The scope key where the middleware records what it checked for the route.
 STATE = "gatekeep.ratelimit"
@@ -200,6 +201,12 @@ class RouteTable:
                 sub_prefix = prefix + (getattr(route, "path", "") or "")
                 found, found_prefix, ok = self._walk(inner, {**scope, **child}, sub_prefix)
                 return found, found_prefix, cacheable and ok
+            candidates = getattr(route, "effective_candidates", None)
+            if callable(candidates):
+                # FastAPI >= 0.13x keeps an included router whole: its candidates are
+                # the routes as included (prefix and router dependencies applied).
+                found, found_prefix, ok = self._walk(candidates(), scope, prefix)
+                return found, found_prefix, cacheable and ok
             return route, prefix, cacheable
         return None, prefix, cacheable
 
@@ -234,9 +241,21 @@ class RouteTable:
         for route in routes:
             if isinstance(route, self._nested):
                 yield from self._all(getattr(route, "routes", None) or ())
+            elif callable(getattr(route, "effective_candidates", None)):
+                yield from self._all(route.effective_candidates())
             else:
                 endpoint = getattr(route, "endpoint", None)
                 yield from route_providers(route, endpoint)
+
+
+def effective_route(scope: Mapping[str, Any]) -> Any:
+    """The route a request was dispatched to, as included: FastAPI >= 0.13x puts the
+    included router's original route in ``scope["route"]`` and the route as included
+    (its full path, the router's dependencies) in its own part of the scope."""
+    fastapi_scope = scope.get("fastapi")
+    context = (fastapi_scope.get("effective_route_context")
+               if isinstance(fastapi_scope, dict) else None)
+    return context if context is not None else scope.get("route")
 
 
 def route_providers(route: Any, endpoint: Any) -> Iterator[Any]:
