@@ -203,7 +203,7 @@ class RouteTable:
                 return found, found_prefix, cacheable and ok
             candidates = getattr(route, "effective_candidates", None)
             if callable(candidates):
-                # FastAPI >= 0.13x keeps an included router whole: its candidates are
+                # Recent FastAPI (0.165 here) keeps an included router whole: its candidates are
                 # the routes as included (prefix and router dependencies applied).
                 found, found_prefix, ok = self._walk(candidates(), scope, prefix)
                 return found, found_prefix, cacheable and ok
@@ -249,7 +249,7 @@ class RouteTable:
 
 
 def effective_route(scope: Mapping[str, Any]) -> Any:
-    """The route a request was dispatched to, as included: FastAPI >= 0.13x puts the
+    """The route a request was dispatched to, as included: recent FastAPI puts the
     included router's original route in ``scope["route"]`` and the route as included
     (its full path, the router's dependencies) in its own part of the scope."""
     fastapi_scope = scope.get("fastapi")
