@@ -171,11 +171,13 @@ class RouteTable:
         self._per_route: dict[tuple[int, str, str], tuple[Any, Resolved]] = {}
 
     def resolve(self, scope: Mapping[str, Any], method: str) -> Resolved:
-        cache_key = (method, scope.get("root_path", ""), scope["path"])
+        routes = self.router.routes
+        # (the route count: a route added at run time makes older answers stale)
+        cache_key = (method, scope.get("root_path", ""), scope["path"], len(routes))
         known = self._cache.get(cache_key)
         if known is not None:
             return known
-        route, prefix, cacheable = self._walk(self.router.routes, dict(scope), "")
+        route, prefix, cacheable = self._walk(routes, dict(scope), "")
         resolved = NOTHING if route is None else self._limits(route, prefix, method)
         if cacheable:
             if len(self._cache) >= _CACHE:
