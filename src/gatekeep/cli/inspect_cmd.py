@@ -2,10 +2,12 @@
 changing it.
 
 A limiter key names everything needed to read it back:
-``gk:<app>:{<key>}:<algorithm>:<limit>/<period µs>[b<burst>]``. :func:`parse_key`
-(pure) decodes it; :func:`describe` rebuilds the same ``Limiter`` and calls
-``peek`` (the script in its no-write mode), so remaining / reset / retry are
-exactly what the next ``hit`` would see, and reads the raw value and TTL.
+``gk:<app>:{<key>}[:<rule>]:<algorithm>:<limit>/<period µs>[b<burst>]``; the
+``:<rule>`` segment is there for the keys the middleware writes (the rule's name,
+``default``, or a FastAPI route's ``GET /items/{id}``). :func:`parse_key` (pure)
+decodes it; :func:`describe` rebuilds the same plan and runs the script in its
+no-write mode (``peek``), so remaining / reset / retry are exactly what the next
+hit would see, and reads the raw value and TTL.
 
 A session key (``gk:[app:]s:{tag}rest``) names its session id
 (:func:`gatekeep.sessions.split_key`); :func:`describe_session` reads the
@@ -29,9 +31,10 @@ from typing import Any, TextIO
 import redis
 from redis.exceptions import RedisClusterException
 
-from ..algorithms import ALGORITHMS, AlgorithmSpec
+from ..algorithms import ALGORITHMS, PEEK, AlgorithmSpec
 from ..backends.redis import RedisBackend
-from ..keys import ROOT
+from ..decision import Decision
+from ..keys import ROOT, tag
 from ..limiter import Limiter
 from ..rates import Rate
 from ..sessions import SessionStore, split_key
@@ -43,9 +46,13 @@ __all__ = ["LimiterKey", "describe", "describe_session", "parse_key", "run"]
 _SHORTS = {spec.short: spec for spec in ALGORITHMS.values()}
 _KEY_RE = re.compile(
     r"^" + re.escape(ROOT) + r"(?P<app>[A-Za-z0-9_.:\-]*?)\{(?P<tag>[^{}]*)\}"
+    # the rule: anything up to the last algorithm and rate (a name may hold ':')
+    r"(?::(?P<rule>.+))?"
     r":(?P<short>" + "|".join(map(re.escape, _SHORTS)) + r"):"
     r"(?P<limit>\d+)/(?P<period>\d+)(?:b(?P<burst>\d+))?$"
 )
+_INDEX_RE = re.compile(
+    r"^" + re.escape(ROOT) + r"(?:[A-Za-z0-9_.:\-]*:)?u:\{(?P<user>[^{}]*)\}$")
 _SESSION_RE = re.compile(
     r"^" + re.escape(ROOT) + r"(?:[A-Za-z0-9_.:\-]*:)?s:\{[A-Za-z0-9_-]{4}\}[A-Za-z0-9_-]{43}$")
 _UNESCAPE = {"%25": "%", "%7B": "{", "%7D": "}"}
@@ -63,6 +70,8 @@ class LimiterKey:
     name: str
     algorithm: AlgorithmSpec
     rate: Rate
+    #: The middleware rule (or FastAPI route) the key counts for; None for a Limiter's.
+    rule: str | None = None
 
 
 def parse_key(key: str) -> LimiterKey | None:
@@ -74,8 +83,12 @@ def parse_key(key: str) -> LimiterKey | None:
         rate = Rate(int(m["limit"]), int(m["period"]), int(m["burst"] or 0))
     except ValueError:
         return None
-    name = re.sub(r"%(25|7B|7D)", lambda x: _UNESCAPE[x[0]], m["tag"])
-    return LimiterKey(key, m["app"].rstrip(":"), name, _SHORTS[m["short"]], rate)
+    return LimiterKey(key, m["app"].rstrip(":"), _unescape(m["tag"]), _SHORTS[m["short"]],
+                      rate, m["rule"])
+
+
+def _unescape(tagged: str) -> str:
+    return re.sub(r"%(25|7B|7D)", lambda x: _UNESCAPE[x[0]], tagged)
 
 
 def describe(client: Any, key: str, *, show_value: bool = True, show_data: bool = False
@@ -93,6 +106,12 @@ def describe(client: Any, key: str, *, show_value: bool = True, show_data: bool 
     lk = parse_key(key)
     if lk is None:
         out["limiter"] = None
+        index = _INDEX_RE.match(key)
+        if index is not None:  # a user's session index: a sorted set of session ids
+            out.pop("value", None)
+            out["session_index"] = {"user": _unescape(index["user"]),
+                                    "sessions": int(client.zcard(key)) if kind == "zset" else 0}
+            return out
         out["session_key"] = _SESSION_RE.match(key) is not None
         if out["session_key"]:
             out.pop("value", None)
@@ -100,13 +119,15 @@ def describe(client: Any, key: str, *, show_value: bool = True, show_data: bool 
         return out
     limiter = Limiter(lk.rate, backend=RedisBackend(client), algorithm=lk.algorithm,
                       prefix=lk.app)
-    if limiter.keys(lk.name, limiter.plan(lk.rate)) != [key]:  # never peek at another key
-        out["limiter"] = None
+    plan = limiter.plan(lk.rate)
+    rule = "" if lk.rule is None else ":" + lk.rule
+    if limiter.prefix + tag(lk.name) + rule + plan.suffixes[0] != key:
+        out["limiter"] = None  # never peek at another key than the one named
         return out
-    d = limiter.peek(lk.name)
+    d = Decision.from_reply(plan.rates, limiter.backend.limit(plan, [key], None, PEEK, 1))
     out["limiter"] = {
         "algorithm": lk.algorithm.name, "rate": str(lk.rate), "app_prefix": lk.app,
-        "key": lk.name, "limit": d.limit, "remaining": d.remaining,
+        "key": lk.name, "rule": lk.rule, "limit": d.limit, "remaining": d.remaining,
         "reset_after": d.reset_after,
         "retry_after": None if math.isinf(d.retry_after) else d.retry_after,
         "next_request": "allowed" if d.allowed else "denied",
@@ -167,6 +188,7 @@ def _render(info: dict[str, Any], out: TextIO) -> None:
         rows += [
             ("algorithm", lim["algorithm"]), ("rate", lim["rate"]),
             ("app prefix", lim["app_prefix"] or "(none)"), ("limiter key", lim["key"]),
+            ("rule", lim["rule"] or "(none: a Limiter's key)"),
             ("remaining", f"{lim['remaining']} of {lim['limit']}"),
             ("reset", f"{lim['reset_after']:.3f} s until full capacity"),
             ("next request", f"{lim['next_request']}" + (
@@ -182,6 +204,10 @@ def _render(info: dict[str, Any], out: TextIO) -> None:
         if "value" in info:
             extra = f" ({info['length']} entries, newest first)" if "length" in info else ""
             rows.append(("stored", f"{info['value']!r}{extra}"))
+    index = info.get("session_index")
+    if index is not None:
+        rows += [("session index of user", index["user"]),
+                 ("sessions", str(index["sessions"]))]
     sess = info.get("session")
     if sess is not None:
         rows.append(("session", sess["state"]))
@@ -203,14 +229,17 @@ def _render(info: dict[str, Any], out: TextIO) -> None:
         print(f"{k:<{width}}  {v}", file=out)
     if sess is not None and sess["state"] != "live":
         print("a gatekeep session key, but no live session is stored under it", file=out)
-    elif lim is None:
+    elif lim is None and index is None:
         print("not a limiter key: gatekeep limiter keys look like "
-              "gk:[app:]{key}:tb:10/1000000 (algorithm tb, gcra, fw, sw or sl)", file=out)
+              "gk:[app:]{key}[:rule]:tb:10/1000000 (algorithm tb, gcra, fw, sw or sl)",
+              file=out)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("key", nargs="?", metavar="KEY",
-                        help="a limiter key, e.g. 'gk:myapp:{user:42}:tb:10/1000000'")
+                        help="a limiter key, e.g. 'gk:myapp:{user:42}:tb:10/1000000', a "
+                             "middleware key ('gk:myapp:{ip:1.2.3.4}:login:tb:5/60000000'), "
+                             "or a session key")
     parser.add_argument("--url", default=os.environ.get("GATEKEEP_REDIS_URL"),
                         help="the server (default: $GATEKEEP_REDIS_URL)")
     parser.add_argument("--cluster", action="store_true", help="connect as a Cluster client")
@@ -246,7 +275,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         else:
             _render(info, out)
         live = (info.get("session") or {}).get("state") == "live"
-        return 0 if info["limiter"] is not None or live else 1
+        index = info.get("session_index") is not None and info["exists"]
+        return 0 if info["limiter"] is not None or live or index else 1
     except (redis.RedisError, RedisClusterException) as exc:
         print(f"error reading {redact(args.url)}: {exc}", file=out)
         return 1
@@ -268,7 +298,8 @@ def _list(target: Target, pattern: str, limit: int, as_json: bool, out: TextIO) 
         what = (f"{lim['algorithm']} {lim['rate']}: {lim['remaining']}/{lim['limit']} left, "
                 f"full in {lim['reset_after']:.3f} s" if lim
                 else f"session, {info['session']['state']}" if info.get("session")
-                else info["type"])
+                else f"session index, {info['session_index']['sessions']} session(s)"
+                if info.get("session_index") else info["type"])
         print(f"{info['key']}  ttl {ttl}  {what}", file=out)
     more = " (limit reached: there may be more)" if len(keys) >= limit else ""
     print(f"{len(keys)} key(s) matching {pattern!r}{more}", file=out)

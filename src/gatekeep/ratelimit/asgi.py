@@ -3,6 +3,12 @@
 Pure ASGI: no ``BaseHTTPMiddleware``, no request object, and headers are added by
 wrapping ``send``. HTTP requests and WebSocket handshakes are limited; lifespan
 and any other scope pass straight through.
+
+Rules match the app-relative route path (:func:`~gatekeep.ratelimit.routes.route_path`).
+In front of a Starlette or FastAPI app, the middleware also asks the app's router
+which endpoint the request will reach, and checks that route's own limits
+(``Depends(RateLimit(...))``, ``@limit``) with its rules: one check, one round
+trip, one set of headers; the dependency then finds its answer in the scope.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from .core import Outcome, RateLimitPolicy, merge_headers
 from .drivers import check_async
 from .headers import Denial
 from .request import ASGIRequest
+from .routes import NOTHING, STATE, RouteCheck, RouteTable, find_router, route_path
 
 __all__ = ["RateLimitMiddleware"]
 
@@ -62,6 +69,17 @@ class RateLimitMiddleware:
             raise TypeError("pass either policy= or the policy's options, not both")
         self.app = app
         self.policy = policy if policy is not None else RateLimitPolicy(**options)
+        router = find_router(app)
+        self._table = None if router is None else RouteTable(router)
+        self.check_routes()
+
+    def check_routes(self) -> None:
+        """Raise ``ValueError`` when a route's own limit cannot be checked by this
+        policy (e.g. a burst under a window algorithm). Runs when the middleware is
+        built and again at the app's start-up (lifespan), once every route is added."""
+        if self._table is not None:
+            for provider in self._table.providers():
+                self.policy.check_rule(provider.rule)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -70,14 +88,31 @@ class RateLimitMiddleware:
         elif kind == "websocket":
             method = "WEBSOCKET"
         else:
+            if kind == "lifespan":
+                self.check_routes()
             await self.app(scope, receive, send)
             return
         policy = self.policy
-        rules = policy.match(method, scope["path"])
+        table = self._table
+        if table is None:
+            rules = policy.match(method, route_path(scope))
+            check = None
+        else:
+            try:
+                resolved = table.resolve(scope, method)
+            except Exception:  # a router we cannot ask: the path rules still apply
+                resolved = NOTHING
+            check = None
+            if resolved.covered:  # the route's dependencies find the outcome here
+                check = scope[STATE] = RouteCheck(resolved.covered)
+            rules = (None if resolved.exempt else policy.match(
+                method, route_path(scope, newline=resolved.routed), resolved.rules))
         if rules is None:
             await self.app(scope, receive, send)
             return
         outcome = await check_async(policy, ASGIRequest(scope), rules)
+        if check is not None:
+            check.outcome = outcome
         if not outcome.allowed:
             await self._deny(outcome, scope, receive, send)
             return

@@ -69,6 +69,8 @@ class Outcome(NamedTuple):
     #: A :class:`Denial`, or the object a custom ``deny`` returned.
     denial: Any = None
     decision: Decision | None = None
+    #: The rules checked, in the order of ``decision.details``.
+    rules: tuple[Rule, ...] = ()
 
 
 ALLOW = Outcome(True, ())
@@ -183,11 +185,15 @@ class RateLimitPolicy:
         self._batches: dict[Any, Batch] = {}
         self._last_error_log = 0.0
 
-    def _check_rule(self, rule: Rule) -> None:
+    def check_rule(self, rule: Rule) -> None:
+        """Raise ``ValueError`` when this policy cannot check ``rule`` (e.g. a burst
+        under a window algorithm): for limits that join the policy per request."""
         try:
             self.limiter.plan(list(rule.rates))
         except ValueError as exc:
             raise ValueError(f"rule {rule.name!r}: {exc}") from None
+
+    _check_rule = check_rule
 
     @property
     def key_functions(self) -> list[KeyFunc]:
@@ -339,10 +345,10 @@ class RateLimitPolicy:
             self._count(batch, decision)
         if decision.allowed:
             stats.allowed += 1
-            return Outcome(True, headers, None, decision)
+            return Outcome(True, headers, None, decision, batch.rules)
         if self.shadow:
             stats.shadow_denied += 1
-            return Outcome(True, headers, None, decision)
+            return Outcome(True, headers, None, decision, batch.rules)
         stats.denied += 1
         retry = decision.retry_after_seconds
         headers.append(("Retry-After", str(retry)))
@@ -355,7 +361,7 @@ class RateLimitPolicy:
                                  "sending the default 429")
         if denial is None:
             denial = default_denial(429, retry)
-        return Outcome(False, headers, denial, decision)
+        return Outcome(False, headers, denial, decision, batch.rules)
 
     @staticmethod
     def decision_of(batch: Batch, reply: list[int]) -> Decision:

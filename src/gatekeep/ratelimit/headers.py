@@ -1,15 +1,18 @@
 """Response headers and the denial body: pure functions, no framework.
 
-``RateLimit-Policy`` and ``RateLimit`` follow draft-ietf-httpapi-ratelimit-headers-10:
+``RateLimit-Policy`` and ``RateLimit`` follow draft-ietf-httpapi-ratelimit-headers-11:
 both are Structured Field Lists (RFC 9651) of one item per policy, the item a
 String naming the policy::
 
-    RateLimit-Policy: "login";q=5;w=60, "default";q=100;w=60
-    RateLimit: "login";r=4;t=60, "default";r=99;t=1
+    RateLimit-Policy: "login";q=5;w=60, "api";q=10;w=1;gk-burst=20
+    RateLimit: "login";r=4;t=60, "api";r=19;t=1
 
-``q`` is the quota, ``w`` the window in seconds, ``r`` what remains and ``t``
-the seconds until the quota is whole again. The legacy ``X-RateLimit-*`` trio,
-if asked for, describes the tightest limit only.
+``q`` / ``w`` is the sustained rate (``q`` units per ``w`` seconds, exactly the
+configured rate); a token bucket's or GCRA's capacity, when it differs, is told by
+the vendor parameter ``gk-burst`` (a parameter a client does not know is ignored).
+``r`` is what remains now (up to the burst) and ``t`` the effective window: the
+seconds after which the quota is whole again. The legacy ``X-RateLimit-*`` trio,
+if asked for, describes one limit, the one closest to denial.
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 from ..decision import Decision
 from ..rates import Rate
 
-__all__ = ["Denial", "default_denial", "denial_json", "legacy_headers", "policy_item",
-           "ratelimit_header", "seconds", "sf_string"]
+__all__ = ["Denial", "closest_to_denial", "default_denial", "denial_json", "legacy_headers",
+           "policy_item", "quota", "ratelimit_header", "seconds", "sf_string"]
 
 
 def sf_string(text: str) -> str:
@@ -42,11 +46,26 @@ def seconds(x: float) -> int:
     return max(0, math.ceil(x))
 
 
-def policy_item(name: str, rate: Rate) -> str:
-    """One item of ``RateLimit-Policy``: the quota ``q`` (the capacity) per ``w`` seconds."""
-    quota = rate.burst if rate.has_burst else rate.limit
+def quota(rate: Rate) -> tuple[int, int]:
+    """``(q, w)``: whole units per whole seconds, ``q / w`` the sustained rate.
+
+    Exact when it can be said in at most the period's whole seconds (``"3/1500ms"``
+    is ``q=2, w=1``); otherwise rounded down, never advertising more than the rate.
+    """
+    if rate.period_us % 1_000_000 == 0:  # the rate as configured: "5/minute" is q=5, w=60
+        return rate.limit, rate.period_us // 1_000_000
+    exact = Fraction(rate.limit * 1_000_000, rate.period_us)
     window = max(1, math.ceil(rate.period_us / 1_000_000))
-    return f"{sf_string(name)};q={quota};w={window}"
+    if exact.denominator <= window:
+        return exact.numerator, exact.denominator
+    return max(1, math.floor(exact * window)), window
+
+
+def policy_item(name: str, rate: Rate) -> str:
+    """One item of ``RateLimit-Policy``: the sustained rate, and the burst if any."""
+    q, w = quota(rate)
+    item = f"{sf_string(name)};q={q};w={w}"
+    return f"{item};gk-burst={rate.burst}" if rate.has_burst else item
 
 
 def ratelimit_header(quoted: Sequence[str], decisions: Sequence[Decision]) -> str:
@@ -60,11 +79,22 @@ def ratelimit_header(quoted: Sequence[str], decisions: Sequence[Decision]) -> st
     )
 
 
+def closest_to_denial(decision: Decision) -> Decision:
+    """Of several limits, the one closest to denial: a denying one (the longest
+    wait), else the one with the fewest remaining (the longest reset on a tie)."""
+    if not decision.details:
+        return decision
+    return min(decision.details,
+               key=lambda d: (d.allowed, d.remaining, -d.retry_after, -d.reset_after))
+
+
 def legacy_headers(decision: Decision) -> list[tuple[str, str]]:
+    """``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset``, all three of one limit."""
+    d = closest_to_denial(decision)
     return [
-        ("X-RateLimit-Limit", str(decision.limit)),
-        ("X-RateLimit-Remaining", str(decision.remaining)),
-        ("X-RateLimit-Reset", str(seconds(decision.reset_after))),
+        ("X-RateLimit-Limit", str(d.limit)),
+        ("X-RateLimit-Remaining", str(d.remaining)),
+        ("X-RateLimit-Reset", str(seconds(d.reset_after))),
     ]
 
 

@@ -6,6 +6,11 @@ you trust, and then walked from the right: each trusted hop is skipped, and the
 first address that is not a trusted proxy is the client. Everything to its left
 was written by that client and is ignored, so a client cannot pick its identity.
 
+Behind a reverse proxy on the same host, the app server often listens on a unix
+socket (``uvicorn --uds``): then there is no peer address, and the peer is
+:data:`UNIX_PEER`. Trust it with ``"unix"`` among the trusted proxies: only a
+process that can open the socket file can connect, i.e. your proxy.
+
 IPv6 clients usually hold a whole /64, so by default their key is the /64
 network, not the single address.
 """
@@ -16,7 +21,10 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
-__all__ = ["TrustedProxies", "parse_forwarded_for", "parse_x_forwarded_for"]
+__all__ = ["UNIX_PEER", "TrustedProxies", "parse_forwarded_for", "parse_x_forwarded_for"]
+
+#: The peer of a request that came through a unix socket (it has no address).
+UNIX_PEER = "unix"
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -103,13 +111,14 @@ class TrustedProxies:
     '198.51.100.7'
 
     ``networks``: CIDR strings or networks of the proxies in front of the app
-    (nothing is trusted by default). ``header``: ``"x-forwarded-for"`` (default) or
-    ``"forwarded"``; only the one your proxy writes should be read, since a proxy
-    passes the other through untouched. ``ipv6_prefix``: IPv6 clients are grouped
-    by this prefix length (64 by default; 128 keeps single addresses).
+    (nothing is trusted by default), and ``"unix"`` to trust a unix-socket peer.
+    ``header``: ``"x-forwarded-for"`` (default) or ``"forwarded"``; only the one
+    your proxy writes should be read, since a proxy passes the other through
+    untouched. ``ipv6_prefix``: IPv6 clients are grouped by this prefix length (64
+    by default; 128 keeps single addresses).
     """
 
-    __slots__ = ("header", "ipv4_prefix", "ipv6_prefix", "networks")
+    __slots__ = ("header", "ipv4_prefix", "ipv6_prefix", "networks", "unix")
 
     def __init__(self, networks: Iterable[str | IPNetwork] = (), *,
                  header: str = "x-forwarded-for", ipv6_prefix: int = 64,
@@ -117,13 +126,18 @@ class TrustedProxies:
         if isinstance(networks, str):
             networks = [networks]
         nets: list[IPNetwork] = []
+        unix = False
         for net in networks:
+            if net == UNIX_PEER:
+                unix = True
+                continue
             try:
                 nets.append(ipaddress.ip_network(net, strict=False))
             except (ValueError, TypeError):
                 raise ValueError(
                     f"trusted proxy {net!r} is not an address or a network; "
-                    "give CIDR strings such as '10.0.0.0/8' or '127.0.0.1'") from None
+                    "give CIDR strings such as '10.0.0.0/8' or '127.0.0.1', or 'unix' "
+                    "for a unix-socket peer") from None
         if header.lower() not in _HEADERS:
             raise ValueError(f"header must be one of {_HEADERS}, got {header!r}")
         if not isinstance(ipv6_prefix, int) or not 1 <= ipv6_prefix <= 128:
@@ -131,6 +145,8 @@ class TrustedProxies:
         if not isinstance(ipv4_prefix, int) or not 1 <= ipv4_prefix <= 32:
             raise ValueError(f"ipv4_prefix must be 1..32, got {ipv4_prefix!r}")
         self.networks: tuple[IPNetwork, ...] = tuple(nets)
+        #: Whether a unix-socket peer (:data:`UNIX_PEER`) is a trusted proxy.
+        self.unix = unix
         self.header = header.lower()
         self.ipv6_prefix = ipv6_prefix
         self.ipv4_prefix = ipv4_prefix
@@ -146,27 +162,38 @@ class TrustedProxies:
         """
         address = parse_ip(peer) if peer else None
         if address is None:
+            if peer == UNIX_PEER and self.unix and header_values:
+                found = self._walk(header_values, None)
+                if found is not None:
+                    return self._group(found)
             # No peer (a unix socket, a test client): the peer string itself, if any.
             return _group_text(peer or "unknown")
         if header_values and self.networks and self.trusts(_unmap(address)):
-            hops = (parse_x_forwarded_for(header_values) if self.header == "x-forwarded-for"
-                    else parse_forwarded_for(header_values))
-            for hop in reversed(hops[-_MAX_HOPS:]):
-                hop_address = parse_ip(hop)
-                if hop_address is None:
-                    # A trusted proxy wrote junk: what lies left of it is unknowable,
-                    # so the last trusted hop stands for the client.
-                    break
-                address = hop_address
-                if not self.trusts(_unmap(address)):
-                    break
+            address = self._walk(header_values, address) or address
         return self._group(address)
+
+    def _walk(self, header_values: Sequence[str], address: IPAddress | None
+              ) -> IPAddress | None:
+        """The client, from the right of the forwarding header: each trusted hop is
+        skipped; ``address`` (the trusted peer) when no hop can be read."""
+        hops = (parse_x_forwarded_for(header_values) if self.header == "x-forwarded-for"
+                else parse_forwarded_for(header_values))
+        for hop in reversed(hops[-_MAX_HOPS:]):
+            hop_address = parse_ip(hop)
+            if hop_address is None:
+                # A trusted proxy wrote junk: what lies left of it is unknowable,
+                # so the last trusted hop stands for the client.
+                break
+            address = hop_address
+            if not self.trusts(_unmap(address)):
+                break
+        return address
 
     def _group(self, address: IPAddress) -> str:
         return _grouped(_unmap(address), self.ipv4_prefix, self.ipv6_prefix)
 
     def __repr__(self) -> str:
-        nets = [str(n) for n in self.networks]
+        nets = [str(n) for n in self.networks] + ([UNIX_PEER] if self.unix else [])
         return f"TrustedProxies({nets!r}, header={self.header!r}, ipv6_prefix={self.ipv6_prefix})"
 
 

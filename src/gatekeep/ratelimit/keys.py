@@ -43,6 +43,7 @@ class client_ip:  # used like a function: key=client_ip()
     """The client's address (IPv6 grouped by /64), honouring trusted proxies only.
 
     >>> key = client_ip(trusted=["10.0.0.0/8"])    # behind a load balancer in 10/8
+    >>> key = client_ip(trusted=["unix"])          # nginx -> uvicorn --uds
     """
 
     __slots__ = ("proxies",)
@@ -54,7 +55,7 @@ class client_ip:  # used like a function: key=client_ip()
 
     def __call__(self, request: RequestView) -> str:
         proxies = self.proxies
-        if proxies.networks:
+        if proxies.networks or proxies.unix:
             values = request.headers(proxies.header)
             if values:
                 return "ip:" + proxies.client(request.peer, values)

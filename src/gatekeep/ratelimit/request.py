@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .ip import UNIX_PEER
+
 __all__ = ["ASGIRequest", "RequestView", "WSGIRequest"]
 
 
@@ -31,7 +33,8 @@ class RequestView:
 
     @property
     def peer(self) -> str | None:
-        """The address the server saw (the TCP peer), or None."""
+        """The address the server saw (the TCP peer), ``"unix"`` for a unix-socket
+        peer, or None."""
         raise NotImplementedError
 
     def headers(self, name: str) -> list[str]:
@@ -69,7 +72,13 @@ class ASGIRequest(RequestView):
     @property
     def peer(self) -> str | None:
         client = self.raw.get("client")
-        return str(client[0]) if client else None
+        if client:
+            return str(client[0])
+        # ASGI: a unix socket server is ``[path, None]``, and its peers have no address.
+        server = self.raw.get("server")
+        if server and len(server) == 2 and server[1] is None:
+            return UNIX_PEER
+        return None
 
     def headers(self, name: str) -> list[str]:
         key = name.lower().encode("latin-1")
@@ -104,6 +113,16 @@ class WSGIRequest(RequestView):
         # PEP 3333 gives PATH_INFO as latin-1 decoded bytes; undo it for UTF-8 paths.
         script = self.raw.get("SCRIPT_NAME", "") or ""
         path = script + (self.raw.get("PATH_INFO", "") or "")
+        try:
+            return path.encode("latin-1").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            return path
+
+    @property
+    def route_path(self) -> str:
+        """The app-relative path (``PATH_INFO``; ``SCRIPT_NAME`` is where the app is
+        mounted), as a rule sees it."""
+        path = str(self.raw.get("PATH_INFO", "") or "")
         try:
             return path.encode("latin-1").decode("utf-8")
         except (UnicodeEncodeError, UnicodeDecodeError):

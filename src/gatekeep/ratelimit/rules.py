@@ -2,7 +2,7 @@
 
 A pattern is a path, optionally preceded by methods: ``"/login"``,
 ``"POST /login"``, ``"GET,HEAD /files/*"``, ``"/api/**"``. In a path, ``*`` and
-``{name}`` match one segment, and a trailing ``/**`` matches the prefix itself and
+``{name}`` match one non-empty segment, and a trailing ``/**`` matches the prefix itself and
 everything below it (``"/api/**"`` matches ``/api`` and ``/api/v1/users``).
 
 A :class:`Rule` is one counter: every request it matches spends from the same
@@ -91,7 +91,7 @@ def compile_pattern(text: str, methods: str | Sequence[str] | None = None) -> Pa
             regex += ".*"
             i += 2
         elif ch == "*":
-            regex += "[^/]*"
+            regex += "[^/]+"  # one segment, never an empty one, as routers read it
             i += 1
         elif ch == "{":
             end = rest.find("}", i)

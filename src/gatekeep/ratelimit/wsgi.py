@@ -31,6 +31,8 @@ class RateLimitMiddleware:
 
     Takes the options of :class:`~gatekeep.ratelimit.core.RateLimitPolicy` or a
     ``policy=``. Key functions must be plain functions here (no ``async def``).
+    Rules match ``PATH_INFO``, the path inside the app (``SCRIPT_NAME`` is where it
+    is mounted).
     """
 
     def __init__(self, app: WSGIApp, policy: RateLimitPolicy | None = None, **options: Any
@@ -49,7 +51,8 @@ class RateLimitMiddleware:
                  ) -> Iterable[bytes]:
         request = WSGIRequest(environ)
         policy = self.policy
-        rules = policy.match(request.method, request.path)
+        # rules see the app-relative path, as behind ASGI (root_path stripped)
+        rules = policy.match(request.method, request.route_path)
         if rules is None:
             return self.app(environ, start_response)
         outcome = check_sync(policy, request, rules)
