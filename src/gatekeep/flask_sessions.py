@@ -256,7 +256,8 @@ class GatekeepSessionInterface(SessionInterface):
         if response.status_code >= 500:
             return  # nothing is saved, nor refreshed, after a server error
         if session.state == PENDING:  # never used by this request: never loaded
-            if session.cookie_permanent and state.refresh:
+            # (modified: the app set session.modified = True without using it)
+            if session.cookie_permanent and (state.refresh or session.modified):
                 self._refresh_unloaded(state, session, response)
             return
         if session.state == NEW and not session.accessed:
