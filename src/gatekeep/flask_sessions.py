@@ -199,7 +199,11 @@ class GatekeepSessionInterface(SessionInterface):
             absolute = self.absolute_timeout or max(30 * DAY, idle)
             store = SessionStore(store, idle_timeout=idle, absolute_timeout=absolute)
         same_site = (self.get_cookie_samesite(app) or "lax").lower()
-        secure = self.https_only or bool(self.get_cookie_secure(app))
+        # Flask >= 3.1 has SESSION_COOKIE_PARTITIONED (and a hook to override).
+        hook = getattr(self, "get_cookie_partitioned", None)
+        partitioned = bool(hook(app) if hook else app.config.get("SESSION_COOKIE_PARTITIONED"))
+        # A Partitioned cookie is always Secure (browsers require it; Werkzeug sets it).
+        secure = self.https_only or bool(self.get_cookie_secure(app)) or partitioned
         domain = self.get_cookie_domain(app) or None
         # SessionCore checks the settings (name, SameSite=None needs Secure, __Host-).
         core = SessionCore(keys, session_cookie=self.get_cookie_name(app),
@@ -208,7 +212,7 @@ class GatekeepSessionInterface(SessionInterface):
                            host_prefix=self.host_prefix, on_write_error=self.on_write_error)
         cookie = _Cookie(core.policy.cookie_name, domain, core.policy.path,
                          bool(self.get_cookie_httponly(app)), secure, same_site.title(),
-                         bool(app.config.get("SESSION_COOKIE_PARTITIONED", False)))
+                         partitioned)
         state = _AppState(self, core, CookieSigner(keys, salt=PERMANENT_SALT), cookie,
                           bool(app.config.get("SESSION_REFRESH_EACH_REQUEST", True)))
         app.extensions[_EXT] = state

@@ -237,11 +237,17 @@ def test_samesite(impl: Impl, same_site: str | None) -> None:
 def test_partitioned(impl: Impl, partitioned: bool) -> None:
     # SESSION_COOKIE_PARTITIONED (Flask 3.1): the Partitioned attribute (CHIPS), which
     # also makes the cookie Secure; also on the cookie that deletes the session.
-    app = impl.make({"SESSION_COOKIE_PARTITIONED": partitioned}, https_only=False)
+    # (A partitioned cookie is for cross-site frames: SameSite=None.)
+    config: dict[str, Any] = {"SESSION_COOKIE_PARTITIONED": partitioned}
+    if partitioned:
+        config["SESSION_COOKIE_SAMESITE"] = "None"
+    app = impl.make(config, https_only=False)
     c = app.test_client()
     attrs = the_cookie(c.post("/set/a/1", base_url=BASE))
     assert attrs is not None and ("partitioned" in attrs) == partitioned
     assert ("secure" in attrs) == partitioned
+    assert attrs.get("samesite") == ("None" if partitioned else "Lax" if impl.gatekeep
+                                     else None)
     attrs = the_cookie(c.post("/clear", base_url=BASE))
     assert deleted(attrs) and ("partitioned" in attrs) == partitioned  # type: ignore[operator]
 
