@@ -199,7 +199,7 @@ class GatekeepSessionInterface(SessionInterface):
             response.vary.add("Cookie")
         if session.state in (PENDING, UNAVAILABLE):
             return
-        permanent = session._data.get("_permanent") is True
+        permanent = dict.get(session, "_permanent") is True
         was_permanent = session._saved.get("_permanent") == "true"
         core = state.persistent if permanent else state.transient
         try:
