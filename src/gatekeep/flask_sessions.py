@@ -238,7 +238,7 @@ class GatekeepSessionInterface(SessionInterface):
             session.signed_at_us = round(picked[1] * 1_000_000)
             session.cookie_permanent = permanent
             session.cookie_value = values[0] if len(values) == 1 else None
-            session._loader = lambda: self._load(state.store, session)
+            session.set_loaders(lambda: self._load(state.store, session), None)
             if not self.lazy:
                 self._load(state.store, session)
         session.had_cookie = bool(values)

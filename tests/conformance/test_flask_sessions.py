@@ -415,11 +415,8 @@ def test_secret_key_fallbacks(impl: Impl) -> None:
 
 # -- the session object ----------------------------------------------------------------------
 
-def test_json_dumps(impl: Impl, request: pytest.FixtureRequest) -> None:
+def test_json_dumps(impl: Impl) -> None:
     # The session is a dict (SessionInterface: "We recommend just subclassing a dict").
-    if impl.gatekeep:
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="needs the Session dict conversion from i10-sessions"))
     c = impl.make().test_client()
     c.post("/set/a/1", base_url=BASE)
     r = c.get("/json", base_url=BASE)

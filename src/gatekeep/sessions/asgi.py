@@ -85,7 +85,7 @@ class SessionMiddleware:
         session = scope["session"] = state.session
         if session.state == PENDING:
             if self.lazy:
-                session._aloader = lambda: self._load(state)
+                session.set_loaders(None, lambda: self._load(state))
             else:  # loaded now: the session is never PENDING for the app
                 await self._load(state)
         if kind == "websocket":  # no response headers to set a cookie on

@@ -160,14 +160,12 @@ class SessionCore:
                 raise SessionWriteFailed("the session store could not be reached when this "
                                          "session was loaded: its changes were not saved")
             return []
-        destroyed = session._destroy
-        if destroyed is not None:
-            session._destroy = None
-            if destroyed[0] is not None:
-                yield from self.store.destroy_flow(destroyed[0], destroyed[1])
+        destroyed = session.take_destroy()
+        if destroyed is not None and destroyed[0] is not None:
+            yield from self.store.destroy_flow(destroyed[0], destroyed[1])
         if not session.modified:
             return [self.policy.delete()] if destroyed and state.had_cookie else []
-        if not session._data and session.user_id is None:
+        if session.empty and session.user_id is None:
             # Emptied: the session goes, and its cookie too.
             if session.state in (LOADED, ADOPTED):
                 yield from self.store.destroy_flow(session)

@@ -60,7 +60,7 @@ class SessionMiddleware:
         state = self.core.begin([environ.get("HTTP_COOKIE", "")])
         session = environ[self.environ_key] = state.session
         if session.state == PENDING:
-            session._loader = lambda: self._load(state)
+            session.set_loaders(lambda: self._load(state), None)
             if not self.lazy:
                 self._load(state)
         finished = False
