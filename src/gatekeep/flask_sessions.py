@@ -88,7 +88,7 @@ class FlaskSession(Session, SessionMixin):
     @property
     def modified(self) -> bool:
         """Whether a save would write anything (nested in-place changes included)."""
-        return self._forced or bool(Session.modified.fget(self))  # type: ignore[attr-defined]
+        return self._forced or super().modified
 
     @modified.setter
     def modified(self, value: bool) -> None:
