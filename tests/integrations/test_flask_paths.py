@@ -19,7 +19,8 @@ from gatekeep import MemoryBackend
 from gatekeep.flask import RateLimiter, routed_path
 from gatekeep.ratelimit import Rule
 
-VIEWS = {"/login": "login", "/auth/login": "auth-login", "/ns": "ns", "/dir/": "dir"}
+VIEWS = {"/login": "login", "/auth/login": "auth-login", "/ns": "ns", "/dir/": "dir",
+         "/page/": "page"}
 
 
 def make_app(rate: str = "1000/minute") -> tuple[Flask, list[str]]:
@@ -47,6 +48,11 @@ def make_app(rate: str = "1000/minute") -> tuple[Flask, list[str]]:
     def dir_() -> str:
         dispatched.append("dir")
         return "dir"
+
+    @app.post("/page/")  # strict: "/page" is redirected to it
+    def page() -> str:
+        dispatched.append("page")
+        return "page"
 
     @app.get("/<path:anything>")  # GET: a POST elsewhere is a 404, 405 or redirect
     def catch_all(anything: str) -> str:
@@ -84,6 +90,7 @@ def test_doubled_slash_no_longer_dodges_the_login_limit() -> None:
     ("/ns/", "", "/ns"),                     # strict_slashes=False: the rule's form
     ("/dir", "", "/dir/"),
     ("/auth//login", "", "/auth//login"),    # a redirect: not routed, as requested
+    ("/page", "", "/page"),                  # strict_slashes: a redirect to /page/
     ("/x/../login", "", "/x/../login"),      # a 404: Werkzeug does not resolve dots
 ])
 def test_routed_path(path_info: str, script: str, expected: str) -> None:
@@ -114,6 +121,8 @@ def raw_paths(draw: st.DrawFn) -> str:
         out.append(seg)
     path = draw(st.sampled_from(["/", "//", "///", "/%2F"])) + "/".join(out)
     path = path.replace("/", draw(st.sampled_from(["/", "/", "//"])), draw(st.integers(0, 3)))
+    if base.endswith("/") and base != "/" and draw(st.booleans()):
+        path += "/"
     return path + draw(st.sampled_from(["", "", "/", "//", "/."]))
 
 
