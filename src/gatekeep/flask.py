@@ -28,8 +28,11 @@ part of it), so a rule names the same path as ``@app.post(...)``:
   reaching the rule ``/login`` counts as ``/login``);
 - a request the router did not send to a view (404, 405, a redirect such as the
   one Werkzeug answers for ``/a//b``) is matched with ``request.path``: it spends
-  the ``default`` limits and any path rule it matches, but a rule on an exact
-  path applies exactly when Flask dispatches to that path's view.
+  the ``default`` limits and any path rule it matches.
+
+So no spelling of a URL that Flask dispatches to a view dodges the rules on that
+view's path, and a spelling it does not dispatch there (``/auth//login``,
+redirected) is not counted as that path.
 """
 
 from __future__ import annotations
