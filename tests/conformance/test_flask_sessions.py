@@ -346,8 +346,10 @@ def test_refresh_each_request(impl: Impl, view: str) -> None:
     c.post("/set/a/1", base_url=BASE)
     assert the_cookie(c.get(view, base_url=BASE)) is None  # not permanent
     c.post("/permanent/1", base_url=BASE)
-    attrs = the_cookie(c.get(view, base_url=BASE))
+    r = c.get(view, base_url=BASE)
+    attrs = the_cookie(r)
     assert attrs is not None and 7200 - 5 <= expires_in(attrs) <= 7200 + 1  # type: ignore[operator]
+    assert r.headers["Vary"] == "Cookie"  # a response that sets the cookie varies on it
     assert c.get("/read", base_url=BASE).json["data"] == {"a": "1"}  # the same session
 
 
