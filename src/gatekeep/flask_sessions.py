@@ -44,7 +44,7 @@ from flask import Flask, Request, Response
 from flask.sessions import SessionInterface, SessionMixin
 
 from .sessions.cookies import cookie_values
-from .sessions.core import STORE_ERRORS, RequestState, SessionCore
+from .sessions.core import SAVE_ERRORS, STORE_ERRORS, RequestState, SessionCore
 from .sessions.session import LOADED, NEW, PENDING, UNAVAILABLE, Session
 from .sessions.store import DAY, SessionStore
 
@@ -205,7 +205,7 @@ class GatekeepSessionInterface(SessionInterface):
         try:
             cookies = state.store.run(core.finish(RequestState(session, session._had_cookie),
                                                   response.status_code))
-        except STORE_ERRORS as exc:
+        except SAVE_ERRORS as exc:
             failed = core.save_failed(RequestState(session, session._had_cookie), exc)
             if failed is not None:  # on_write_error="503": this response instead
                 code, headers, body = failed
