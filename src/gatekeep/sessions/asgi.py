@@ -106,10 +106,12 @@ class SessionMiddleware:
             [v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"cookie"])
         session = scope["session"] = state.session
         if session.state == PENDING:
-            if self.lazy:
+            if self.in_process:
+                session.set_loaders(lambda: self._load_now(state), None)
+            elif self.lazy:
                 session.set_loaders(None, lambda: self._load(state))
-            else:  # loaded now: the session is never PENDING for the app
-                await self._load(state)
+            else:  # read now, not touched: the session is never PENDING for the app
+                await self._load(state, touch=False)
         if kind == "websocket":  # no response headers to set a cookie on
             await self.app(scope, receive, send)
             return
