@@ -59,8 +59,8 @@ class FlaskSession(Session, SessionMixin):
     __slots__ = ("_forced", "_had_cookie")
 
     def __init__(self, data: dict[str, Any] | None = None, *, id: str | None = None,
-                 state: str = NEW) -> None:
-        super().__init__(data, id=id, state=state)
+                 state: str = NEW, max_size: int | None = None) -> None:
+        super().__init__(data, id=id, state=state, max_size=max_size)
         self._forced = False
         #: The request carried a cookie of our name (emptying the session deletes it).
         self._had_cookie = False
@@ -174,9 +174,9 @@ class GatekeepSessionInterface(SessionInterface):
                                core.policy.cookie_name)
         picked = core.signer.pick(values, core.cookie_max_age)
         if picked is None:
-            session = FlaskSession()
+            session = FlaskSession(max_size=state.store.max_size)
         else:
-            session = FlaskSession(id=picked[0], state=PENDING)
+            session = FlaskSession(id=picked[0], state=PENDING, max_size=state.store.max_size)
             session.signed_at_us = round(picked[1] * 1_000_000)
             session._loader = lambda: self._load(state.store, session)
             if not self.lazy:
