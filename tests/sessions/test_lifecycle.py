@@ -234,3 +234,25 @@ async def test_too_large_is_caught_by_the_view_or_answered_507(make_store, front
     r = await call("/grow", on_write_error="ignore")
     assert r.status == 200 and r.body == (b"grown" if front == "asgi" else b"ok")
     assert dict(store.load(sid)) == {"n": 1}                          # nothing half-saved
+
+
+async def test_a_websocket_extends_the_session_it_reads(store):
+    from .apps import starlette_app
+
+    sid = store.create({"n": 1}, now=time.time() - 50).id
+    sent: list[dict[str, Any]] = []
+    inbox = [{"type": "websocket.connect"}]
+
+    async def receive() -> dict[str, Any]:
+        return inbox.pop(0) if inbox else {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": "/ws", "raw_path": b"/ws", "query_string": b"",
+             "root_path": "", "headers": [(b"cookie", cookie(sid).encode())], "scheme": "ws",
+             "client": ("127.0.0.1", 1), "server": ("t", 80), "subprotocols": [],
+             "asgi": {"version": "3.0"}}
+    await starlette_app(store=store)(scope, receive, send)
+    assert json.loads(next(m["text"] for m in sent if m["type"] == "websocket.send")) == {"n": 1}
+    assert seen_ago(store, sid) < 5                  # no response to touch it with: at once

@@ -43,7 +43,8 @@ class SessionMiddleware:
       needed because a sync ``request.session[...]`` cannot await), without moving
       its idle deadline; the deadline moves when the app used the session: by the
       save if it changed it, else by a touch at response time once more than a
-      tenth of the idle timeout has passed since it was last moved;
+      tenth of the idle timeout has passed since it was last moved (a WebSocket's
+      read moves it at once: there is no response to do it with);
     - Redis, ``lazy=True``: nothing before the app; it awaits
       ``request.session.aload()`` (one round trip, which moves the deadline) where
       it needs the session, and requests that do not pay nothing.
@@ -110,8 +111,9 @@ class SessionMiddleware:
                 session.set_loaders(lambda: self._load_now(state), None)
             elif self.lazy:
                 session.set_loaders(None, lambda: self._load(state))
-            else:  # read now, not touched: the session is never PENDING for the app
-                await self._load(state, touch=False)
+            else:  # read now: the session is never PENDING for the app. Not touched,
+                # but for a WebSocket: no response will come to touch it with.
+                await self._load(state, touch=kind == "websocket")
         if kind == "websocket":  # no response headers to set a cookie on
             await self.app(scope, receive, send)
             return
