@@ -52,7 +52,7 @@ from flask import Flask, Request, Response
 from flask.sessions import SessionInterface, SessionMixin
 
 from .sessions.cookies import CookieSigner, cookie_values
-from .sessions.core import STORE_ERRORS, RequestState, SessionCore
+from .sessions.core import SAVE_ERRORS, STORE_ERRORS, RequestState, SessionCore
 from .sessions.session import ADOPTED, LOADED, NEW, PENDING, Session
 from .sessions.store import DAY, SessionStore
 
@@ -67,11 +67,12 @@ PERMANENT_SALT = "gatekeep.session.permanent"
 class FlaskSession(Session, SessionMixin):
     """A gatekeep :class:`~gatekeep.sessions.Session` with Flask's ``SessionMixin``."""
 
-    __slots__ = ("_forced", "cookie_permanent", "cookie_value", "had_cookie")
+    __slots__ = ("_forced", "cookie_old_key", "cookie_permanent", "cookie_value",
+                 "had_cookie")
 
     def __init__(self, data: dict[str, Any] | None = None, *, id: str | None = None,
-                 state: str = NEW) -> None:
-        super().__init__(data, id=id, state=state)
+                 state: str = NEW, max_size: int | None = None) -> None:
+        super().__init__(data, id=id, state=state, max_size=max_size)
         self._forced = False
         #: The request carried a cookie of our name (emptying the session deletes it).
         self.had_cookie = False
@@ -79,6 +80,8 @@ class FlaskSession(Session, SessionMixin):
         self.cookie_permanent = False
         #: The request's valid cookie value, sent back as is when it is refreshed.
         self.cookie_value: str | None = None
+        #: That cookie was signed with an old key: it is re-signed on the way out.
+        self.cookie_old_key = False
 
     @property
     def new(self) -> bool:  # type: ignore[override]
@@ -231,13 +234,15 @@ class GatekeepSessionInterface(SessionInterface):
         if picked is None and values:
             picked = state.permanent_signer.pick(values, max_age)
             permanent = picked is not None
+        max_size = state.store.max_size
         if picked is None:
-            session = FlaskSession()
+            session = FlaskSession(max_size=max_size)
         else:
-            session = FlaskSession(id=picked[0], state=PENDING)
+            session = FlaskSession(id=picked[0], state=PENDING, max_size=max_size)
             session.signed_at_us = round(picked[1] * 1_000_000)
             session.cookie_permanent = permanent
-            session.cookie_value = values[0] if len(values) == 1 else None
+            session.cookie_old_key = picked[2]
+            session.cookie_value = values[0] if len(values) == 1 and not picked[2] else None
             session.set_loaders(lambda: self._load(state.store, session), None)
             if not self.lazy:
                 self._load(state.store, session)
@@ -273,7 +278,7 @@ class GatekeepSessionInterface(SessionInterface):
         request_state = RequestState(session, session.had_cookie)
         try:
             cookies = state.store.run(state.core.finish(request_state, response.status_code))
-        except STORE_ERRORS as exc:
+        except SAVE_ERRORS as exc:
             failed = state.core.save_failed(request_state, exc)
             if failed is not None:  # on_write_error="503": this response instead
                 code, headers, body = failed
@@ -287,8 +292,10 @@ class GatekeepSessionInterface(SessionInterface):
             return
         if session.state not in (LOADED, ADOPTED) or session.id is None:
             return  # gone meanwhile (destroyed or regenerated elsewhere): leave it be
-        # A new id, another lifetime than the cookie says, or a refresh: the cookie.
-        if not (cookies or permanent != session.cookie_permanent or resend):
+        # A new id, another lifetime than the cookie says, a refresh, or a cookie signed
+        # with an old key (so that the key can be retired): the cookie.
+        if not (cookies or permanent != session.cookie_permanent or resend
+                or session.cookie_old_key):
             return
         signed = session.cookie_value
         if cookies or permanent != session.cookie_permanent or signed is None:

@@ -461,6 +461,33 @@ def test_interface_builds_its_store_from_the_config() -> None:
     assert c.get("/read", base_url=BASE).json["data"] == {}
 
 
+@pytest.mark.parametrize("permanent", [False, True])
+def test_a_cookie_signed_with_an_old_key_is_signed_again(gatekeep_impl: Impl,
+                                                          permanent: bool) -> None:
+    # So that the old key can be retired. (Flask's cookie session sends it again only
+    # when it changes, or is permanent and refreshed.)
+    old = gatekeep_impl.make({"SECRET_KEY": "old"}).test_client()
+    old.post("/set/a/1", base_url=BASE)
+    if permanent:
+        old.post("/permanent/1", base_url=BASE)
+    value = old.get_cookie("session", domain="example.com").value  # type: ignore[union-attr]
+    rotated = gatekeep_impl.make({"SECRET_KEY": "new", "SECRET_KEY_FALLBACKS": ["old"],
+                                  "SESSION_REFRESH_EACH_REQUEST": False})
+    c = rotated.test_client(use_cookies=False)
+    r = c.get("/read", base_url=BASE, headers={"Cookie": f"session={value}"})
+    attrs = the_cookie(r)
+    assert r.json["data"] == {"a": "1"} and attrs is not None and attrs[""] != value
+    assert (expires_in(attrs) is not None) == permanent
+    # the new value works without the old key
+    r = gatekeep_impl.make({"SECRET_KEY": "new"}).test_client(use_cookies=False).get(
+        "/read", base_url=BASE, headers={"Cookie": f"session={attrs['']}"})
+    assert r.json == {"data": {"a": "1"}, "accessed": True, "modified": False,
+                      "permanent": permanent}
+    # and a cookie already signed with the current key is not sent again
+    r = c.get("/read", base_url=BASE, headers={"Cookie": f"session={attrs['']}"})
+    assert the_cookie(r) is None
+
+
 def test_new(gatekeep_impl: Impl) -> None:
     app = gatekeep_impl.make()
 

@@ -271,11 +271,12 @@ class SessionStore:
     def _index_call(self, user_id: str, *args: str | int) -> Call:
         return Call("session_index", (self.user_key(user_id),), args)
 
-    def load_flow(self, session: Session) -> Flow[None]:
-        """Fill a PENDING session (from :meth:`open`): loaded, adopted, or fresh."""
+    def load_flow(self, session: Session, *, touch: bool = True) -> Flow[None]:
+        """Fill a PENDING session (from :meth:`open`): loaded, adopted, or fresh;
+        ``touch=False`` leaves its idle deadline where it is (a read-only script)."""
         if session.state != PENDING or session.id is None:
             return
-        replies = yield [self._load_call(session.id)]
+        replies = yield [self._load_call(session.id, "touch" if touch else "peek")]
         reply = replies[0]
         counters = self._counters
         if counters is not None:
