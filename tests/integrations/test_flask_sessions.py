@@ -359,3 +359,20 @@ def test_fuzz_cookies(store: SessionStore) -> None:
 
     check()
     assert store.exists(sid)
+
+
+def test_too_large_by_nested_growth_is_a_507() -> None:
+    # A write the view makes is checked at once (SessionTooLarge in the view); growth of
+    # a nested value can only be seen at save time: nothing is saved, 507, never a 500.
+    app = make_app(SessionStore(max_size=200))
+
+    @app.post("/grow")
+    def grow() -> ResponseReturnValue:
+        session.setdefault("cart", []).extend(["x" * 50] * 10)
+        return "grown"
+
+    c = app.test_client()
+    c.get("/inc", base_url=BASE)
+    r = c.post("/grow", base_url=BASE)
+    assert r.status_code == 507 and set_cookies(r) == []
+    assert c.get("/show", base_url=BASE).json["n"] == 1
