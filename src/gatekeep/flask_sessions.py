@@ -306,8 +306,10 @@ class GatekeepSessionInterface(SessionInterface):
     def _refresh_unloaded(state: _AppState, session: FlaskSession, response: Response
                           ) -> None:
         """Send a permanent session's cookie again without asking the store: its
-        lifetime is the idle timeout from now, within the absolute one (counted from
-        the signature, which is never older than the session's id)."""
+        lifetime is the idle timeout from now, capped by the absolute lifetime counted
+        from the signature (never earlier than the session's creation: the cap may be
+        late, never early, and the store ends the session on time whatever the cookie
+        says)."""
         assert session.signed_at_us is not None and session.id is not None
         store = state.store
         now_us = time.time_ns() // 1000
