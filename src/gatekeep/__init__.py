@@ -17,7 +17,7 @@ from .errors import BackendUnavailable, GatekeepError
 from .limiter import AsyncLimiter, Limiter, Limits
 from .metrics import METRICS, Metrics
 from .rates import Rate, parse_rate, parse_rates
-from .sessions import Session, SessionStore
+from .sessions import Session, SessionStore, SessionTooLarge
 
 __all__ = [
     "ALGORITHMS",
@@ -37,6 +37,7 @@ __all__ = [
     "RedisBackend",
     "Session",
     "SessionStore",
+    "SessionTooLarge",
     "__version__",
     "connect",
     "parse_rate",

@@ -16,6 +16,23 @@ view are checked together, in one round trip; headers are added in
 ``after_request``. The order of precedence is the middleware's: exempt views
 and paths first, then every matching rule (view limits included), then the
 default limits when no rule matched.
+
+Path rules (and ``exempt`` paths) are matched against the path Flask routes,
+relative to the app like its URL rules (``SCRIPT_NAME``, the mount point, is not
+part of it), so a rule names the same path as ``@app.post(...)``:
+
+- a routed request (the view will run) is matched with the path Werkzeug
+  matched: leading slashes collapsed as Werkzeug collapses them (``//login``
+  reaches ``/login``), percent-escapes decoded by the WSGI server, and with
+  ``strict_slashes=False`` the trailing slash of the URL rule (``/login/``
+  reaching the rule ``/login`` counts as ``/login``);
+- a request the router did not send to a view (404, 405, a redirect such as the
+  one Werkzeug answers for ``/a//b``) is matched with ``request.path``: it spends
+  the ``default`` limits and any path rule it matches.
+
+So no spelling of a URL that Flask dispatches to a view dodges the rules on that
+view's path, and a spelling it does not dispatch there (``/auth//login``,
+redirected) is not counted as that path.
 """
 
 from __future__ import annotations
@@ -23,7 +40,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Flask, Response, current_app, g, request, session
+from flask import Flask, Request, Response, current_app, g, request, session
 
 from .limiter import Limits
 from .ratelimit import views
@@ -33,7 +50,7 @@ from .ratelimit.headers import Denial
 from .ratelimit.keys import KeyFunc
 from .ratelimit.request import WSGIRequest
 
-__all__ = ["RateLimiter"]
+__all__ = ["RateLimiter", "routed_path"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -89,7 +106,7 @@ class RateLimiter:
         extra = views.view_rules(view)
         environ = request.environ
         req = WSGIRequest(environ, user=self._user() if self._user else None, session=session)
-        rules = policy.match(req.method, req.path, extra)
+        rules = policy.match(req.method, routed_path(request), extra)
         if rules is None:
             return None
         outcome = check_sync(policy, req, rules)
@@ -106,3 +123,16 @@ class RateLimiter:
             if name not in response.headers:
                 response.headers[name] = value
         return response
+
+
+def routed_path(req: Request) -> str:
+    """The path Flask's router matched for ``req``, as path rules see it (see above)."""
+    # request.path is "/" + PATH_INFO.lstrip("/"), decoded as Werkzeug decodes it: the
+    # very string its MapAdapter matched when the rule was found on the first try.
+    path = req.path
+    rule = req.url_rule
+    if rule is not None and req.routing_exception is None and not rule.strict_slashes:
+        # A non-strict rule also takes the URL without its trailing slash, or with
+        # one or more ("/dir//" reaches "/dir/"): count it as the rule's own form.
+        path = path.rstrip("/") + "/" if rule.rule.endswith("/") else path.rstrip("/") or "/"
+    return path

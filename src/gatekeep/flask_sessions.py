@@ -6,8 +6,8 @@
 (or ``app.session_interface = GatekeepSessionInterface(...)``; ``init_app`` also
 checks the configuration at once). ``session`` works unchanged: a dict of JSON
 values, ``session.permanent``, ``session.modified`` (in-place changes of nested
-values are detected, so setting it is never needed). It also has gatekeep's
-operations:
+values are detected, so setting it is never needed), ``session.accessed`` (and
+``Vary: Cookie``). It also has gatekeep's operations:
 
 >>> session.regenerate()        # a new id, same data: on every privilege change
 >>> session.set_user(user.id)   # log in: index the session under the user, new id
@@ -15,17 +15,24 @@ operations:
 
 The cookie holds only the session id, signed (itsdangerous, HMAC-SHA256) with
 ``SECRET_KEY``; ``SECRET_KEY_FALLBACKS`` and ``secret_keys=`` also verify, for key
-rotation. It is set with the defaults of gatekeep's middleware, HttpOnly,
-``SameSite=Lax`` and ``Secure``, and takes ``SESSION_COOKIE_NAME``, ``_DOMAIN``,
-``_PATH`` and ``_SAMESITE`` from Flask's config. Flask's ``SESSION_COOKIE_SECURE``
-defaults to False, which cannot be told from an explicit False: the cookie is Secure
-unless ``https_only=False`` is passed (for local development over plain http).
-``Set-Cookie`` goes out only when the id changes (new session, regenerate), when
-``permanent`` changes, or to delete the cookie when the session ends; a tampered,
-expired or unknown cookie gives a fresh session. A permanent session's cookie lasts
-until the session's absolute expiry, a non-permanent one until the browser closes;
-the store ends sessions idle for ``PERMANENT_SESSION_LIFETIME`` (when the interface
-builds the store) whatever the cookie says.
+rotation. It follows Flask's ``SESSION_COOKIE_NAME``, ``_DOMAIN``, ``_PATH`` (else
+``APPLICATION_ROOT``), ``_HTTPONLY``, ``_SECURE``, ``_SAMESITE`` and
+``_PARTITIONED``, read when ``init_app`` runs (or at the first request), with two
+deliberate differences: ``SameSite=Lax`` when Flask's is unset, and ``Secure``
+unless ``https_only=False`` is passed (Flask's ``SESSION_COOKIE_SECURE`` defaults to
+False, which cannot be told from an explicit False; True always makes it Secure).
+
+A permanent session's cookie expires with the session (``PERMANENT_SESSION_LIFETIME``
+of idleness, the store's idle timeout when the interface builds the store, or its
+absolute lifetime, the sooner); a non-permanent one ends with the browser. As in
+Flask, a permanent session's cookie is sent again on every response while
+``SESSION_REFRESH_EACH_REQUEST`` is True, and only when the session changed while it
+is False. A request that never touches the session refreshes its cookie without
+asking the store (the cookie's signature says the session is permanent), so the
+server's idle deadline does not move for it. A non-permanent session's cookie goes
+out only when the id changes (new session, regenerate) or the session ends (Flask's
+cookie carries the data, so Flask sends it on every change). A tampered, expired or
+unknown cookie gives a fresh session.
 
 The session loads on first use (one round trip; a request that never touches it
 costs none), and is saved, when changed, after the response is built (one round
@@ -36,6 +43,7 @@ loaded is empty; one that cannot be written turns the response into a 503 with
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,27 +51,37 @@ from typing import Any
 from flask import Flask, Request, Response
 from flask.sessions import SessionInterface, SessionMixin
 
-from .sessions.cookies import cookie_values
-from .sessions.core import STORE_ERRORS, RequestState, SessionCore
-from .sessions.session import LOADED, NEW, PENDING, UNAVAILABLE, Session
+from .sessions.cookies import CookieSigner, cookie_values
+from .sessions.core import SAVE_ERRORS, STORE_ERRORS, RequestState, SessionCore
+from .sessions.session import ADOPTED, LOADED, NEW, PENDING, Session
 from .sessions.store import DAY, SessionStore
 
 __all__ = ["FlaskSession", "GatekeepSessionInterface"]
 
 _EXT = "gatekeep.sessions"
+#: Cookies of permanent sessions are signed with this salt, those of the others with
+#: CookieSigner's own: the cookie alone tells whether to refresh it.
+PERMANENT_SALT = "gatekeep.session.permanent"
 
 
 class FlaskSession(Session, SessionMixin):
     """A gatekeep :class:`~gatekeep.sessions.Session` with Flask's ``SessionMixin``."""
 
-    __slots__ = ("_forced", "_had_cookie")
+    __slots__ = ("_forced", "cookie_old_key", "cookie_permanent", "cookie_value",
+                 "had_cookie")
 
     def __init__(self, data: dict[str, Any] | None = None, *, id: str | None = None,
-                 state: str = NEW) -> None:
-        super().__init__(data, id=id, state=state)
+                 state: str = NEW, max_size: int | None = None) -> None:
+        super().__init__(data, id=id, state=state, max_size=max_size)
         self._forced = False
         #: The request carried a cookie of our name (emptying the session deletes it).
-        self._had_cookie = False
+        self.had_cookie = False
+        #: The request's cookie was signed as a permanent session's.
+        self.cookie_permanent = False
+        #: The request's valid cookie value, sent back as is when it is refreshed.
+        self.cookie_value: str | None = None
+        #: That cookie was signed with an old key: it is re-signed on the way out.
+        self.cookie_old_key = False
 
     @property
     def new(self) -> bool:  # type: ignore[override]
@@ -73,7 +91,7 @@ class FlaskSession(Session, SessionMixin):
     @property
     def modified(self) -> bool:
         """Whether a save would write anything (nested in-place changes included)."""
-        return self._forced or bool(Session.modified.fget(self))  # type: ignore[attr-defined]
+        return self._forced or super().modified
 
     @modified.setter
     def modified(self, value: bool) -> None:
@@ -82,15 +100,45 @@ class FlaskSession(Session, SessionMixin):
 
 
 @dataclass(frozen=True, slots=True)
+class _Cookie:
+    """Flask's cookie settings, as ``Response.set_cookie`` takes them."""
+
+    name: str
+    domain: str | None
+    path: str
+    httponly: bool
+    secure: bool
+    samesite: str
+    partitioned: bool
+
+    def set(self, response: Response, value: str, max_age: int | None) -> None:
+        response.set_cookie(self.name, value, max_age=max_age, domain=self.domain,
+                            path=self.path, secure=self.secure, httponly=self.httponly,
+                            samesite=self.samesite, partitioned=self.partitioned)
+        response.vary.add("Cookie")
+
+    def delete(self, response: Response) -> None:
+        response.delete_cookie(self.name, domain=self.domain, path=self.path,
+                               secure=self.secure, httponly=self.httponly,
+                               samesite=self.samesite, partitioned=self.partitioned)
+        response.vary.add("Cookie")
+
+
+@dataclass(frozen=True, slots=True)
 class _AppState:
     interface: GatekeepSessionInterface
-    #: Sets a cookie with Max-Age (permanent sessions); the other, a browser-session one.
-    persistent: SessionCore
-    transient: SessionCore
+    core: SessionCore
+    #: Signs and verifies the cookies of permanent sessions (core.signer: the others).
+    permanent_signer: CookieSigner
+    cookie: _Cookie
+    refresh: bool
 
     @property
     def store(self) -> SessionStore:
-        return self.persistent.store
+        return self.core.store
+
+    def signer(self, permanent: bool) -> CookieSigner:
+        return self.permanent_signer if permanent else self.core.signer
 
 
 class GatekeepSessionInterface(SessionInterface):
@@ -102,7 +150,8 @@ class GatekeepSessionInterface(SessionInterface):
       (30 days, or the idle timeout if longer);
     - ``secret_keys``: more keys that verify cookies (old keys being retired);
       ``SECRET_KEY`` signs;
-    - ``https_only``: False drops ``Secure`` (plain-http development);
+    - ``https_only``: False drops ``Secure`` unless ``SESSION_COOKIE_SECURE`` is True
+      (plain-http development);
     - ``host_prefix``: name the cookie ``__Host-<SESSION_COOKIE_NAME>``;
     - ``lazy``: load on first use (default) rather than when the request starts;
     - ``on_write_error``: when the store cannot write a changed session, ``"503"``
@@ -153,13 +202,22 @@ class GatekeepSessionInterface(SessionInterface):
             absolute = self.absolute_timeout or max(30 * DAY, idle)
             store = SessionStore(store, idle_timeout=idle, absolute_timeout=absolute)
         same_site = (self.get_cookie_samesite(app) or "lax").lower()
-        options: dict[str, Any] = dict(
-            session_cookie=self.get_cookie_name(app), path=self.get_cookie_path(app),
-            same_site=same_site, https_only=self.https_only,
-            domain=self.get_cookie_domain(app), store=store, host_prefix=self.host_prefix,
-            on_write_error=self.on_write_error)
-        state = _AppState(self, SessionCore(keys, **options),
-                          SessionCore(keys, max_age=None, **options))
+        # Flask >= 3.1 has SESSION_COOKIE_PARTITIONED (and a hook to override).
+        hook = getattr(self, "get_cookie_partitioned", None)
+        partitioned = bool(hook(app) if hook else app.config.get("SESSION_COOKIE_PARTITIONED"))
+        # A Partitioned cookie is always Secure (browsers require it; Werkzeug sets it).
+        secure = self.https_only or bool(self.get_cookie_secure(app)) or partitioned
+        domain = self.get_cookie_domain(app) or None
+        # SessionCore checks the settings (name, SameSite=None needs Secure, __Host-).
+        core = SessionCore(keys, session_cookie=self.get_cookie_name(app),
+                           path=self.get_cookie_path(app), same_site=same_site,
+                           https_only=secure, domain=domain, store=store,
+                           host_prefix=self.host_prefix, on_write_error=self.on_write_error)
+        cookie = _Cookie(core.policy.cookie_name, domain, core.policy.path,
+                         bool(self.get_cookie_httponly(app)), secure, same_site.title(),
+                         partitioned)
+        state = _AppState(self, core, CookieSigner(keys, salt=PERMANENT_SALT), cookie,
+                          bool(app.config.get("SESSION_REFRESH_EACH_REQUEST", True)))
         app.extensions[_EXT] = state
         return state
 
@@ -169,19 +227,26 @@ class GatekeepSessionInterface(SessionInterface):
         state = self._state(app)
         if state is None:
             return None
-        core = state.persistent
-        values = cookie_values([request.environ.get("HTTP_COOKIE", "")],
-                               core.policy.cookie_name)
-        picked = core.signer.pick(values, core.cookie_max_age)
+        values = cookie_values([request.environ.get("HTTP_COOKIE", "")], state.cookie.name)
+        max_age = state.core.cookie_max_age
+        permanent = False
+        picked = state.core.signer.pick(values, max_age) if values else None
+        if picked is None and values:
+            picked = state.permanent_signer.pick(values, max_age)
+            permanent = picked is not None
+        max_size = state.store.max_size
         if picked is None:
-            session = FlaskSession()
+            session = FlaskSession(max_size=max_size)
         else:
-            session = FlaskSession(id=picked[0], state=PENDING)
+            session = FlaskSession(id=picked[0], state=PENDING, max_size=max_size)
             session.signed_at_us = round(picked[1] * 1_000_000)
-            session._loader = lambda: self._load(state.store, session)
+            session.cookie_permanent = permanent
+            session.cookie_old_key = picked[2]
+            session.cookie_value = values[0] if len(values) == 1 and not picked[2] else None
+            session.set_loaders(lambda: self._load(state.store, session), None)
             if not self.lazy:
                 self._load(state.store, session)
-        session._had_cookie = bool(values)
+        session.had_cookie = bool(values)
         return session
 
     @staticmethod
@@ -197,16 +262,24 @@ class GatekeepSessionInterface(SessionInterface):
             return
         if session.accessed:
             response.vary.add("Cookie")
-        if session.state in (PENDING, UNAVAILABLE):
+        if response.status_code >= 500:
+            return  # nothing is saved, nor refreshed, after a server error
+        if session.state == PENDING:  # never used by this request: never loaded
+            # (modified: the app set session.modified = True without using it)
+            if session.cookie_permanent and (state.refresh or session.modified):
+                self._refresh_unloaded(state, session, response)
             return
-        permanent = session._data.get("_permanent") is True
-        was_permanent = session._saved.get("_permanent") == "true"
-        core = state.persistent if permanent else state.transient
+        if session.state == NEW and not session.accessed:
+            return
+        permanent = session.permanent
+        # Flask's rule (should_set_cookie): a permanent session's cookie goes out on
+        # every response with SESSION_REFRESH_EACH_REQUEST, else when it changed.
+        resend = permanent and (state.refresh or session.modified)
+        request_state = RequestState(session, session.had_cookie)
         try:
-            cookies = state.store.run(core.finish(RequestState(session, session._had_cookie),
-                                                  response.status_code))
-        except STORE_ERRORS as exc:
-            failed = core.save_failed(RequestState(session, session._had_cookie), exc)
+            cookies = state.store.run(state.core.finish(request_state, response.status_code))
+        except SAVE_ERRORS as exc:
+            failed = state.core.save_failed(request_state, exc)
             if failed is not None:  # on_write_error="503": this response instead
                 code, headers, body = failed
                 response.status_code = code
@@ -214,12 +287,41 @@ class GatekeepSessionInterface(SessionInterface):
                 for name, value in headers:
                     response.headers[name] = value
             return
-        if (not cookies and permanent != was_permanent and session.state == LOADED
-                and session.id and response.status_code < 500):
-            # Same id, another lifetime: the cookie is sent again with it.
-            max_age = None
-            if permanent and session.absolute_expires_us and session.last_seen_us:
-                max_age = (session.absolute_expires_us - session.last_seen_us) // 1_000_000
-            cookies = [core.policy.set(core.signer.sign(session.id), max_age)]
-        for cookie in cookies:
-            response.headers.add("Set-Cookie", cookie)
+        if cookies and cookies[-1].startswith(state.cookie.name + "=;"):
+            state.cookie.delete(response)  # the session ended
+            return
+        if session.state not in (LOADED, ADOPTED) or session.id is None:
+            return  # gone meanwhile (destroyed or regenerated elsewhere): leave it be
+        # A new id, another lifetime than the cookie says, a refresh, or a cookie signed
+        # with an old key (so that the key can be retired): the cookie.
+        if not (cookies or permanent != session.cookie_permanent or resend
+                or session.cookie_old_key):
+            return
+        signed = session.cookie_value
+        if cookies or permanent != session.cookie_permanent or signed is None:
+            signed = state.signer(permanent).sign(session.id)
+        state.cookie.set(response, signed, _lifetime(session) if permanent else None)
+
+    @staticmethod
+    def _refresh_unloaded(state: _AppState, session: FlaskSession, response: Response
+                          ) -> None:
+        """Send a permanent session's cookie again without asking the store: its
+        lifetime is the idle timeout from now, capped by the absolute lifetime counted
+        from the signature (never earlier than the session's creation: the cap may be
+        late, never early, and the store ends the session on time whatever the cookie
+        says)."""
+        assert session.signed_at_us is not None and session.id is not None
+        store = state.store
+        now_us = time.time_ns() // 1000
+        left_us = min(store.idle_us, session.signed_at_us + store.absolute_us - now_us)
+        if left_us <= 0:
+            return
+        value = session.cookie_value or state.permanent_signer.sign(session.id)
+        state.cookie.set(response, value, left_us // 1_000_000)
+
+
+def _lifetime(session: Session) -> int | None:
+    """Seconds the session lives unless used again (idle or absolute expiry)."""
+    if session.expires_us is None or session.last_seen_us is None:
+        return None
+    return max(0, (session.expires_us - session.last_seen_us) // 1_000_000)

@@ -120,19 +120,23 @@ def test_clear_removes_keys_added_by_others(store):
 
 def test_non_json_value_raises_a_clear_type_error(store):
     s = store.new()
-    s["when"] = object()
     with pytest.raises(TypeError, match=r"session\['when'\] cannot be saved.*JSON"):
-        store.save(s, now=T)
-    s["when"] = float("nan")
+        s["when"] = object()                    # refused when set, where the view is
     with pytest.raises(TypeError, match="JSON"):
-        store.save(s, now=T)
+        s["when"] = float("nan")
+    assert "when" not in s
     with pytest.raises(TypeError, match="keys must be str"):
         s[1] = "x"  # type: ignore[index]
+    s["when"] = []
+    s["when"].append(object())                  # in place: found at save time
+    with pytest.raises(TypeError, match=r"session\['when'\] cannot be saved.*JSON"):
+        store.save(s, now=T)
 
 
 def test_too_large_raises_at_save(make_store):
     store = make_store(max_size=1000)
-    s = store.new({"blob": "x" * 1000})
+    s = store.new({"blob": []})
+    s["blob"].append("x" * 1000)                # in place: measured at save time
     with pytest.raises(SessionTooLarge, match="max_size=1000"):
         store.save(s, now=T)
     s["blob"] = "x" * 900

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gatekeep.sessions.session import _ENCODER, Session, dump_value, load_value
+from gatekeep.sessions._json import ENCODER as _ENCODER
+from gatekeep.sessions.session import Session, dump_value, load_value
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.text(),
                     st.floats(allow_nan=False, allow_infinity=False))
@@ -63,7 +64,10 @@ def test_a_circular_value_is_refused_as_before():
         dump_value("k", loop)
     s = Session(id="x", state="pending")
     s.fill([1, 1, 1, 2, 3, "", "v", "1"])
-    s["v"] = loop  # the same keys as stored: the values are compared as JSON
+    with pytest.raises(TypeError, match="Circular reference detected"):
+        s["v"] = loop                        # refused when set
+    s["v"] = inner = []
+    inner.append(inner)  # in place, the same keys as stored: the values are compared as JSON
     with pytest.raises(TypeError, match="Circular reference detected"):
         s.modified  # noqa: B018  (the property raises)
 

@@ -43,7 +43,7 @@ def test_flow_and_round_trips(counted):
     assert r.set_cookies == [] and r.header("vary") is None and counted.executor.batches == 0
     r = wsgi_call(app, "/inc")
     (c,) = r.set_cookies
-    assert "HttpOnly" in c and "Secure" in c and "SameSite=Lax" in c
+    assert c.endswith("; path=/; Max-Age=100; httponly; samesite=lax; secure")
     cookie = f"session={r.cookie()}"
     assert counted.executor.batches == 1                # a new session: one save, no load
     counted.executor.batches = 0

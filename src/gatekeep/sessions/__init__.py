@@ -10,11 +10,10 @@ and ASGI / WSGI middleware (``gatekeep.sessions.asgi`` / ``gatekeep.sessions.wsg
 
 from __future__ import annotations
 
-from .session import Changes, Session, SessionNotLoaded
+from .session import Changes, Session, SessionNotLoaded, SessionTooLarge
 from .store import (
     SessionMeta,
     SessionStore,
-    SessionTooLarge,
     UserSession,
     id_hash,
     is_session_id,

@@ -10,12 +10,13 @@ cookies of the same name (a subdomain may have tossed one in: use the
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from itsdangerous import BadData, TimestampSigner
+from itsdangerous import BadData, SignatureExpired, TimestampSigner
 
 from .store import is_session_id
 
@@ -46,19 +47,23 @@ class CookieSigner:
             raise ValueError("secret_key must be a non-empty string, or a non-empty list of "
                              "them (the first signs, all verify); generate one with "
                              "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
-        # itsdangerous signs with the last key of its list: ours signs with the first.
-        raw = [k.encode() if isinstance(k, str) else k for k in reversed(keys)]
-        self._signer = TimestampSigner(raw, salt=salt,
-                                       digest_method=hashlib.sha256)
-        #: Cookies already verified: value -> (id, signed_at). Only valid ones enter,
-        #: so it cannot be filled with junk; the age is checked again on every hit.
-        self._verified: dict[str, tuple[str, float]] = {}
+        raw = [k.encode() if isinstance(k, str) else k for k in keys]
+        self._signer = TimestampSigner(raw[0], salt=salt, digest_method=hashlib.sha256)
+        # The old keys verify only what the first does not: a cookie they verify is
+        # marked, so the middleware signs it again with the first key.
+        self._old: TimestampSigner | None = None
+        if len(raw) > 1:  # itsdangerous tries the last key of its list first
+            self._old = TimestampSigner(raw[:0:-1], salt=salt, digest_method=hashlib.sha256)
+        #: Cookies already verified: value -> (id, signed_at, old key). Only valid ones
+        #: enter, so it cannot be filled with junk; the age is checked again on every hit.
+        self._verified: dict[str, tuple[str, float, bool]] = {}
 
     def sign(self, session_id: str) -> str:
         return self._signer.sign(session_id).decode("ascii")
 
-    def unsign(self, value: str, max_age: float | None) -> tuple[str, float] | None:
-        """``(session_id, signed_at)`` from a cookie value, or None for anything invalid."""
+    def unsign(self, value: str, max_age: float | None) -> tuple[str, float, bool] | None:
+        """``(session_id, signed_at, signed with an old key)`` from a cookie value, or
+        None for anything invalid."""
         hit = self._verified.get(value)
         if hit is not None:
             if max_age is not None and time.time() - hit[1] > max_age:
@@ -66,33 +71,43 @@ class CookieSigner:
             return hit
         if len(value) > MAX_COOKIE or not _VALUE_RE.match(value):
             return None
+        age = None if max_age is None else math.floor(max_age)
+        old = False
         try:
-            sid, when = self._signer.unsign(
-                value, max_age=None if max_age is None else int(max_age), return_timestamp=True)
-        except (BadData, ValueError, OverflowError):
+            sid, when = self._signer.unsign(value, max_age=age, return_timestamp=True)
+        except SignatureExpired:
             return None
+        except (BadData, ValueError, OverflowError):
+            if self._old is None:
+                return None
+            try:
+                sid, when = self._old.unsign(value, max_age=age, return_timestamp=True)
+            except (BadData, ValueError, OverflowError):
+                return None
+            old = True
         text = sid.decode("ascii")
         if not is_session_id(text):
             return None
         if len(self._verified) >= VERIFIED_CACHE:
             self._verified.clear()
-        got = self._verified[value] = (text, when.timestamp())
+        got = self._verified[value] = (text, when.timestamp(), old)
         return got
 
-    def pick(self, values: Sequence[str], max_age: float | None) -> tuple[str, float] | None:
+    def pick(self, values: Sequence[str], max_age: float | None
+             ) -> tuple[str, float, bool] | None:
         """The one valid session among a request's cookies of our name, if exactly one."""
         if not values or len(values) > MAX_CANDIDATES:
             return None
         if len(values) == 1:  # the usual case
             return self.unsign(values[0], max_age)
-        found: dict[str, float] = {}
+        found: dict[str, tuple[str, float, bool]] = {}
         for value in values:
             got = self.unsign(value, max_age)
             if got is not None:
-                found[got[0]] = got[1]
+                found[got[0]] = got
         if len(found) != 1:
             return None
-        return next(iter(found.items()))
+        return next(iter(found.values()))
 
 
 def cookie_values(headers: Iterable[str], name: str) -> list[str]:
@@ -127,6 +142,11 @@ class CookiePolicy:
     same_site: str = "lax"
     https_only: bool = True
     host_prefix: bool = False
+    #: The ``Partitioned`` attribute (CHIPS): a cookie kept per top-level site.
+    partitioned: bool = False
+    #: ``"title"`` (``Path=/; HttpOnly``, as Werkzeug) or ``"starlette"`` (``path=/;
+    #: httponly``, as Starlette): attribute names are case-insensitive (RFC 6265).
+    spelling: str = "title"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _TOKEN_RE.match(self.name):
@@ -141,6 +161,11 @@ class CookiePolicy:
             value = getattr(self, attr)
             if value is not None and (not isinstance(value, str) or not _ATTR_RE.match(value)):
                 raise ValueError(f"{attr} {value!r} must be printable ASCII without ';'")
+        if self.partitioned and not self.https_only:
+            raise ValueError("partitioned=True needs https_only=True (browsers accept a "
+                             "Partitioned cookie only with Secure)")
+        if self.spelling not in ("title", "starlette"):
+            raise ValueError(f"spelling must be 'title' or 'starlette', not {self.spelling!r}")
         if self.host_prefix and (not self.https_only or self.path != "/" or self.domain):
             raise ValueError("host_prefix=True (a __Host- cookie) needs https_only=True, "
                              "path='/' and no domain")
@@ -150,20 +175,36 @@ class CookiePolicy:
         return "__Host-" + self.name if self.host_prefix else self.name
 
     def _attributes(self) -> str:
-        parts = [f"Path={self.path}"]
+        same_site = _SAME_SITE[self.same_site.lower()]
+        if self.spelling == "starlette":  # Starlette's order and spelling
+            parts = ["httponly", f"samesite={same_site.lower()}"]
+            if self.https_only:
+                parts.append("secure")
+            if self.domain:
+                parts.append(f"domain={self.domain}")
+            if self.partitioned:
+                parts.append("partitioned")
+            return "; ".join(parts)
+        parts = []
         if self.domain:
             parts.append(f"Domain={self.domain}")
-        parts.append("HttpOnly")
-        parts.append(f"SameSite={_SAME_SITE[self.same_site.lower()]}")
+        parts += ["HttpOnly", f"SameSite={same_site}"]
         if self.https_only:
             parts.append("Secure")
+        if self.partitioned:
+            parts.append("Partitioned")
         return "; ".join(parts)
 
+    def _path(self) -> str:
+        return f"{'path' if self.spelling == 'starlette' else 'Path'}={self.path}"
+
     def set(self, value: str, max_age: int | None) -> str:
-        """A ``Set-Cookie`` value; ``max_age`` None makes a browser-session cookie."""
-        age = "" if max_age is None else f"; Max-Age={max(0, max_age)}"
-        return f"{self.cookie_name}={value}{age}; {self._attributes()}"
+        """A ``Set-Cookie`` value; ``max_age`` None makes a browser-session cookie (0 or
+        less: one the browser drops at once, written as given, as Starlette does)."""
+        age = "" if max_age is None else f"; Max-Age={max_age}"
+        return f"{self.cookie_name}={value}; {self._path()}{age}; {self._attributes()}"
 
     def delete(self) -> str:
-        return (f"{self.cookie_name}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; "
-                f"{self._attributes()}")
+        expires = "expires" if self.spelling == "starlette" else "Expires"
+        return (f"{self.cookie_name}=; {self._path()}; Max-Age=0; "
+                f"{expires}=Thu, 01 Jan 1970 00:00:00 GMT; {self._attributes()}")

@@ -11,6 +11,7 @@ headers.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,11 +23,11 @@ from ._engine import Flow
 from ._redis import is_unavailable
 from .cookies import CookiePolicy, CookieSigner, cookie_values
 from .logs import logger, scrub
-from .session import ADOPTED, LOADED, NEW, PENDING, UNAVAILABLE, Session
+from .session import ADOPTED, LOADED, NEW, PENDING, UNAVAILABLE, Session, SessionTooLarge
 from .store import DAY, SessionStore
 
-__all__ = ["DEFAULT", "ON_WRITE_ERROR", "STORE_ERRORS", "RequestState", "SessionCore",
-           "logger", "unavailable_response"]
+__all__ = ["DEFAULT", "ON_WRITE_ERROR", "REFRESH_SHARE", "SAVE_ERRORS", "STORE_ERRORS",
+           "RequestState", "SessionCore", "logger", "unavailable_response"]
 
 #: Errors of the store that a request survives. On load: the session is then
 #: unavailable (empty, not saved). On save: the middleware answers 503 (a
@@ -35,6 +36,11 @@ __all__ = ["DEFAULT", "ON_WRITE_ERROR", "STORE_ERRORS", "RequestState", "Session
 STORE_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError,
                                                  BackendUnavailable)
 
+#: Errors of a save the middleware turn into a response (never a 500): the store's,
+#: and a session grown past ``max_size`` by in-place changes of nested values (the
+#: writes that can be checked when made raise :class:`SessionTooLarge` in the view).
+SAVE_ERRORS: tuple[type[BaseException], ...] = (*STORE_ERRORS, SessionTooLarge)
+
 #: What the middleware do when a session cannot be written.
 ON_WRITE_ERROR = ("503", "ignore")
 
@@ -42,8 +48,17 @@ _BODY_503 = (b"Service Unavailable: your session could not be saved just now. "
              b"Please try again in a moment.\n")
 
 
+_BODY_507 = (b"Insufficient Storage: this request's session changes are too large to be "
+             b"stored, and were not saved.\n")
+
+
 def unavailable_response(exc: BaseException) -> tuple[int, list[tuple[str, str]], bytes]:
-    """The 503 that replaces a response whose session could not be written."""
+    """The 503 that replaces a response whose session could not be written (507, with
+    no Retry-After, when the session is too large: trying again will not help)."""
+    if isinstance(exc, SessionTooLarge):
+        return 507, [("Content-Type", "text/plain; charset=utf-8"),
+                     ("Content-Length", str(len(_BODY_507))),
+                     ("Cache-Control", "no-store")], _BODY_507
     retry = getattr(exc, "retry_after", 1.0)
     return 503, [("Content-Type", "text/plain; charset=utf-8"),
                  ("Content-Length", str(len(_BODY_503))),
@@ -60,11 +75,24 @@ class _Default:
 DEFAULT: Any = _Default()
 
 
+#: A cookie is sent again (re-signed, same id) once more than this share of ``max_age``
+#: has passed since it was signed; a session loaded without a touch has its idle deadline
+#: moved when more than this share of the idle timeout has passed since it was last seen.
+REFRESH_SHARE = 0.1
+
+
 @dataclass(slots=True)
 class RequestState:
     session: Session
     #: The request carried a cookie of our name (so emptying the session deletes it).
     had_cookie: bool
+    #: When the valid cookie was signed (seconds), or None.
+    signed_at: float | None = None
+    #: That cookie was signed with a key other than the first (re-signed on the way out).
+    old_key: bool = False
+    #: The session was read without moving its idle deadline (an eager load): the touch,
+    #: if the app uses it, comes with the response.
+    peeked: bool = False
 
 
 class SessionCore:
@@ -73,8 +101,10 @@ class SessionCore:
     Parameters that Starlette's ``SessionMiddleware`` also has mean the same here:
     ``secret_key`` (or a list: the first signs, all verify), ``session_cookie``,
     ``max_age`` (seconds a session lives without being used; None: a cookie that
-    ends with the browser session), ``path``, ``same_site``, ``https_only`` (on by
-    default: pass False for local http), ``domain``. Also:
+    ends with the browser session; 0 or less: the session ends at once, as the
+    cookie Starlette sends then), ``path``, ``same_site``, ``https_only`` (on by
+    default: pass False for local http), ``domain``, ``partitioned`` (CHIPS: needs
+    ``https_only``). Also:
 
     - ``store``: a :class:`SessionStore`, a Redis URL, or None (in-process, for one
       process only). With a store, its ``idle_timeout`` replaces ``max_age``;
@@ -82,7 +112,12 @@ class SessionCore:
       used (when the middleware builds the store);
     - ``host_prefix``: name the cookie ``__Host-<session_cookie>``;
     - ``strict``: never adopt an id the store does not know (when the middleware
-      builds the store).
+      builds the store);
+    - ``rolling``: the cookie's Max-Age is ``max_age`` and the cookie is sent again
+      when it is stale (see :data:`REFRESH_SHARE`), as Starlette's is; False (Flask):
+      it lasts until the session's absolute expiry;
+    - ``spelling``: ``"starlette"`` writes the cookie attributes as Starlette does
+      (``path=``, ``httponly``, ...), ``"title"`` as Werkzeug does (``Path=``, ...).
     """
 
     def __init__(
@@ -94,12 +129,15 @@ class SessionCore:
         same_site: str = "lax",
         https_only: bool = True,
         domain: str | None = None,
+        partitioned: bool = False,
         *,
         store: SessionStore | str | None = None,
         absolute_max_age: int = 30 * DAY,
         host_prefix: bool = False,
         strict: bool = True,
         on_write_error: str = "503",
+        rolling: bool = False,
+        spelling: str = "title",
     ) -> None:
         if on_write_error not in ON_WRITE_ERROR:
             raise ValueError(f"on_write_error must be '503' (answer 503 Service Unavailable "
@@ -108,7 +146,10 @@ class SessionCore:
         self.on_write_error = on_write_error
         self.signer = CookieSigner(secret_key)
         self.policy = CookiePolicy(session_cookie, path, domain, same_site, bool(https_only),
-                                   bool(host_prefix))
+                                   bool(host_prefix), bool(partitioned), spelling)
+        if max_age is not DEFAULT and max_age is not None and (
+                isinstance(max_age, bool) or not isinstance(max_age, int)):
+            raise ValueError(f"max_age must be an int of seconds or None, got {max_age!r}")
         if isinstance(store, SessionStore):
             if max_age is not DEFAULT and max_age is not None:
                 raise ValueError("with store=, set the idle timeout on the SessionStore "
@@ -117,12 +158,21 @@ class SessionCore:
             self.store = store
         else:
             idle = 14 * DAY if max_age is DEFAULT else max_age
-            self.store = SessionStore(store, idle_timeout=idle or absolute_max_age,
-                                      absolute_timeout=absolute_max_age, strict=strict)
+            # max_age <= 0: Starlette's cookie ends at once; so does the record (1 s).
+            self.store = SessionStore(store, idle_timeout=absolute_max_age if idle is None
+                                      else max(idle, 1), absolute_timeout=absolute_max_age,
+                                      strict=strict)
+        #: The cookie's Max-Age (None: a browser-session cookie); with ``rolling``, a
+        #: cookie signed longer ago than this is refused, as the browser drops it then.
+        self.max_age: int | None = None if max_age is None else (
+            self.store.idle_us // 1_000_000 if max_age is DEFAULT else max_age)
+        self.rolling = bool(rolling)
         #: Whether the cookie carries Max-Age (else it ends with the browser session).
         self.persistent = max_age is not None
         #: A cookie signed longer ago than this is refused without asking the store.
-        self.cookie_max_age = self.store.absolute_us / 1e6
+        self.cookie_max_age: float = self.store.absolute_us / 1e6
+        if self.rolling and self.max_age is not None:
+            self.cookie_max_age = min(self.cookie_max_age, self.max_age)
 
     # -- step 1: read the cookie (pure) ---------------------------------------------------
 
@@ -131,12 +181,15 @@ class SessionCore:
         picked = self.signer.pick(values, self.cookie_max_age)
         if picked is None:
             return RequestState(self.store.new(), bool(values))
-        return RequestState(self.store.open(picked[0], signed_at=picked[1]), True)
+        sid, signed_at, old_key = picked
+        return RequestState(self.store.open(sid, signed_at=signed_at), True, signed_at, old_key)
 
     # -- step 2: load (one round trip) ----------------------------------------------------
 
-    def load(self, state: RequestState) -> Flow[None]:
-        return self.store.load_flow(state.session)
+    def load(self, state: RequestState, *, touch: bool = True) -> Flow[None]:
+        """Fill the session; ``touch=False`` reads it without moving its idle deadline."""
+        state.peeked = not touch
+        return self.store.load_flow(state.session, touch=touch)
 
     @staticmethod
     def load_failed(state: RequestState, exc: BaseException) -> None:
@@ -160,14 +213,19 @@ class SessionCore:
                 raise SessionWriteFailed("the session store could not be reached when this "
                                          "session was loaded: its changes were not saved")
             return []
-        destroyed = session._destroy
-        if destroyed is not None:
-            session._destroy = None
-            if destroyed[0] is not None:
-                yield from self.store.destroy_flow(destroyed[0], destroyed[1])
+        destroyed = session.take_destroy()
+        if destroyed is not None and destroyed[0] is not None:
+            yield from self.store.destroy_flow(destroyed[0], destroyed[1])
         if not session.modified:
-            return [self.policy.delete()] if destroyed and state.had_cookie else []
-        if not session._data and session.user_id is None:
+            if destroyed and state.had_cookie:
+                return [self.policy.delete()]
+            if session.state == LOADED and session.accessed:
+                if state.peeked and session.id is not None and self._due(
+                        session.last_seen_us, self.store.idle_us / 1e6):
+                    yield from self.store.touch_flow(session.id)
+                return self._refreshed(state)
+            return []
+        if session.empty and session.user_id is None:
             # Emptied: the session goes, and its cookie too.
             if session.state in (LOADED, ADOPTED):
                 yield from self.store.destroy_flow(session)
@@ -176,16 +234,42 @@ class SessionCore:
         if not (yield from self.store.save_flow(session)):
             return []  # gone meanwhile (log-out, regenerate elsewhere): leave the cookie be
         if session.id == before:
-            return []
+            return self._refreshed(state)
         assert session.id is not None
-        max_age = None
-        if self.persistent and session.absolute_expires_us and session.last_seen_us:
+        return [self._set_cookie(session)]
+
+    @staticmethod
+    def _due(since_us: float | None, period: float) -> bool:
+        """More than :data:`REFRESH_SHARE` of ``period`` (s) has passed since ``since_us``."""
+        return since_us is not None and time.time() - since_us / 1e6 > period * REFRESH_SHARE
+
+    def _refreshed(self, state: RequestState) -> list[str]:
+        """The cookie again, re-signed, when it was signed with an old key or (rolling)
+        is stale; else nothing."""
+        session = state.session
+        if state.signed_at is None or session.id is None or session.state != LOADED:
+            return []
+        if state.old_key or (self.rolling and self.max_age is not None and self.max_age > 0
+                             and self._due(state.signed_at * 1e6, self.max_age)):
+            return [self._set_cookie(session)]
+        return []
+
+    def _set_cookie(self, session: Session) -> str:
+        assert session.id is not None
+        max_age = self.max_age if self.persistent and self.rolling else None
+        if self.persistent and not self.rolling and session.absolute_expires_us \
+                and session.last_seen_us:
             max_age = (session.absolute_expires_us - session.last_seen_us) // 1_000_000
-        return [self.policy.set(self.signer.sign(session.id), max_age)]
+        return self.policy.set(self.signer.sign(session.id), max_age)
 
     def save_failed(self, state: RequestState, exc: BaseException
                     ) -> tuple[int, list[tuple[str, str]], bytes] | None:
         """Record a failed write on the session; the response to send instead, if any."""
+        if isinstance(exc, SessionTooLarge):  # a bug of the app's: nothing was written
+            state.session.save_error = exc
+            logger.error("gatekeep sessions: the session was not saved: %s", exc,
+                         extra={"gatekeep_event": "session_too_large"})
+            return unavailable_response(exc) if self.on_write_error == "503" else None
         if not isinstance(exc, SessionWriteFailed):
             err = SessionWriteFailed(f"the session could not be saved: "
                                      f"{scrub(f'{type(exc).__name__}: {exc}')}")

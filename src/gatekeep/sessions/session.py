@@ -1,4 +1,4 @@
-"""The session object an app sees: a dict of JSON values that knows what changed.
+"""The session object an app sees: a ``dict`` of JSON values that knows what changed.
 
 It does no I/O itself: a :class:`~gatekeep.sessions.SessionStore` fills it and
 saves it, and a middleware may give it a loader so that it loads on first use.
@@ -6,15 +6,17 @@ saves it, and a middleware may give it a loader so that it loads on first use.
 
 from __future__ import annotations
 
-import json
-import json.encoder
-import json.scanner
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, ItemsView, Iterator, KeysView, ValuesView
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, SupportsIndex
 
-__all__ = ["Changes", "Session", "SessionNotLoaded", "dump_value"]
+from ._json import ERRORS as _ERRORS
+from ._json import FAST_ENCODE as _FAST_ENCODE
+from ._json import dump_value, load_value
+
+__all__ = ["NOT_LOADED", "Changes", "Session", "SessionNotLoaded", "SessionTooLarge", "dump_value",
+           "load_value"]
 
 # The states of a session, as the store and the middleware see it.
 NEW = "new"                  # no usable cookie: an id is drawn when it is first saved
@@ -29,73 +31,8 @@ class SessionNotLoaded(RuntimeError):
     """The session was used before it was loaded (``SessionMiddleware(lazy=True)``)."""
 
 
-def _refuse(value: object) -> Any:
-    raise TypeError(f"{type(value).__name__} is not JSON-serializable")
-
-
-# ASCII output: every value is valid UTF-8 on the wire, lone surrogates included.
-_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False,
-                            default=_refuse)
-_ERRORS = (TypeError, ValueError, RecursionError)
-
-
-def _fast_encoder() -> Callable[[Any], str] | None:
-    """``_ENCODER.encode`` without its per-call setup: the C encoder it builds on each
-    call, built once. It has no circular-reference bookkeeping (shared state, unsafe
-    across threads): whatever fails here is encoded again by ``_ENCODER``, which
-    raises the error it always did."""
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:
-        return None
-    ascii_ = json.encoder.encode_basestring_ascii
-    try:  # CPython's private constructor: should its signature change, use json's own path
-        iterencode = make(None, _refuse, ascii_, None, ":", ",", False, False, False)
-    except TypeError:
-        return None
-
-    def encode(value: Any) -> str:
-        if type(value) is str:
-            return ascii_(value)
-        return "".join(iterencode(value, 0))
-
-    return encode
-
-
-_FAST_ENCODE = _fast_encoder()
-
-
-def dump_value(key: str, value: Any) -> str:
-    """``value`` as the JSON text the store keeps; a clear ``TypeError`` when it cannot be."""
-    if _FAST_ENCODE is not None:
-        try:
-            return _FAST_ENCODE(value)
-        except _ERRORS:
-            pass  # the same error, with its usual message, from _ENCODER below
-    try:
-        return _ENCODER.encode(value)
-    except _ERRORS as exc:
-        raise TypeError(
-            f"session[{key!r}] cannot be saved: {exc}. Sessions hold JSON values only "
-            "(str, int, float, bool, None, and lists and dicts of them); store a datetime "
-            "as isoformat(), a set as a list, an object as a dict"
-        ) from None
-
-
-_DECODER = json.JSONDecoder()
-# The C scanner where there is one (typeshed has it as a class taking a "context").
-_scan: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(_DECODER)  # type: ignore[arg-type]
-
-
-def load_value(text: str) -> Any:
-    """``json.loads(text)``, without its per-call layers for the texts ``dump_value``
-    makes (one value, nothing around it); anything else goes to ``json.loads``."""
-    try:
-        value, end = _scan(text, 0)
-    except StopIteration:  # not a value at 0 (space first?): json.loads decides
-        return json.loads(text)
-    if end != len(text):  # something after it: json.loads decides
-        return json.loads(text)
-    return value
+class SessionTooLarge(ValueError):
+    """A session's JSON would exceed the store's ``max_size``."""
 
 
 @dataclass(slots=True)
@@ -123,28 +60,67 @@ def _datetime(us: int | None) -> datetime | None:
     return None if us is None else datetime.fromtimestamp(us / 1e6, timezone.utc)
 
 
-class Session(MutableMapping[str, Any]):
-    """A server-side session: dict semantics over JSON values.
+def _size_of(key: str, text: str) -> int:
+    """Bytes of JSON a key and its value's text take (``text`` is ASCII)."""
+    try:
+        return len(key.encode()) + len(text)
+    except UnicodeEncodeError:
+        raise TypeError(f"session key {key!r} cannot be saved: it is not valid "
+                        "Unicode (a lone surrogate)") from None
+
+
+# The dict's own methods: what the session holds lives in the dict itself (so the C
+# fast paths that read a dict's storage see it), and these read or write it without
+# marking the session accessed or loading it.
+_get = dict.get
+_set = dict.__setitem__
+_len = dict.__len__
+_items = dict.items
+_keys = dict.keys
+_MISSING: Any = object()
+
+#: The one key a session holds before it is loaded. json's C encoder writes an empty
+#: dict as ``{}`` without calling any method: with this key it calls ``items()``, which
+#: loads the session (or raises SessionNotLoaded). Code that reads a dict's storage
+#: without its methods (orjson, ``dict.__repr__(s)``) sees this key, not a silent ``{}``.
+NOT_LOADED = "<gatekeep: session not loaded>"
+
+
+class Session(dict[str, Any]):
+    """A server-side session: a ``dict`` of JSON values that knows what changed.
 
     >>> session["cart"] = ["apple"]
     >>> session["cart"].append("pear")        # in-place changes are saved too
     >>> session.set_user("42")                # log in: associate, and a new id
     >>> session.destroy()                     # log out
 
-    ``accessed`` is set by any read or write, ``modified`` compares the JSON of
-    every value with what was loaded, so nested in-place changes count.
+    It is a real ``dict`` (``json.dumps``, ``JSONResponse``, ``|``, ``|=``, ``copy``,
+    ``==``, ``isinstance(s, dict)`` work as with any dict): the data lives in the dict
+    itself. ``accessed`` is set by any read or write through its methods;
+    ``modified`` compares the JSON of every value with what was loaded, so nested
+    in-place changes count. A session not loaded yet (a middleware's lazy load) loads
+    on first use where that needs no ``await``, and raises :class:`SessionNotLoaded`
+    otherwise; code that reads a dict's storage without calling its methods
+    (C extensions such as orjson) sees only the key
+    :data:`NOT_LOADED` until it is loaded.
+    Writes are checked at once: a value that is not JSON raises ``TypeError``, and one
+    that makes the session exceed the store's ``max_size`` raises
+    :class:`SessionTooLarge`, with nothing changed.
     """
 
-    __slots__ = ("_aloader", "_cleared", "_data", "_destroy", "_loader", "_regenerate",
-                 "_saved", "_user", "_user_saved", "absolute_expires_us", "accessed", "created_us",
-                 "expires_us", "from_replica", "id", "last_seen_us", "save_error",
-                 "signed_at_us", "state")
+    __slots__ = ("_aloader", "_cleared", "_destroy", "_loader", "_regenerate", "_saved",
+                 "_size", "_sizes", "_user", "_user_saved", "absolute_expires_us", "accessed",
+                 "created_us", "expires_us", "from_replica", "id", "last_seen_us", "max_size",
+                 "save_error", "signed_at_us", "state")
 
     def __init__(self, data: dict[str, Any] | None = None, *, id: str | None = None,
-                 state: str = NEW) -> None:
-        self._data: dict[str, Any] = {}
+                 state: str = NEW, max_size: int | None = None) -> None:
         #: JSON text of each top-level value as the store has it.
         self._saved: dict[str, str] = {}
+        #: Bytes of JSON of each key as last measured (set, loaded or saved): in-place
+        #: changes of nested values are measured again at save time only.
+        self._sizes: dict[str, int] = {}
+        self._size = 0
         self._cleared = False
         self._regenerate = False
         #: Set by destroy(): the id it had (None if never stored) and its user.
@@ -153,6 +129,8 @@ class Session(MutableMapping[str, Any]):
         self._user_saved: str | None = None
         self._loader: Callable[[], None] | None = None
         self._aloader: Callable[[], Awaitable[None]] | None = None
+        #: Bytes of JSON (keys and values) the session may hold; None: no limit here.
+        self.max_size = max_size
         #: The session id, or None until a new session is first saved.
         self.id = id
         self.state = state
@@ -170,21 +148,38 @@ class Session(MutableMapping[str, Any]):
         #: Why the last save (or destroy) failed (a
         #: :class:`~gatekeep.errors.SessionWriteFailed`), or None.
         self.save_error: BaseException | None = None
-        if data:
+        if state == PENDING:
+            _set(self, NOT_LOADED, None)
+        elif data:
             self.update(data)
             self.accessed = False
 
     # -- loading ---------------------------------------------------------------------
 
-    def _use(self) -> dict[str, Any]:
+    def _use(self) -> None:
         self.accessed = True
         if self.state == PENDING:
-            if self._loader is None:
-                raise SessionNotLoaded(
-                    "the session is not loaded yet: `await request.session.aload()` first, "
-                    "or use SessionMiddleware(lazy=False)")
+            self._load_now()
+
+    def _load_now(self) -> None:
+        if self._loader is None:
+            raise SessionNotLoaded(
+                "the session is not loaded yet: `await request.session.aload()` first, "
+                "or use SessionMiddleware(lazy=False)")
+        self._loader()
+
+    def mark_accessed(self) -> None:
+        """Starlette's ``request.session`` calls this: the session counts as used, and
+        is loaded if that needs no ``await`` (never raises :class:`SessionNotLoaded`)."""
+        self.accessed = True
+        if self.state == PENDING and self._loader is not None:
             self._loader()
-        return self._data
+
+    def set_loaders(self, load: Callable[[], None] | None,
+                    aload: Callable[[], Awaitable[None]] | None) -> None:
+        """How a PENDING session loads: ``load`` on first use (no ``await`` possible),
+        ``aload`` by :meth:`aload`. For middleware."""
+        self._loader, self._aloader = load, aload
 
     @property
     def save_failed(self) -> bool:
@@ -198,13 +193,18 @@ class Session(MutableMapping[str, Any]):
         if self._destroy is not None and self._destroy[0] is not None:
             return True
         if self.state == UNAVAILABLE:
-            return self.accessed and bool(self._data or self._cleared or self._regenerate
+            return self.accessed and bool(_len(self) or self._cleared or self._regenerate
                                           or self._user is not None)
         return self.modified
 
     @property
     def loaded(self) -> bool:
         return self.state != PENDING
+
+    @property
+    def empty(self) -> bool:
+        """No data (read without counting as a use, nor loading)."""
+        return _len(self) == 0
 
     def load(self) -> None:
         """Load now (a WSGI middleware also does it on first use)."""
@@ -213,23 +213,31 @@ class Session(MutableMapping[str, Any]):
 
     async def aload(self) -> None:
         """Load now: with ``SessionMiddleware(lazy=True)``, await this before using it."""
-        if self.state == PENDING and self._aloader is not None:
-            await self._aloader()
+        if self.state == PENDING:
+            if self._aloader is not None:
+                await self._aloader()
+            elif self._loader is not None:
+                self._loader()
 
     def fill(self, reply: list[Any]) -> None:
         """Take a load reply (``{1, created, seen, expires, absolute, user, k, v, ...}``)."""
+        dict.clear(self)
         self.state = LOADED
         self.created_us, self.last_seen_us, self.expires_us, self.absolute_expires_us = (
             int(reply[1]), int(reply[2]), int(reply[3]), int(reply[4]))
         self._user = self._user_saved = reply[5] or None
-        data, saved = self._data, self._saved
+        saved, sizes = self._saved, self._sizes
+        total = 0
         for i in range(6, len(reply), 2):
             key, text = reply[i], reply[i + 1]
             try:
-                data[key] = load_value(text)
+                _set(self, key, load_value(text))
             except ValueError:
                 continue  # not written by gatekeep: leave it out, it will not be saved back
             saved[key] = text
+            size = sizes[key] = len(key.encode("utf-8", "surrogatepass")) + len(text)
+            total += size
+        self._size = total
 
     def mark_saved(self, changes: Changes, reply: list[Any]) -> None:
         """After a successful save (``{1, created, seen, expires, absolute}``)."""
@@ -246,53 +254,181 @@ class Session(MutableMapping[str, Any]):
 
     def reset(self, state: str) -> None:
         """Forget everything: the session is ``state`` (GONE, UNAVAILABLE) and empty."""
-        self._data.clear()
+        dict.clear(self)
         self._saved.clear()
+        self._sizes.clear()
+        self._size = 0
         self._cleared = self._regenerate = False
         self._user = self._user_saved = None
         self.created_us = self.last_seen_us = self.expires_us = None
         self.absolute_expires_us = None
         self.state = state
 
-    # -- dict semantics ----------------------------------------------------------------
+    # -- writes: measured before they happen -----------------------------------------------
 
-    def __getitem__(self, key: str) -> Any:
-        return self._use()[key]
-
-    def __setitem__(self, key: str, value: Any) -> None:
+    def _measure(self, key: Any, value: Any) -> int:
         if not isinstance(key, str):
             raise TypeError(f"session keys must be str, not {type(key).__name__}")
-        self._use()[key] = value
+        return _size_of(key, dump_value(key, value))
+
+    def _too_large(self, total: int, key: str) -> SessionTooLarge:
+        return SessionTooLarge(
+            f"setting session[{key!r}] would make the session {total} bytes of JSON, over "
+            f"max_size={self.max_size}: keep large data elsewhere and its key in the "
+            "session (nothing was changed)")
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.accessed = True
+        if self.state == PENDING:
+            self._load_now()
+        size = self._measure(key, value)
+        sizes = self._sizes
+        total = self._size - sizes.get(key, 0) + size
+        if self.max_size is not None and total > self.max_size:
+            raise self._too_large(total, key)
+        _set(self, key, value)
+        sizes[key] = size
+        self._size = total
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        """``dict.update``, all or nothing: checked in full before any key is set."""
+        self._use()
+        new = dict(*args, **kwargs)
+        sizes = self._sizes
+        measured = {key: self._measure(key, value) for key, value in new.items()}
+        total = self._size + sum(size - sizes.get(key, 0) for key, size in measured.items())
+        if self.max_size is not None and total > self.max_size and measured:
+            raise self._too_large(total, next(iter(measured)))
+        dict.update(self, new)
+        sizes.update(measured)
+        self._size = total
+
+    def __ior__(self, other: Any) -> Session:  # type: ignore[override]
+        self.update(other)
+        return self
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        self._use()
+        value = _get(self, key, _MISSING)
+        if value is _MISSING:
+            self[key] = value = default
+        return value
+
+    def _forget(self, key: str) -> None:
+        self._size -= self._sizes.pop(key, 0)
 
     def __delitem__(self, key: str) -> None:
-        del self._use()[key]
+        self._use()
+        dict.__delitem__(self, key)
+        self._forget(key)
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._use())
+    def pop(self, key: str, default: Any = _MISSING) -> Any:
+        self._use()
+        if default is _MISSING:
+            value = dict.pop(self, key)
+        else:
+            value = dict.pop(self, key, _MISSING)
+            if value is _MISSING:
+                return default
+        self._forget(key)
+        return value
 
-    def __len__(self) -> int:
-        return len(self._use())
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._use()
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self._use().get(key, default)
+    def popitem(self) -> tuple[str, Any]:
+        """The last key set, and its value (LIFO, as ``dict.popitem``)."""
+        self._use()
+        item = dict.popitem(self)
+        self._forget(item[0])
+        return item
 
     def clear(self) -> None:
         """Remove every key, including those another request may have added meanwhile."""
-        self._use().clear()
+        self._use()
+        dict.clear(self)
+        self._sizes.clear()
+        self._size = 0
         self._cleared = True
 
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Session):
-            return self._use() == other._use()
-        return self._use() == other
+    # -- reads -----------------------------------------------------------------------------
 
-    __hash__ = None  # type: ignore[assignment]
+    def __getitem__(self, key: str) -> Any:
+        self.accessed = True
+        if self.state == PENDING:
+            self._load_now()
+        return dict.__getitem__(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.accessed = True
+        if self.state == PENDING:
+            self._load_now()
+        return _get(self, key, default)
+
+    def __contains__(self, key: object) -> bool:
+        self._use()
+        return dict.__contains__(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        self._use()
+        return dict.__iter__(self)
+
+    def __reversed__(self) -> Iterator[str]:
+        self._use()
+        return dict.__reversed__(self)
+
+    def __len__(self) -> int:
+        self._use()
+        return _len(self)
+
+    def keys(self) -> KeysView[str]:  # type: ignore[override]
+        self._use()
+        return _keys(self)
+
+    def values(self) -> ValuesView[Any]:  # type: ignore[override]
+        self._use()
+        return dict.values(self)
+
+    def items(self) -> ItemsView[str, Any]:  # type: ignore[override]
+        self._use()
+        return _items(self)
+
+    def copy(self) -> dict[str, Any]:
+        """A plain ``dict`` of the data (as ``dict.copy`` gives for a subclass)."""
+        self._use()
+        return dict(_items(self))
+
+    def __or__(self, other: Any) -> dict[str, Any]:  # type: ignore[override]
+        if not isinstance(other, dict):
+            return NotImplemented
+        new = self.copy()
+        new.update(other)
+        return new
+
+    def __ror__(self, other: Any) -> dict[str, Any]:  # type: ignore[override]
+        if not isinstance(other, dict):
+            return NotImplemented
+        new = dict(other)
+        new.update(self.copy())
+        return new
+
+    def __eq__(self, other: object) -> bool:
+        self._use()
+        if isinstance(other, Session):
+            other._use()
+        return dict.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        result = self.__eq__(other)
+        return result if result is NotImplemented else not result
+
+    __hash__ = None
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
+        # copy.copy, copy.deepcopy and pickle give a plain dict of the data: the id,
+        # the state and the loaders belong to this request only.
+        return (dict, (self.copy(),))
 
     def __repr__(self) -> str:
-        return f"<Session {self.state} keys={sorted(self._data)!r}>"
+        keys = [] if self.state == PENDING else sorted(_keys(self))
+        return f"<Session {self.state} keys={keys!r}>"
 
     # -- operations --------------------------------------------------------------------
 
@@ -318,6 +454,12 @@ class Session(MutableMapping[str, Any]):
         self.reset(NEW)
         self.id = None
 
+    def take_destroy(self) -> tuple[str | None, str | None] | None:
+        """The destroy requested (the id it had, its user), once; None when there was none.
+        For middleware."""
+        destroyed, self._destroy = self._destroy, None
+        return destroyed
+
     def set_user(self, user_id: str | int | None, *, regenerate: bool = True) -> None:
         """Associate the session with ``user_id`` (None: with nobody) for the per-user index.
 
@@ -337,6 +479,11 @@ class Session(MutableMapping[str, Any]):
         return self._user
 
     @property
+    def saved_user_id(self) -> str | None:
+        """The user the store has for this session (before this request's changes)."""
+        return self._user_saved
+
+    @property
     def destroy_requested(self) -> bool:
         return self._destroy is not None
 
@@ -348,31 +495,37 @@ class Session(MutableMapping[str, Any]):
         if self._cleared or self._regenerate or self._user != self._user_saved:
             return True
         saved = self._saved
-        if saved.keys() != self._data.keys():
+        if saved.keys() != _keys(self):
             return True
         encode = _FAST_ENCODE
         if encode is not None:
             try:
-                return any(saved[key] != encode(value) for key, value in self._data.items())
+                return any(saved[key] != encode(value) for key, value in _items(self))
             except _ERRORS:
                 pass  # dump_value below raises it, with its message
-        return any(saved[key] != dump_value(key, value) for key, value in self._data.items())
+        return any(saved[key] != dump_value(key, value) for key, value in _items(self))
 
-    def changes(self) -> Changes:
-        """What a save sends: the keys that differ from the store's copy, and more."""
+    def changes(self, max_size: int | None = None) -> Changes:
+        """What a save sends: the keys that differ from the store's copy, and more.
+        Each key is measured again (the sizes are exact after it): past ``max_size``
+        raises :class:`SessionTooLarge`."""
         saved = self._saved
         written: dict[str, str] = {}
+        sizes: dict[str, int] = {}
         size = 0
-        for key, value in self._data.items():
+        for key, value in _items(self):
             text = dump_value(key, value)
-            try:
-                size += len(key.encode()) + len(text)
-            except UnicodeEncodeError:
-                raise TypeError(f"session key {key!r} cannot be saved: it is not valid "
-                                "Unicode (a lone surrogate)") from None
+            one = sizes[key] = _size_of(key, text)
+            size += one
             if self._cleared or saved.get(key) != text:
                 written[key] = text
-        removed = [] if self._cleared else [k for k in saved if k not in self._data]
+        self._sizes, self._size = sizes, size
+        if max_size is not None and size > max_size:
+            raise SessionTooLarge(
+                f"the session holds {size} bytes of JSON, over max_size={max_size}: keep "
+                "large data elsewhere and its key in the session (nested values grown in "
+                "place are measured when the session is saved)")
+        removed = [] if self._cleared else [k for k in saved if k not in sizes]
         if self._user == self._user_saved:
             user = ""
         else:

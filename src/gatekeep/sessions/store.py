@@ -62,7 +62,7 @@ from ._redis import RedisExecutor
 from .logs import log_id, logger
 from .session import ADOPTED, GONE, LOADED, NEW, PENDING, UNAVAILABLE, Session, _datetime
 
-__all__ = ["SessionMeta", "SessionStore", "SessionTooLarge", "UserSession", "is_session_id",
+__all__ = ["SessionMeta", "SessionStore", "UserSession", "is_session_id",
            "new_id", "split_key"]
 
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{47}\Z")
@@ -95,10 +95,6 @@ def split_key(key: str) -> tuple[str, str] | None:
 def id_hash(session_id: str) -> str:
     """A short, stable, non-secret name for a session (to show in "your devices")."""
     return hashlib.sha256(session_id.encode()).hexdigest()[:16]
-
-
-class SessionTooLarge(ValueError):
-    """A session's JSON exceeds the store's ``max_size``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,8 +159,9 @@ class SessionStore:
     - ``strict`` (default True): an id the store does not know is never adopted;
       False lets a middleware keep a validly signed id whose record is gone
       (destroyed ids stay refused: they leave a tombstone);
-    - ``max_size``: bytes of JSON a session may hold; a larger one raises
-      :class:`SessionTooLarge` at save time;
+    - ``max_size``: bytes of JSON a session may hold: the write that would exceed it
+      raises :class:`SessionTooLarge` (at ``session[k] = v``; at save time for growth
+      by in-place changes of nested values);
     - ``max_sessions_per_user``: past it, the oldest sessions of that user are destroyed;
     - ``metrics``: where loads, hits, misses, saves, regenerations and destroys are
       counted (:data:`gatekeep.metrics.METRICS` by default; None: not counted);
@@ -274,11 +271,12 @@ class SessionStore:
     def _index_call(self, user_id: str, *args: str | int) -> Call:
         return Call("session_index", (self.user_key(user_id),), args)
 
-    def load_flow(self, session: Session) -> Flow[None]:
-        """Fill a PENDING session (from :meth:`open`): loaded, adopted, or fresh."""
+    def load_flow(self, session: Session, *, touch: bool = True) -> Flow[None]:
+        """Fill a PENDING session (from :meth:`open`): loaded, adopted, or fresh;
+        ``touch=False`` leaves its idle deadline where it is (a read-only script)."""
         if session.state != PENDING or session.id is None:
             return
-        replies = yield [self._load_call(session.id)]
+        replies = yield [self._load_call(session.id, "touch" if touch else "peek")]
         reply = replies[0]
         counters = self._counters
         if counters is not None:
@@ -291,7 +289,7 @@ class SessionStore:
             session.fill(reply)
             session.from_replica = getattr(replies, "from_replica", False)
         elif reply[0] == 0 and not self.strict and session.signed_at_us is not None:
-            session.state = ADOPTED
+            session.reset(ADOPTED)
         else:
             session.reset(NEW)
             session.id = None
@@ -329,11 +327,7 @@ class SessionStore:
     def save_flow(self, session: Session) -> Flow[bool]:
         if session.state in (GONE, UNAVAILABLE, PENDING):
             return False
-        changes = session.changes()
-        if changes.size > self.max_size:
-            raise SessionTooLarge(
-                f"the session holds {changes.size} bytes of JSON, over max_size="
-                f"{self.max_size}: keep large data elsewhere and its key in the session")
+        changes = session.changes(self.max_size)  # raises SessionTooLarge past it
         if not changes and session.state == LOADED:
             return True
         for _attempt in range(3):
@@ -351,7 +345,7 @@ class SessionStore:
             calls = [Call("session_save", keys, (
                 self.idle_us, self.absolute_us, mode, created, "1" if changes.clear else "0",
                 changes.user, self.tombstone_us, len(changes.set), *pairs, *changes.delete))]
-            old_user, user = session._user_saved, session.user_id
+            old_user, user = session.saved_user_id, session.user_id
             moved = final != sid
             if mode != "new" and old_user is not None and old_user != user:
                 calls.append(self._index_call(old_user, "remove", sid))
@@ -394,7 +388,7 @@ class SessionStore:
         index update ride in the same round trip."""
         if isinstance(session, Session):
             sid = session.id if session.state in (LOADED, ADOPTED, PENDING) else None
-            hint = session._user_saved
+            hint = session.saved_user_id
             session.reset(GONE)
         else:
             sid, hint = session, user_hint
@@ -472,11 +466,11 @@ class SessionStore:
 
     def new(self, data: dict[str, Any] | None = None) -> Session:
         """A new, empty session; it gets an id when it is first saved."""
-        return Session(data)
+        return Session(data, max_size=self.max_size)
 
     def open(self, session_id: str, *, signed_at: float | None = None) -> Session:
         """A session for ``session_id``, loaded on first use (see :meth:`load_into`)."""
-        session = Session(id=session_id, state=PENDING)
+        session = Session(id=session_id, state=PENDING, max_size=self.max_size)
         session.signed_at_us = _us(signed_at)
         return session
 

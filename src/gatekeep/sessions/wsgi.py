@@ -4,8 +4,10 @@
 ...                                  store=SessionStore(RedisBackend(url)))  # doctest: +SKIP
 
 It behaves as the ASGI middleware does (same parameters, same core), loading
-lazily by default: on the first use of the session, so a request that never
-touches it costs no round trip.
+lazily by default: on the first use of the session (one round trip, which moves
+its idle deadline), so a request that never touches it costs no round trip and
+does not extend it. ``lazy=False`` reads it before the app runs, without moving
+the deadline (moved, as in ASGI, only if the app uses the session).
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from .core import DEFAULT, STORE_ERRORS, RequestState, SessionCore
+from .core import DEFAULT, SAVE_ERRORS, STORE_ERRORS, RequestState, SessionCore
 from .session import PENDING
 from .store import SessionStore
 
 __all__ = ["SessionMiddleware"]
+
+_REASONS = {503: "Service Unavailable", 507: "Insufficient Storage"}
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -37,6 +41,7 @@ class SessionMiddleware:
         same_site: str = "lax",
         https_only: bool = True,
         domain: str | None = None,
+        partitioned: bool = False,
         *,
         store: SessionStore | str | None = None,
         absolute_max_age: int = 30 * 24 * 3600,
@@ -48,9 +53,10 @@ class SessionMiddleware:
     ) -> None:
         self.app = app
         self.core = SessionCore(secret_key, session_cookie, max_age, path, same_site,
-                                https_only, domain, store=store,
+                                https_only, domain, partitioned, store=store,
                                 absolute_max_age=absolute_max_age, host_prefix=host_prefix,
-                                strict=strict, on_write_error=on_write_error)
+                                strict=strict, on_write_error=on_write_error, rolling=True,
+                                spelling="starlette")
         self.store = self.core.store
         self.lazy = lazy
         self.environ_key = environ_key
@@ -60,9 +66,9 @@ class SessionMiddleware:
         state = self.core.begin([environ.get("HTTP_COOKIE", "")])
         session = environ[self.environ_key] = state.session
         if session.state == PENDING:
-            session._loader = lambda: self._load(state)
+            session.set_loaders(lambda: self._load(state), None)
             if not self.lazy:
-                self._load(state)
+                self._load(state, touch=False)
         finished = False
         instead: list[bytes] = []  # the 503 body, when it replaces the app's response
 
@@ -74,7 +80,7 @@ class SessionMiddleware:
                 if isinstance(failed, tuple):
                     code, headers, body = failed
                     instead.append(body)
-                    status = f"{code} Service Unavailable"
+                    status = f"{code} {_REASONS.get(code, 'Service Unavailable')}"
                 else:
                     headers = failed
             return start_response(status, headers, exc_info)
@@ -87,9 +93,9 @@ class SessionMiddleware:
             return result
         return _replaced_if_failed(result, instead)  # start_response not called yet
 
-    def _load(self, state: RequestState) -> None:
+    def _load(self, state: RequestState, *, touch: bool = True) -> None:
         try:
-            self.store.run(self.core.load(state))
+            self.store.run(self.core.load(state, touch=touch))
         except STORE_ERRORS as exc:
             self.core.load_failed(state, exc)
 
@@ -101,7 +107,7 @@ class SessionMiddleware:
             code = 500
         try:
             cookies = self.store.run(self.core.finish(state, code))
-        except STORE_ERRORS as exc:
+        except SAVE_ERRORS as exc:
             failed = self.core.save_failed(state, exc)
             if failed is not None:
                 return failed
