@@ -17,11 +17,10 @@ from typing import Any
 import pytest
 
 from gatekeep import AsyncLimiter, RedisBackend
+from gatekeep.backends._wire import GRACE, _Loop
 from gatekeep.backends.failover import FailoverBackend
 from gatekeep.breaker import State
 from gatekeep.sessions import SessionStore
-
-pytestmark = pytest.mark.redis
 
 STALL = 0.3  # seconds; the round trip's deadline is 0.25
 
@@ -37,6 +36,7 @@ async def _in_flight_then_stall(coro: Any) -> Any:
     return await task
 
 
+@pytest.mark.redis
 async def test_a_stalled_loop_during_a_limiter_call_is_not_an_outage(servers: Any,
                                                                      prefix: str) -> None:
     backend = FailoverBackend(RedisBackend(servers.get("redis").url))
@@ -52,6 +52,7 @@ async def test_a_stalled_loop_during_a_limiter_call_is_not_an_outage(servers: An
         await backend.primary.aclose()  # type: ignore[attr-defined]
 
 
+@pytest.mark.redis
 async def test_a_stalled_loop_during_a_session_load_is_not_an_outage(servers: Any,
                                                                      prefix: str) -> None:
     backend = FailoverBackend(RedisBackend(servers.get("redis").url))
@@ -71,6 +72,7 @@ async def test_a_stalled_loop_during_a_session_load_is_not_an_outage(servers: An
         await store.aclose()
 
 
+@pytest.mark.redis
 @pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs SIGSTOP")
 async def test_a_real_hang_still_opens_the_breaker_within_one_timeout(
         server_factory: Any, prefix: str) -> None:
@@ -91,3 +93,57 @@ async def test_a_real_hang_still_opens_the_breaker_within_one_timeout(
         assert 0.2 <= took < 0.25 + 0.2, took
     finally:
         await backend.primary.aclose()  # type: ignore[attr-defined]
+
+
+# -- the rule itself, on _Loop with a stand-in round trip ---------------------------------
+
+
+async def _stand_in(state: _Loop, seconds: float, timeout: float) -> str:
+    """A round trip that takes ``seconds``, watched as ``AsyncConnections.run`` does."""
+    watch = state.watch(asyncio.get_running_loop(), asyncio.current_task(), timeout)
+    try:
+        await asyncio.sleep(seconds)
+    except BaseException as exc:
+        if watch.close(exc):
+            raise TimeoutError from exc
+        raise
+    watch.close(None)
+    return "answered"
+
+
+@pytest.mark.parametrize("_", range(3))
+async def test_an_answer_that_came_during_a_stall_is_taken(_: int) -> None:
+    state = _Loop()
+    task = asyncio.ensure_future(_stand_in(state, 0.01, timeout=0.1))
+    await asyncio.sleep(0)
+    time.sleep(0.2)  # noqa: ASYNC251  (the loop is held past the deadline)
+    assert await task == "answered"
+
+
+async def test_a_stall_gives_one_grace_and_no_more() -> None:
+    state = _Loop()
+    started = time.monotonic()
+    task = asyncio.ensure_future(_stand_in(state, 5, timeout=0.1))
+    await asyncio.sleep(0)
+    time.sleep(0.2)  # noqa: ASYNC251
+    with pytest.raises(TimeoutError):
+        await task
+    took = time.monotonic() - started
+    assert 0.2 + GRACE - 0.01 <= took < 0.2 + GRACE + 0.15, took
+
+
+async def test_a_loop_that_keeps_stalling_still_times_out() -> None:
+    state = _Loop()
+    started = time.monotonic()
+    task = asyncio.ensure_future(_stand_in(state, 5, timeout=0.1))
+
+    async def hog() -> None:  # CPU-bound code that yields rarely
+        while not task.done():
+            time.sleep(0.06)  # noqa: ASYNC251
+            await asyncio.sleep(0)
+
+    hogging = asyncio.ensure_future(hog())
+    with pytest.raises(TimeoutError):
+        await task
+    await hogging
+    assert time.monotonic() - started < 0.1 + GRACE + 0.3

@@ -161,11 +161,12 @@ def run_sync(conns: SyncConnections, trip: Trip) -> list[Any]:
 class _Trip:
     """One async round trip under its deadline (see :class:`_Loop`)."""
 
-    __slots__ = ("cancelling", "deadline", "expired", "task", "timeout")
+    __slots__ = ("cancelling", "deadline", "expired", "graced", "task")
 
-    def __init__(self, deadline: float, timeout: float, task: Any) -> None:
+    def __init__(self, deadline: float, task: Any) -> None:
         self.deadline = deadline
-        self.timeout = timeout
+        #: Given a grace once already, after a stall of the event loop.
+        self.graced = False
         #: The task making the round trip (an ``asyncio.Task`` of Python >= 3.11: it
         #: has ``cancelling()`` and ``uncancel()``); None once the round trip is over.
         self.task: Any = task
@@ -185,8 +186,10 @@ class _Trip:
 
 
 #: A timer this late (seconds) means the event loop itself was held (CPU-bound code
-#: in the app): the round trips it finds past their deadline get a new one.
+#: in the app): the round trips it finds past their deadline get GRACE seconds more,
+#: once each, for the loop to read what arrived meanwhile.
 LOOP_STALL = 0.02
+GRACE = 0.05
 
 
 class _Loop:
@@ -201,9 +204,9 @@ class _Loop:
 
     A deadline measures the wait for Redis, not the event loop's lateness: when the
     timer fires late (the loop was held past the deadline, while Redis may have
-    answered long ago), the round trips past their deadline get a new one from now,
+    answered long ago), each round trip past its deadline gets ``GRACE`` more, once,
     and the loop's next passes read what arrived meanwhile. A loop that keeps up
-    times a hung server out within one timeout.
+    times a hung server out within one timeout (and the grace, if it stalled).
     """
 
     __slots__ = ("idle", "timer", "timer_at", "trips")
@@ -215,7 +218,7 @@ class _Loop:
         self.timer_at = 0.0
 
     def watch(self, loop: asyncio.AbstractEventLoop, task: Any, timeout: float) -> _Trip:
-        trip = _Trip(loop.time() + timeout, timeout, task)
+        trip = _Trip(loop.time() + timeout, task)
         self.trips.append(trip)
         if self.timer is None:
             self._arm(loop, trip.deadline)
@@ -230,24 +233,30 @@ class _Loop:
         now = loop.time()
         stalled = now - self.timer_at > LOOP_STALL
         trips = self.trips
-        late: list[_Trip] = []
+        graced = False
         while trips:
             trip = trips[0]
             if trip.task is None:  # finished
                 trips.popleft()
             elif trip.deadline > now:
                 break
-            elif stalled:
-                late.append(trips.popleft())
+            elif stalled and not trip.graced:
+                trips.popleft()
+                trip.graced = graced = True
+                trip.deadline = now + GRACE
+                trips.append(trip)
             else:
                 trips.popleft()
                 trip.expired = True
                 trip.task.cancel()
-        for trip in late:  # deadlines from now: still in start order, after the others
-            trip.deadline = now + trip.timeout
-            trips.append(trip)
+        if graced:  # rare: keep the deadlines in order
+            self.trips = trips = deque(sorted(trips, key=_deadline))
         if trips:
             self._arm(loop, trips[0].deadline)
+
+
+def _deadline(trip: _Trip) -> float:
+    return trip.deadline
 
 
 class AsyncConnections:
