@@ -256,3 +256,25 @@ async def test_a_websocket_extends_the_session_it_reads(store):
     await starlette_app(store=store)(scope, receive, send)
     assert json.loads(next(m["text"] for m in sent if m["type"] == "websocket.send")) == {"n": 1}
     assert seen_ago(store, sid) < 5                  # no response to touch it with: at once
+
+
+async def test_a_failed_touch_does_not_fail_a_read(store):
+    """The touch a read-only request sends with its response is best effort."""
+    sid = store.create({"n": 1}, now=time.time() - 50).id
+
+    class NoTouch:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def run(self, calls: Any, now: Any) -> Any:
+            if any(c.args[-1] == "touch" for c in calls):
+                raise ConnectionError("down")
+            return self.inner.run(calls, now)
+
+        async def arun(self, calls: Any, now: Any) -> Any:
+            return self.run(calls, now)
+
+    store.executor = NoTouch(store.executor)         # (not in-process any more: read eagerly)
+    r = await asgi_call(asgi(store), "/", cookie(sid))
+    assert r.status == 200 and json.loads(r.body) == {"session": {"n": 1}}
+    assert seen_ago(store, sid) > 45

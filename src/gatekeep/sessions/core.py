@@ -222,7 +222,12 @@ class SessionCore:
             if session.state == LOADED and session.accessed:
                 if state.peeked and session.id is not None and self._due(
                         session.last_seen_us, self.store.idle_us / 1e6):
-                    yield from self.store.touch_flow(session.id)
+                    try:
+                        yield from self.store.touch_flow(session.id)
+                    except STORE_ERRORS as exc:  # best effort: the read went through
+                        logger.debug("gatekeep sessions: touch failed: %s",
+                                     scrub(f"{type(exc).__name__}: {exc}"),
+                                     extra={"gatekeep_event": "session_touch_failed"})
                 return self._refreshed(state)
             return []
         if session.empty and session.user_id is None:
