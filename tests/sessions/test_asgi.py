@@ -275,9 +275,15 @@ async def test_fastapi_request_session():
         request.session["n"] = request.session.get("n", 0) + 1
         return {"n": request.session["n"]}
 
+    @api.get("/session")
+    async def whole(request: Request) -> dict[str, int]:
+        request.session["seen"] = True
+        return request.session                 # a dict: FastAPI encodes it as one
+
     api.add_middleware(SessionMiddleware, secret_key="k", https_only=False)
     cookie = cookie_of(await asgi_call(api, "/count"))
     assert json.loads((await asgi_call(api, "/count", cookie)).body) == {"n": 2}
+    assert json.loads((await asgi_call(api, "/session", cookie)).body) == {"n": 2, "seen": True}
 
 
 async def test_non_strict_store_adopts_a_signed_unknown_id(make_store):

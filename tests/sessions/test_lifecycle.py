@@ -176,7 +176,11 @@ async def test_a_stale_cookie_is_sent_again_on_a_read(store, front):
     fresh = again.split(";", 1)[0]
     assert fresh != cookie(sid, age=20)
     assert (await call("/", fresh)).set_cookies == []                  # signed now
-    assert (await call("/", cookie(sid, age=101))).body != b'{"session":{"n":1}}'  # expired
+    # Older than max_age, its session alive (a cookie from before rolling cookies):
+    # accepted, and sent again; older than the absolute lifetime (1000 s): refused.
+    r = await call("/", cookie(sid, age=101))
+    assert json.loads(r.body) == {"session": {"n": 1}} and len(r.set_cookies) == 1
+    assert json.loads((await call("/", cookie(sid, age=1001))).body) == {"session": {}}
 
 
 @pytest.mark.parametrize("front", ["asgi", "wsgi"])
@@ -256,3 +260,25 @@ async def test_a_websocket_extends_the_session_it_reads(store):
     await starlette_app(store=store)(scope, receive, send)
     assert json.loads(next(m["text"] for m in sent if m["type"] == "websocket.send")) == {"n": 1}
     assert seen_ago(store, sid) < 5                  # no response to touch it with: at once
+
+
+async def test_a_failed_touch_does_not_fail_a_read(store):
+    """The touch a read-only request sends with its response is best effort."""
+    sid = store.create({"n": 1}, now=time.time() - 50).id
+
+    class NoTouch:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def run(self, calls: Any, now: Any) -> Any:
+            if any(c.args[-1] == "touch" for c in calls):
+                raise ConnectionError("down")
+            return self.inner.run(calls, now)
+
+        async def arun(self, calls: Any, now: Any) -> Any:
+            return self.run(calls, now)
+
+    store.executor = NoTouch(store.executor)         # (not in-process any more: read eagerly)
+    r = await asgi_call(asgi(store), "/", cookie(sid))
+    assert r.status == 200 and json.loads(r.body) == {"session": {"n": 1}}
+    assert seen_ago(store, sid) > 45

@@ -7,9 +7,10 @@
 
 Switching from Starlette's cookie ``SessionMiddleware`` changes the import (and
 adds ``store=``): the parameters it has mean the same here, and Starlette's own
-tests of its middleware pass against this one (``tests/conformance``). One
-difference: ``https_only`` is True by default, so over plain http (local
-development) pass ``https_only=False``, or browsers will not send the cookie back.
+tests of its middleware pass against this one with ``https_only=False``
+(``tests/conformance``). One difference: ``https_only`` is True by default, so
+over plain http (local development) pass ``https_only=False``, or browsers will
+not send the cookie back.
 """
 
 from __future__ import annotations

@@ -162,17 +162,19 @@ class SessionCore:
             self.store = SessionStore(store, idle_timeout=absolute_max_age if idle is None
                                       else max(idle, 1), absolute_timeout=absolute_max_age,
                                       strict=strict)
-        #: The cookie's Max-Age (None: a browser-session cookie); with ``rolling``, a
-        #: cookie signed longer ago than this is refused, as the browser drops it then.
+        #: The cookie's Max-Age (None: a browser-session cookie).
         self.max_age: int | None = None if max_age is None else (
             self.store.idle_us // 1_000_000 if max_age is DEFAULT else max_age)
         self.rolling = bool(rolling)
         #: Whether the cookie carries Max-Age (else it ends with the browser session).
         self.persistent = max_age is not None
-        #: A cookie signed longer ago than this is refused without asking the store.
+        #: A cookie signed longer ago than this is refused without asking the store: the
+        #: absolute lifetime (the idle timeout is the store's to enforce, so a cookie
+        #: issued before rolling cookies existed still works while its session lives),
+        #: or with ``rolling`` and ``max_age`` <= 0, that (Starlette's "ends at once").
         self.cookie_max_age: float = self.store.absolute_us / 1e6
-        if self.rolling and self.max_age is not None:
-            self.cookie_max_age = min(self.cookie_max_age, self.max_age)
+        if self.rolling and self.max_age is not None and self.max_age <= 0:
+            self.cookie_max_age = self.max_age
 
     # -- step 1: read the cookie (pure) ---------------------------------------------------
 
@@ -222,7 +224,12 @@ class SessionCore:
             if session.state == LOADED and session.accessed:
                 if state.peeked and session.id is not None and self._due(
                         session.last_seen_us, self.store.idle_us / 1e6):
-                    yield from self.store.touch_flow(session.id)
+                    try:
+                        yield from self.store.touch_flow(session.id)
+                    except STORE_ERRORS as exc:  # best effort: the read went through
+                        logger.debug("gatekeep sessions: touch failed: %s",
+                                     scrub(f"{type(exc).__name__}: {exc}"),
+                                     extra={"gatekeep_event": "session_touch_failed"})
                 return self._refreshed(state)
             return []
         if session.empty and session.user_id is None:

@@ -6,14 +6,20 @@ saves it, and a middleware may give it a loader so that it loads on first use.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, ItemsView, Iterator, KeysView, ValuesView
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, SupportsIndex
+from typing import Any
 
 from ._json import ERRORS as _ERRORS
 from ._json import FAST_ENCODE as _FAST_ENCODE
 from ._json import dump_value, load_value
+from ._tracked import SessionTooLarge, TrackedDict, size_of
+
+_set = dict.__setitem__
+_len = dict.__len__
+_items = dict.items
+_keys = dict.keys
 
 __all__ = ["NOT_LOADED", "Changes", "Session", "SessionNotLoaded", "SessionTooLarge", "dump_value",
            "load_value"]
@@ -29,10 +35,6 @@ UNAVAILABLE = "unavailable"  # the store could not be reached: empty, never save
 
 class SessionNotLoaded(RuntimeError):
     """The session was used before it was loaded (``SessionMiddleware(lazy=True)``)."""
-
-
-class SessionTooLarge(ValueError):
-    """A session's JSON would exceed the store's ``max_size``."""
 
 
 @dataclass(slots=True)
@@ -60,25 +62,6 @@ def _datetime(us: int | None) -> datetime | None:
     return None if us is None else datetime.fromtimestamp(us / 1e6, timezone.utc)
 
 
-def _size_of(key: str, text: str) -> int:
-    """Bytes of JSON a key and its value's text take (``text`` is ASCII)."""
-    try:
-        return len(key.encode()) + len(text)
-    except UnicodeEncodeError:
-        raise TypeError(f"session key {key!r} cannot be saved: it is not valid "
-                        "Unicode (a lone surrogate)") from None
-
-
-# The dict's own methods: what the session holds lives in the dict itself (so the C
-# fast paths that read a dict's storage see it), and these read or write it without
-# marking the session accessed or loading it.
-_get = dict.get
-_set = dict.__setitem__
-_len = dict.__len__
-_items = dict.items
-_keys = dict.keys
-_MISSING: Any = object()
-
 #: The one key a session holds before it is loaded. json's C encoder writes an empty
 #: dict as ``{}`` without calling any method: with this key it calls ``items()``, which
 #: loads the session (or raises SessionNotLoaded). Code that reads a dict's storage
@@ -86,7 +69,7 @@ _MISSING: Any = object()
 NOT_LOADED = "<gatekeep: session not loaded>"
 
 
-class Session(dict[str, Any]):
+class Session(TrackedDict):
     """A server-side session: a ``dict`` of JSON values that knows what changed.
 
     >>> session["cart"] = ["apple"]
@@ -108,20 +91,15 @@ class Session(dict[str, Any]):
     :class:`SessionTooLarge`, with nothing changed.
     """
 
-    __slots__ = ("_aloader", "_cleared", "_destroy", "_loader", "_regenerate", "_saved",
-                 "_size", "_sizes", "_user", "_user_saved", "absolute_expires_us", "accessed",
-                 "created_us", "expires_us", "from_replica", "id", "last_seen_us", "max_size",
-                 "save_error", "signed_at_us", "state")
+    __slots__ = ("_aloader", "_destroy", "_loader", "_regenerate", "_saved", "_user",
+                 "_user_saved", "absolute_expires_us", "created_us", "expires_us",
+                 "from_replica", "id", "last_seen_us", "save_error", "signed_at_us", "state")
 
     def __init__(self, data: dict[str, Any] | None = None, *, id: str | None = None,
                  state: str = NEW, max_size: int | None = None) -> None:
+        super().__init__(max_size)
         #: JSON text of each top-level value as the store has it.
         self._saved: dict[str, str] = {}
-        #: Bytes of JSON of each key as last measured (set, loaded or saved): in-place
-        #: changes of nested values are measured again at save time only.
-        self._sizes: dict[str, int] = {}
-        self._size = 0
-        self._cleared = False
         self._regenerate = False
         #: Set by destroy(): the id it had (None if never stored) and its user.
         self._destroy: tuple[str | None, str | None] | None = None
@@ -129,13 +107,9 @@ class Session(dict[str, Any]):
         self._user_saved: str | None = None
         self._loader: Callable[[], None] | None = None
         self._aloader: Callable[[], Awaitable[None]] | None = None
-        #: Bytes of JSON (keys and values) the session may hold; None: no limit here.
-        self.max_size = max_size
         #: The session id, or None until a new session is first saved.
         self.id = id
         self.state = state
-        #: Set by any read or write of the data.
-        self.accessed = False
         self.created_us: int | None = None
         self.last_seen_us: int | None = None
         self.expires_us: int | None = None
@@ -235,7 +209,8 @@ class Session(dict[str, Any]):
             except ValueError:
                 continue  # not written by gatekeep: leave it out, it will not be saved back
             saved[key] = text
-            size = sizes[key] = len(key.encode("utf-8", "surrogatepass")) + len(text)
+            size = sizes[key] = len(text) + (
+                len(key) if key.isascii() else len(key.encode("utf-8", "surrogatepass")))
             total += size
         self._size = total
 
@@ -263,168 +238,6 @@ class Session(dict[str, Any]):
         self.created_us = self.last_seen_us = self.expires_us = None
         self.absolute_expires_us = None
         self.state = state
-
-    # -- writes: measured before they happen -----------------------------------------------
-
-    def _measure(self, key: Any, value: Any) -> int:
-        if not isinstance(key, str):
-            raise TypeError(f"session keys must be str, not {type(key).__name__}")
-        return _size_of(key, dump_value(key, value))
-
-    def _too_large(self, total: int, key: str) -> SessionTooLarge:
-        return SessionTooLarge(
-            f"setting session[{key!r}] would make the session {total} bytes of JSON, over "
-            f"max_size={self.max_size}: keep large data elsewhere and its key in the "
-            "session (nothing was changed)")
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.accessed = True
-        if self.state == PENDING:
-            self._load_now()
-        size = self._measure(key, value)
-        sizes = self._sizes
-        total = self._size - sizes.get(key, 0) + size
-        if self.max_size is not None and total > self.max_size:
-            raise self._too_large(total, key)
-        _set(self, key, value)
-        sizes[key] = size
-        self._size = total
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        """``dict.update``, all or nothing: checked in full before any key is set."""
-        self._use()
-        new = dict(*args, **kwargs)
-        sizes = self._sizes
-        measured = {key: self._measure(key, value) for key, value in new.items()}
-        total = self._size + sum(size - sizes.get(key, 0) for key, size in measured.items())
-        if self.max_size is not None and total > self.max_size and measured:
-            raise self._too_large(total, next(iter(measured)))
-        dict.update(self, new)
-        sizes.update(measured)
-        self._size = total
-
-    def __ior__(self, other: Any) -> Session:  # type: ignore[override]
-        self.update(other)
-        return self
-
-    def setdefault(self, key: str, default: Any = None) -> Any:
-        self._use()
-        value = _get(self, key, _MISSING)
-        if value is _MISSING:
-            self[key] = value = default
-        return value
-
-    def _forget(self, key: str) -> None:
-        self._size -= self._sizes.pop(key, 0)
-
-    def __delitem__(self, key: str) -> None:
-        self._use()
-        dict.__delitem__(self, key)
-        self._forget(key)
-
-    def pop(self, key: str, default: Any = _MISSING) -> Any:
-        self._use()
-        if default is _MISSING:
-            value = dict.pop(self, key)
-        else:
-            value = dict.pop(self, key, _MISSING)
-            if value is _MISSING:
-                return default
-        self._forget(key)
-        return value
-
-    def popitem(self) -> tuple[str, Any]:
-        """The last key set, and its value (LIFO, as ``dict.popitem``)."""
-        self._use()
-        item = dict.popitem(self)
-        self._forget(item[0])
-        return item
-
-    def clear(self) -> None:
-        """Remove every key, including those another request may have added meanwhile."""
-        self._use()
-        dict.clear(self)
-        self._sizes.clear()
-        self._size = 0
-        self._cleared = True
-
-    # -- reads -----------------------------------------------------------------------------
-
-    def __getitem__(self, key: str) -> Any:
-        self.accessed = True
-        if self.state == PENDING:
-            self._load_now()
-        return dict.__getitem__(self, key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self.accessed = True
-        if self.state == PENDING:
-            self._load_now()
-        return _get(self, key, default)
-
-    def __contains__(self, key: object) -> bool:
-        self._use()
-        return dict.__contains__(self, key)
-
-    def __iter__(self) -> Iterator[str]:
-        self._use()
-        return dict.__iter__(self)
-
-    def __reversed__(self) -> Iterator[str]:
-        self._use()
-        return dict.__reversed__(self)
-
-    def __len__(self) -> int:
-        self._use()
-        return _len(self)
-
-    def keys(self) -> KeysView[str]:  # type: ignore[override]
-        self._use()
-        return _keys(self)
-
-    def values(self) -> ValuesView[Any]:  # type: ignore[override]
-        self._use()
-        return dict.values(self)
-
-    def items(self) -> ItemsView[str, Any]:  # type: ignore[override]
-        self._use()
-        return _items(self)
-
-    def copy(self) -> dict[str, Any]:
-        """A plain ``dict`` of the data (as ``dict.copy`` gives for a subclass)."""
-        self._use()
-        return dict(_items(self))
-
-    def __or__(self, other: Any) -> dict[str, Any]:  # type: ignore[override]
-        if not isinstance(other, dict):
-            return NotImplemented
-        new = self.copy()
-        new.update(other)
-        return new
-
-    def __ror__(self, other: Any) -> dict[str, Any]:  # type: ignore[override]
-        if not isinstance(other, dict):
-            return NotImplemented
-        new = dict(other)
-        new.update(self.copy())
-        return new
-
-    def __eq__(self, other: object) -> bool:
-        self._use()
-        if isinstance(other, Session):
-            other._use()
-        return dict.__eq__(self, other)
-
-    def __ne__(self, other: object) -> bool:
-        result = self.__eq__(other)
-        return result if result is NotImplemented else not result
-
-    __hash__ = None
-
-    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
-        # copy.copy, copy.deepcopy and pickle give a plain dict of the data: the id,
-        # the state and the loaders belong to this request only.
-        return (dict, (self.copy(),))
 
     def __repr__(self) -> str:
         keys = [] if self.state == PENDING else sorted(_keys(self))
@@ -515,7 +328,7 @@ class Session(dict[str, Any]):
         size = 0
         for key, value in _items(self):
             text = dump_value(key, value)
-            one = sizes[key] = _size_of(key, text)
+            one = sizes[key] = size_of(key, text)
             size += one
             if self._cleared or saved.get(key) != text:
                 written[key] = text
