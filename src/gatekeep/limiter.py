@@ -8,26 +8,40 @@ sync and async classes differ only in how they call the backend.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Coroutine, Generator, Iterable, Iterator
 from dataclasses import replace
 from time import perf_counter_ns
-from typing import Any
+from typing import Any, NamedTuple
 
 from .algorithms import HIT, PEEK, REFUND, AlgorithmSpec, get_algorithm
 from .backends.base import Backend, Plan
 from .backends.memory import MemoryBackend
 from .decision import Decision
+from .flows import arun_flow, run_flow
 from .keys import make_prefix, tag
 from .metrics import METRICS, NEAR_LIMIT_FACTOR, Metrics, RuleCounters
 from .rates import Rate, parse_rates
 
 from_reply = Decision.from_reply
 
-__all__ = ["AsyncLimiter", "BaseLimiter", "Limits", "Limiter"]
+__all__ = ["AsyncLimiter", "BaseLimiter", "Call", "Limits", "Limiter"]
 
 #: What may be passed as ``limits``: ``"10/second"``, ``"10/second; 1000/hour"``,
 #: a :class:`Rate`, or a list of either.
 Limits = str | Rate | Iterable[str | Rate]
+
+class Call(NamedTuple):
+    """A backend call of a limiter: ``backend.limit(plan, keys, now, mode, cost)`` (for
+    ``hit_many``, ``keys`` is a list of key lists: ``limit_many``); ``t0``: when it was
+    started, if its latency is one to sample, else 0."""
+
+    plan: Plan
+    keys: Any
+    now: int | None
+    mode: str
+    cost: int
+    t0: int
+
 
 _PLAN_CACHE_SIZE = 1024
 _KEY_CACHE_SIZE = 4096
@@ -70,22 +84,29 @@ class BaseLimiter:
         self._plans: dict[Any, Plan] = {}
         self.default_plan = None if limits is None else self.plan(limits)
 
-    # -- metrics, shared by the sync and async shells --------------------------------
+    # -- the decision path, shared by Limiter, AsyncLimiter and the middleware ----------
 
-    def _start(self) -> int:
-        """A start time when this decision is one to time, else 0.
-
-        (``Limiter.hit`` has this inlined: a call costs a few % of a decision.)
-        """
-        return perf_counter_ns() if next(self._ticks) else 0
-
-    def _stop(self, t0: int) -> None:
-        """Record the latency of a call that ``_start`` chose to time."""
+    def begin(self, plan: Plan, keys: list[str], now: int | None, cost: int
+              ) -> Decision | Call:
+        """Start a ``hit`` of ``keys`` under ``plan`` (``now`` in µs or None): the
+        :class:`Decision` itself on the in-process fast path (counted and timed there),
+        else the backend :class:`Call` to make, then :meth:`end` with its reply."""
+        t0 = perf_counter_ns() if next(self._ticks) else 0  # one in latency_sample
+        fast = plan.fast
+        if fast is None:
+            return Call(plan, keys, now, HIT, cost, t0)
+        decision = fast(keys[0], now, cost)  # counted by fast(), under its lock
         if t0:
             self._latency.observe_ns(perf_counter_ns() - t0)
+        return decision
+
+    def end(self, call: Call) -> None:
+        """A backend call of :meth:`begin` answered: its latency, when it is timed."""
+        if call.t0:
+            self._latency.observe_ns(perf_counter_ns() - call.t0)
 
     def _decided(self, plan: Plan, reply: list[int], t0: int) -> Decision:
-        """The decision for a script reply, counted (and timed when ``t0``)."""
+        """The limiter's own decision for a ``hit`` reply: timed (when ``t0``), counted."""
         if t0:
             self._latency.observe_ns(perf_counter_ns() - t0)
         decision = from_reply(plan.rates, reply)
@@ -98,6 +119,36 @@ class BaseLimiter:
             else:
                 counters.denied += 1
         return decision
+
+    def _hit(self, key: str, limits: Limits | None, cost: int, now: float | None
+             ) -> Decision | Call:
+        """:meth:`begin` for ``hit(key, limits, cost, now=now)``."""
+        plan = self.default_plan
+        if limits is not None or plan is None:
+            plan = self.plan(limits)
+        if type(cost) is not int or cost < 0:
+            _cost(cost)
+        try:
+            keys = plan.key_cache[key]  # self.keys(), without its checks when cached
+        except (KeyError, TypeError):
+            keys = self.keys(key, plan)
+        return self.begin(plan, keys, None if now is None else round(now * 1_000_000), cost)
+
+    def _call(self, key: str, limits: Limits | None, cost: int, now: float | None, mode: str
+              ) -> Generator[Call, list[int], Decision]:
+        """``peek`` and ``refund``: one backend call, not counted as decisions."""
+        plan = self.plan(limits)
+        reply = yield Call(plan, self.keys(key, plan), _us(now), mode, _cost(cost), 0)
+        return Decision.from_reply(plan.rates, reply)
+
+    def _hit_many(self, keys: Iterable[str], limits: Limits | None, cost: int,
+                  now: float | None) -> Generator[list[Call], list[list[int]], list[Decision]]:
+        plan = self.plan(limits)
+        t0 = perf_counter_ns() if next(self._ticks) else 0
+        call = Call(plan, [self.keys(k, plan) for k in keys], _us(now), HIT, _cost(cost), t0)
+        replies = yield [call]
+        # one latency sample for the batch
+        return [self._decided(plan, r, t0 if i == 0 else 0) for i, r in enumerate(replies)]
 
     def plan(self, limits: Limits | None) -> Plan:
         """The cached plan for ``limits`` (the default limits when None)."""
@@ -196,64 +247,36 @@ class Limiter(BaseLimiter):
     def hit(self, key: str, limits: Limits | None = None, cost: int = 1, *,
             now: float | None = None) -> Decision:
         """Consume ``cost`` from every limit, or from none when one of them denies."""
-        plan = self.default_plan
-        if limits is not None or plan is None:
-            plan = self.plan(limits)
-        if type(cost) is not int or cost < 0:
-            _cost(cost)
-        t0 = perf_counter_ns() if next(self._ticks) else 0  # self._start(), inlined
-        fast = plan.fast
-        if fast is not None:  # the in-process backend: one function (MemoryBackend.fused_hit)
-            try:
-                first = plan.key_cache[key][0]  # self.keys(), inlined when cached
-            except (KeyError, TypeError):
-                first = self.keys(key, plan)[0]
-            decision = fast(first, now if now is None else round(now * 1_000_000), cost)
-            if t0:  # counted by fast(), under its lock
-                self._latency.observe_ns(perf_counter_ns() - t0)
-            return decision
-        reply = self.backend.limit(plan, self.keys(key, plan),
-                                   None if now is None else round(now * 1_000_000), HIT, cost)
-        decision = from_reply(plan.rates, reply)
-        if t0:  # self._decided(), inlined: a call costs a few % of a decision
-            self._latency.observe_ns(perf_counter_ns() - t0)
-        counters = self._counters
-        if counters is not None:
-            if decision[0]:
-                counters.allowed += 1
-                if decision[2] * NEAR_LIMIT_FACTOR < decision[1]:
-                    counters.near_limit += 1
-            else:
-                counters.denied += 1
-        return decision
+        c = self._hit(key, limits, cost, now)
+        if not isinstance(c, Call):  # decided in process
+            return c
+        return self._decided(c.plan, self.backend.limit(c.plan, c.keys, c.now, HIT, c.cost), c.t0)
 
     def peek(self, key: str, limits: Limits | None = None, cost: int = 1, *,
              now: float | None = None) -> Decision:
         """Would ``hit`` allow ``cost`` now? Consumes nothing; ``remaining`` is what is left."""
-        plan = self.plan(limits)
-        reply = self.backend.limit(plan, self.keys(key, plan), _us(now), PEEK, _cost(cost))
-        return Decision.from_reply(plan.rates, reply)
+        return run_flow(self._call(key, limits, cost, now, PEEK), self._limit)
 
     def refund(self, key: str, limits: Limits | None = None, cost: int = 1, *,
                now: float | None = None) -> Decision:
         """Give ``cost`` back to every limit, never beyond its capacity."""
-        plan = self.plan(limits)
-        reply = self.backend.limit(plan, self.keys(key, plan), _us(now), REFUND, _cost(cost))
-        return Decision.from_reply(plan.rates, reply)
+        return run_flow(self._call(key, limits, cost, now, REFUND), self._limit)
 
     def reset(self, key: str, limits: Limits | None = None) -> None:
         """Forget ``key``'s state under ``limits``: it starts again with full capacity."""
-        plan = self.plan(limits)
-        self.backend.delete(self.keys(key, plan))
+        self.backend.delete(self.keys(key, self.plan(limits)))
 
     def hit_many(self, keys: Iterable[str], limits: Limits | None = None, cost: int = 1, *,
                  now: float | None = None) -> list[Decision]:
         """One ``hit`` per key, pipelined: one round trip for all of them on Redis."""
-        plan = self.plan(limits)
-        t0 = self._start()
-        replies = self.backend.limit_many(plan, [self.keys(k, plan) for k in keys], _us(now),
-                                          HIT, _cost(cost))
-        return [self._decided(plan, r, t0 if i == 0 else 0) for i, r in enumerate(replies)]
+        return run_flow(self._hit_many(keys, limits, cost, now), self._limit_many)
+
+    def _limit(self, c: Call) -> list[int]:
+        return self.backend.limit(c.plan, c.keys, c.now, c.mode, c.cost)
+
+    def _limit_many(self, calls: list[Call]) -> list[list[int]]:
+        (c,) = calls
+        return self.backend.limit_many(c.plan, c.keys, c.now, c.mode, c.cost)
 
 
 class AsyncLimiter(BaseLimiter):
@@ -265,38 +288,30 @@ class AsyncLimiter(BaseLimiter):
 
     async def hit(self, key: str, limits: Limits | None = None, cost: int = 1, *,
                   now: float | None = None) -> Decision:
-        plan = self.plan(limits)
-        t0 = self._start()
-        if plan.fast is not None:  # the in-process backend: one function, nothing to await
-            decision = plan.fast(self.keys(key, plan)[0], _us(now), _cost(cost))  # counted
-            self._stop(t0)
-            return decision
-        reply = await self.backend.alimit(plan, self.keys(key, plan), _us(now), HIT,
-                                          _cost(cost))
-        return self._decided(plan, reply, t0)
+        c = self._hit(key, limits, cost, now)
+        if not isinstance(c, Call):  # decided in process: nothing to await
+            return c
+        reply = await self.backend.alimit(c.plan, c.keys, c.now, HIT, c.cost)
+        return self._decided(c.plan, reply, c.t0)
 
-    async def peek(self, key: str, limits: Limits | None = None, cost: int = 1, *,
-                   now: float | None = None) -> Decision:
-        plan = self.plan(limits)
-        reply = await self.backend.alimit(plan, self.keys(key, plan), _us(now), PEEK,
-                                          _cost(cost))
-        return Decision.from_reply(plan.rates, reply)
+    def peek(self, key: str, limits: Limits | None = None, cost: int = 1, *,
+             now: float | None = None) -> Coroutine[Any, Any, Decision]:
+        return arun_flow(self._call(key, limits, cost, now, PEEK), self._limit)
 
-    async def refund(self, key: str, limits: Limits | None = None, cost: int = 1, *,
-                     now: float | None = None) -> Decision:
-        plan = self.plan(limits)
-        reply = await self.backend.alimit(plan, self.keys(key, plan), _us(now), REFUND,
-                                          _cost(cost))
-        return Decision.from_reply(plan.rates, reply)
+    def refund(self, key: str, limits: Limits | None = None, cost: int = 1, *,
+               now: float | None = None) -> Coroutine[Any, Any, Decision]:
+        return arun_flow(self._call(key, limits, cost, now, REFUND), self._limit)
 
-    async def reset(self, key: str, limits: Limits | None = None) -> None:
-        plan = self.plan(limits)
-        await self.backend.adelete(self.keys(key, plan))
+    def reset(self, key: str, limits: Limits | None = None) -> Coroutine[Any, Any, None]:
+        return self.backend.adelete(self.keys(key, self.plan(limits)))
 
-    async def hit_many(self, keys: Iterable[str], limits: Limits | None = None, cost: int = 1,
-                       *, now: float | None = None) -> list[Decision]:
-        plan = self.plan(limits)
-        t0 = self._start()
-        replies = await self.backend.alimit_many(plan, [self.keys(k, plan) for k in keys],
-                                                 _us(now), HIT, _cost(cost))
-        return [self._decided(plan, r, t0 if i == 0 else 0) for i, r in enumerate(replies)]
+    def hit_many(self, keys: Iterable[str], limits: Limits | None = None, cost: int = 1, *,
+                 now: float | None = None) -> Coroutine[Any, Any, list[Decision]]:
+        return arun_flow(self._hit_many(keys, limits, cost, now), self._limit_many)
+
+    def _limit(self, c: Call) -> Awaitable[list[int]]:
+        return self.backend.alimit(c.plan, c.keys, c.now, c.mode, c.cost)
+
+    def _limit_many(self, calls: list[Call]) -> Awaitable[list[list[int]]]:
+        (c,) = calls
+        return self.backend.alimit_many(c.plan, c.keys, c.now, c.mode, c.cost)

@@ -8,10 +8,10 @@ from a key function or the backend becomes the ``on_error`` outcome, never a 500
 from __future__ import annotations
 
 import inspect
-from time import perf_counter_ns
 from typing import Any
 
 from ..algorithms import HIT
+from ..limiter import Call
 from .core import ALLOW, Outcome, RateLimitPolicy
 from .request import RequestView
 from .rules import Rule
@@ -32,16 +32,12 @@ def check_sync(policy: RateLimitPolicy, request: RequestView, rules: tuple[Rule,
         if prepared is None:
             return ALLOW
         batch, redis_keys = prepared
-        t0 = perf_counter_ns() if next(policy.limiter._ticks) else 0  # limiter._start()
-        fast = batch.plan.fast
-        if fast is not None:  # in-process, one limit (MemoryBackend.fused_hit)
-            decision = fast(redis_keys[0], None, 1)
-        else:
-            decision = policy.decision_of(
-                batch, policy.backend.limit(batch.plan, redis_keys, None, HIT, 1))
-        if t0:
-            policy.limiter._stop(t0)
-        return policy.decide(batch, decision, request)
+        c = policy.limiter.begin(batch.plan, redis_keys, None, 1)  # the limiter's path
+        if not isinstance(c, Call):  # decided in process
+            return policy.decide(batch, c, request)
+        reply = policy.backend.limit(c.plan, c.keys, None, HIT, 1)
+        policy.limiter.end(c)
+        return policy.decide(batch, policy.decision_of(batch, reply), request)
     except Exception as exc:
         return policy.failed(exc)
 
@@ -57,16 +53,12 @@ async def check_async(policy: RateLimitPolicy, request: RequestView, rules: tupl
         if prepared is None:
             return ALLOW
         batch, redis_keys = prepared
-        t0 = perf_counter_ns() if next(policy.limiter._ticks) else 0  # limiter._start()
-        fast = batch.plan.fast
-        if fast is not None:  # in-process, one limit: nothing to await
-            decision = fast(redis_keys[0], None, 1)
-        else:
-            decision = policy.decision_of(
-                batch, await policy.backend.alimit(batch.plan, redis_keys, None, HIT, 1))
-        if t0:
-            policy.limiter._stop(t0)
-        return policy.decide(batch, decision, request)
+        c = policy.limiter.begin(batch.plan, redis_keys, None, 1)  # the limiter's path
+        if not isinstance(c, Call):  # decided in process: nothing to await
+            return policy.decide(batch, c, request)
+        reply = await policy.backend.alimit(c.plan, c.keys, None, HIT, 1)
+        policy.limiter.end(c)
+        return policy.decide(batch, policy.decision_of(batch, reply), request)
     except Exception as exc:
         return policy.failed(exc)
 
