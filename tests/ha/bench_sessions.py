@@ -58,7 +58,7 @@ def main() -> None:
         sid = session.id
         assert sid is not None
         time.sleep(0.2)
-        touch = store._load_call(sid)
+        touch = store.load_call(sid)
         peek = touch.fallback
         assert isinstance(peek, Call)
         ex = store.executor

@@ -142,7 +142,7 @@ _MAX_SHOWN = 2000
 
 
 def _state_flow(store: SessionStore, session_id: str, mode: str) -> Flow[list[Any]]:
-    [reply] = yield [store._load_call(session_id, mode)]
+    [reply] = yield [store.load_call(session_id, mode)]
     return reply  # type: ignore[no-any-return]
 
 

@@ -257,7 +257,10 @@ class SessionStore:
 
     # -- flows: every operation, once, without I/O -----------------------------------------
 
-    def _load_call(self, session_id: str, mode: str = "touch") -> Call:
+    def load_call(self, session_id: str, mode: str = "touch") -> Call:
+        """The load script's call for ``session_id``: ``"touch"`` (the idle deadline
+        moves; a replica answers without the touch), or read-only ``"peek"`` (the data)
+        and ``"meta"`` (the metadata) that move nothing (``inspect`` uses these)."""
         keys = (self.key(session_id),)
         if mode == "touch":  # on a replica (the primary away): the same read, no touch
             return Call("session_load", keys, (self.idle_us, mode),
@@ -276,7 +279,7 @@ class SessionStore:
         ``touch=False`` leaves its idle deadline where it is (a read-only script)."""
         if session.state != PENDING or session.id is None:
             return
-        replies = yield [self._load_call(session.id, "touch" if touch else "peek")]
+        replies = yield [self.load_call(session.id, "touch" if touch else "peek")]
         reply = replies[0]
         counters = self._counters
         if counters is not None:
@@ -300,7 +303,7 @@ class SessionStore:
         if not is_session_id(session_id):
             return None
         session = self.open(session_id)
-        [reply] = yield [self._load_call(session_id, "peek")]
+        [reply] = yield [self.load_call(session_id, "peek")]
         if reply[0] != 1:
             return None
         session.fill(reply)
@@ -309,7 +312,7 @@ class SessionStore:
     def touch_flow(self, session_id: str) -> Flow[bool]:
         """Move a live session's idle deadline to now + the idle timeout (within its
         absolute lifetime); False when there is no such session."""
-        [reply] = yield [self._load_call(session_id, "touch")]
+        [reply] = yield [self.load_call(session_id, "touch")]
         return bool(reply[0] == 1)
 
     def with_idle_timeout(self, seconds: float) -> SessionStore:
@@ -412,7 +415,7 @@ class SessionStore:
     def _exists_flow(self, session_id: str) -> Flow[bool]:
         if not is_session_id(session_id):
             return False
-        [reply] = yield [self._load_call(session_id, "meta")]
+        [reply] = yield [self.load_call(session_id, "meta")]
         return bool(reply[0] == 1)
 
     def _sessions_flow(self, user_id: str) -> Flow[list[UserSession]]:
@@ -420,7 +423,7 @@ class SessionStore:
         ids = flat[::2]
         if not ids:
             return []
-        replies = yield [self._load_call(sid, "meta") for sid in ids]
+        replies = yield [self.load_call(sid, "meta") for sid in ids]
         out = []
         for sid, r in zip(ids, replies, strict=True):
             if r[0] == 1 and r[5] == str(user_id):
@@ -438,7 +441,7 @@ class SessionStore:
     def _meta_flow(self, session_id: str, now: int | None) -> Flow[SessionMeta | None]:
         if not is_session_id(session_id):
             return None
-        [r] = yield [self._load_call(session_id, "meta")]
+        [r] = yield [self.load_call(session_id, "meta")]
         if r[0] != 1:
             return None
         created, seen, expires, absolute = (int(t) for t in r[1:5])
@@ -591,7 +594,7 @@ class SessionStore:
 
 
 def _check_wait(backend: RedisBackend, wait_timeout: float) -> None:
-    if backend.kind == "cluster" or "Cluster" in type(backend._client or backend._aclient).__name__:
+    if backend.is_cluster:
         raise ValueError("wait_replicas is not supported with Redis Cluster clients")
     if backend.timeout is not None and wait_timeout > backend.timeout / 2:
         raise ValueError(f"wait_timeout ({wait_timeout} s) must be at most half the backend's "
