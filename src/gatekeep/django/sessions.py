@@ -241,13 +241,13 @@ class SessionStore(SessionBase):  # type: ignore[misc]
 
     def _run(self, flow: Flow[T], failed: Callable[[BaseException], T]) -> T:
         try:
-            return get_store().run(flow)  # type: ignore[no-any-return]
+            return get_store().run(flow)
         except STORE_ERRORS as exc:
             return failed(exc)
 
     async def _arun(self, flow: Flow[T], failed: Callable[[BaseException], T]) -> T:
         try:
-            return await get_store().arun(flow)  # type: ignore[no-any-return]
+            return await get_store().arun(flow)
         except STORE_ERRORS as exc:
             return failed(exc)
 
