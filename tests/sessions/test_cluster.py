@@ -44,17 +44,10 @@ def test_every_call_touches_one_slot():
 
 @pytest.mark.redis
 @pytest.mark.slow
-async def test_store_on_a_real_cluster(prefix):
-    import shutil
-
+async def test_store_on_a_real_cluster(prefix, redis_binary):
     from ha.topology import ClusterTopology  # the HA suite's cluster, started here
 
-    from gatekeep.testing import find_server
-
-    cli = shutil.which("redis-cli")
-    if cli is None:
-        pytest.skip("redis-cli is needed to create a cluster")
-    topo = ClusterTopology.start(find_server("redis"), cli)
+    topo = ClusterTopology.start(redis_binary)
     try:
         backend = connect(topo.url, timeout=1.0)
         store = SessionStore(backend, prefix=prefix)

@@ -27,6 +27,7 @@ Cluster clients and anything else go through redis-py's pipelines (see
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import weakref
 from collections import deque
@@ -363,11 +364,27 @@ _OWN_IO = (redis.asyncio.Connection.send_packed_command, redis.asyncio.Connectio
 def _lean(conn: Any) -> bool:
     """Whether a connected connection's stream and parser may be used directly:
     redis-py's own methods would do nothing more (no health checks, which they
-    schedule; not overridden by a subclass)."""
+    schedule; not overridden by a subclass), and its private ``_writer`` and
+    ``_parser`` are what :func:`_round_trip` uses (checked once per class: a
+    redis-py that renamed or changed them gets the public path, not AttributeError)."""
+    lean = _LEAN_CLASSES.get(type(conn))
+    if lean is None:
+        lean = _LEAN_CLASSES[type(conn)] = _lean_class(conn)
+    return lean and not conn.health_check_interval
+
+
+#: Per connection class: whether :func:`_lean_class` found the lean path usable.
+_LEAN_CLASSES: dict[type, bool] = {}
+
+
+def _lean_class(conn: Any) -> bool:
+    """Judged on a connected instance (its ``_writer`` exists only once connected)."""
     cls = type(conn)
-    return (not conn.health_check_interval and getattr(conn, "_parser", None) is not None
-            and (getattr(cls, "send_packed_command", None),
-                 getattr(cls, "read_response", None)) == _OWN_IO)
+    return ((getattr(cls, "send_packed_command", None),
+             getattr(cls, "read_response", None)) == _OWN_IO
+            and isinstance(getattr(conn, "_writer", None), asyncio.StreamWriter)
+            and inspect.iscoroutinefunction(
+                getattr(getattr(conn, "_parser", None), "read_response", None)))
 
 
 async def _round_trip(conn: Any, trip: Trip) -> list[Any]:
