@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from gatekeep import AsyncLimiter, RedisBackend
-from gatekeep.backends._wire import GRACE, _Loop
+from gatekeep.backends._deadlines import GRACE, Loop
 from gatekeep.backends.failover import FailoverBackend
 from gatekeep.breaker import State
 from gatekeep.sessions import SessionStore
@@ -95,10 +95,10 @@ async def test_a_real_hang_still_opens_the_breaker_within_one_timeout(
         await backend.primary.aclose()  # type: ignore[attr-defined]
 
 
-# -- the rule itself, on _Loop with a stand-in round trip ---------------------------------
+# -- the rule itself, on Loop with a stand-in round trip ---------------------------------
 
 
-async def _stand_in(state: _Loop, seconds: float, timeout: float) -> str:
+async def _stand_in(state: Loop, seconds: float, timeout: float) -> str:
     """A round trip that takes ``seconds``, watched as ``AsyncConnections.run`` does."""
     watch = state.watch(asyncio.get_running_loop(), asyncio.current_task(), timeout)
     try:
@@ -113,7 +113,7 @@ async def _stand_in(state: _Loop, seconds: float, timeout: float) -> str:
 
 @pytest.mark.parametrize("_", range(3))
 async def test_an_answer_that_came_during_a_stall_is_taken(_: int) -> None:
-    state = _Loop()
+    state = Loop()
     task = asyncio.ensure_future(_stand_in(state, 0.01, timeout=0.1))
     await asyncio.sleep(0)
     time.sleep(0.2)  # noqa: ASYNC251  (the loop is held past the deadline)
@@ -121,7 +121,7 @@ async def test_an_answer_that_came_during_a_stall_is_taken(_: int) -> None:
 
 
 async def test_a_stall_gives_one_grace_and_no_more() -> None:
-    state = _Loop()
+    state = Loop()
     started = time.monotonic()
     task = asyncio.ensure_future(_stand_in(state, 5, timeout=0.1))
     await asyncio.sleep(0)
@@ -133,7 +133,7 @@ async def test_a_stall_gives_one_grace_and_no_more() -> None:
 
 
 async def test_a_loop_that_keeps_stalling_still_times_out() -> None:
-    state = _Loop()
+    state = Loop()
     started = time.monotonic()
     task = asyncio.ensure_future(_stand_in(state, 5, timeout=0.1))
 

@@ -1,4 +1,4 @@
-"""One deadline per async round trip, behind one timer per event loop (``_wire._Loop``):
+"""One deadline per async round trip, behind one timer per event loop (``_deadlines.Loop``):
 each round trip still times out on its own deadline, a cancellation from elsewhere stays
 a cancellation, and finished round trips keep nothing alive."""
 
@@ -11,11 +11,11 @@ import time
 import pytest
 
 from gatekeep import RedisBackend
-from gatekeep.backends._wire import _Loop
+from gatekeep.backends._deadlines import Loop
 from gatekeep.sessions import SessionStore
 
 
-async def _trip(state: _Loop, seconds: float, timeout: float) -> str:
+async def _trip(state: Loop, seconds: float, timeout: float) -> str:
     """A stand-in round trip: sleeps ``seconds`` under a ``timeout`` deadline, the way
     ``AsyncConnections.run`` watches its round trips."""
     trip = state.watch(asyncio.get_running_loop(), asyncio.current_task(), timeout)
@@ -30,7 +30,7 @@ async def _trip(state: _Loop, seconds: float, timeout: float) -> str:
 
 
 async def test_each_round_trip_times_out_on_its_own_deadline():
-    state = _Loop()
+    state = Loop()
     start = time.monotonic()
     finished: dict[str, float] = {}
 
@@ -54,7 +54,7 @@ async def test_each_round_trip_times_out_on_its_own_deadline():
 
 
 async def test_a_cancellation_from_elsewhere_stays_a_cancellation():
-    state = _Loop()
+    state = Loop()
     task = asyncio.ensure_future(_trip(state, 5, timeout=0.5))
     await asyncio.sleep(0.05)
     task.cancel()
@@ -70,7 +70,7 @@ async def test_a_cancellation_from_elsewhere_stays_a_cancellation():
 async def test_a_cancellation_racing_the_deadline_is_not_swallowed():
     # The deadline passes while the task is also cancelled from elsewhere: as with
     # asyncio.timeout, the outer cancellation wins (CancelledError, not TimeoutError).
-    state = _Loop()
+    state = Loop()
     task = asyncio.ensure_future(_trip(state, 5, timeout=0.1))
     await asyncio.sleep(0)
     state.timer.cancel()                                    # fire the deadline by hand,
@@ -82,7 +82,7 @@ async def test_a_cancellation_racing_the_deadline_is_not_swallowed():
 
 
 async def test_finished_round_trips_hold_no_task():
-    state = _Loop()
+    state = Loop()
     for _ in range(50):
         assert await _trip(state, 0, timeout=0.2) == "done"
     assert len(state.trips) == 50                           # dropped when the timer passes

@@ -15,7 +15,7 @@ included), send the packed scripts, and read their replies:
 - asyncio: idle connections are kept per event loop (a connection belongs to
   the loop that opened it), and one round trip gets one timeout, the client's
   ``socket_timeout``. The deadlines of one loop's round trips share one timer
-  (:class:`_Loop`): scheduling and cancelling a timer per round trip, as
+  (:class:`Loop`): scheduling and cancelling a timer per round trip, as
   ``asyncio.timeout`` does, cost a tenth of a fast round trip. A connected
   connection's stream is written and its parser read directly (redis-py's
   ``send_packed_command`` / ``read_response`` would add their bookkeeping).
@@ -39,6 +39,7 @@ import redis.asyncio
 from redis.exceptions import ConnectionError, ResponseError
 
 from ._calls import Trip, replies_expected
+from ._deadlines import Loop
 
 __all__ = ["AsyncConnections", "SyncConnections", "fast_pool", "pack", "run_sync"]
 
@@ -159,107 +160,6 @@ def run_sync(conns: SyncConnections, trip: Trip) -> list[Any]:
     return replies
 
 
-class _Trip:
-    """One async round trip under its deadline (see :class:`_Loop`)."""
-
-    __slots__ = ("cancelling", "deadline", "expired", "graced", "task")
-
-    def __init__(self, deadline: float, task: Any) -> None:
-        self.deadline = deadline
-        #: Given a grace once already, after a stall of the event loop.
-        self.graced = False
-        #: The task making the round trip (an ``asyncio.Task`` of Python >= 3.11: it
-        #: has ``cancelling()`` and ``uncancel()``); None once the round trip is over.
-        self.task: Any = task
-        #: The task's pending cancellations when the round trip began.
-        self.cancelling = task.cancelling()
-        #: The deadline passed and the task was cancelled for it.
-        self.expired = False
-
-    def close(self, exc: BaseException | None) -> bool:
-        """The round trip is over (``exc``: how it failed); True when it failed because
-        its deadline passed (the caller raises ``TimeoutError``), as ``asyncio.timeout``
-        decides it: our cancellation, and no other one pending."""
-        task, self.task = self.task, None
-        if not self.expired or task is None:
-            return False
-        return task.uncancel() <= self.cancelling and isinstance(exc, asyncio.CancelledError)
-
-
-#: A timer this late (seconds) means the event loop itself was held (CPU-bound code
-#: in the app): the round trips it finds past their deadline get GRACE seconds more,
-#: once each, for the loop to read what arrived meanwhile.
-LOOP_STALL = 0.02
-GRACE = 0.05
-
-
-class _Loop:
-    """What :class:`AsyncConnections` keeps per event loop: idle connections, and the
-    deadlines of the round trips in flight behind one timer.
-
-    Every round trip gets the same timeout, so deadlines come in the order the round
-    trips start: they wait in a FIFO, and the timer is set for the oldest unfinished
-    one. A finished round trip leaves its entry behind (it is dropped when the timer
-    passes it), so a round trip costs an append, not a timer of its own to schedule
-    and cancel; the timer fires about once per timeout, or when a deadline passes.
-
-    A deadline measures the wait for Redis, not the event loop's lateness: when the
-    timer fires late (the loop was held past the deadline, while Redis may have
-    answered long ago), each round trip past its deadline gets ``GRACE`` more, once,
-    and the loop's next passes read what arrived meanwhile. A loop that keeps up
-    times a hung server out within one timeout (and the grace, if it stalled).
-    """
-
-    __slots__ = ("idle", "timer", "timer_at", "trips")
-
-    def __init__(self) -> None:
-        self.idle: deque[Any] = deque()
-        self.trips: deque[_Trip] = deque()
-        self.timer: asyncio.TimerHandle | None = None
-        self.timer_at = 0.0
-
-    def watch(self, loop: asyncio.AbstractEventLoop, task: Any, timeout: float) -> _Trip:
-        trip = _Trip(loop.time() + timeout, task)
-        self.trips.append(trip)
-        if self.timer is None:
-            self._arm(loop, trip.deadline)
-        return trip
-
-    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
-        self.timer_at = when
-        self.timer = loop.call_at(when, self._expire, loop)
-
-    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.timer = None
-        now = loop.time()
-        stalled = now - self.timer_at > LOOP_STALL
-        trips = self.trips
-        graced = False
-        while trips:
-            trip = trips[0]
-            if trip.task is None:  # finished
-                trips.popleft()
-            elif trip.deadline > now:
-                break
-            elif stalled and not trip.graced:
-                trips.popleft()
-                trip.graced = graced = True
-                trip.deadline = now + GRACE
-                trips.append(trip)
-            else:
-                trips.popleft()
-                trip.expired = True
-                trip.task.cancel()
-        if graced:  # rare: keep the deadlines in order
-            self.trips = trips = deque(sorted(trips, key=_deadline))
-        if trips:
-            self._arm(loop, trips[0].deadline)
-
-
-def _deadline(trip: _Trip) -> float:
-    return trip.deadline
-
-
 class AsyncConnections:
     """Idle connections of one ``redis.asyncio.Redis`` client, per event loop."""
 
@@ -273,10 +173,10 @@ class AsyncConnections:
         options["socket_timeout"] = None
         self._options = options
         self._connection_class = pool.connection_class
-        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Loop] = (
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Loop] = (
             weakref.WeakKeyDictionary())
         # the last event loop's state, found without a weak-keyed lookup
-        self._last: tuple[weakref.ReferenceType[Any], _Loop] = (_DEAD, _Loop())
+        self._last: tuple[weakref.ReferenceType[Any], Loop] = (_DEAD, Loop())
 
     @property
     def timeout(self) -> float | None:
@@ -288,12 +188,12 @@ class AsyncConnections:
         return (type(client) is redis.asyncio.Redis and not client.single_connection_client
                 and type(client.connection_pool) in _PLAIN_APOOLS)
 
-    def _loop_state(self, loop: asyncio.AbstractEventLoop) -> _Loop:
+    def _loop_state(self, loop: asyncio.AbstractEventLoop) -> Loop:
         ref, state = self._last
         if ref() is not loop:
             state = self._loops.get(loop)  # type: ignore[assignment]
             if state is None:
-                state = self._loops[loop] = _Loop()
+                state = self._loops[loop] = Loop()
             self._last = (weakref.ref(loop), state)
         return state
 
