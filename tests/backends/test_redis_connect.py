@@ -123,3 +123,27 @@ def test_cluster_factory_is_lazy_and_configures_no_retries():
     assert acluster.retry.get_retries() == 0
     with pytest.raises(redis.exceptions.RedisClusterException):
         factory.primary()  # the sync one connects at once: nothing listens there
+
+
+def test_a_given_retry_is_carried_to_the_async_clients():
+    from redis.backoff import ConstantBackoff
+    from redis.retry import Retry
+
+    given = Retry(ConstantBackoff(0.01), 2, supported_errors=(redis.ConnectionError,))
+    backend = connect("redis://h:1/0", retry=given)
+    assert _kwargs(backend.client)["retry"] is given
+    aretry = _kwargs(backend.aclient)["retry"]
+    assert isinstance(aretry, redis.asyncio.retry.Retry)
+    assert aretry.get_retries() == 2 and aretry._backoff is given._backoff
+    assert aretry._supported_errors == given._supported_errors
+
+
+def test_a_retry_without_redis_pys_private_fields_falls_back_to_its_count():
+    from redis.backoff import ConstantBackoff
+    from redis.retry import Retry
+
+    given = Retry(ConstantBackoff(0.01), 3)
+    del given._backoff  # redis-py's Retry, were its private fields renamed
+    backend = connect("redis://h:1/0", retry=given)
+    aretry = _kwargs(backend.aclient)["retry"]
+    assert isinstance(aretry, redis.asyncio.retry.Retry) and aretry.get_retries() == 3

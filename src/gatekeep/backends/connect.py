@@ -38,7 +38,7 @@ import redis.asyncio.sentinel
 import redis.cluster
 import redis.retry
 import redis.sentinel
-from redis.backoff import NoBackoff
+from redis.backoff import AbstractBackoff, NoBackoff
 
 if TYPE_CHECKING:
     from .redis import RedisBackend
@@ -245,8 +245,14 @@ def _no_retry(sync: bool, given: Any) -> Any:
     if given is not None:
         if sync:
             return given
-        return redis.asyncio.retry.Retry(given._backoff, given.get_retries(),
-                                         given._supported_errors)
+        # The async clients need an asyncio Retry like the one given. Its backoff and
+        # errors are private attributes of redis-py's Retry: used only when they are
+        # what they were; else the given number of retries with redis-py's defaults.
+        backoff = getattr(given, "_backoff", None)
+        errors = getattr(given, "_supported_errors", None)
+        if isinstance(backoff, AbstractBackoff) and isinstance(errors, tuple):
+            return redis.asyncio.retry.Retry(backoff, given.get_retries(), errors)
+        return redis.asyncio.retry.Retry(NoBackoff(), given.get_retries())
     if sync:
         return redis.retry.Retry(NoBackoff(), 0)
     return redis.asyncio.retry.Retry(NoBackoff(), 0)
