@@ -203,7 +203,7 @@ async def bench(args: argparse.Namespace, url: str, probe: redis.Redis) -> dict[
     store = SessionStore(RedisBackend(url), prefix="bench")
     client = redis.asyncio.Redis.from_url(url)
     sid = cookies["gatekeep"].split(b"=", 1)[1].split(b".")[0].decode()  # type: ignore[union-attr]
-    load_call = store._load_call(sid)
+    load_call = store.load_call(sid)
     script = session_script("session_load")
     key = "starsessions." + cookies["starsessions"].split(b"=", 1)[1].decode()  # type: ignore[union-attr]
     loops = {
