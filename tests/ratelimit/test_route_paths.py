@@ -236,3 +236,23 @@ def test_wsgi_rules_match_the_path_inside_the_app() -> None:
     assert policy("", "/login") == '"login";q=1;w=60'
     assert policy("/login", "") == ""
     assert policy("", "/app/login") == ""
+
+
+def test_a_doubled_slash_never_dodges_a_wsgi_rule() -> None:
+    """The generic WSGI middleware cannot see the app's routing: it merges runs of
+    slashes as Werkzeug routes them, so ``POST //login`` spends the login limit."""
+    from gatekeep.ratelimit.wsgi import RateLimitMiddleware as WSGIMiddleware
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    wsgi = WSGIMiddleware(app, rules=[Rule("5/minute", "POST /login", name="login")])
+    statuses = []
+    for path in ["/login", "//login", "///login", "/login", "//login", "//login", "/login"]:
+        seen: list[str] = []
+        environ = {"REQUEST_METHOD": "POST", "SCRIPT_NAME": "", "PATH_INFO": path,
+                   "REMOTE_ADDR": "198.51.100.7"}
+        wsgi(environ, lambda status, headers, exc_info=None, seen=seen: seen.append(status))
+        statuses.append(int(seen[0].split()[0]))
+    assert statuses == [200] * 5 + [429] * 2
