@@ -28,7 +28,7 @@ local function check(key, limit, period)
   if count > 0 then reset = ends_in end
   if count + cost > 0 then reset_hit = ends_in end
   return {allowed, limit - count, reset, retry,
-          limit - count - cost, reset_hit, {start, count + cost}, ends_in}
+          limit - count - cost, reset_hit, {start, count + cost}, reset_hit}
 end
 
 local function commit(key, c)

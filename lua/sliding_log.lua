@@ -73,5 +73,6 @@ local function refund(key, limit, period)
   count = count - give
   local reset = 0
   if count > 0 then reset = tonumber(redis.call('LINDEX', key, 0)) + period - now end
+  if give > 0 and count > 0 then redis.call('PEXPIRE', key, ms(reset)) end
   return limit - count, reset
 end

@@ -52,7 +52,7 @@ local function check(key, limit, period)
   return {allowed, math.max(math.floor(limit - estimate), 0), reset_in(start, period, cur, prev),
           retry, math.max(math.floor(limit - estimate - cost), 0),
           reset_in(start, period, cur + cost, prev), {start, cur + cost, prev},
-          start + 2 * period - now}
+          reset_in(start, period, cur + cost, prev)}
 end
 
 local function commit(key, c)
@@ -66,7 +66,7 @@ local function refund(key, limit, period)
     redis.call('DEL', key)
   else
     redis.call('SET', key, string.format('%d %d %d', start, cur, prev), 'PX',
-               ms(start + 2 * period - now))
+               ms(reset_in(start, period, cur, prev)))
   end
   local estimate = prev * (period - (now - start)) / period + cur
   return math.max(math.floor(limit - estimate), 0), reset_in(start, period, cur, prev)

@@ -44,7 +44,7 @@ def check(store: Store, key: str, now: int, cost: int, limit: int, period: int) 
     reset = ends_in if count > 0 else 0
     reset_hit = ends_in if count + cost > 0 else 0
     return Check(allowed, limit - count, reset, retry,
-                 limit - count - cost, reset_hit, (start, count + cost), ends_in)
+                 limit - count - cost, reset_hit, (start, count + cost), reset_hit)
 
 
 def commit(store: Store, key: str, now: int, c: Check) -> None:
@@ -90,7 +90,8 @@ def fused_hit(rate: Rate, limit: int, period: int, data: MutableMapping[str, Any
                     count = c
             ends_in = start + period - now
             if count + cost <= limit:  # commit()
-                expire_at = now + (-(-ends_in // 1000) or 1) * 1000
+                ttl = ends_in if count + cost > 0 else 0  # reset_hit
+                expire_at = now + (-(-ttl // 1000) or 1) * 1000
                 if item is not None:  # in place (an expired key too)
                     data[key] = ((start, count + cost), expire_at)
                     data.move_to_end(key)  # type: ignore[attr-defined]

@@ -69,4 +69,6 @@ def refund(store: Store, key: str, now: int, cost: int, limit: int, period: int
         del log[:-(count - give)]
     count = count - give
     reset = log[-1] + period - now if count > 0 else 0
+    if give > 0 and count > 0:
+        store.set(key, log, now + ms(reset) * 1000)
     return limit - count, reset

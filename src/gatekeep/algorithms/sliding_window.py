@@ -71,7 +71,7 @@ def check(store: Store, key: str, now: int, cost: int, limit: int, period: int) 
                  reset_in(now, start, period, cur, prev), retry,
                  max(math.floor(limit - estimate - cost), 0),
                  reset_in(now, start, period, cur + cost, prev), (start, cur + cost, prev),
-                 start + 2 * period - now)
+                 reset_in(now, start, period, cur + cost, prev))
 
 
 def commit(store: Store, key: str, now: int, c: Check) -> None:
@@ -85,7 +85,7 @@ def refund(store: Store, key: str, now: int, cost: int, limit: int, period: int
     if cur == 0 and prev == 0:
         store.delete(key)
     else:
-        store.set(key, (start, cur, prev), now + ms(start + 2 * period - now) * 1000)
+        store.set(key, (start, cur, prev), now + ms(reset_in(now, start, period, cur, prev)) * 1000)
     estimate = prev * (period - (now - start)) / period + cur
     return max(math.floor(limit - estimate), 0), reset_in(now, start, period, cur, prev)
 
@@ -118,7 +118,8 @@ def fused_hit(rate: Rate, limit: int, period: int, data: MutableMapping[str, Any
             elapsed = now - start
             estimate = prev * (period - elapsed) / period + cur
             if estimate + cost <= limit:  # commit()
-                expire_at = now + (-(-(start + 2 * period - now) // 1000) or 1) * 1000
+                ttl = reset_in(now, start, period, cur + cost, prev)
+                expire_at = now + (-(-ttl // 1000) or 1) * 1000
                 if item is not None:  # in place (an expired key too)
                     data[key] = ((start, cur + cost, prev), expire_at)
                     data.move_to_end(key)  # type: ignore[attr-defined]
