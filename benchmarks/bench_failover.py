@@ -107,16 +107,28 @@ def main() -> None:
         lim = Limiter(LIMIT, backend=fb)
         opened(fb, lim)
         med, p99 = stats(per_call(lambda: lim.hit("k"), n))
-        rows.append(("gatekeep FailoverBackend, Redis down, breaker open (sync)",
-                     f"{med:.1f}", f"{p99:.1f}", f"{n} calls; {fb.breaker.counters.calls} "
-                     "went to Redis (3 opened the breaker, the rest are probes)"))
+        rows.append(
+            (
+                "gatekeep FailoverBackend, Redis down, breaker open (sync)",
+                f"{med:.1f}",
+                f"{p99:.1f}",
+                f"{n} calls; {fb.breaker.counters.calls} "
+                "went to Redis (3 opened the breaker, the rest are probes)",
+            )
+        )
         afb = FailoverBackend(connect(dead), instances=INSTANCES)
         alim = AsyncLimiter(LIMIT, backend=afb)
         opened(afb, Limiter(LIMIT, backend=afb))
         med, p99 = stats(aper_call(lambda: alim.hit("k"), n))
-        rows.append(("gatekeep FailoverBackend, Redis down, breaker open (async)",
-                     f"{med:.1f}", f"{p99:.1f}", f"{n} calls; {afb.breaker.counters.calls} "
-                     "went to Redis (3 opened the breaker, the rest are probes)"))
+        rows.append(
+            (
+                "gatekeep FailoverBackend, Redis down, breaker open (async)",
+                f"{med:.1f}",
+                f"{p99:.1f}",
+                f"{n} calls; {afb.breaker.counters.calls} "
+                "went to Redis (3 opened the breaker, the rest are probes)",
+            )
+        )
         # 2. for scale: the twin alone, and Redis up
         mem = Limiter(LIMIT, backend=MemoryBackend())
         med, p99 = stats(per_call(lambda: mem.hit("k"), n))
@@ -124,24 +136,38 @@ def main() -> None:
         up = FailoverBackend(connect(server.url), instances=INSTANCES)
         uplim = Limiter("1000000/second", backend=up)
         med, p99 = stats(per_call(lambda: uplim.hit("k"), n // 4))
-        rows.append(("gatekeep FailoverBackend, Redis up (breaker closed)", f"{med:.1f}",
-                     f"{p99:.1f}", f"{n // 4} calls, 1 EVALSHA each"))
+        rows.append(
+            (
+                "gatekeep FailoverBackend, Redis up (breaker closed)",
+                f"{med:.1f}",
+                f"{p99:.1f}",
+                f"{n // 4} calls, 1 EVALSHA each",
+            )
+        )
         up.close()
         # 3. fail-fast client, no breaker: every call goes to the refused port
         bare = Limiter(LIMIT, backend=connect(dead))
         med, p99 = stats(per_call(lambda: bare.hit("k"), n // 10))
-        rows.append(("gatekeep RedisBackend (fail-fast), no breaker, Redis down",
-                     f"{med:.1f}", f"{p99:.1f}",
-                     f"{n // 10} calls, each raises ConnectionError to the caller"))
+        rows.append(
+            (
+                "gatekeep RedisBackend (fail-fast), no breaker, Redis down",
+                f"{med:.1f}",
+                f"{p99:.1f}",
+                f"{n // 10} calls, each raises ConnectionError to the caller",
+            )
+        )
         # 4. redis-py defaults: retries with backoff; no socket timeout
         port = int(dead.rsplit(":", 1)[1].split("/")[0])
         default = Limiter(LIMIT, backend=RedisBackend(redis.Redis(port=port)))
         took = [capped(lambda: default.hit("k"), args.cap) for _ in range(args.slow_calls)]
-        rows.append(("redis-py defaults, no breaker, Redis down (refused)",
-                     f"{statistics.median(t for t, _ in took) * 1e6:,.0f}",
-                     f"{max(t for t, _ in took) * 1e6:,.0f} (max)",
-                     f"{args.slow_calls} calls: " + ", ".join(f"{t:.2f} s {how}"
-                                                             for t, how in took)))
+        rows.append(
+            (
+                "redis-py defaults, no breaker, Redis down (refused)",
+                f"{statistics.median(t for t, _ in took) * 1e6:,.0f}",
+                f"{max(t for t, _ in took) * 1e6:,.0f} (max)",
+                f"{args.slow_calls} calls: " + ", ".join(f"{t:.2f} s {how}" for t, how in took),
+            )
+        )
         hung = ServerProcess.start(find_server("redis"))
         try:
             hung_default = Limiter(LIMIT, backend=RedisBackend(redis.Redis(port=hung.port)))
@@ -150,26 +176,42 @@ def main() -> None:
             hung_lim = Limiter(LIMIT, backend=hung_fast)
             hung_lim.hit("k")
             hung.signal(signal.SIGSTOP)
-            took = [capped(lambda: hung_default.hit("k"), min(args.cap, 5.0))
-                    for _ in range(min(args.slow_calls, 2))]
-            rows.append(("redis-py defaults, no breaker, Redis hung (SIGSTOP)",
-                         f"> {min(args.cap, 5.0) * 1e6:,.0f}" if "still" in took[0][1]
-                         else f"{statistics.median(t for t, _ in took) * 1e6:,.0f}", "-",
-                         ", ".join(f"{t:.2f} s {how}" for t, how in took)))
+            took = [
+                capped(lambda: hung_default.hit("k"), min(args.cap, 5.0))
+                for _ in range(min(args.slow_calls, 2))
+            ]
+            rows.append(
+                (
+                    "redis-py defaults, no breaker, Redis hung (SIGSTOP)",
+                    f"> {min(args.cap, 5.0) * 1e6:,.0f}"
+                    if "still" in took[0][1]
+                    else f"{statistics.median(t for t, _ in took) * 1e6:,.0f}",
+                    "-",
+                    ", ".join(f"{t:.2f} s {how}" for t, how in took),
+                )
+            )
             first = [capped(lambda: hung_lim.hit("k"), args.cap)[0] for _ in range(1)]
             med, p99 = stats(per_call(lambda: hung_lim.hit("k"), n))
-            rows.append(("gatekeep FailoverBackend, Redis hung (SIGSTOP)", f"{med:.1f}",
-                         f"{p99:.1f}", f"first call {first[0] * 1000:.0f} ms (the deadline), "
-                         f"then breaker open; {n} calls"))
+            rows.append(
+                (
+                    "gatekeep FailoverBackend, Redis hung (SIGSTOP)",
+                    f"{med:.1f}",
+                    f"{p99:.1f}",
+                    f"first call {first[0] * 1000:.0f} ms (the deadline), "
+                    f"then breaker open; {n} calls",
+                )
+            )
         finally:
             hung.signal(signal.SIGCONT)
             hung.stop()
     finally:
         server.stop()
 
-    print(f"gatekeep {gatekeep.__version__}, redis-py {redis.__version__}, Python "
-          f"{platform.python_version()}, {platform.machine()}; limit {LIMIT!r}, "
-          f"instances={INSTANCES}\n")
+    print(
+        f"gatekeep {gatekeep.__version__}, redis-py {redis.__version__}, Python "
+        f"{platform.python_version()}, {platform.machine()}; limit {LIMIT!r}, "
+        f"instances={INSTANCES}\n"
+    )
     print("| variant | median µs / decision | p99 µs | notes |")
     print("|---|---:|---:|---|")
     for name, med_s, p99_s, note in rows:

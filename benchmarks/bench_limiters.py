@@ -44,8 +44,9 @@ def timed(fn: Callable[[], object], n: int) -> float:
     return (time.perf_counter() - start) / n
 
 
-def atimed(loop: asyncio.AbstractEventLoop, fn: Callable[[], Awaitable[object]], n: int,
-           tasks: int = 1) -> float:
+def atimed(
+    loop: asyncio.AbstractEventLoop, fn: Callable[[], Awaitable[object]], n: int, tasks: int = 1
+) -> float:
     async def worker(count: int) -> None:
         for _ in range(count):
             await fn()
@@ -82,56 +83,65 @@ def main() -> None:
 
         ops: dict[str, Callable[[], float]] = {}
         ops["redis-py PING"] = lambda: timed(client.ping, n)
-        ops["redis-py EVALSHA return 1"] = lambda: timed(
-            lambda: client.evalsha(sha1, 0), n)
+        ops["redis-py EVALSHA return 1"] = lambda: timed(lambda: client.evalsha(sha1, 0), n)
 
         keys = iter(range(10**9))
         for algo in ALGORITHMS:
             lim = Limiter(RATE, backend=backend, algorithm=algo, prefix="bench")
-            ops[f"gatekeep {algo} hit, Redis"] = (
-                lambda lim=lim: timed(lambda: lim.hit(f"k{next(keys) % 1000}"), n))
+            ops[f"gatekeep {algo} hit, Redis"] = lambda lim=lim: timed(
+                lambda: lim.hit(f"k{next(keys) % 1000}"), n
+            )
         for algo in ("token_bucket", "gcra"):
             alim = AsyncLimiter(RATE, backend=backend, algorithm=algo, prefix="bench")
-            ops[f"gatekeep {algo} hit, redis.asyncio, 1 task"] = (
-                lambda alim=alim: atimed(loop, lambda: alim.hit("a1"), n))
-            ops[f"gatekeep {algo} hit, redis.asyncio, 50 tasks"] = (
-                lambda alim=alim: atimed(loop, lambda: alim.hit("a50"), n, tasks=50))
+            ops[f"gatekeep {algo} hit, redis.asyncio, 1 task"] = lambda alim=alim: atimed(
+                loop, lambda: alim.hit("a1"), n
+            )
+            ops[f"gatekeep {algo} hit, redis.asyncio, 50 tasks"] = lambda alim=alim: atimed(
+                loop, lambda: alim.hit("a50"), n, tasks=50
+            )
         many = Limiter(RATE, backend=backend, prefix="bench")
         batch = [f"m{i}" for i in range(100)]
-        ops["gatekeep token_bucket hit_many(100), per decision"] = (
-            lambda: timed(lambda: many.hit_many(batch), max(1, n // 100)) / 100)
+        ops["gatekeep token_bucket hit_many(100), per decision"] = lambda: (
+            timed(lambda: many.hit_many(batch), max(1, n // 100)) / 100
+        )
 
         for algo in ALGORITHMS:
             mem = Limiter(RATE, backend=MemoryBackend(), algorithm=algo)
-            ops[f"gatekeep {algo} hit, memory"] = (
-                lambda mem=mem: timed(lambda: mem.hit(f"k{next(keys) % 1000}"), n))
+            ops[f"gatekeep {algo} hit, memory"] = lambda mem=mem: timed(
+                lambda: mem.hit(f"k{next(keys) % 1000}"), n
+            )
         bare = Limiter(RATE, backend=MemoryBackend(), metrics=None)
-        ops["gatekeep token_bucket hit, memory, metrics off"] = (
-            lambda: timed(lambda: bare.hit(f"k{next(keys) % 1000}"), n))
+        ops["gatekeep token_bucket hit, memory, metrics off"] = lambda: timed(
+            lambda: bare.hit(f"k{next(keys) % 1000}"), n
+        )
         ops["redis.asyncio PING, 1 task"] = lambda: atimed(loop, aclient.ping, n)
 
         item = limits_parse("1000000/second")
         lredis = lstorage.RedisStorage(f"redis://127.0.0.1:{server.port}")
-        laio = laio_storage.RedisStorage(f"async+redis://127.0.0.1:{server.port}",
-                                         implementation="redispy")
+        laio = laio_storage.RedisStorage(
+            f"async+redis://127.0.0.1:{server.port}", implementation="redispy"
+        )
         strategies = {
             "fixed": (lstrat.FixedWindowRateLimiter, laio_strat.FixedWindowRateLimiter),
             "moving": (lstrat.MovingWindowRateLimiter, laio_strat.MovingWindowRateLimiter),
-            "sliding": (lstrat.SlidingWindowCounterRateLimiter,
-                        laio_strat.SlidingWindowCounterRateLimiter),
+            "sliding": (
+                lstrat.SlidingWindowCounterRateLimiter,
+                laio_strat.SlidingWindowCounterRateLimiter,
+            ),
         }
         for name, (sync_cls, aio_cls) in strategies.items():
             # each strategy its own in-process storage, as an app with one strategy has
             rs, ms = sync_cls(lredis), sync_cls(lstorage.MemoryStorage())
-            ops[f"limits {name} hit, Redis"] = (
-                lambda rs=rs, name=name: timed(
-                    lambda: rs.hit(item, name, f"k{next(keys) % 1000}"), n))
-            ops[f"limits {name} hit, memory"] = (
-                lambda ms=ms, name=name: timed(
-                    lambda: ms.hit(item, name, f"k{next(keys) % 1000}"), n))
+            ops[f"limits {name} hit, Redis"] = lambda rs=rs, name=name: timed(
+                lambda: rs.hit(item, name, f"k{next(keys) % 1000}"), n
+            )
+            ops[f"limits {name} hit, memory"] = lambda ms=ms, name=name: timed(
+                lambda: ms.hit(item, name, f"k{next(keys) % 1000}"), n
+            )
             ai = aio_cls(laio)
-            ops[f"limits.aio {name} hit, Redis"] = (
-                lambda ai=ai, name=name: atimed(loop, lambda: ai.hit(item, "aio", name), n))
+            ops[f"limits.aio {name} hit, Redis"] = lambda ai=ai, name=name: atimed(
+                loop, lambda: ai.hit(item, "aio", name), n
+            )
 
         for fn in ops.values():  # warm up: connections, script caches
             fn()
@@ -142,12 +152,15 @@ def main() -> None:
         med = {name: statistics.median(v) for name, v in samples.items()}
 
         ping = med["redis-py PING"]
-        fastest_limits = min(v for k, v in med.items()
-                             if k.startswith("limits ") and k.endswith("Redis"))
+        fastest_limits = min(
+            v for k, v in med.items() if k.startswith("limits ") and k.endswith("Redis")
+        )
         limits_mem_fixed = med["limits fixed hit, memory"]
         print(f"# gatekeep {gatekeep.__version__} limiter benchmark")
-        print(f"Redis {version} (throwaway, loopback), redis-py {redis.__version__}, "
-              f"Python {platform.python_version()}, {args.rounds} rounds x {n} calls, medians")
+        print(
+            f"Redis {version} (throwaway, loopback), redis-py {redis.__version__}, "
+            f"Python {platform.python_version()}, {args.rounds} rounds x {n} calls, medians"
+        )
         print()
         print("| operation | µs/op | ops/s | x PING rate | note |")
         print("|---|---|---|---|---|")
@@ -172,11 +185,17 @@ def main() -> None:
         print("|---|---|")
         for label, call in (
             ("gatekeep hit (one limit)", lambda lim: lim.hit("rt")),
-            ("gatekeep hit (three limits)", lambda lim: lim.hit("rt", "1000/s; 10000/min; 1000000/h")),
+            (
+                "gatekeep hit (three limits)",
+                lambda lim: lim.hit("rt", "1000/s; 10000/min; 1000000/h"),
+            ),
             ("gatekeep hit_many(100)", lambda lim: lim.hit_many([f"rt{i}" for i in range(100)])),
         ):
-            counting = redis.Redis(connection_pool=redis.ConnectionPool(
-                port=server.port, connection_class=CountingConnection))
+            counting = redis.Redis(
+                connection_pool=redis.ConnectionPool(
+                    port=server.port, connection_class=CountingConnection
+                )
+            )
             lim = Limiter(RATE, backend=RedisBackend(counting), prefix="rt")
             call(lim)  # loads the script, opens the connection
             CountingConnection.sent = 0

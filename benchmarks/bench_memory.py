@@ -49,16 +49,19 @@ def main() -> None:
         variants[f"gatekeep {algo}"] = Limiter(RATE, backend=MemoryBackend(), algorithm=algo).hit
     for algo in ALGORITHMS:
         variants[f"gatekeep {algo}, twin path (no fused_hit)"] = Limiter(
-            RATE, backend=TwinPath(), algorithm=algo).hit
+            RATE, backend=TwinPath(), algorithm=algo
+        ).hit
     variants["gatekeep token_bucket, metrics off"] = Limiter(
-        RATE, backend=MemoryBackend(), metrics=None).hit
+        RATE, backend=MemoryBackend(), metrics=None
+    ).hit
     item = limits_parse(RATE)
-    for name, cls in (("fixed", limits_strategies.FixedWindowRateLimiter),
-                      ("moving", limits_strategies.MovingWindowRateLimiter),
-                      ("sliding", limits_strategies.SlidingWindowCounterRateLimiter)):
+    for name, cls in (
+        ("fixed", limits_strategies.FixedWindowRateLimiter),
+        ("moving", limits_strategies.MovingWindowRateLimiter),
+        ("sliding", limits_strategies.SlidingWindowCounterRateLimiter),
+    ):
         strategy = cls(limits_storage.MemoryStorage())
-        variants[f"limits {name}"] = (
-            lambda key, strategy=strategy: strategy.hit(item, key))  # type: ignore[misc]
+        variants[f"limits {name}"] = lambda key, strategy=strategy: strategy.hit(item, key)  # type: ignore[misc]
 
     samples: dict[str, list[float]] = {name: [] for name in variants}
     for round_ in range(args.rounds + 1):
@@ -73,9 +76,11 @@ def main() -> None:
     print("| variant | µs per hit | x limits fixed window (ops/s) |\n|---|---:|---:|")
     for name, us in med.items():
         print(f"| {name} | {us:.3f} | {base / us:.2f} |")
-    print(f"\nrange over rounds, token bucket vs limits fixed: "
-          f"{min(samples['limits fixed']) / max(samples['gatekeep token_bucket']):.2f}x to "
-          f"{max(samples['limits fixed']) / min(samples['gatekeep token_bucket']):.2f}x")
+    print(
+        f"\nrange over rounds, token bucket vs limits fixed: "
+        f"{min(samples['limits fixed']) / max(samples['gatekeep token_bucket']):.2f}x to "
+        f"{max(samples['limits fixed']) / min(samples['gatekeep token_bucket']):.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -37,8 +37,10 @@ def main() -> None:
     print("| variant | µs per hit (median) |\n|---|---|")
     for name, us in med.items():
         print(f"| {name} | {us:.3f} |")
-    print(f"\nmetrics cost: {100 * (med['metrics on'] / med['metrics off'] - 1):+.1f}% "
-          "(target <= 10%)")
+    print(
+        f"\nmetrics cost: {100 * (med['metrics on'] / med['metrics off'] - 1):+.1f}% "
+        "(target <= 10%)"
+    )
 
 
 if __name__ == "__main__":

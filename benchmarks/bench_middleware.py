@@ -56,16 +56,27 @@ def routes() -> list[Route]:
 
 def slowapi_app(middleware: type, url: str) -> Starlette:
     app = Starlette(routes=routes(), middleware=[Middleware(middleware)])
-    app.state.limiter = SlowLimiter(key_func=get_remote_address, default_limits=[RATE],
-                                    storage_uri=url, headers_enabled=True)
+    app.state.limiter = SlowLimiter(
+        key_func=get_remote_address, default_limits=[RATE], storage_uri=url, headers_enabled=True
+    )
     return app
 
 
 def scope() -> dict[str, Any]:
-    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-            "scheme": "http", "path": "/", "raw_path": b"/", "root_path": "",
-            "query_string": b"", "headers": [(b"host", b"bench")],
-            "client": ("203.0.113.9", 5000), "server": ("bench", 80)}
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/",
+        "raw_path": b"/",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"bench")],
+        "client": ("203.0.113.9", 5000),
+        "server": ("bench", 80),
+    }
 
 
 async def run(app: Any, n: int) -> tuple[float, list[tuple[bytes, bytes]]]:
@@ -99,14 +110,18 @@ def count_round_trips() -> None:
     for cls in (sconn.AbstractConnection, aconn.AbstractConnection):
         original = cls.send_packed_command
         if inspect.iscoroutinefunction(original):
+
             async def asend(self: Any, *a: Any, _o: Any = original, **k: Any) -> Any:
                 SENDS[0] += 1
                 return await _o(self, *a, **k)
+
             cls.send_packed_command = asend  # type: ignore[method-assign]
         else:
+
             def send(self: Any, *a: Any, _o: Any = original, **k: Any) -> Any:
                 SENDS[0] += 1
                 return _o(self, *a, **k)
+
             cls.send_packed_command = send  # type: ignore[method-assign]
 
 
@@ -119,7 +134,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--n", type=int, default=2000)
-    ap.add_argument("--write", action="store_true", help="also write the report to benchmarks/last-middleware.md (to paste into RESULTS.md)")
+    ap.add_argument(
+        "--write",
+        action="store_true",
+        help="also write the report to benchmarks/last-middleware.md (to paste into RESULTS.md)",
+    )
     args = ap.parse_args()
 
     count_round_trips()
@@ -130,10 +149,18 @@ def main() -> None:
         gk_redis_backend = RedisBackend(server.url)
         apps: dict[str, Any] = {
             "bare": Starlette(routes=routes()),
-            "gk-memory": Starlette(routes=routes(), middleware=[Middleware(
-                RateLimitMiddleware, default=RATE, backend=MemoryBackend())]),
-            "gk-redis": Starlette(routes=routes(), middleware=[Middleware(
-                RateLimitMiddleware, default=RATE, backend=gk_redis_backend, prefix="bench")]),
+            "gk-memory": Starlette(
+                routes=routes(),
+                middleware=[Middleware(RateLimitMiddleware, default=RATE, backend=MemoryBackend())],
+            ),
+            "gk-redis": Starlette(
+                routes=routes(),
+                middleware=[
+                    Middleware(
+                        RateLimitMiddleware, default=RATE, backend=gk_redis_backend, prefix="bench"
+                    )
+                ],
+            ),
             "slowapi-asgi": slowapi_app(SlowAPIASGIMiddleware, server.url),
             "slowapi-base": slowapi_app(SlowAPIMiddleware, server.url),
         }
@@ -172,16 +199,17 @@ def main() -> None:
     ]
     for name in apps:
         rt = f"{per_request[name]:.2f}"
-        lines.append(f"| {name} | {med[name]:.1f} | {med[name] / med['bare']:.2f} | {rt} "
-                     f"| {scripts[name]:.2f} |")
+        lines.append(
+            f"| {name} | {med[name]:.1f} | {med[name] / med['bare']:.2f} | {rt} "
+            f"| {scripts[name]:.2f} |"
+        )
     ratio_mem = med["gk-memory"] / med["bare"]
     ratio_redis = med["gk-redis"] / med["slowapi-asgi"]
     lines += [
         "",
         f"- gatekeep on memory / bare app: **{ratio_mem:.2f}x** (target <= 2x)",
         f"- gatekeep on Redis / SlowAPIASGIMiddleware: **{ratio_redis:.2f}x** (target <= 0.5x)",
-        f"- gatekeep on Redis / SlowAPIMiddleware: "
-        f"{med['gk-redis'] / med['slowapi-base']:.2f}x",
+        f"- gatekeep on Redis / SlowAPIMiddleware: {med['gk-redis'] / med['slowapi-base']:.2f}x",
         f"- gatekeep Redis round trips per request: {per_request['gk-redis']:.2f} "
         f"(client writes, counted in redis-py; a pipeline counts once), "
         f"scripts per request {scripts['gk-redis']:.2f} (INFO commandstats EVALSHA+EVAL)",
@@ -190,8 +218,11 @@ def main() -> None:
         "",
     ]
     for name in ("gk-redis", "slowapi-asgi"):
-        shown = [f"{k.decode()}: {v.decode()}" for k, v in headers[name]
-                 if b"ratelimit" in k.lower() or k.lower() == b"retry-after"]
+        shown = [
+            f"{k.decode()}: {v.decode()}"
+            for k, v in headers[name]
+            if b"ratelimit" in k.lower() or k.lower() == b"retry-after"
+        ]
         lines.append(f"- {name}: `" + "`, `".join(shown) + "`")
     text = "\n".join(lines) + "\n"
     print(text)

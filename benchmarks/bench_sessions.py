@@ -54,8 +54,19 @@ from gatekeep.sessions.asgi import SessionMiddleware
 from gatekeep.testing import ServerProcess, find_server
 
 SECRET = "benchmark-secret-key-0123456789abcdef"
-CLIENT_SENT = ("evalsha", "eval", "script", "get", "set", "setex", "del", "expire", "client",
-               "hello", "ping")
+CLIENT_SENT = (
+    "evalsha",
+    "eval",
+    "script",
+    "get",
+    "set",
+    "setex",
+    "del",
+    "expire",
+    "client",
+    "hello",
+    "ping",
+)
 
 
 async def read(request: Request) -> JSONResponse:
@@ -90,7 +101,7 @@ class Floor:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        await self.backend.aeval_batch([(RETURN_1, (), ())])        # "load"
+        await self.backend.aeval_batch([(RETURN_1, (), ())])  # "load"
         if scope["path"] != "/write":
             await self.app(scope, receive, send)
             return
@@ -116,8 +127,12 @@ def make_apps(url: str) -> tuple[dict[str, Any], list[Callable[[], Any]]]:
     star = Starlette(routes=ROUTES)
     aredis = redis.asyncio.Redis.from_url(url)
     star.add_middleware(SessionAutoloadMiddleware)
-    star.add_middleware(StarSessionMiddleware, store=RedisStore(connection=aredis),
-                        lifetime=14 * 24 * 3600, cookie_https_only=False)
+    star.add_middleware(
+        StarSessionMiddleware,
+        store=RedisStore(connection=aredis),
+        lifetime=14 * 24 * 3600,
+        cookie_https_only=False,
+    )
     closers.append(aredis.aclose)
 
     cookie = Starlette(routes=ROUTES)
@@ -127,18 +142,33 @@ def make_apps(url: str) -> tuple[dict[str, Any], list[Callable[[], Any]]]:
     floor_backend = RedisBackend(url)
     floor.add_middleware(Floor, backend=floor_backend)
     closers.append(floor_backend.aclose)
-    return {"bare": bare, "gatekeep": gk, "starsessions": star, "cookie": cookie,
-            "floor": floor}, closers
+    return {
+        "bare": bare,
+        "gatekeep": gk,
+        "starsessions": star,
+        "cookie": cookie,
+        "floor": floor,
+    }, closers
 
 
 def scope(path: str, cookie: bytes | None) -> dict[str, Any]:
     headers = [(b"host", b"bench")]
     if cookie:
         headers.append((b"cookie", cookie))
-    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-            "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
-            "query_string": b"", "root_path": "", "headers": headers,
-            "client": ("127.0.0.1", 40000), "server": ("bench", 80)}
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 40000),
+        "server": ("bench", 80),
+    }
 
 
 async def call(app: Any, path: str, cookie: bytes | None) -> tuple[int, list[tuple[bytes, bytes]]]:
@@ -209,7 +239,8 @@ async def bench(args: argparse.Namespace, url: str, probe: redis.Redis) -> dict[
     loops = {
         "gatekeep store.aload (EVALSHA)": lambda: store.aload(sid),
         "redis.asyncio execute_command (same EVALSHA)": lambda: client.execute_command(
-            "EVALSHA", script.sha, 1, load_call.keys[0], "", *load_call.args),
+            "EVALSHA", script.sha, 1, load_call.keys[0], "", *load_call.args
+        ),
         "redis.asyncio get (starsessions' read)": lambda: client.get(key),
     }
     await store.aload(sid)
@@ -255,8 +286,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--n", type=int, default=400)
-    parser.add_argument("--write", action="store_true",
-                        help="also write the report to benchmarks/last-sessions.md (to paste into RESULTS.md)")
+    parser.add_argument(
+        "--write",
+        action="store_true",
+        help="also write the report to benchmarks/last-sessions.md (to paste into RESULTS.md)",
+    )
     args = parser.parse_args()
     load_before = os.getloadavg()
     with ServerProcess.start(find_server("redis")) as server:
@@ -267,8 +301,10 @@ def main() -> None:
     load_after = os.getloadavg()
 
     names = ["bare", "gatekeep", "starsessions", "cookie", "floor"]
-    lines = ["| variant | read-only µs/req | read+write µs/req | round trips read / write |",
-             "|---|---|---|---|"]
+    lines = [
+        "| variant | read-only µs/req | read+write µs/req | round trips read / write |",
+        "|---|---|---|---|",
+    ]
     for name in names:
         r, w = medians[(name, "/read")], medians[(name, "/write")]
         tr, tw = trips[(name, "/read")], trips[(name, "/write")]
@@ -293,14 +329,19 @@ def main() -> None:
         f"{floor_r / medians[('starsessions', '/read')]:.2f}x starsessions' read-only; "
         f"gatekeep's read-only is {medians[('gatekeep', '/read')] / floor_r:.2f}x it",
     ]
-    single = [f"- one round trip in a tight loop, {label}: {us:.0f} µs"
-              for (kind, label), us in medians.items() if kind == "single"]
+    single = [
+        f"- one round trip in a tight loop, {label}: {us:.0f} µs"
+        for (kind, label), us in medians.items()
+        if kind == "single"
+    ]
     ratios += single
-    env = (f"Python {platform.python_version()}, {server_version and 'redis-server ' + server_version}, "
-           f"redis-py {version('redis')}, Starlette {version('starlette')}, starsessions "
-           f"{version('starsessions')}, itsdangerous {version('itsdangerous')}; "
-           f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f} before / "
-           f"{load_after[0]:.2f} after (machine shared with other jobs)")
+    env = (
+        f"Python {platform.python_version()}, {server_version and 'redis-server ' + server_version}, "
+        f"redis-py {version('redis')}, Starlette {version('starlette')}, starsessions "
+        f"{version('starsessions')}, itsdangerous {version('itsdangerous')}; "
+        f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f} before / "
+        f"{load_after[0]:.2f} after (machine shared with other jobs)"
+    )
     report = "\n".join([*lines, "", *ratios, "", env, "", NOTES])
     print(report)
     if args.write:

@@ -44,8 +44,12 @@ def key() -> client_ip:
 def session_store() -> SessionStore:
     """Sessions in Redis (or in this process): 30 minutes idle, 8 hours at most."""
     url = os.environ.get("GATEKEEP_REDIS_URL")
-    return SessionStore(RedisBackend(url) if url else None, prefix="examples",
-                        idle_timeout=30 * 60, absolute_timeout=8 * 3600)
+    return SessionStore(
+        RedisBackend(url) if url else None,
+        prefix="examples",
+        idle_timeout=30 * 60,
+        absolute_timeout=8 * 3600,
+    )
 
 
 def check_password(credentials: Any) -> str | None:

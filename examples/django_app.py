@@ -31,25 +31,38 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
 settings.configure(
-    DEBUG=False, SECRET_KEY=SECRET_KEY, ALLOWED_HOSTS=["*"], ROOT_URLCONF=__name__,
+    DEBUG=False,
+    SECRET_KEY=SECRET_KEY,
+    ALLOWED_HOSTS=["*"],
+    ROOT_URLCONF=__name__,
     INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "gatekeep.django"],
     DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
-    MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware",
-                "django.contrib.auth.middleware.AuthenticationMiddleware",
-                "gatekeep.django.middleware.RateLimitMiddleware"],
+    MIDDLEWARE=[
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "gatekeep.django.middleware.RateLimitMiddleware",
+    ],
     SESSION_ENGINE="gatekeep.django.sessions",
     USE_TZ=True,
     GATEKEEP={
         "ratelimit": {
             "default": "5/minute",
-            "rules": [{"limits": "2/minute", "path": "POST /login/", "name": "login"},
-                      {"limits": "60/minute", "path": ["GET /counter/", "POST /logout/"],
-                       "name": "session"}],
-            "key": key(), "backend": backend(),
+            "rules": [
+                {"limits": "2/minute", "path": "POST /login/", "name": "login"},
+                {
+                    "limits": "60/minute",
+                    "path": ["GET /counter/", "POST /logout/"],
+                    "name": "session",
+                },
+            ],
+            "key": key(),
+            "backend": backend(),
         },
         "sessions": {  # no url: in-process (one process only)
-            "url": os.environ.get("GATEKEEP_REDIS_URL"), "prefix": "examples",
-            "idle_timeout": 30 * 60, "absolute_timeout": 8 * 3600,
+            "url": os.environ.get("GATEKEEP_REDIS_URL"),
+            "prefix": "examples",
+            "idle_timeout": 30 * 60,
+            "absolute_timeout": 8 * 3600,
         },
     },
 )
@@ -71,8 +84,9 @@ def login_view(request: HttpRequest) -> JsonResponse:
         credentials = None
     user = None
     if isinstance(credentials, dict):
-        user = authenticate(request, username=credentials.get("username"),
-                            password=credentials.get("password"))
+        user = authenticate(
+            request, username=credentials.get("username"), password=credentials.get("password")
+        )
     if user is None:
         return JsonResponse({"error": "bad credentials"}, status=401)
     login(request, user)  # cycle_key(): a new session key
@@ -100,9 +114,14 @@ def health(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"ok": True})
 
 
-urlpatterns = [path("", home), path("login/", login_view), path("counter/", counter),
-               path("logout/", logout_view), path("search/", search),
-               path("health/", health)]
+urlpatterns = [
+    path("", home),
+    path("login/", login_view),
+    path("counter/", counter),
+    path("logout/", logout_view),
+    path("search/", search),
+    path("health/", health),
+]
 
 
 class QuietHandler(WSGIRequestHandler):
@@ -122,6 +141,7 @@ def create_users() -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 1:
         from django.core.management import execute_from_command_line
+
         execute_from_command_line(sys.argv)
     else:
         from django.core.management import call_command
@@ -129,6 +149,5 @@ if __name__ == "__main__":
 
         call_command("check")  # system checks at start-up, as runserver does
         create_users()
-        with make_server(HOST, PORT, get_wsgi_application(),
-                         handler_class=QuietHandler) as server:
+        with make_server(HOST, PORT, get_wsgi_application(), handler_class=QuietHandler) as server:
             server.serve_forever()

@@ -42,13 +42,19 @@ from gatekeep.ratelimit import RateLimitPolicy
 from gatekeep.ratelimit.asgi import RateLimitMiddleware
 from gatekeep.sessions.asgi import SessionMiddleware
 
-policy = RateLimitPolicy(default="5/minute", exempt=["/health", "/metrics", "/metrics/**"],
-                         rules=[SESSION_RULE], key=key(), backend=backend())
+policy = RateLimitPolicy(
+    default="5/minute",
+    exempt=["/health", "/metrics", "/metrics/**"],
+    rules=[SESSION_RULE],
+    key=key(),
+    backend=backend(),
+)
 app = FastAPI()
 app.add_middleware(RateLimitMiddleware, policy=policy)
 # https_only=False: the example serves plain http (see _common.py)
-app.add_middleware(SessionMiddleware, secret_key=SECRET_KEY, store=session_store(),
-                   https_only=False)
+app.add_middleware(
+    SessionMiddleware, secret_key=SECRET_KEY, store=session_store(), https_only=False
+)
 items_limit = RateLimit("3/minute", policy=policy)
 
 # /metrics: a registry of its own, with gatekeep's collector (reads gatekeep.stats()).

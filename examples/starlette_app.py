@@ -53,8 +53,7 @@ async def login(request: Request) -> JSONResponse:
 
 async def counter(request: Request) -> JSONResponse:
     request.session["count"] = request.session.get("count", 0) + 1
-    return JSONResponse({"count": request.session["count"],
-                         "user": request.session.user_id})
+    return JSONResponse({"count": request.session["count"], "user": request.session.user_id})
 
 
 async def logout(request: Request) -> JSONResponse:
@@ -73,16 +72,27 @@ async def ws(websocket: WebSocket) -> None:
 
 
 app = Starlette(
-    routes=[Route("/", home), Route("/login", login, methods=["POST"]),
-            Route("/counter", counter), Route("/logout", logout, methods=["POST"]),
-            Route("/health", health), WebSocketRoute("/ws", ws)],
+    routes=[
+        Route("/", home),
+        Route("/login", login, methods=["POST"]),
+        Route("/counter", counter),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/health", health),
+        WebSocketRoute("/ws", ws),
+    ],
     middleware=[
         # https_only=False: the example serves plain http (see _common.py)
-        Middleware(SessionMiddleware, secret_key=SECRET_KEY, store=session_store(),
-                   https_only=False),
-        Middleware(RateLimitMiddleware, default="5/minute",
-                   rules=[Rule("2/minute", "POST /login", name="login"), SESSION_RULE],
-                   exempt=["/health"], key=key(), backend=backend()),
+        Middleware(
+            SessionMiddleware, secret_key=SECRET_KEY, store=session_store(), https_only=False
+        ),
+        Middleware(
+            RateLimitMiddleware,
+            default="5/minute",
+            rules=[Rule("2/minute", "POST /login", name="login"), SESSION_RULE],
+            exempt=["/health"],
+            key=key(),
+            backend=backend(),
+        ),
     ],
 )
 

@@ -146,8 +146,9 @@ def make_backend(kind: str, servers: _Servers) -> Any:
         import fakeredis
 
         fake = fakeredis.FakeServer()
-        return RedisBackend(fakeredis.FakeRedis(server=fake),
-                            aclient=fakeredis.FakeAsyncRedis(server=fake))
+        return RedisBackend(
+            fakeredis.FakeRedis(server=fake), aclient=fakeredis.FakeAsyncRedis(server=fake)
+        )
     return RedisBackend(servers.get(kind).url)
 
 

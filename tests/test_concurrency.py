@@ -26,8 +26,10 @@ def _worker(url: str, algorithm: str, prefix: str, start, out) -> None:  # pragm
 def test_processes_admit_exactly_the_limit(server, prefix, algorithm):
     ctx = mp.get_context("spawn")
     start, out = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(server.url, algorithm, prefix, start, out))
-             for _ in range(PROCESSES)]
+    procs = [
+        ctx.Process(target=_worker, args=(server.url, algorithm, prefix, start, out))
+        for _ in range(PROCESSES)
+    ]
     for p in procs:
         p.start()
     day_before = time.time() // 86_400

@@ -11,8 +11,7 @@ def _traffic(metrics: Metrics) -> None:
         limiter.hit("k")
     metrics.sessions.loads, metrics.sessions.hits = 4, 3
     metrics.backend_error("redis", "TimeoutError")
-    metrics.watch("primary", lambda: {"kind": "breaker", "state": "half_open",
-                                      "transitions": 3})
+    metrics.watch("primary", lambda: {"kind": "breaker", "state": "half_open", "transitions": 3})
 
 
 def test_prometheus_collector():
@@ -52,8 +51,10 @@ def test_opentelemetry_instruments():
         for sm in rm.scope_metrics:
             for m in sm.metrics:
                 points[m.name] = list(m.data.data_points)
-    decisions = {(p.attributes["rule"], p.attributes["result"]): p.value
-                 for p in points["gatekeep.decisions"]}
+    decisions = {
+        (p.attributes["rule"], p.attributes["result"]): p.value
+        for p in points["gatekeep.decisions"]
+    }
     assert decisions[("api", "allowed")] == 2 and decisions[("api", "denied")] == 1
     assert points["gatekeep.session.hit.ratio"][0].value == 0.75
     assert points["gatekeep.backend.latency.count"][0].value == 3

@@ -23,8 +23,12 @@ def test_decisions_are_counted_per_rule():
     assert stats["decisions"]["api"]["denied"] == 2
     # remaining 0 after the 5th is under 20 % of 5; so is remaining 0 of 1 for login
     assert stats["decisions"]["api"]["near_limit"] == 1
-    assert stats["decisions"]["login"] == {"allowed": 1, "denied": 1, "near_limit": 1,
-                                           "shadow_denied": 0}
+    assert stats["decisions"]["login"] == {
+        "allowed": 1,
+        "denied": 1,
+        "near_limit": 1,
+        "shadow_denied": 0,
+    }
     assert stats["latency"]["memory"]["count"] == 9
     assert stats["latency"]["memory"]["buckets"][float("inf")] == 9
     assert stats["latency"]["memory"]["sum"] > 0
@@ -35,8 +39,9 @@ def test_peek_and_refund_are_not_decisions():
     limiter = Limiter("5/minute", metrics=metrics, name="r")
     limiter.peek("k")
     limiter.refund("k")
-    assert "r" not in metrics.stats()["decisions"] or \
-        metrics.stats()["decisions"]["r"]["allowed"] == 0
+    assert (
+        "r" not in metrics.stats()["decisions"] or metrics.stats()["decisions"]["r"]["allowed"] == 0
+    )
 
 
 def test_latency_is_sampled():

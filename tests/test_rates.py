@@ -27,8 +27,23 @@ def test_parse(spec, limit, period_us, burst):
 
 @pytest.mark.parametrize(
     "spec",
-    ["", "10", "/s", "ten/second", "10/parsec", "0/s", "10/0s", "-1/s", "10/s burst 0",
-     "10/s burst", "10/s burst -3", "1.5/s", "10/0.0001ms", "10/367d", "10/s 20"],
+    [
+        "",
+        "10",
+        "/s",
+        "ten/second",
+        "10/parsec",
+        "0/s",
+        "10/0s",
+        "-1/s",
+        "10/s burst 0",
+        "10/s burst",
+        "10/s burst -3",
+        "1.5/s",
+        "10/0.0001ms",
+        "10/367d",
+        "10/s 20",
+    ],
 )
 def test_malformed_rates_raise_with_what_is_accepted(spec):
     with pytest.raises(ValueError, match="rate") as info:

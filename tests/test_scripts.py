@@ -38,9 +38,20 @@ def test_every_script_has_a_header():
 def test_scripts_load_from_an_installed_wheel(tmp_path):
     dist, target = tmp_path / "dist", tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "--quiet", "-w", str(dist), str(ROOT)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--quiet",
+            "-w",
+            str(dist),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
     )
     (wheel,) = dist.glob("gatekeep-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
@@ -57,8 +68,14 @@ def test_scripts_load_from_an_installed_wheel(tmp_path):
         "print(Limiter('1/s').hit('k').allowed)"
     )
     env = {**os.environ, "PYTHONPATH": str(target)}
-    out = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path,
-                         check=True, capture_output=True, text=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=env,
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     assert out[0].startswith(str(target)), out
     assert out[1] == str(target / "gatekeep" / "lua"), out
     assert out[2] == "True"

@@ -108,8 +108,11 @@ class CircuitBreaker:
         self.recovery_time = float(recovery_time)
         self.deadline = float(deadline)
         self.open_on_timeout = open_on_timeout
-        self.probe_timeout = (float(probe_timeout) if probe_timeout is not None
-                              else self.recovery_time + 4 * self.deadline)
+        self.probe_timeout = (
+            float(probe_timeout)
+            if probe_timeout is not None
+            else self.recovery_time + 4 * self.deadline
+        )
         self.name = name
         self.clock = clock
         self.counters = BreakerCounters()
@@ -164,8 +167,11 @@ class CircuitBreaker:
     def success(self, ticket: int, elapsed: float = 0.0) -> None:
         """The call with ``ticket`` answered, after ``elapsed`` seconds."""
         if elapsed > self.deadline:
-            self.failure(ticket, timeout=True, reason=f"answered after {elapsed:.3f} s, "
-                                                      f"deadline {self.deadline:.3f} s")
+            self.failure(
+                ticket,
+                timeout=True,
+                reason=f"answered after {elapsed:.3f} s, deadline {self.deadline:.3f} s",
+            )
             return
         self.counters.successes += 1
         if self._state is State.CLOSED and self._consecutive == 0:
@@ -179,8 +185,9 @@ class CircuitBreaker:
                 outage = self.clock() - self._opened_at
                 self._move(State.CLOSED, "probe succeeded", outage_s=round(outage, 3))
 
-    def failure(self, ticket: int, *, timeout: bool = False, severe: bool = False,
-                reason: str = "") -> None:
+    def failure(
+        self, ticket: int, *, timeout: bool = False, severe: bool = False, reason: str = ""
+    ) -> None:
         """The call with ``ticket`` failed (``timeout``: by a timeout or an overrun;
         ``severe``: the server said it cannot serve for now, e.g. out of memory,
         read-only, loading, no primary: opens at once)."""
@@ -192,16 +199,23 @@ class CircuitBreaker:
                 return
             if self._state is State.CLOSED:
                 self._consecutive += 1
-                if self._consecutive >= self.failure_threshold or severe or (
-                        timeout and self.open_on_timeout):
-                    why = ("timeout" if timeout else "severe error" if severe
-                           else f"{self._consecutive} failures in a row")
+                if (
+                    self._consecutive >= self.failure_threshold
+                    or severe
+                    or (timeout and self.open_on_timeout)
+                ):
+                    why = (
+                        "timeout"
+                        if timeout
+                        else "severe error"
+                        if severe
+                        else f"{self._consecutive} failures in a row"
+                    )
                     self._open(f"{why}: {reason}" if reason else why)
             elif self._state is State.HALF_OPEN:
                 self._open(f"probe failed: {reason}" if reason else "probe failed")
 
-    def failed(self, ticket: int, exc: BaseException, reason: str | None = None
-               ) -> Verdict | None:
+    def failed(self, ticket: int, exc: BaseException, reason: str | None = None) -> Verdict | None:
         """The call with ``ticket`` raised ``exc``: counted as :mod:`gatekeep.outage`
         judges it (an outage fails, a severe one opens at once; an error reply of a
         live server or a bug is not Redis being away: the ticket is given back).
@@ -210,8 +224,12 @@ class CircuitBreaker:
         if verdict is None or not verdict.outage:
             self.release(ticket)
         else:
-            self.failure(ticket, timeout=verdict.timeout, severe=verdict.severe,
-                         reason=(reason or f"{type(exc).__name__}: {exc}")[:200])
+            self.failure(
+                ticket,
+                timeout=verdict.timeout,
+                severe=verdict.severe,
+                reason=(reason or f"{type(exc).__name__}: {exc}")[:200],
+            )
         return verdict
 
     def release(self, ticket: int) -> None:
@@ -248,14 +266,27 @@ class CircuitBreaker:
         else:
             self.counters.closed += 1
             level = logging.INFO
-        extra = {"gatekeep_breaker": self.name, "gatekeep_state": new.value,
-                 "gatekeep_previous": old.value, "gatekeep_reason": reason,
-                 **{f"gatekeep_{k}": v for k, v in fields.items()}}
-        logger.log(level, "gatekeep breaker %r: %s -> %s (%s)", self.name, old.value,
-                   new.value, reason, extra=extra)
+        extra = {
+            "gatekeep_breaker": self.name,
+            "gatekeep_state": new.value,
+            "gatekeep_previous": old.value,
+            "gatekeep_reason": reason,
+            **{f"gatekeep_{k}": v for k, v in fields.items()},
+        }
+        logger.log(
+            level,
+            "gatekeep breaker %r: %s -> %s (%s)",
+            self.name,
+            old.value,
+            new.value,
+            reason,
+            extra=extra,
+        )
         for listener in self.listeners:
             listener(self, old, new, reason)
 
     def __repr__(self) -> str:
-        return (f"CircuitBreaker({self.name!r}, state={self._state.value}, "
-                f"failures={self.failure_threshold}, recovery_time={self.recovery_time})")
+        return (
+            f"CircuitBreaker({self.name!r}, state={self._state.value}, "
+            f"failures={self.failure_threshold}, recovery_time={self.recovery_time})"
+        )

@@ -54,15 +54,18 @@ class Decision(NamedTuple):
         """Build a decision from a script reply (four integers per rate)."""
         if len(rates) == 1:  # inlined _one(): this runs on every request
             retry_us, remaining, rate = reply[3], reply[1], rates[0]
-            return _new(Decision, (
-                reply[0] == 1,
-                rate.burst,
-                remaining if remaining > 0 else 0,
-                reply[2] / 1_000_000,
-                math.inf if retry_us < 0 else retry_us / 1_000_000,
-                rate,
-                (),
-            ))
+            return _new(
+                Decision,
+                (
+                    reply[0] == 1,
+                    rate.burst,
+                    remaining if remaining > 0 else 0,
+                    reply[2] / 1_000_000,
+                    math.inf if retry_us < 0 else retry_us / 1_000_000,
+                    rate,
+                    (),
+                ),
+            )
         details = tuple(
             _one(rate, reply[i], reply[i + 1], reply[i + 2], reply[i + 3])
             for rate, i in zip(rates, range(0, 4 * len(rates), 4), strict=False)
@@ -85,15 +88,18 @@ def _tightness(d: Decision) -> tuple[int, float]:
 
 def _one(rate: Rate, allowed: int, remaining: int, reset_us: int, retry_us: int) -> Decision:
     # tuple.__new__ skips the generated __new__ and its defaults: this runs per request
-    return _new(Decision, (
-        allowed == 1,
-        rate.burst,
-        remaining if remaining > 0 else 0,
-        reset_us / 1_000_000,
-        math.inf if retry_us < 0 else retry_us / 1_000_000,
-        rate,
-        (),
-    ))
+    return _new(
+        Decision,
+        (
+            allowed == 1,
+            rate.burst,
+            remaining if remaining > 0 else 0,
+            reset_us / 1_000_000,
+            math.inf if retry_us < 0 else retry_us / 1_000_000,
+            rate,
+            (),
+        ),
+    )
 
 
 _new = tuple.__new__

@@ -39,8 +39,14 @@ from .metrics import METRICS, Metrics
 __all__ = ["PrometheusCollector", "instrument_opentelemetry", "samples"]
 
 _RESULTS = ("allowed", "denied", "shadow_denied")
-_SESSION_OPS = {"loads": "load", "hits": "hit", "misses": "miss", "saves": "save",
-                "regenerations": "regenerate", "destroys": "destroy"}
+_SESSION_OPS = {
+    "loads": "load",
+    "hits": "hit",
+    "misses": "miss",
+    "saves": "save",
+    "regenerations": "regenerate",
+    "destroys": "destroy",
+}
 _BREAKER_STATES = ("closed", "open", "half_open")
 
 
@@ -64,16 +70,27 @@ def samples(stats: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, str], f
         kind = watched.get("kind")
         if kind == "breaker":
             for state in _BREAKER_STATES:
-                yield ("gatekeep_circuit_breaker_state", "gauge",
-                       {"breaker": name, "state": state}, float(watched["state"] == state))
-            yield ("gatekeep_circuit_breaker_transitions", "counter", {"breaker": name},
-                   watched.get("transitions", 0))
-            yield ("gatekeep_fallback_decisions", "counter", {"breaker": name},
-                   watched.get("fallback_calls", 0))
+                yield (
+                    "gatekeep_circuit_breaker_state",
+                    "gauge",
+                    {"breaker": name, "state": state},
+                    float(watched["state"] == state),
+                )
+            yield (
+                "gatekeep_circuit_breaker_transitions",
+                "counter",
+                {"breaker": name},
+                watched.get("transitions", 0),
+            )
+            yield (
+                "gatekeep_fallback_decisions",
+                "counter",
+                {"breaker": name},
+                watched.get("fallback_calls", 0),
+            )
         elif kind == "memory_store":
             yield "gatekeep_memory_keys", "gauge", {"store": name}, watched["keys"]
-            yield ("gatekeep_memory_evictions", "counter", {"store": name},
-                   watched["evictions"])
+            yield ("gatekeep_memory_evictions", "counter", {"store": name}, watched["evictions"])
 
 
 #: Every metric ``samples`` yields, and its kind.
@@ -131,9 +148,11 @@ class PrometheusCollector:
             family.add_metric(list(labels.values()), value)
         yield from families.values()
 
-        latency = HistogramMetricFamily("gatekeep_backend_latency_seconds",
-                                        _HELP["gatekeep_backend_latency_seconds"],
-                                        labels=["backend"])
+        latency = HistogramMetricFamily(
+            "gatekeep_backend_latency_seconds",
+            _HELP["gatekeep_backend_latency_seconds"],
+            labels=["backend"],
+        )
         for backend, hist in stats["latency"].items():
             buckets = [(_le(bound), n) for bound, n in hist["buckets"].items()]
             latency.add_metric([backend], buckets, hist["sum"])
@@ -154,32 +173,44 @@ def instrument_opentelemetry(meter_provider: Any = None, metrics: Metrics = METR
     from opentelemetry import metrics as otel_metrics
     from opentelemetry.metrics import CallbackOptions, Observation
 
-    meter = (meter_provider.get_meter("gatekeep") if meter_provider is not None
-             else otel_metrics.get_meter("gatekeep"))
+    meter = (
+        meter_provider.get_meter("gatekeep")
+        if meter_provider is not None
+        else otel_metrics.get_meter("gatekeep")
+    )
 
     def observe(wanted: str) -> Any:
         def callback(options: CallbackOptions) -> Iterable[Observation]:
-            return [Observation(value, labels)
-                    for name, _, labels, value in samples(metrics.stats()) if name == wanted]
+            return [
+                Observation(value, labels)
+                for name, _, labels, value in samples(metrics.stats())
+                if name == wanted
+            ]
+
         return callback
 
     for name, kind in _KINDS.items():
         otel_name = name.replace("_", ".")
         if kind == "counter":
-            meter.create_observable_counter(otel_name, callbacks=[observe(name)],
-                                            description=_HELP[name])
+            meter.create_observable_counter(
+                otel_name, callbacks=[observe(name)], description=_HELP[name]
+            )
         else:
-            meter.create_observable_gauge(otel_name, callbacks=[observe(name)],
-                                          description=_HELP[name])
+            meter.create_observable_gauge(
+                otel_name, callbacks=[observe(name)], description=_HELP[name]
+            )
 
     def latency(field: str) -> Any:
         def callback(options: CallbackOptions) -> Iterable[Observation]:
-            return [Observation(h[field], {"backend": backend})
-                    for backend, h in metrics.stats()["latency"].items()]
+            return [
+                Observation(h[field], {"backend": backend})
+                for backend, h in metrics.stats()["latency"].items()
+            ]
+
         return callback
 
-    meter.create_observable_counter("gatekeep.backend.latency.count",
-                                    callbacks=[latency("count")])
-    meter.create_observable_counter("gatekeep.backend.latency.sum", unit="s",
-                                    callbacks=[latency("sum")])
+    meter.create_observable_counter("gatekeep.backend.latency.count", callbacks=[latency("count")])
+    meter.create_observable_counter(
+        "gatekeep.backend.latency.sum", unit="s", callbacks=[latency("sum")]
+    )
     return meter

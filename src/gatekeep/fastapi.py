@@ -78,8 +78,15 @@ class RateLimit:
     for when no middleware is in front; otherwise the remaining options build one.
     """
 
-    def __init__(self, limits: Limits, *, name: str | None = None, key: KeyFunc | None = None,
-                 policy: RateLimitPolicy | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        limits: Limits,
+        *,
+        name: str | None = None,
+        key: KeyFunc | None = None,
+        policy: RateLimitPolicy | None = None,
+        **options: Any,
+    ) -> None:
         if policy is not None and options:
             raise TypeError("pass either policy= or the policy's options, not both")
         self.policy = policy if policy is not None else RateLimitPolicy(**options)
@@ -101,8 +108,9 @@ class RateLimit:
         if rule is None:
             if len(self._rules) > 10_000:
                 self._rules.clear()
-            rule = self._rules[label] = Rule(self.limits, "/**", key=self.key,
-                                             name=route_name(label))
+            rule = self._rules[label] = Rule(
+                self.limits, "/**", key=self.key, name=route_name(label)
+            )
         return rule
 
     def _label(self, scope: Any) -> str:
@@ -112,7 +120,7 @@ class RateLimit:
         # Inside a mount, root_path holds the mount's path after the app's own root.
         root = scope.get("root_path", "")
         app_root = scope.get("app_root_path", root)
-        prefix = root[len(app_root):] if root.startswith(app_root) else ""
+        prefix = root[len(app_root) :] if root.startswith(app_root) else ""
         return route_label(method, prefix, path)
 
     async def check(self, conn: HTTPConnection) -> Outcome | None:
@@ -124,8 +132,11 @@ class RateLimit:
         if done is not None:
             return None if done.by_middleware else done.outcome
         label = self._label(scope)
-        siblings = tuple(p for p in route_providers(effective_route(scope), scope.get("endpoint"))
-                         if p is not self and getattr(p, "policy", None) is self.policy)
+        siblings = tuple(
+            p
+            for p in route_providers(effective_route(scope), scope.get("endpoint"))
+            if p is not self and getattr(p, "policy", None) is self.policy
+        )
         rules = tuple(p.route_rule(label) for p in (self, *siblings))
         outcome = await check_async(self.policy, ASGIRequest(scope), rules)
         if siblings and STATE not in scope:
@@ -161,9 +172,14 @@ _PARAM = "gatekeep_rate_limit_"
 _COUNT = itertools.count()
 
 
-def limit(limits: Limits, *, name: str | None = None, key: KeyFunc | None = None,
-          policy: RateLimitPolicy | None = None, **options: Any
-          ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def limit(
+    limits: Limits,
+    *,
+    name: str | None = None,
+    key: KeyFunc | None = None,
+    policy: RateLimitPolicy | None = None,
+    **options: Any,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """A route decorator: put it under ``@app.get(...)`` (or on a Starlette endpoint).
 
     On a FastAPI endpoint it adds the :class:`RateLimit` dependency to the
@@ -176,31 +192,44 @@ def limit(limits: Limits, *, name: str | None = None, key: KeyFunc | None = None
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         sig = inspect.signature(fn)
         params = list(sig.parameters.values())
-        starlette_style = (len(params) == 1 and params[0].name == "request"
-                           and params[0].annotation is inspect.Parameter.empty)
+        starlette_style = (
+            len(params) == 1
+            and params[0].name == "request"
+            and params[0].annotation is inspect.Parameter.empty
+        )
         if starlette_style:
             return _wrap_starlette(fn, dependency)
         from fastapi import Depends  # only FastAPI endpoints get here
 
         param = f"{_PARAM}{next(_COUNT)}"  # one per decorator: they may be stacked
-        extra = inspect.Parameter(param, inspect.Parameter.KEYWORD_ONLY,
-                                  default=Depends(dependency.outcome), annotation=Any)
-        new_sig = sig.replace(parameters=[*(p for p in params
-                                            if p.kind != inspect.Parameter.VAR_KEYWORD),
-                                          extra,
-                                          *(p for p in params
-                                            if p.kind == inspect.Parameter.VAR_KEYWORD)])
+        extra = inspect.Parameter(
+            param,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=Depends(dependency.outcome),
+            annotation=Any,
+        )
+        new_sig = sig.replace(
+            parameters=[
+                *(p for p in params if p.kind != inspect.Parameter.VAR_KEYWORD),
+                extra,
+                *(p for p in params if p.kind == inspect.Parameter.VAR_KEYWORD),
+            ]
+        )
         if inspect.iscoroutinefunction(fn):
+
             @functools.wraps(fn)
             async def async_endpoint(*args: Any, **kwargs: Any) -> Any:
                 outcome = kwargs.pop(param, None)
                 return _with_headers(await fn(*args, **kwargs), outcome)
+
             endpoint: Callable[..., Any] = async_endpoint
         else:
+
             @functools.wraps(fn)
             def sync_endpoint(*args: Any, **kwargs: Any) -> Any:
                 outcome = kwargs.pop(param, None)
                 return _with_headers(fn(*args, **kwargs), outcome)
+
             endpoint = sync_endpoint
         endpoint.__signature__ = new_sig  # type: ignore[attr-defined]
         del endpoint.__wrapped__  # type: ignore[attr-defined]  # FastAPI must read new_sig
@@ -235,5 +264,7 @@ def _wrap_starlette(fn: Callable[..., Any], dependency: RateLimit) -> Callable[.
 
     # The middleware reads this to check the limit with its own rules, before the app.
     endpoint.__gatekeep_limits__ = (  # type: ignore[attr-defined]
-        *getattr(fn, "__gatekeep_limits__", ()), dependency)
+        *getattr(fn, "__gatekeep_limits__", ()),
+        dependency,
+    )
     return endpoint

@@ -61,8 +61,14 @@ class RateLimiter:
     """The Flask extension. ``user``: a callable returning the current user, for
     :func:`gatekeep.ratelimit.user` keys (e.g. ``lambda: flask_login.current_user``)."""
 
-    def __init__(self, app: Flask | None = None, *, policy: RateLimitPolicy | None = None,
-                 user: Callable[[], Any] | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        policy: RateLimitPolicy | None = None,
+        user: Callable[[], Any] | None = None,
+        **options: Any,
+    ) -> None:
         if policy is not None and options:
             raise TypeError("pass either policy= or the policy's options, not both")
         self._policy = policy
@@ -89,8 +95,9 @@ class RateLimiter:
         """The current app's policy."""
         return current_app.extensions[_EXT]  # type: ignore[no-any-return]
 
-    def limit(self, limits: Limits, *, key: KeyFunc | None = None, name: str | None = None
-              ) -> Callable[[F], F]:
+    def limit(
+        self, limits: Limits, *, key: KeyFunc | None = None, name: str | None = None
+    ) -> Callable[[F], F]:
         """Limits for one view, checked with the path rules that match it."""
         return views.limit(limits, key=key, name=name)
 

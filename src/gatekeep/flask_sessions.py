@@ -67,11 +67,16 @@ PERMANENT_SALT = "gatekeep.session.permanent"
 class FlaskSession(Session, SessionMixin):
     """A gatekeep :class:`~gatekeep.sessions.Session` with Flask's ``SessionMixin``."""
 
-    __slots__ = ("_forced", "cookie_old_key", "cookie_permanent", "cookie_value",
-                 "had_cookie")
+    __slots__ = ("_forced", "cookie_old_key", "cookie_permanent", "cookie_value", "had_cookie")
 
-    def __init__(self, data: dict[str, Any] | None = None, *, id: str | None = None,
-                 state: str = NEW, max_size: int | None = None) -> None:
+    def __init__(
+        self,
+        data: dict[str, Any] | None = None,
+        *,
+        id: str | None = None,
+        state: str = NEW,
+        max_size: int | None = None,
+    ) -> None:
         super().__init__(data, id=id, state=state, max_size=max_size)
         self._forced = False
         #: The request carried a cookie of our name (emptying the session deletes it).
@@ -112,15 +117,29 @@ class _Cookie:
     partitioned: bool
 
     def set(self, response: Response, value: str, max_age: int | None) -> None:
-        response.set_cookie(self.name, value, max_age=max_age, domain=self.domain,
-                            path=self.path, secure=self.secure, httponly=self.httponly,
-                            samesite=self.samesite, partitioned=self.partitioned)
+        response.set_cookie(
+            self.name,
+            value,
+            max_age=max_age,
+            domain=self.domain,
+            path=self.path,
+            secure=self.secure,
+            httponly=self.httponly,
+            samesite=self.samesite,
+            partitioned=self.partitioned,
+        )
         response.vary.add("Cookie")
 
     def delete(self, response: Response) -> None:
-        response.delete_cookie(self.name, domain=self.domain, path=self.path,
-                               secure=self.secure, httponly=self.httponly,
-                               samesite=self.samesite, partitioned=self.partitioned)
+        response.delete_cookie(
+            self.name,
+            domain=self.domain,
+            path=self.path,
+            secure=self.secure,
+            httponly=self.httponly,
+            samesite=self.samesite,
+            partitioned=self.partitioned,
+        )
         response.vary.add("Cookie")
 
 
@@ -163,13 +182,22 @@ class GatekeepSessionInterface(SessionInterface):
 
     pickle_based = False
 
-    def __init__(self, store: SessionStore | str | None = None, *,
-                 secret_keys: Sequence[str | bytes] = (), https_only: bool = True,
-                 host_prefix: bool = False, lazy: bool = True,
-                 absolute_timeout: float | None = None, on_write_error: str = "503") -> None:
+    def __init__(
+        self,
+        store: SessionStore | str | None = None,
+        *,
+        secret_keys: Sequence[str | bytes] = (),
+        https_only: bool = True,
+        host_prefix: bool = False,
+        lazy: bool = True,
+        absolute_timeout: float | None = None,
+        on_write_error: str = "503",
+    ) -> None:
         if not isinstance(store, (SessionStore, str)) and store is not None:
-            raise TypeError("store must be a SessionStore, a Redis URL or None (in-process), "
-                            f"not {type(store).__name__}")
+            raise TypeError(
+                "store must be a SessionStore, a Redis URL or None (in-process), "
+                f"not {type(store).__name__}"
+            )
         if isinstance(secret_keys, (str, bytes)):
             secret_keys = [secret_keys]
         self.store = store
@@ -184,9 +212,11 @@ class GatekeepSessionInterface(SessionInterface):
         """Install on ``app`` and check its configuration now (raises on a bad one)."""
         app.session_interface = self
         if self._state(app) is None:
-            raise RuntimeError("gatekeep sessions need app.secret_key (SECRET_KEY): generate "
-                               "one with `python -c 'import secrets; "
-                               "print(secrets.token_urlsafe(32))'`")
+            raise RuntimeError(
+                "gatekeep sessions need app.secret_key (SECRET_KEY): generate "
+                "one with `python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'`"
+            )
 
     def _state(self, app: Flask) -> _AppState | None:
         state: _AppState | None = app.extensions.get(_EXT)
@@ -194,8 +224,7 @@ class GatekeepSessionInterface(SessionInterface):
             return state
         if not app.secret_key:
             return None  # Flask's NullSession explains what is missing
-        keys = [app.secret_key, *self.secret_keys,
-                *(app.config.get("SECRET_KEY_FALLBACKS") or ())]
+        keys = [app.secret_key, *self.secret_keys, *(app.config.get("SECRET_KEY_FALLBACKS") or ())]
         store = self.store
         if not isinstance(store, SessionStore):
             idle = app.permanent_session_lifetime.total_seconds()
@@ -209,15 +238,33 @@ class GatekeepSessionInterface(SessionInterface):
         secure = self.https_only or bool(self.get_cookie_secure(app)) or partitioned
         domain = self.get_cookie_domain(app) or None
         # SessionCore checks the settings (name, SameSite=None needs Secure, __Host-).
-        core = SessionCore(keys, session_cookie=self.get_cookie_name(app),
-                           path=self.get_cookie_path(app), same_site=same_site,
-                           https_only=secure, domain=domain, store=store,
-                           host_prefix=self.host_prefix, on_write_error=self.on_write_error)
-        cookie = _Cookie(core.policy.cookie_name, domain, core.policy.path,
-                         bool(self.get_cookie_httponly(app)), secure, same_site.title(),
-                         partitioned)
-        state = _AppState(self, core, CookieSigner(keys, salt=PERMANENT_SALT), cookie,
-                          bool(app.config.get("SESSION_REFRESH_EACH_REQUEST", True)))
+        core = SessionCore(
+            keys,
+            session_cookie=self.get_cookie_name(app),
+            path=self.get_cookie_path(app),
+            same_site=same_site,
+            https_only=secure,
+            domain=domain,
+            store=store,
+            host_prefix=self.host_prefix,
+            on_write_error=self.on_write_error,
+        )
+        cookie = _Cookie(
+            core.policy.cookie_name,
+            domain,
+            core.policy.path,
+            bool(self.get_cookie_httponly(app)),
+            secure,
+            same_site.title(),
+            partitioned,
+        )
+        state = _AppState(
+            self,
+            core,
+            CookieSigner(keys, salt=PERMANENT_SALT),
+            cookie,
+            bool(app.config.get("SESSION_REFRESH_EACH_REQUEST", True)),
+        )
         app.extensions[_EXT] = state
         return state
 
@@ -294,8 +341,9 @@ class GatekeepSessionInterface(SessionInterface):
             return  # gone meanwhile (destroyed or regenerated elsewhere): leave it be
         # A new id, another lifetime than the cookie says, a refresh, or a cookie signed
         # with an old key (so that the key can be retired): the cookie.
-        if not (cookies or permanent != session.cookie_permanent or resend
-                or session.cookie_old_key):
+        if not (
+            cookies or permanent != session.cookie_permanent or resend or session.cookie_old_key
+        ):
             return
         signed = session.cookie_value
         if cookies or permanent != session.cookie_permanent or signed is None:
@@ -303,8 +351,7 @@ class GatekeepSessionInterface(SessionInterface):
         state.cookie.set(response, signed, _lifetime(session) if permanent else None)
 
     @staticmethod
-    def _refresh_unloaded(state: _AppState, session: FlaskSession, response: Response
-                          ) -> None:
+    def _refresh_unloaded(state: _AppState, session: FlaskSession, response: Response) -> None:
         """Send a permanent session's cookie again without asking the store: its
         lifetime is the idle timeout from now, capped by the absolute lifetime counted
         from the signature (never earlier than the session's creation: the cap may be

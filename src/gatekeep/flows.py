@@ -52,8 +52,7 @@ async def arun_flow(flow: Generator[S, R, T], io: Callable[[S], Awaitable[R]]) -
         return stop.value  # type: ignore[no-any-return]  # StopIteration.value is Any
 
 
-def nest(outer: Generator[S, R, T], inner: Callable[[S], Generator[X, Y, R]]
-         ) -> Generator[X, Y, T]:
+def nest(outer: Generator[S, R, T], inner: Callable[[S], Generator[X, Y, R]]) -> Generator[X, Y, T]:
     """``outer`` as a flow whose every step is itself a flow (``inner(step)``): a
     sub-call that does I/O of its own, stepped by the same driver."""
     try:

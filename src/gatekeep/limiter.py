@@ -30,6 +30,7 @@ __all__ = ["AsyncLimiter", "BaseLimiter", "Call", "Limits", "Limiter"]
 #: a :class:`Rate`, or a list of either.
 Limits = str | Rate | Iterable[str | Rate]
 
+
 class Call(NamedTuple):
     """A backend call of a limiter: ``backend.limit(plan, keys, now, mode, cost)`` (for
     ``hit_many``, ``keys`` is a list of key lists: ``limit_many``); ``t0``: when it was
@@ -63,8 +64,10 @@ class BaseLimiter:
         self.algorithm = get_algorithm(algorithm)
         self.backend: Backend = MemoryBackend() if backend is None else backend
         if not isinstance(self.backend, Backend):
-            raise TypeError(f"backend must be a MemoryBackend, a RedisBackend or another "
-                            f"gatekeep Backend, not {type(backend).__name__}")
+            raise TypeError(
+                f"backend must be a MemoryBackend, a RedisBackend or another "
+                f"gatekeep Backend, not {type(backend).__name__}"
+            )
         self.prefix = make_prefix(prefix)
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string, got {name!r}")
@@ -86,8 +89,7 @@ class BaseLimiter:
 
     # -- the decision path, shared by Limiter, AsyncLimiter and the middleware ----------
 
-    def begin(self, plan: Plan, keys: list[str], now: int | None, cost: int
-              ) -> Decision | Call:
+    def begin(self, plan: Plan, keys: list[str], now: int | None, cost: int) -> Decision | Call:
         """Start a ``hit`` of ``keys`` under ``plan`` (``now`` in µs or None): the
         :class:`Decision` itself on the in-process fast path (counted and timed there),
         else the backend :class:`Call` to make, then :meth:`end` with its reply."""
@@ -120,8 +122,9 @@ class BaseLimiter:
                 counters.denied += 1
         return decision
 
-    def _hit(self, key: str, limits: Limits | None, cost: int, now: float | None
-             ) -> Decision | Call:
+    def _hit(
+        self, key: str, limits: Limits | None, cost: int, now: float | None
+    ) -> Decision | Call:
         """:meth:`begin` for ``hit(key, limits, cost, now=now)``."""
         plan = self.default_plan
         if limits is not None or plan is None:
@@ -134,15 +137,17 @@ class BaseLimiter:
             keys = self.keys(key, plan)
         return self.begin(plan, keys, None if now is None else round(now * 1_000_000), cost)
 
-    def _call(self, key: str, limits: Limits | None, cost: int, now: float | None, mode: str
-              ) -> Generator[Call, list[int], Decision]:
+    def _call(
+        self, key: str, limits: Limits | None, cost: int, now: float | None, mode: str
+    ) -> Generator[Call, list[int], Decision]:
         """``peek`` and ``refund``: one backend call, not counted as decisions."""
         plan = self.plan(limits)
         reply = yield Call(plan, self.keys(key, plan), _us(now), mode, _cost(cost), 0)
         return Decision.from_reply(plan.rates, reply)
 
-    def _hit_many(self, keys: Iterable[str], limits: Limits | None, cost: int,
-                  now: float | None) -> Generator[list[Call], list[list[int]], list[Decision]]:
+    def _hit_many(
+        self, keys: Iterable[str], limits: Limits | None, cost: int, now: float | None
+    ) -> Generator[list[Call], list[list[int]], list[Decision]]:
         plan = self.plan(limits)
         t0 = perf_counter_ns() if next(self._ticks) else 0
         call = Call(plan, [self.keys(k, plan) for k in keys], _us(now), HIT, _cost(cost), t0)
@@ -154,8 +159,10 @@ class BaseLimiter:
         """The cached plan for ``limits`` (the default limits when None)."""
         if limits is None:
             if self.default_plan is None:
-                raise ValueError("no limits given: pass limits= to hit(), or give the "
-                                 "limiter default limits, e.g. Limiter('100/minute')")
+                raise ValueError(
+                    "no limits given: pass limits= to hit(), or give the "
+                    "limiter default limits, e.g. Limiter('100/minute')"
+                )
             return self.default_plan
         cache_key = tuple(limits) if isinstance(limits, list) else limits
         try:
@@ -202,8 +209,10 @@ class BaseLimiter:
 
     def __repr__(self) -> str:
         limits = "; ".join(map(str, self.default_plan.rates)) if self.default_plan else None
-        return (f"{type(self).__name__}({limits!r}, algorithm={self.algorithm.name!r}, "
-                f"backend={self.backend!r})")
+        return (
+            f"{type(self).__name__}({limits!r}, algorithm={self.algorithm.name!r}, "
+            f"backend={self.backend!r})"
+        )
 
 
 def _backend_kind(backend: Backend) -> str:
@@ -244,21 +253,24 @@ class Limiter(BaseLimiter):
     replays; by default Redis scripts read the server's ``TIME``.
     """
 
-    def hit(self, key: str, limits: Limits | None = None, cost: int = 1, *,
-            now: float | None = None) -> Decision:
+    def hit(
+        self, key: str, limits: Limits | None = None, cost: int = 1, *, now: float | None = None
+    ) -> Decision:
         """Consume ``cost`` from every limit, or from none when one of them denies."""
         c = self._hit(key, limits, cost, now)
         if not isinstance(c, Call):  # decided in process
             return c
         return self._decided(c.plan, self.backend.limit(c.plan, c.keys, c.now, HIT, c.cost), c.t0)
 
-    def peek(self, key: str, limits: Limits | None = None, cost: int = 1, *,
-             now: float | None = None) -> Decision:
+    def peek(
+        self, key: str, limits: Limits | None = None, cost: int = 1, *, now: float | None = None
+    ) -> Decision:
         """Would ``hit`` allow ``cost`` now? Consumes nothing; ``remaining`` is what is left."""
         return run_flow(self._call(key, limits, cost, now, PEEK), self._limit)
 
-    def refund(self, key: str, limits: Limits | None = None, cost: int = 1, *,
-               now: float | None = None) -> Decision:
+    def refund(
+        self, key: str, limits: Limits | None = None, cost: int = 1, *, now: float | None = None
+    ) -> Decision:
         """Give ``cost`` back to every limit, never beyond its capacity."""
         return run_flow(self._call(key, limits, cost, now, REFUND), self._limit)
 
@@ -266,8 +278,14 @@ class Limiter(BaseLimiter):
         """Forget ``key``'s state under ``limits``: it starts again with full capacity."""
         self.backend.delete(self.keys(key, self.plan(limits)))
 
-    def hit_many(self, keys: Iterable[str], limits: Limits | None = None, cost: int = 1, *,
-                 now: float | None = None) -> list[Decision]:
+    def hit_many(
+        self,
+        keys: Iterable[str],
+        limits: Limits | None = None,
+        cost: int = 1,
+        *,
+        now: float | None = None,
+    ) -> list[Decision]:
         """One ``hit`` per key, pipelined: one round trip for all of them on Redis."""
         return run_flow(self._hit_many(keys, limits, cost, now), self._limit_many)
 
@@ -286,27 +304,36 @@ class AsyncLimiter(BaseLimiter):
     >>> decision = await limiter.hit(client_ip)                           # doctest: +SKIP
     """
 
-    async def hit(self, key: str, limits: Limits | None = None, cost: int = 1, *,
-                  now: float | None = None) -> Decision:
+    async def hit(
+        self, key: str, limits: Limits | None = None, cost: int = 1, *, now: float | None = None
+    ) -> Decision:
         c = self._hit(key, limits, cost, now)
         if not isinstance(c, Call):  # decided in process: nothing to await
             return c
         reply = await self.backend.alimit(c.plan, c.keys, c.now, HIT, c.cost)
         return self._decided(c.plan, reply, c.t0)
 
-    def peek(self, key: str, limits: Limits | None = None, cost: int = 1, *,
-             now: float | None = None) -> Coroutine[Any, Any, Decision]:
+    def peek(
+        self, key: str, limits: Limits | None = None, cost: int = 1, *, now: float | None = None
+    ) -> Coroutine[Any, Any, Decision]:
         return arun_flow(self._call(key, limits, cost, now, PEEK), self._limit)
 
-    def refund(self, key: str, limits: Limits | None = None, cost: int = 1, *,
-               now: float | None = None) -> Coroutine[Any, Any, Decision]:
+    def refund(
+        self, key: str, limits: Limits | None = None, cost: int = 1, *, now: float | None = None
+    ) -> Coroutine[Any, Any, Decision]:
         return arun_flow(self._call(key, limits, cost, now, REFUND), self._limit)
 
     def reset(self, key: str, limits: Limits | None = None) -> Coroutine[Any, Any, None]:
         return self.backend.adelete(self.keys(key, self.plan(limits)))
 
-    def hit_many(self, keys: Iterable[str], limits: Limits | None = None, cost: int = 1, *,
-                 now: float | None = None) -> Coroutine[Any, Any, list[Decision]]:
+    def hit_many(
+        self,
+        keys: Iterable[str],
+        limits: Limits | None = None,
+        cost: int = 1,
+        *,
+        now: float | None = None,
+    ) -> Coroutine[Any, Any, list[Decision]]:
         return arun_flow(self._hit_many(keys, limits, cost, now), self._limit_many)
 
     def _limit(self, c: Call) -> Awaitable[list[int]]:

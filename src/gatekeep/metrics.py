@@ -31,13 +31,26 @@ from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["LATENCY_BUCKETS", "METRICS", "Histogram", "Metrics", "RuleCounters",
-           "SessionCounters"]
+__all__ = ["LATENCY_BUCKETS", "METRICS", "Histogram", "Metrics", "RuleCounters", "SessionCounters"]
 
 #: Upper bounds of the latency histogram buckets, in seconds (``+Inf`` implied).
 LATENCY_BUCKETS: tuple[float, ...] = (
-    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-    0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    0.00001,
+    0.000025,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
 )
 _BUCKETS_NS = tuple(round(b * 1e9) for b in LATENCY_BUCKETS)
 
@@ -117,8 +130,11 @@ class Metrics:
     """
 
     def __init__(self, *, latency_sample: int = 16) -> None:
-        if isinstance(latency_sample, bool) or not isinstance(latency_sample, int) \
-                or latency_sample < 1:
+        if (
+            isinstance(latency_sample, bool)
+            or not isinstance(latency_sample, int)
+            or latency_sample < 1
+        ):
             raise ValueError(f"latency_sample must be a positive int, got {latency_sample!r}")
         self.latency_sample = latency_sample
         self._lock = threading.Lock()  # only to create entries, never per decision
@@ -179,8 +195,7 @@ class Metrics:
     def reset(self) -> None:
         """Set every count back to zero (tests, benchmarks); handles stay valid."""
         with self._lock:
-            counters: list[RuleCounters | SessionCounters] = [*self._rules.values(),
-                                                               self.sessions]
+            counters: list[RuleCounters | SessionCounters] = [*self._rules.values(), self.sessions]
             for c in counters:
                 for name in c.__slots__:
                     setattr(c, name, 0)

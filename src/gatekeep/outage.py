@@ -56,15 +56,29 @@ __all__ = ["STORE_ERRORS", "Verdict", "classify", "is_outage"]
 
 #: Every error a call to the store can end with (the caller survives each one).
 STORE_ERRORS: tuple[type[BaseException], ...] = (
-    RedisError, RedisClusterException, OSError, asyncio.TimeoutError, BackendUnavailable)
+    RedisError,
+    RedisClusterException,
+    OSError,
+    asyncio.TimeoutError,
+    BackendUnavailable,
+)
 
-_TIMEOUTS: tuple[type[BaseException], ...] = (
-    RedisTimeoutError, TimeoutError, asyncio.TimeoutError)
+_TIMEOUTS: tuple[type[BaseException], ...] = (RedisTimeoutError, TimeoutError, asyncio.TimeoutError)
 # MasterNotFoundError is a ConnectionError: listed first so it is severe.
 _SEVERE: tuple[type[BaseException], ...] = (
-    MasterNotFoundError, ReadOnlyError, OutOfMemoryError, BusyLoadingError, ClusterDownError)
+    MasterNotFoundError,
+    ReadOnlyError,
+    OutOfMemoryError,
+    BusyLoadingError,
+    ClusterDownError,
+)
 _OUTAGE: tuple[type[BaseException], ...] = (
-    RedisConnectionError, OSError, TryAgainError, RedisClusterException, BackendUnavailable)
+    RedisConnectionError,
+    OSError,
+    TryAgainError,
+    RedisClusterException,
+    BackendUnavailable,
+)
 # Replies redis-py leaves as a plain ResponseError.
 _SEVERE_REPLIES = ("NOREPLICAS",)
 

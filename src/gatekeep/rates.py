@@ -113,8 +113,13 @@ class Rate:
 
 
 def _format_period(us: int) -> str:
-    for unit, size in (("d", 86_400_000_000), ("h", 3_600_000_000), ("m", 60_000_000),
-                       ("s", 1_000_000), ("ms", 1_000)):
+    for unit, size in (
+        ("d", 86_400_000_000),
+        ("h", 3_600_000_000),
+        ("m", 60_000_000),
+        ("s", 1_000_000),
+        ("ms", 1_000),
+    ):
         if us % size == 0:
             return f"{us // size}{unit}"
     return f"{us}us"
@@ -131,8 +136,9 @@ def _parse_str(spec: str) -> Rate:
     count = float(match["count"]) if match["count"] else 1.0
     period_us = round(count * _UNITS_US[unit])
     if count <= 0 or period_us != count * _UNITS_US[unit]:
-        raise ValueError(f"Malformed rate {spec!r}: the period must be a positive whole number "
-                         "of microseconds")
+        raise ValueError(
+            f"Malformed rate {spec!r}: the period must be a positive whole number of microseconds"
+        )
     burst = int(match["burst"]) if match["burst"] else 0
     if match["burst"] and burst < 1:
         raise ValueError(f"Malformed rate {spec!r}: burst must be at least 1")

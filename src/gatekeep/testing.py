@@ -94,10 +94,23 @@ class ServerProcess:
             directory = tempfile.mkdtemp(prefix="gatekeep-redis-")  # stop() removes it
             use_port = port or free_port()
             cmd = [
-                binary, "--port", str(use_port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", directory,
-                "--daemonize", "no", "--protected-mode", "no",
-                "--logfile", os.path.join(directory, f"server-{use_port}.log"),
+                binary,
+                "--port",
+                str(use_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                directory,
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "no",
+                "--logfile",
+                os.path.join(directory, f"server-{use_port}.log"),
                 *args,
             ]
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -166,6 +179,10 @@ class ServerProcess:
     def __enter__(self) -> ServerProcess:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()

@@ -104,8 +104,7 @@ def test_fused_paths_are_used_only_where_they_apply() -> None:
     assert Limiter("5/second", backend=memory, algorithm="gcra").default_plan.fast is not None  # type: ignore[union-attr]
     # several limits at once, and the algorithms without a fused path, go through run()
     assert Limiter("5/second; 100/hour", backend=memory).default_plan.fast is None  # type: ignore[union-attr]
-    assert Limiter("5/second", backend=memory,
-                   algorithm="sliding_log").default_plan.fast is None  # type: ignore[union-attr]
+    assert Limiter("5/second", backend=memory, algorithm="sliding_log").default_plan.fast is None  # type: ignore[union-attr]
     assert token_bucket.fused_hit is not gcra.fused_hit
 
 

@@ -63,10 +63,15 @@ def rates(draw: st.DrawFn, bucket: bool, unit: int) -> list[Rate]:
 
 def steps(unit: int) -> st.SearchStrategy[list[tuple[int, str, int]]]:
     """(time to advance in ``unit`` µs, hit or refund, cost)."""
-    return st.lists(st.tuples(st.integers(0, 900) | st.sampled_from([0, 0, 1, 3600]),
-                              st.sampled_from([HIT, HIT, HIT, REFUND]),
-                              st.integers(0, 3) | st.integers(0, 16)),  # small: partial refunds
-                    min_size=1, max_size=30)
+    return st.lists(
+        st.tuples(
+            st.integers(0, 900) | st.sampled_from([0, 0, 1, 3600]),
+            st.sampled_from([HIT, HIT, HIT, REFUND]),
+            st.integers(0, 3) | st.integers(0, 16),
+        ),  # small: partial refunds
+        min_size=1,
+        max_size=30,
+    )
 
 
 def lifetimes(backend, plan, keys: list[str], now: int) -> list[int]:
@@ -76,11 +81,12 @@ def lifetimes(backend, plan, keys: list[str], now: int) -> list[int]:
 
 
 def quad(reply: list[int], i: int) -> list[int]:
-    return reply[4 * i:4 * i + 4]
+    return reply[4 * i : 4 * i + 4]
 
 
-def assert_state_stops_mattering_at(memory: MemoryBackend, plan, keys: list[str], now: int,
-                                    spans: list[int]) -> None:
+def assert_state_stops_mattering_at(
+    memory: MemoryBackend, plan, keys: list[str], now: int, spans: list[int]
+) -> None:
     """On copies of the store: at ``now + L`` limit i's peek is a fresh key's, before not."""
     fresh_keys = [k + ":fresh" for k in keys]
     for i, span in enumerate(spans):
@@ -93,7 +99,8 @@ def assert_state_stops_mattering_at(memory: MemoryBackend, plan, keys: list[str]
             fresh = quad(probe.limit(plan, fresh_keys, at, PEEK, 1), i)
             assert (seen == fresh) is same, (
                 f"limit {i}: at now + {at - now} µs the state {'still' if same else 'no longer'}"
-                f" matters ({seen} vs a fresh key's {fresh})")
+                f" matters ({seen} vs a fresh key's {fresh})"
+            )
 
 
 def wrote(algorithm: str, mode: str, cost: int, reply: list[int]) -> bool:
@@ -104,8 +111,9 @@ def wrote(algorithm: str, mode: str, cost: int, reply: list[int]) -> bool:
     return mode == HIT and all(reply[0::4])
 
 
-def check_twin(memory: MemoryBackend, plan, keys: list[str], now: int, written: bool,
-               where: str) -> None:
+def check_twin(
+    memory: MemoryBackend, plan, keys: list[str], now: int, written: bool, where: str
+) -> None:
     spans = lifetimes(memory, plan, keys, now)
     for key, span in zip(keys, spans, strict=True):
         ttl = memory.store.ttl_us(key, now)
@@ -179,8 +187,10 @@ def test_lua_ttl_is_the_time_its_state_matters(servers, kind, algorithm, data):
         spans = lifetimes(backend, plan, keys, now)
         written = wrote(algorithm, mode, cost, reply)
         for key, pttl, span in zip(keys, pttls, spans, strict=True):
-            what = (f"step {i} ({mode} cost={cost}): {key} has PTTL {pttl} ms, its state "
-                    f"matters for {span} µs (slack {slack} ms)")
+            what = (
+                f"step {i} ({mode} cost={cost}): {key} has PTTL {pttl} ms, its state "
+                f"matters for {span} µs (slack {slack} ms)"
+            )
             if pttl == -2:  # no such key
                 assert span == 0, what
             elif written:

@@ -25,8 +25,6 @@ from gatekeep.sessions import SessionStore
 STALL = 0.3  # seconds; the round trip's deadline is 0.25
 
 
-
-
 async def _in_flight_then_stall(coro: Any) -> Any:
     """Start ``coro`` (its request is written and it waits for the reply), then hold the
     event loop for STALL seconds, as CPU-bound code in a handler would."""
@@ -37,8 +35,9 @@ async def _in_flight_then_stall(coro: Any) -> Any:
 
 
 @pytest.mark.redis
-async def test_a_stalled_loop_during_a_limiter_call_is_not_an_outage(servers: Any,
-                                                                     prefix: str) -> None:
+async def test_a_stalled_loop_during_a_limiter_call_is_not_an_outage(
+    servers: Any, prefix: str
+) -> None:
     backend = FailoverBackend(RedisBackend(servers.get("redis").url))
     limiter = AsyncLimiter("100/minute", backend=backend, prefix=prefix)
     try:
@@ -53,8 +52,9 @@ async def test_a_stalled_loop_during_a_limiter_call_is_not_an_outage(servers: An
 
 
 @pytest.mark.redis
-async def test_a_stalled_loop_during_a_session_load_is_not_an_outage(servers: Any,
-                                                                     prefix: str) -> None:
+async def test_a_stalled_loop_during_a_session_load_is_not_an_outage(
+    servers: Any, prefix: str
+) -> None:
     backend = FailoverBackend(RedisBackend(servers.get("redis").url))
     store = SessionStore(backend, prefix=prefix, idle_timeout=100, absolute_timeout=1000)
     try:
@@ -75,7 +75,8 @@ async def test_a_stalled_loop_during_a_session_load_is_not_an_outage(servers: An
 @pytest.mark.redis
 @pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs SIGSTOP")
 async def test_a_real_hang_still_opens_the_breaker_within_one_timeout(
-        server_factory: Any, prefix: str) -> None:
+    server_factory: Any, prefix: str
+) -> None:
     server = server_factory("redis")
     backend = FailoverBackend(RedisBackend(server.url))
     limiter = AsyncLimiter("100/minute", backend=backend, prefix=prefix)

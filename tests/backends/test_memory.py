@@ -52,8 +52,9 @@ def test_invalid_max_keys():
         MemoryBackend(max_keys=0)
 
 
-@pytest.mark.parametrize("algorithm", ["token_bucket", "gcra", "fixed_window",
-                                       "sliding_window", "sliding_log"])
+@pytest.mark.parametrize(
+    "algorithm", ["token_bucket", "gcra", "fixed_window", "sliding_window", "sliding_log"]
+)
 def test_thread_safe_exactness(algorithm):
     # switch threads as often as the interpreter allows: a decision not under the lock
     # (fused path or run()) would then admit more than the limit

@@ -29,8 +29,13 @@ class FlakyPrimary(MemoryBackend):
             raise self.down
         return super().limit(*a, **kw)
 
-OUTAGE, SEVERE, TIMEOUT, FAULT = (Verdict(True), Verdict(True, severe=True),
-                                  Verdict(True, timeout=True), Verdict(False))
+
+OUTAGE, SEVERE, TIMEOUT, FAULT = (
+    Verdict(True),
+    Verdict(True, severe=True),
+    Verdict(True, timeout=True),
+    Verdict(False),
+)
 
 TABLE = [
     # connections
@@ -51,16 +56,17 @@ TABLE = [
     (rx.OutOfMemoryError("command not allowed when used memory > 'maxmemory'."), SEVERE),
     (rx.BusyLoadingError("Redis is loading the dataset in memory"), SEVERE),
     (rx.ClusterDownError("The cluster is down"), SEVERE),
-    (rx.MasterDownError("Link with MASTER is down and replica-serve-stale-data is set to 'no'."),
-     SEVERE),
+    (
+        rx.MasterDownError("Link with MASTER is down and replica-serve-stale-data is set to 'no'."),
+        SEVERE,
+    ),
     (rx.ResponseError("NOREPLICAS Not enough good replicas to write."), SEVERE),
     # replies that say "not this moment"
     (rx.TryAgainError("Multiple keys request during rehashing of slot"), OUTAGE),
     (rx.RedisClusterException("Redis Cluster cannot be connected."), OUTAGE),
     (rx.SlotNotCoveredError("Slot 12 not covered by the cluster."), OUTAGE),
     # Redis is up and answered this one call with an error
-    (rx.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"),
-     FAULT),
+    (rx.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"), FAULT),
     (rx.ResponseError("ERR Error running script (call to f_1): bug"), FAULT),
     (rx.NoScriptError("NOSCRIPT No matching script."), FAULT),
     (rx.NoPermissionError("NOPERM this user has no permissions"), FAULT),
@@ -83,8 +89,7 @@ def test_verdict(exc: BaseException, verdict: Verdict | None) -> None:
 
 
 @pytest.mark.parametrize(("exc", "verdict"), TABLE, ids=lambda v: type(v).__name__)
-def test_limiter_breaker_follows_the_verdict(exc: BaseException, verdict: Verdict | None
-                                             ) -> None:
+def test_limiter_breaker_follows_the_verdict(exc: BaseException, verdict: Verdict | None) -> None:
     """One failing call: a severe outage (and a timeout, with the breaker's default
     ``open_on_timeout``) opens the breaker at once, a plain outage counts, a fault does
     not count, and a bug is raised to the caller."""

@@ -10,8 +10,17 @@ from gatekeep.backends.connect import connect
 
 pytestmark = pytest.mark.redis
 
-ACL = ("~gk:*", "resetchannels", "+@read", "+@write", "+@scripting", "+time", "+ping",
-       "-@dangerous", "-script|flush")
+ACL = (
+    "~gk:*",
+    "resetchannels",
+    "+@read",
+    "+@write",
+    "+@scripting",
+    "+time",
+    "+ping",
+    "-@dangerous",
+    "-script|flush",
+)
 
 
 def test_recommended_acl_user(server, prefix):
@@ -21,8 +30,9 @@ def test_recommended_acl_user(server, prefix):
     backend = connect(f"redis://{user}:pw@127.0.0.1:{server.port}/0")
     try:
         for algorithm in ALGORITHMS:
-            limiter = Limiter("2/minute; 5/hour", backend=backend, algorithm=algorithm,
-                              prefix=prefix)
+            limiter = Limiter(
+                "2/minute; 5/hour", backend=backend, algorithm=algorithm, prefix=prefix
+            )
             assert [limiter.hit("x").allowed for _ in range(3)] == [True, True, False]
             limiter.reset("x")
             admin.script_flush()  # the user's first call after this is EVAL

@@ -13,11 +13,20 @@ from gatekeep.backends.redis import RedisBackend
 
 
 def test_parse_sentinel_url():
-    ep = parse_url("redis+sentinel://app:s%40cret@10.0.0.1:26379,10.0.0.2,[::1]:26380/mymaster/3"
-                   "?timeout=0.1&sentinel_password=sp")
-    assert ep == Endpoint("sentinel", (("10.0.0.1", 26379), ("10.0.0.2", 26379), ("::1", 26380)),
-                          "mymaster", 3, "app", "s@cret", False,
-                          {"timeout": 0.1, "sentinel_password": "sp"})
+    ep = parse_url(
+        "redis+sentinel://app:s%40cret@10.0.0.1:26379,10.0.0.2,[::1]:26380/mymaster/3"
+        "?timeout=0.1&sentinel_password=sp"
+    )
+    assert ep == Endpoint(
+        "sentinel",
+        (("10.0.0.1", 26379), ("10.0.0.2", 26379), ("::1", 26380)),
+        "mymaster",
+        3,
+        "app",
+        "s@cret",
+        False,
+        {"timeout": 0.1, "sentinel_password": "sp"},
+    )
     assert parse_url("rediss+sentinel://h:1/svc").ssl
 
 
@@ -28,18 +37,21 @@ def test_parse_cluster_url():
     assert ep.options == {"ssl_cert_reqs": "none"}
 
 
-@pytest.mark.parametrize("url, match", [
-    ("redis+sentinel://h:26379", "service_name"),
-    ("redis+sentinel://h:26379/a/b/c", "service_name"),
-    ("redis+sentinel://h:26379/svc/x", "db must be an integer"),
-    ("redis+sentinel://h:99999/svc", "out of range"),
-    ("redis+cluster://h:7000/0", "no path"),
-    ("redis+cluster://h:7000?sentinel_password=x", "unknown option"),
-    ("redis+sentinel://u:secret@h/svc?bogus=1", "unknown option"),
-    ("redis+sentinel://h/svc?timeout=-1", "seconds > 0"),
-    ("localhost:6379", "redis://"),
-    ("http://h", "redis://"),
-])
+@pytest.mark.parametrize(
+    "url, match",
+    [
+        ("redis+sentinel://h:26379", "service_name"),
+        ("redis+sentinel://h:26379/a/b/c", "service_name"),
+        ("redis+sentinel://h:26379/svc/x", "db must be an integer"),
+        ("redis+sentinel://h:99999/svc", "out of range"),
+        ("redis+cluster://h:7000/0", "no path"),
+        ("redis+cluster://h:7000?sentinel_password=x", "unknown option"),
+        ("redis+sentinel://u:secret@h/svc?bogus=1", "unknown option"),
+        ("redis+sentinel://h/svc?timeout=-1", "seconds > 0"),
+        ("localhost:6379", "redis://"),
+        ("http://h", "redis://"),
+    ],
+)
 def test_bad_urls_fail_at_configuration_time(url, match):
     with pytest.raises(ValueError, match=match) as info:
         RedisBackend(url)
@@ -60,8 +72,7 @@ def _kwargs(client) -> dict:
 
 
 def test_standalone_clients_fail_fast_with_no_retries():
-    backend = connect("rediss://user:pw@example.invalid:6380/2", timeout=0.1,
-                      ssl_cert_reqs="none")
+    backend = connect("rediss://user:pw@example.invalid:6380/2", timeout=0.1, ssl_cert_reqs="none")
     assert backend.kind == "standalone" and backend.timeout == 0.1
     for client in (backend.client, backend.aclient):
         kw = _kwargs(client)
@@ -83,8 +94,11 @@ def test_default_timeout_and_from_url():
 
 
 def test_sentinel_url_builds_sentinel_clients():
-    backend = connect("redis+sentinel://app:pw@127.0.0.1:1,127.0.0.1:2/mymaster/1"
-                      "?sentinel_username=s&sentinel_password=spw", timeout=0.2)
+    backend = connect(
+        "redis+sentinel://app:pw@127.0.0.1:1,127.0.0.1:2/mymaster/1"
+        "?sentinel_username=s&sentinel_password=spw",
+        timeout=0.2,
+    )
     assert backend.kind == "sentinel"
     client, aclient = backend.client, backend.aclient
     pool = client.connection_pool

@@ -17,7 +17,9 @@ pytestmark = pytest.mark.redis
 
 # Busy for `ARGV[1]` ms, then count one run: a non-idempotent script that outlives
 # the client's read timeout.
-SLOW_INCR = Script.from_source("slow_incr", """
+SLOW_INCR = Script.from_source(
+    "slow_incr",
+    """
 local t = redis.call('TIME')
 local start = t[1] * 1000 + math.floor(t[2] / 1000)
 local now = start
@@ -26,7 +28,8 @@ while now - start < tonumber(ARGV[1]) do
   now = t[1] * 1000 + math.floor(t[2] / 1000)
 end
 return redis.call('INCR', KEYS[1])
-""")
+""",
+)
 READ = Script.from_source("read", "return redis.call('GET', KEYS[1])")
 WRITE = Script.from_source("write", "return redis.call('SET', KEYS[1], ARGV[1])")
 
@@ -67,12 +70,13 @@ def test_redis_py_retry_runs_it_again(servers, prefix):
     # backoff, takes 8-13 s here and ran the script 2-4 times).
     server = servers.get("redis")
     if server.name == "valkey":  # redis-server absent: conftest gave valkey-server instead
-        pytest.skip("shows redis-server's behaviour; on valkey-server 8.1 the retried EVAL "
-                    "was seen not to run again, so there is nothing to show")
+        pytest.skip(
+            "shows redis-server's behaviour; on valkey-server 8.1 the retried EVAL "
+            "was seen not to run again, so there is nothing to show"
+        )
     client = redis.Redis(port=server.port, socket_timeout=0.25, retry=Retry(NoBackoff(), 1))
     runs, elapsed = _runs_after_timeout(client, server, prefix + ":n")
-    print(f"\nredis-py, 1 retry: TimeoutError after {elapsed * 1000:.0f} ms, "
-          f"script ran {runs}x")
+    print(f"\nredis-py, 1 retry: TimeoutError after {elapsed * 1000:.0f} ms, script ran {runs}x")
     assert runs == 2
     client.close()
 
@@ -82,14 +86,14 @@ def test_noscript_after_flush_is_transparent(server, prefix):
     key = prefix + ":k"
     assert backend.eval(WRITE, [key], ["a"]) == b"OK"
     backend.client.script_flush()
-    assert backend.eval(WRITE, [key], ["b"]) == b"OK"      # EVAL after NOSCRIPT
+    assert backend.eval(WRITE, [key], ["b"]) == b"OK"  # EVAL after NOSCRIPT
     backend.client.script_flush()
-    assert backend.eval_ro(READ, [key], []) == b"b"         # EVAL_RO after NOSCRIPT
-    assert backend.eval_ro(READ, [key], []) == b"b"         # EVALSHA_RO: now cached
+    assert backend.eval_ro(READ, [key], []) == b"b"  # EVAL_RO after NOSCRIPT
+    assert backend.eval_ro(READ, [key], []) == b"b"  # EVALSHA_RO: now cached
     backend.client.script_flush()
     assert backend.eval_many(WRITE, [([key], ["c"]), ([key + "2"], ["d"])]) == [b"OK", b"OK"]
     with pytest.raises(redis.ResponseError, match=r"(?i)write"):
-        backend.eval_ro(WRITE, [key], ["x"])                 # read-only means read-only
+        backend.eval_ro(WRITE, [key], ["x"])  # read-only means read-only
     backend.close()
 
 

@@ -28,8 +28,11 @@ def test_a_hit_is_one_round_trip(server_factory, algorithm):
     server = server_factory("redis")
     admin = redis.Redis(port=server.port)
     pool = redis.ConnectionPool(port=server.port, connection_class=CountingConnection)
-    limiter = Limiter(["10/s", "100/min", "1000/h"], algorithm=algorithm,
-                      backend=RedisBackend(redis.Redis(connection_pool=pool)))
+    limiter = Limiter(
+        ["10/s", "100/min", "1000/h"],
+        algorithm=algorithm,
+        backend=RedisBackend(redis.Redis(connection_pool=pool)),
+    )
     limiter.hit("warm-up")  # loads the script (NOSCRIPT, then EVAL) and opens the connection
 
     before, CountingConnection.sent = _commandstats(admin), 0
@@ -41,8 +44,11 @@ def test_a_hit_is_one_round_trip(server_factory, algorithm):
     assert after["evalsha"] - before["evalsha"] == 5
     # nothing else reached the server from the client but the five scripts (and our INFO)
     top_level = {"evalsha", "eval", "info"}
-    outside = {c: n - before.get(c, 0) for c, n in after.items()
-               if c not in top_level and n != before.get(c, 0)}
+    outside = {
+        c: n - before.get(c, 0)
+        for c, n in after.items()
+        if c not in top_level and n != before.get(c, 0)
+    }
     script_inner = {"get", "set", "llen", "lindex", "lpush", "ltrim", "pexpire", "time", "del"}
     assert set(outside) <= script_inner, outside
     admin.close()

@@ -12,7 +12,8 @@ from gatekeep.backends._wire import AsyncConnections, fast_pool, pack
 
 def test_pack_is_resp():
     assert pack(("EVALSHA", "ab", 1, "k", b"\xff")) == (
-        b"*5\r\n$7\r\nEVALSHA\r\n$2\r\nab\r\n$1\r\n1\r\n$1\r\nk\r\n$1\r\n\xff\r\n")
+        b"*5\r\n$7\r\nEVALSHA\r\n$2\r\nab\r\n$1\r\n1\r\n$1\r\nk\r\n$1\r\n\xff\r\n"
+    )
 
 
 def test_plain_clients_take_the_lean_path():
@@ -27,8 +28,7 @@ def test_sentinel_and_single_connection_clients_do_not():
     assert fast_pool(redis.sentinel.Sentinel([("127.0.0.1", 1)]).master_for("m")) is None
     asentinel = redis.asyncio.sentinel.Sentinel([("127.0.0.1", 1)])
     assert not AsyncConnections.usable(asentinel.master_for("m"))
-    assert not AsyncConnections.usable(redis.asyncio.Redis(port=1,
-                                                           single_connection_client=True))
+    assert not AsyncConnections.usable(redis.asyncio.Redis(port=1, single_connection_client=True))
 
 
 def test_sync_connections_are_reused_and_not_shared_after_fork(monkeypatch):

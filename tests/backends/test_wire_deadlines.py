@@ -42,15 +42,19 @@ async def test_each_round_trip_times_out_on_its_own_deadline():
             finished[name] = time.monotonic() - start
 
     results = await asyncio.gather(
-        timed("fast", 0.0, 0.01), timed("late", 0.0, 5), timed("later", 0.15, 5),
-        timed("in time", 0.15, 0.2), return_exceptions=True)
+        timed("fast", 0.0, 0.01),
+        timed("late", 0.0, 5),
+        timed("later", 0.15, 5),
+        timed("in time", 0.15, 0.2),
+        return_exceptions=True,
+    )
     assert results[0] == "done" and results[3] == "done"
     assert isinstance(results[1], TimeoutError) and isinstance(results[2], TimeoutError)
-    assert 0.28 <= finished["late"] < 0.8, finished         # 0.3 after it started
-    assert 0.43 <= finished["later"] < 0.95, finished       # 0.3 after it started, not before
+    assert 0.28 <= finished["late"] < 0.8, finished  # 0.3 after it started
+    assert 0.43 <= finished["later"] < 0.95, finished  # 0.3 after it started, not before
     assert finished["later"] - finished["late"] > 0.1, finished
     await asyncio.sleep(0)
-    assert not state.trips and state.timer is None          # nothing left to watch
+    assert not state.trips and state.timer is None  # nothing left to watch
 
 
 async def test_a_cancellation_from_elsewhere_stays_a_cancellation():
@@ -73,9 +77,9 @@ async def test_a_cancellation_racing_the_deadline_is_not_swallowed():
     state = Loop()
     task = asyncio.ensure_future(_trip(state, 5, timeout=0.1))
     await asyncio.sleep(0)
-    state.timer.cancel()                                    # fire the deadline by hand,
+    state.timer.cancel()  # fire the deadline by hand,
     await asyncio.sleep(0.12)
-    task.cancel()                                           # right after an outer cancel
+    task.cancel()  # right after an outer cancel
     state._expire(asyncio.get_running_loop())
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -85,7 +89,7 @@ async def test_finished_round_trips_hold_no_task():
     state = Loop()
     for _ in range(50):
         assert await _trip(state, 0, timeout=0.2) == "done"
-    assert len(state.trips) == 50                           # dropped when the timer passes
+    assert len(state.trips) == 50  # dropped when the timer passes
     assert all(trip.task is None for trip in state.trips)  # ... holding no task meanwhile
     await asyncio.sleep(0.25)
     assert not state.trips and state.timer is None
@@ -101,13 +105,12 @@ async def test_concurrent_loads_on_a_stalled_server_take_one_timeout(server_fact
         server.signal(signal.SIGSTOP)
         try:
             start = time.monotonic()
-            results = await asyncio.gather(*(store.aload(i) for i in ids),
-                                           return_exceptions=True)
+            results = await asyncio.gather(*(store.aload(i) for i in ids), return_exceptions=True)
             elapsed = time.monotonic() - start
         finally:
             server.signal(signal.SIGCONT)
         assert all(isinstance(r, TimeoutError) for r in results), results
-        assert 0.25 < elapsed < 0.9, elapsed                # together, one timeout
+        assert 0.25 < elapsed < 0.9, elapsed  # together, one timeout
         assert [(await store.aload(i))["n"] for i in ids] == [0, 1, 2, 3]  # and back
     finally:
         await store.aclose()

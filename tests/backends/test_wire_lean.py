@@ -17,17 +17,26 @@ from gatekeep.sessions import SessionStore
 
 SCRIPTS = [Script.from_source(f"s{i}", f"return {i}") for i in range(3)]
 arg = st.one_of(st.text(max_size=8), st.binary(max_size=8), st.integers())
-call = st.tuples(st.sampled_from(SCRIPTS), st.lists(st.text(max_size=8), max_size=3),
-                 st.lists(arg, max_size=5))
+call = st.tuples(
+    st.sampled_from(SCRIPTS), st.lists(st.text(max_size=8), max_size=3), st.lists(arg, max_size=5)
+)
 
 
-@given(st.lists(call, min_size=1, max_size=3), st.booleans(), st.booleans(),
-       st.none() | st.tuples(st.integers(0, 3), st.integers(1, 1000)))
+@given(
+    st.lists(call, min_size=1, max_size=3),
+    st.booleans(),
+    st.booleans(),
+    st.none() | st.tuples(st.integers(0, 3), st.integers(1, 1000)),
+)
 def test_packed_is_pack_per_call(calls, read_only, source, wait):
-    command = ("EVAL_RO" if read_only else "EVAL") if source else (
-        "EVALSHA_RO" if read_only else "EVALSHA")
-    want = b"".join(pack((command, s.source if source else s.sha, len(k), *k, *a))
-                    for s, k, a in calls)
+    command = (
+        ("EVAL_RO" if read_only else "EVAL")
+        if source
+        else ("EVALSHA_RO" if read_only else "EVALSHA")
+    )
+    want = b"".join(
+        pack((command, s.source if source else s.sha, len(k), *k, *a)) for s, k, a in calls
+    )
     if wait is not None:
         want += pack(("WAIT", *wait))
     trip = Trip(calls, read_only, source, wait)
@@ -99,7 +108,8 @@ class ChangedPrivatesConnection(redis.asyncio.Connection):
 
 
 async def test_unexpected_private_attributes_fall_back_to_the_public_path(
-        server, prefix, monkeypatch):
+    server, prefix, monkeypatch
+):
     from gatekeep import AsyncLimiter
     from gatekeep.backends import _wire
 
@@ -107,8 +117,9 @@ async def test_unexpected_private_attributes_fall_back_to_the_public_path(
         raise AssertionError("the lean path used a connection it cannot vouch for")
 
     monkeypatch.setattr(_wire, "_round_trip", no_lean_trip)
-    pool = redis.asyncio.ConnectionPool(port=server.port,
-                                        connection_class=ChangedPrivatesConnection)
+    pool = redis.asyncio.ConnectionPool(
+        port=server.port, connection_class=ChangedPrivatesConnection
+    )
     backend = RedisBackend(aclient=redis.asyncio.Redis(connection_pool=pool))
     store = SessionStore(backend, prefix=prefix, metrics=None)
     limiter = AsyncLimiter("2/minute", backend=backend, prefix=prefix)

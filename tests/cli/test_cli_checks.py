@@ -21,14 +21,20 @@ def test_worst_and_setting():
     assert c.setting("maxclients", None, info) is None
 
 
-@pytest.mark.parametrize(("info", "status", "text"), [
-    ({"redis_version": "7.0.15", "redis_mode": "standalone"}, OK, "Redis 7.0.15"),
-    ({"redis_version": "7.2.4", "valkey_version": "8.1.1", "server_name": "valkey"}, OK,
-     "Valkey 8.1.1"),
-    ({"redis_version": "5.0.14"}, WARN, "end of life"),
-    ({"redis_version": "4.0.9"}, FAIL, "needs Redis >= 5"),
-    ({"redis_version": "unknown"}, WARN, "cannot tell"),
-])
+@pytest.mark.parametrize(
+    ("info", "status", "text"),
+    [
+        ({"redis_version": "7.0.15", "redis_mode": "standalone"}, OK, "Redis 7.0.15"),
+        (
+            {"redis_version": "7.2.4", "valkey_version": "8.1.1", "server_name": "valkey"},
+            OK,
+            "Valkey 8.1.1",
+        ),
+        ({"redis_version": "5.0.14"}, WARN, "end of life"),
+        ({"redis_version": "4.0.9"}, FAIL, "needs Redis >= 5"),
+        ({"redis_version": "unknown"}, WARN, "cannot tell"),
+    ],
+)
 def test_version(info, status, text):
     check = c.check_version(info)
     assert (check.status, text in check.message) == (status, True)
@@ -40,27 +46,37 @@ def test_scripting():
     assert bad.status == FAIL and "NOPERM" in bad.message and "+@scripting" in bad.message
 
 
-@pytest.mark.parametrize(("maxmemory", "status"), [
-    (0, WARN), ("0", WARN), (None, WARN), (64 * MIB, OK), ("67108864", OK),
-])
+@pytest.mark.parametrize(
+    ("maxmemory", "status"),
+    [
+        (0, WARN),
+        ("0", WARN),
+        (None, WARN),
+        (64 * MIB, OK),
+        ("67108864", OK),
+    ],
+)
 def test_maxmemory(maxmemory, status):
     assert c.check_maxmemory(maxmemory).status == status
     if maxmemory is None:
         assert "cannot read" in c.check_maxmemory(maxmemory).message
 
 
-@pytest.mark.parametrize(("policy", "maxmemory", "status", "text"), [
-    ("allkeys-lru", MIB, FAIL, "silently reset"),
-    ("allkeys-lfu", MIB, FAIL, "logged out"),
-    ("allkeys-random", MIB, FAIL, "evicts any key"),
-    ("allkeys-lru", 0, WARN, "inert while maxmemory is 0"),
-    ("noeviction", MIB, WARN, "every write is refused"),
-    ("volatile-lru", MIB, OK, "only keys with a TTL"),
-    ("volatile-ttl", MIB, OK, "nearest to expiry"),
-    ("volatile-random", 0, OK, "only keys with a TTL"),
-    ("no-such-policy", MIB, WARN, "unknown"),
-    (None, MIB, WARN, "cannot read"),
-])
+@pytest.mark.parametrize(
+    ("policy", "maxmemory", "status", "text"),
+    [
+        ("allkeys-lru", MIB, FAIL, "silently reset"),
+        ("allkeys-lfu", MIB, FAIL, "logged out"),
+        ("allkeys-random", MIB, FAIL, "evicts any key"),
+        ("allkeys-lru", 0, WARN, "inert while maxmemory is 0"),
+        ("noeviction", MIB, WARN, "every write is refused"),
+        ("volatile-lru", MIB, OK, "only keys with a TTL"),
+        ("volatile-ttl", MIB, OK, "nearest to expiry"),
+        ("volatile-random", 0, OK, "only keys with a TTL"),
+        ("no-such-policy", MIB, WARN, "unknown"),
+        (None, MIB, WARN, "cannot read"),
+    ],
+)
 def test_policy(policy, maxmemory, status, text):
     check = c.check_policy(policy, maxmemory)
     assert check.status == status
@@ -74,14 +90,17 @@ def test_evictions():
     assert c.check_evictions({}).status == WARN
 
 
-@pytest.mark.parametrize(("used", "maxmemory", "status"), [
-    (10 * MIB, 100 * MIB, OK),
-    (80 * MIB, 100 * MIB, OK),        # exactly 80%: not above
-    (81 * MIB, 100 * MIB, WARN),
-    (95 * MIB, 100 * MIB, WARN),
-    (96 * MIB, 100 * MIB, FAIL),
-    (10 * MIB, 0, OK),                # nothing to compare with (maxmemory warns on its own)
-])
+@pytest.mark.parametrize(
+    ("used", "maxmemory", "status"),
+    [
+        (10 * MIB, 100 * MIB, OK),
+        (80 * MIB, 100 * MIB, OK),  # exactly 80%: not above
+        (81 * MIB, 100 * MIB, WARN),
+        (95 * MIB, 100 * MIB, WARN),
+        (96 * MIB, 100 * MIB, FAIL),
+        (10 * MIB, 0, OK),  # nothing to compare with (maxmemory warns on its own)
+    ],
+)
 def test_memory_usage(used, maxmemory, status):
     assert c.check_memory_usage({"used_memory": used}, maxmemory).status == status
 
@@ -98,18 +117,29 @@ def test_swap():
     assert small.status == WARN and "4.0 MiB" in small.message
     assert c.check_swap({"used_memory": 100 * MIB}, 40 * MIB, "local").status == FAIL
     # remote: only the fragmentation ratio hints, and only on a sizeable dataset
-    hint = c.check_swap({"used_memory": 512 * MIB, "mem_fragmentation_ratio": 0.7}, None,
-                        "remote server")
+    hint = c.check_swap(
+        {"used_memory": 512 * MIB, "mem_fragmentation_ratio": 0.7}, None, "remote server"
+    )
     assert hint.status == WARN and "probably swapped" in hint.message
     tiny = c.check_swap({"used_memory": MIB, "mem_fragmentation_ratio": 0.7}, None, "remote")
     assert tiny.status == OK and "cannot measure swap directly" in tiny.message
-    assert c.check_swap({"used_memory": 512 * MIB, "mem_fragmentation_ratio": 1.1}, None,
-                        "remote").status == OK
+    assert (
+        c.check_swap(
+            {"used_memory": 512 * MIB, "mem_fragmentation_ratio": 1.1}, None, "remote"
+        ).status
+        == OK
+    )
 
 
-@pytest.mark.parametrize(("connected", "maxclients", "status"), [
-    (10, 10000, OK), (8001, 10000, WARN), (9600, 10000, FAIL), (10, None, WARN),
-])
+@pytest.mark.parametrize(
+    ("connected", "maxclients", "status"),
+    [
+        (10, 10000, OK),
+        (8001, 10000, WARN),
+        (9600, 10000, FAIL),
+        (10, None, WARN),
+    ],
+)
 def test_clients(connected, maxclients, status):
     assert c.check_clients({"connected_clients": connected}, maxclients).status == status
 
@@ -124,37 +154,78 @@ def test_cpu():
 
 
 def _replica(i, offset, state="online", lag=0):
-    return {f"slave{i}": {"ip": "10.0.0.2", "port": 6380 + i, "state": state,
-                          "offset": offset, "lag": lag}}
+    return {
+        f"slave{i}": {
+            "ip": "10.0.0.2",
+            "port": 6380 + i,
+            "state": state,
+            "offset": offset,
+            "lag": lag,
+        }
+    }
 
 
 def test_replication_primary():
     alone = c.check_replication({"role": "master", "connected_slaves": 0})
     assert [x.status for x in alone] == [OK]
-    info = {"role": "master", "connected_slaves": 3, "master_repl_offset": 5_000_000,
-            **_replica(0, 5_000_000), **_replica(1, 1_000_000),
-            **_replica(2, 5_000_000, state="wait_bgsave")}
+    info = {
+        "role": "master",
+        "connected_slaves": 3,
+        "master_repl_offset": 5_000_000,
+        **_replica(0, 5_000_000),
+        **_replica(1, 1_000_000),
+        **_replica(2, 5_000_000, state="wait_bgsave"),
+    }
     statuses = [(x.name, x.status) for x in c.check_replication(info)]
-    assert statuses == [("replication", OK), ("replica lag", OK), ("replica lag", WARN),
-                        ("replica lag", WARN)]
-    assert c.check_replication({"role": "master", "connected_slaves": 1,
-                                "master_repl_offset": 10, **_replica(0, 10, lag=30)}
-                               )[1].status == WARN
+    assert statuses == [
+        ("replication", OK),
+        ("replica lag", OK),
+        ("replica lag", WARN),
+        ("replica lag", WARN),
+    ]
+    assert (
+        c.check_replication(
+            {
+                "role": "master",
+                "connected_slaves": 1,
+                "master_repl_offset": 10,
+                **_replica(0, 10, lag=30),
+            }
+        )[1].status
+        == WARN
+    )
 
 
 def test_replication_replica_is_a_failure():
-    up = c.check_replication({"role": "slave", "master_host": "10.0.0.1", "master_port": 6379,
-                              "master_link_status": "up"})
+    up = c.check_replication(
+        {
+            "role": "slave",
+            "master_host": "10.0.0.1",
+            "master_port": 6379,
+            "master_link_status": "up",
+        }
+    )
     assert up[0].status == FAIL and "read-only" in up[0].message
-    down = c.check_replication({"role": "slave", "master_host": "10.0.0.1",
-                                "master_port": 6379, "master_link_status": "down"})
+    down = c.check_replication(
+        {
+            "role": "slave",
+            "master_host": "10.0.0.1",
+            "master_port": 6379,
+            "master_link_status": "down",
+        }
+    )
     assert down[0].status == FAIL and "unreachable" in down[0].message
 
 
 def test_cluster():
-    healthy = {"cluster_state": "ok", "cluster_slots_assigned": "16384",
-               "cluster_slots_ok": "16384", "cluster_slots_pfail": "0",
-               "cluster_slots_fail": "0", "cluster_known_nodes": "3"}
+    healthy = {
+        "cluster_state": "ok",
+        "cluster_slots_assigned": "16384",
+        "cluster_slots_ok": "16384",
+        "cluster_slots_pfail": "0",
+        "cluster_slots_fail": "0",
+        "cluster_known_nodes": "3",
+    }
     assert [x.status for x in c.check_cluster(healthy)] == [OK, OK]
     partial = {**healthy, "cluster_state": "fail", "cluster_slots_assigned": "10923"}
     assert [x.status for x in c.check_cluster(partial)] == [FAIL, FAIL]
@@ -167,17 +238,33 @@ def test_latency():
     assert c.check_latency([0.0002, 0.008, 0.009]).status == WARN
     assert c.check_latency([0.2] * 3).status == FAIL
     assert c.check_latency([]).status == WARN
-    assert c.check_latency([], "READONLY You can't write against a read only replica."
-                           ).status == FAIL
+    assert (
+        c.check_latency([], "READONLY You can't write against a read only replica.").status == FAIL
+    )
 
 
 def test_evaluate_with_config_refused_reads_info_instead():
-    info = {"redis_version": "7.0.15", "maxmemory": 100 * MIB,
-            "maxmemory_policy": "allkeys-lru", "used_memory": 97 * MIB, "evicted_keys": 3,
-            "connected_clients": 5, "maxclients": 10000, "used_cpu_sys": 1.0,
-            "used_cpu_user": 1.0, "role": "master", "connected_slaves": 0}
-    snap = NodeSnapshot("h:1", info, config=None, config_error="unknown command 'CONFIG'",
-                        cpu_after={"used_cpu_sys": 1.0, "used_cpu_user": 1.0}, cpu_seconds=0.5)
+    info = {
+        "redis_version": "7.0.15",
+        "maxmemory": 100 * MIB,
+        "maxmemory_policy": "allkeys-lru",
+        "used_memory": 97 * MIB,
+        "evicted_keys": 3,
+        "connected_clients": 5,
+        "maxclients": 10000,
+        "used_cpu_sys": 1.0,
+        "used_cpu_user": 1.0,
+        "role": "master",
+        "connected_slaves": 0,
+    }
+    snap = NodeSnapshot(
+        "h:1",
+        info,
+        config=None,
+        config_error="unknown command 'CONFIG'",
+        cpu_after={"used_cpu_sys": 1.0, "used_cpu_user": 1.0},
+        cpu_seconds=0.5,
+    )
     by_name = {x.name: x for x in evaluate(snap)}
     assert by_name["config"].status == OK and "read from INFO" in by_name["config"].message
     assert by_name["maxmemory-policy"].status == FAIL

@@ -33,8 +33,9 @@ def summary(text: str) -> dict[str, list[str]]:
 def metrics_table(text: str) -> dict[str, list[int]]:
     table = text.split("\n4. gatekeep.metrics")[1].split("\nbackend latency")[0]
     rows = table.splitlines()[3:]
-    return {r.split()[0]: [int(x.replace(",", "")) for x in r.split()[1:]]
-            for r in rows if r.strip()}
+    return {
+        r.split()[0]: [int(x.replace(",", "")) for x in r.split()[1:]] for r in rows if r.strip()
+    }
 
 
 def check_output(text: str, algorithms: list[str], burst: int = 10, limit: int = 5) -> None:
@@ -70,14 +71,14 @@ def test_demo_memory():
     rc, text = demo("--backend", "memory")
     assert rc == 0
     assert text.startswith("gatekeep demo on the in-process backend")
-    check_output(text, ["token_bucket", "gcra", "sliding_window", "sliding_log",
-                        "fixed_window"])
+    check_output(text, ["token_bucket", "gcra", "sliding_window", "sliding_log", "fixed_window"])
 
 
 @pytest.mark.redis
 def test_demo_throwaway_redis_is_stopped_at_exit():
-    rc, text = demo("--backend", "redis", "--algorithm", "gcra", "--requests", "8",
-                    "--rate", "3/second")
+    rc, text = demo(
+        "--backend", "redis", "--algorithm", "gcra", "--requests", "8", "--rate", "3/second"
+    )
     assert rc == 0
     pid = int(re.search(r"\(pid (\d+), stopped at exit\)", text)[1])
     assert not os.path.exists(f"/proc/{pid}")  # stopped and reaped
@@ -96,20 +97,27 @@ def test_demo_on_a_named_server_leaves_no_keys(server):
 
 def test_demo_bad_options():
     assert demo("--rate", "five per second")[0] == 2
-    assert demo("--backend", "memory", "--algorithm", "fixed_window",
-                 "--rate", "5/second burst 10")[0] == 2
+    assert (
+        demo("--backend", "memory", "--algorithm", "fixed_window", "--rate", "5/second burst 10")[0]
+        == 2
+    )
     rc, text = demo("--backend", "memory", "--rate", "5/second burst 10")
     assert rc == 0 and "(skipping fixed_window" in text
     assert sorted(summary(text)) == ["gcra", "token_bucket"]
 
 
 def test_demo_from_the_command_line():
-    proc = subprocess.run([sys.executable, "-m", "gatekeep", "demo", "--backend", "memory",
-                           *FAST], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONWARNINGS": "error"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "gatekeep", "demo", "--backend", "memory", *FAST],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONWARNINGS": "error"},
+    )
     assert proc.returncode == 0, proc.stderr
-    check_output(proc.stdout, ["token_bucket", "gcra", "sliding_window", "sliding_log",
-                               "fixed_window"])
+    check_output(
+        proc.stdout, ["token_bucket", "gcra", "sliding_window", "sliding_log", "fixed_window"]
+    )
 
 
 def test_progress_tty_rewrites_one_line():
@@ -135,7 +143,10 @@ def test_table_and_percentiles():
     assert percentile([], 0.5) != percentile([], 0.5)  # NaN
     values = sorted(float(i) for i in range(1, 101))
     assert (percentile(values, 0.5), percentile(values, 0.99), percentile(values, 1.0)) == (
-        50.0, 99.0, 100.0)
+        50.0,
+        99.0,
+        100.0,
+    )
     table = format_table(("name", "n"), [("a", 1000), ("bbb", 2.5)])
     assert table.splitlines() == ["name      n", "----  -----", "a     1,000", "bbb     2.5"]
 

@@ -55,8 +55,18 @@ def test_healthy_server_is_all_ok_and_exits_0(server_factory):
     rc, report = doctor(s.url)
     assert rc == 0
     checks = by_name(report)
-    for name in ("connect", "version", "scripting", "maxmemory", "maxmemory-policy",
-                 "evictions", "memory", "swap", "clients", "replication"):
+    for name in (
+        "connect",
+        "version",
+        "scripting",
+        "maxmemory",
+        "maxmemory-policy",
+        "evictions",
+        "memory",
+        "swap",
+        "clients",
+        "replication",
+    ):
         assert checks[name]["status"] == "OK", checks[name]
     assert checks["swap"]["value"] == 0  # a local server: VmSwap read from /proc
     assert checks["decision latency"]["value"] > 0
@@ -78,16 +88,25 @@ def test_shared_servers_redis_and_valkey(server):
 
 
 def test_text_output_and_exit_status_from_the_command_line(server_factory):
-    healthy = server_factory("redis", ("--maxmemory", "64mb",
-                                       "--maxmemory-policy", "volatile-lru"))
+    healthy = server_factory("redis", ("--maxmemory", "64mb", "--maxmemory-policy", "volatile-lru"))
     bad = server_factory("redis", ("--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"))
     env = {**os.environ, "PYTHONWARNINGS": "error"}
-    ok = subprocess.run([sys.executable, "-m", "gatekeep", "doctor", healthy.url, *SAMPLE],
-                        capture_output=True, text=True, timeout=60, env=env)
+    ok = subprocess.run(
+        [sys.executable, "-m", "gatekeep", "doctor", healthy.url, *SAMPLE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "  OK    maxmemory-policy  volatile-lru" in ok.stdout
-    failed = subprocess.run([sys.executable, "-m", "gatekeep", "doctor", bad.url, *SAMPLE],
-                            capture_output=True, text=True, timeout=60, env=env)
+    failed = subprocess.run(
+        [sys.executable, "-m", "gatekeep", "doctor", bad.url, *SAMPLE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "  FAIL  maxmemory-policy  allkeys-lru" in failed.stdout
     assert failed.stdout.rstrip().splitlines()[-1].startswith("FAIL:")
@@ -146,8 +165,18 @@ def test_connections_near_maxclients_warn(server_factory):
 
 
 def test_config_refused_reads_info_and_does_not_crash(server_factory):
-    s = server_factory("redis", ("--rename-command", "CONFIG", "",
-                                 "--maxmemory", "64mb", "--maxmemory-policy", "volatile-ttl"))
+    s = server_factory(
+        "redis",
+        (
+            "--rename-command",
+            "CONFIG",
+            "",
+            "--maxmemory",
+            "64mb",
+            "--maxmemory-policy",
+            "volatile-ttl",
+        ),
+    )
     rc, report = doctor(s.url)
     checks = by_name(report)
     assert checks["config"]["status"] == "OK"
@@ -158,16 +187,19 @@ def test_config_refused_reads_info_and_does_not_crash(server_factory):
 
 
 def test_replica(server_factory):
-    primary = server_factory("redis", ("--maxmemory", "64mb",
-                                       "--maxmemory-policy", "volatile-ttl"))
+    primary = server_factory("redis", ("--maxmemory", "64mb", "--maxmemory-policy", "volatile-ttl"))
     replica = server_factory("redis", ("--replicaof", "127.0.0.1", str(primary.port)))
     redis.Redis.from_url(primary.url).config_set("repl-diskless-sync-delay", 0)
     rclient = redis.Redis.from_url(replica.url)
-    wait_for(lambda: rclient.info("replication").get("master_link_status") == "up",
-             what="the replica to sync")
+    wait_for(
+        lambda: rclient.info("replication").get("master_link_status") == "up",
+        what="the replica to sync",
+    )
     pclient = redis.Redis.from_url(primary.url)
-    wait_for(lambda: pclient.info("replication").get("slave0", {}).get("state") == "online",
-             what="the primary to see its replica online")
+    wait_for(
+        lambda: pclient.info("replication").get("slave0", {}).get("state") == "online",
+        what="the primary to see its replica online",
+    )
     rc, report = doctor(primary.url)
     assert rc == 0
     assert statuses(report, "replication") == ["OK"]
@@ -180,8 +212,10 @@ def test_replica(server_factory):
     assert by_name(report)["decision latency"]["status"] == "FAIL"  # READONLY
     # the primary goes away: the link is down
     primary.stop()
-    wait_for(lambda: rclient.info("replication").get("master_link_status") == "down",
-             what="the link to go down")
+    wait_for(
+        lambda: rclient.info("replication").get("master_link_status") == "down",
+        what="the link to go down",
+    )
     rc, report = doctor(replica.url)
     assert rc == 1
     assert "unreachable" in by_name(report)["replication"]["message"]
@@ -191,10 +225,22 @@ def _cluster(server_factory, n: int = 3):
     # An explicit cluster bus port: the default (port + 10000) does not exist for
     # the high ephemeral ports free_port() hands out.
     bus = [free_port() for _ in range(n)]
-    nodes = [server_factory("redis", ("--cluster-enabled", "yes", "--cluster-config-file",
-                                      f"nodes-{i}.conf", "--cluster-port", str(bus[i]),
-                                      "--cluster-node-timeout", "2000"))
-             for i in range(n)]
+    nodes = [
+        server_factory(
+            "redis",
+            (
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                f"nodes-{i}.conf",
+                "--cluster-port",
+                str(bus[i]),
+                "--cluster-node-timeout",
+                "2000",
+            ),
+        )
+        for i in range(n)
+    ]
     clients = [redis.Redis(port=s.port) for s in nodes]
     for c in clients[1:]:
         c.execute_command("CLUSTER", "MEET", "127.0.0.1", nodes[0].port, bus[0])
@@ -232,7 +278,8 @@ def test_cluster(server_factory):
     assert statuses(report, "cluster state") == ["OK"] * 3  # one per node
     assert statuses(report, "cluster slots") == ["OK"] * 3
     assert {c["node"] for c in report["checks"] if c["name"] == "version"} == {
-        f"127.0.0.1:{s.port}" for s in nodes}
+        f"127.0.0.1:{s.port}" for s in nodes
+    }
     assert by_name(report)["decision latency"]["status"] in ("OK", "WARN")
     assert not [c for c in report["checks"] if c["status"] == "FAIL"]
     assert rc == 0
@@ -244,11 +291,13 @@ def test_cluster(server_factory):
     for name in names:
         limiter.hit(name)
     slots = {rc_client.keyslot(limiter.keys(n, limiter.plan(None))[0]) for n in names}
-    assert len({next(i for i, (lo, hi) in enumerate(ranges) if lo <= s <= hi)
-                for s in slots}) > 1  # the keys really are spread over nodes
+    assert (
+        len({next(i for i, (lo, hi) in enumerate(ranges) if lo <= s <= hi) for s in slots}) > 1
+    )  # the keys really are spread over nodes
     out = io.StringIO()
-    assert main(["inspect", "--url", nodes[1].url, "--cluster", "--pattern", "gk:cl:*"],
-                out=out) == 0
+    assert (
+        main(["inspect", "--url", nodes[1].url, "--cluster", "--pattern", "gk:cl:*"], out=out) == 0
+    )
     assert out.getvalue().count("token_bucket 4/1m: 3/4 left") == 12
     out = io.StringIO()
     key = limiter.keys("user-3", limiter.plan(None))[0]
@@ -258,14 +307,18 @@ def test_cluster(server_factory):
 
 
 def test_sentinel(server_factory, tmp_path):
-    primary = server_factory("redis", ("--maxmemory", "64mb",
-                                       "--maxmemory-policy", "volatile-ttl"))
+    primary = server_factory("redis", ("--maxmemory", "64mb", "--maxmemory-policy", "volatile-ttl"))
     port = free_port()
     conf = tmp_path / "sentinel.conf"
-    conf.write_text(f"port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {tmp_path}\n"
-                    f"sentinel monitor svc 127.0.0.1 {primary.port} 1\n")
-    proc = subprocess.Popen([primary.binary, str(conf), "--sentinel"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {tmp_path}\n"
+        f"sentinel monitor svc 127.0.0.1 {primary.port} 1\n"
+    )
+    proc = subprocess.Popen(
+        [primary.binary, str(conf), "--sentinel"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         sentinel = redis.Redis(port=port)
         wait_for(lambda: _pings(sentinel), what="the sentinel to start")
@@ -304,14 +357,16 @@ def test_unreachable_server_is_a_fail_not_a_crash():
 def test_redact():
     assert redact("rediss://u:p%40ss@h:6380/0") == "rediss://u:***@h:6380/0"
     assert redact("redis+sentinel://:pw@s1:26379,s2:26379/svc") == (
-        "redis+sentinel://:***@s1:26379,s2:26379/svc")
+        "redis+sentinel://:***@s1:26379,s2:26379/svc"
+    )
     assert redact("redis://h:6379/0") == "redis://h:6379/0"
 
 
 def test_user_without_scripting_fails(server_factory):
     s = server_factory("redis", ("--maxmemory", "64mb", "--maxmemory-policy", "volatile-ttl"))
-    redis.Redis.from_url(s.url).acl_setuser("noscript", enabled=True, passwords=["+pw"],
-                                            keys=["*"], commands=["+@all", "-@scripting"])
+    redis.Redis.from_url(s.url).acl_setuser(
+        "noscript", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all", "-@scripting"]
+    )
     rc, report = doctor(f"redis://noscript:pw@127.0.0.1:{s.port}/0")
     assert rc == 1
     assert by_name(report)["scripting"]["status"] == "FAIL"

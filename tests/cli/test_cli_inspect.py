@@ -30,16 +30,21 @@ def test_parse_key_round_trips_every_key_the_limiter_makes(algorithm, app, key):
     [redis_key] = limiter.keys(key, limiter.plan(None))
     lk = parse_key(redis_key)
     assert lk is not None
-    assert (lk.name, lk.app, lk.algorithm.name, lk.rate) == (key, app, algorithm,
-                                                            parse_rate(rate))
+    assert (lk.name, lk.app, lk.algorithm.name, lk.rate) == (key, app, algorithm, parse_rate(rate))
 
 
 def test_parse_key_burst_and_rejects():
     lk = parse_key("gk:{k}:tb:10/1000000b20")
     assert lk is not None and str(lk.rate) == "10/1s burst 20"
-    for bad in ("gk:{k}:xx:10/1000000", "gk:{k}:tb:10/5", "gk:{k}:tb:0/1000000",
-                "other:{k}:tb:10/1000000", "gk:{k}:tb:10/1000000:extra", "gk:k:tb:1/1000000",
-                "gk:s:{abcd}" + "x" * 43):
+    for bad in (
+        "gk:{k}:xx:10/1000000",
+        "gk:{k}:tb:10/5",
+        "gk:{k}:tb:0/1000000",
+        "other:{k}:tb:10/1000000",
+        "gk:{k}:tb:10/1000000:extra",
+        "gk:k:tb:1/1000000",
+        "gk:s:{abcd}" + "x" * 43,
+    ):
         assert parse_key(bad) is None, bad
 
 
@@ -65,7 +70,11 @@ def test_inspect_each_algorithm_without_changing_anything(server, prefix, algori
     info = json.loads(text)
     lim = info["limiter"]
     assert (lim["algorithm"], lim["rate"], lim["app_prefix"], lim["key"]) == (
-        algorithm, "5/1m", prefix, "user:42")
+        algorithm,
+        "5/1m",
+        prefix,
+        "user:42",
+    )
     assert (lim["limit"], lim["remaining"], lim["next_request"]) == (5, 2, "allowed")
     assert 0 < lim["reset_after"] <= 120  # the sliding window counter: up to 2 windows
     assert info["exists"] and 0 < info["ttl_ms"] <= 120_000
@@ -92,7 +101,11 @@ def test_inspect_denied_missing_and_foreign_keys(server, prefix):
     [key] = limiter.keys("ip:10.0.0.1", limiter.plan(None))
     lim = json.loads(inspect(key, "--url", server.url, "--json")[1])["limiter"]
     assert (lim["rate"], lim["limit"], lim["remaining"], lim["next_request"]) == (
-        "2/1m burst 3", 3, 0, "denied")
+        "2/1m burst 3",
+        3,
+        0,
+        "denied",
+    )
     assert lim["retry_after"] > 0
 
     # a key that was never hit (or expired): full capacity, nothing stored
@@ -127,8 +140,7 @@ def test_inspect_pattern_lists_keys_bounded(server, prefix):
     assert rc == 0
     assert text.count("sliding_log 10/1m: 8/10 left") == 12
     assert f"12 key(s) matching 'gk:{prefix}:*'" in text
-    rc, text = inspect("--pattern", f"gk:{prefix}:*", "--url", server.url, "--limit", "5",
-                       "--json")
+    rc, text = inspect("--pattern", f"gk:{prefix}:*", "--url", server.url, "--limit", "5", "--json")
     listing = json.loads(text)
     assert len(listing["keys"]) == 5 and listing["truncated"] is True
     backend.close()

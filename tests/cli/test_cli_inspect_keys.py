@@ -45,8 +45,12 @@ def _read_only(client: redis.Redis, key: str, url: str) -> dict[str, Any]:
 def test_parse_key_reads_the_rule_segment() -> None:
     lk = parse_key("gk:app:{ip:1.2.3.4}:GET /a:b/{id}:tb:3/60000000")
     assert lk is not None
-    assert (lk.app, lk.name, lk.rule, str(lk.rate)) == ("app", "ip:1.2.3.4", "GET /a:b/{id}",
-                                                         "3/1m")
+    assert (lk.app, lk.name, lk.rule, str(lk.rate)) == (
+        "app",
+        "ip:1.2.3.4",
+        "GET /a:b/{id}",
+        "3/1m",
+    )
     # a name that ends like a rate is still read up to the last algorithm and rate
     lk = parse_key("gk:{k}:x:tb:5/1000000:gcra:2/1000000b4")
     assert lk is not None and lk.rule == "x:tb:5/1000000" and lk.algorithm.name == "gcra"
@@ -66,8 +70,13 @@ async def test_inspect_middleware_rule_and_default_keys(server: Any, prefix: str
     async def item(item_id: int) -> int:
         return item_id
 
-    wrapped = RateLimitMiddleware(app, backend=backend, prefix=prefix, default="100/minute",
-                                  rules=[Rule("5/minute", "POST /login", name="login")])
+    wrapped = RateLimitMiddleware(
+        app,
+        backend=backend,
+        prefix=prefix,
+        default="100/minute",
+        rules=[Rule("5/minute", "POST /login", name="login")],
+    )
     transport = httpx.ASGITransport(app=wrapped, client=("203.0.113.7", 1))
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
@@ -86,8 +95,11 @@ async def test_inspect_middleware_rule_and_default_keys(server: Any, prefix: str
         lim = _read_only(client, key, server.url)["limiter"]
         assert lim is not None and lim["key"] == "ip:203.0.113.7", key
         seen[lim["rule"]] = (lim["rate"], lim["remaining"])
-    assert seen == {"login": ("5/1m", 3), "default": ("100/1m", 99),
-                    "GET /items/{item_id}": ("3/1m", 2)}
+    assert seen == {
+        "login": ("5/1m", 3),
+        "default": ("100/1m", 99),
+        "GET /items/{item_id}": ("3/1m", 2),
+    }
     client.close()
 
 
@@ -96,8 +108,12 @@ async def test_inspect_fastapi_route_key_without_middleware(server: Any, prefix:
     app = FastAPI()
     long_path = "/" + "segment/" * 10 + "{item_id}"
 
-    @app.get(long_path, dependencies=[Depends(RateLimit(
-        "4/minute", policy=RateLimitPolicy(backend=backend, prefix=prefix)))])
+    @app.get(
+        long_path,
+        dependencies=[
+            Depends(RateLimit("4/minute", policy=RateLimitPolicy(backend=backend, prefix=prefix)))
+        ],
+    )
     async def item(item_id: int) -> int:
         return item_id
 
@@ -119,8 +135,9 @@ async def test_inspect_fastapi_route_key_without_middleware(server: Any, prefix:
 
 def test_inspect_session_and_user_index_keys(server: Any, prefix: str) -> None:
     backend = RedisBackend(server.url)
-    store = SessionStore(backend, prefix=prefix, idle_timeout=600, absolute_timeout=3600,
-                         metrics=None)
+    store = SessionStore(
+        backend, prefix=prefix, idle_timeout=600, absolute_timeout=3600, metrics=None
+    )
     session = store.create({"n": 1}, user_id="alice")
     store.create({"n": 2}, user_id="alice")
     client = redis.Redis.from_url(server.url)

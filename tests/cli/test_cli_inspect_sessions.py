@@ -26,8 +26,9 @@ def inspect(*argv: str) -> tuple[int, str]:
 @pytest.fixture
 def stored(server, prefix):
     backend = RedisBackend(server.url)
-    store = SessionStore(backend, prefix=prefix, idle_timeout=600, absolute_timeout=3600,
-                         metrics=None)
+    store = SessionStore(
+        backend, prefix=prefix, idle_timeout=600, absolute_timeout=3600, metrics=None
+    )
     session = store.create({"cart": ["apple"], "secret": "do-not-show"}, user_id="alice")
     yield store, session, redis.Redis.from_url(server.url)
     backend.close()
@@ -77,13 +78,13 @@ def test_inspect_session_data_when_asked(stored, server):
 def test_inspect_destroyed_missing_and_listed_sessions(stored, server, prefix):
     store, session, _client = stored
     other = store.create({"n": 1})
-    store.destroy(session.id)                         # strict store: the key is gone
+    store.destroy(session.id)  # strict store: the key is gone
     rc, text = inspect(store.key(session.id), "--url", server.url)
     assert rc == 1 and "no live session" in text and re.search(r"^session +none$", text, re.M)
 
     lenient = SessionStore(store.backend, prefix=prefix, strict=False, metrics=None)
     gone = lenient.create({"n": 1})
-    lenient.destroy(gone.id)                          # leaves a tombstone
+    lenient.destroy(gone.id)  # leaves a tombstone
     rc, text = inspect(lenient.key(gone.id), "--url", server.url, "--json")
     assert rc == 1 and json.loads(text)["session"]["state"] == "destroyed (a tombstone)"
 

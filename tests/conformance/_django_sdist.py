@@ -41,16 +41,29 @@ def _sdist(cache: Path, version: str) -> Path:
     path = found()
     if path is not None:
         return path
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-           "--disable-pip-version-check", f"django=={version}", "-d", str(cache)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        "--disable-pip-version-check",
+        f"django=={version}",
+        "-d",
+        str(cache),
+    ]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise FetchError(f"pip download of Django {version} failed: {exc}") from exc
     path = found()
     if done.returncode != 0 or path is None:
-        raise FetchError(f"pip download of Django {version}'s sdist failed "
-                         f"(exit {done.returncode}): {done.stderr.strip()[-600:]}")
+        raise FetchError(
+            f"pip download of Django {version}'s sdist failed "
+            f"(exit {done.returncode}): {done.stderr.strip()[-600:]}"
+        )
     return path
 
 
@@ -64,8 +77,11 @@ def _extract(sdist: Path, target: Path) -> None:
         with tarfile.open(sdist) as tar:
             for member in tar.getmembers():
                 parts = member.name.split("/")
-                if member.isfile() and parts[-3:-1] == ["tests", PACKAGE] and \
-                        parts[-1].endswith(".py"):
+                if (
+                    member.isfile()
+                    and parts[-3:-1] == ["tests", PACKAGE]
+                    and parts[-1].endswith(".py")
+                ):
                     source = tar.extractfile(member)
                     if source is not None:
                         (package / parts[-1]).write_bytes(source.read())

@@ -8,8 +8,12 @@ import os
 
 SECRET_KEY = "gatekeep-conformance"
 USE_TZ = False  # the suite runs each class again with USE_TZ=True
-INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth",
-                  "django.contrib.sessions", "sessions_tests"]
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "sessions_tests",
+]
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

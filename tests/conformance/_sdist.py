@@ -47,17 +47,31 @@ def fetch_sdist(project: str, members: list[str]) -> tuple[str, Path]:
     name = f"{project.replace('-', '_')}-{ver}.tar.gz"
     archive = download / name
     if not archive.is_file():
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-               "--disable-pip-version-check", f"{project}=={ver}", "-d", str(download)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--disable-pip-version-check",
+            f"{project}=={ver}",
+            "-d",
+            str(download),
+        ]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
         except subprocess.TimeoutExpired:
             raise Unavailable(f"`{' '.join(cmd)}` timed out") from None
         found = sorted(download.glob(f"{project.replace('-', '_')}-{ver}.tar.gz")) + sorted(
-            download.glob(f"{project}-{ver}.tar.gz"))
+            download.glob(f"{project}-{ver}.tar.gz")
+        )
         if done.returncode != 0 or not found:
-            raise Unavailable(f"could not download the {project} {ver} sdist: "
-                              f"{(done.stderr or done.stdout).strip()[-400:]}")
+            raise Unavailable(
+                f"could not download the {project} {ver} sdist: "
+                f"{(done.stderr or done.stdout).strip()[-400:]}"
+            )
         archive = found[0]
     with tarfile.open(archive) as tar:
         top = tar.getnames()[0].split("/", 1)[0]
@@ -81,16 +95,20 @@ def replace_import(source: str, module: str, name: str, replacement: str) -> str
     tree = ast.parse(source)
     lines = source.splitlines(keepends=True)
     for node in tree.body:
-        if isinstance(node, ast.ImportFrom) and node.module == module and any(
-                a.name == name for a in node.names):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module == module
+            and any(a.name == name for a in node.names)
+        ):
             rest = [a for a in node.names if a.name != name]
             new = f"from {replacement} import {name}\n"
             if rest:
-                kept = ", ".join(a.name if a.asname is None else f"{a.name} as {a.asname}"
-                                 for a in rest)
+                kept = ", ".join(
+                    a.name if a.asname is None else f"{a.name} as {a.asname}" for a in rest
+                )
                 new = f"from {module} import {kept}\n" + new
             assert node.end_lineno is not None
-            return "".join([*lines[:node.lineno - 1], new, *lines[node.end_lineno:]])
+            return "".join([*lines[: node.lineno - 1], new, *lines[node.end_lineno :]])
     raise LookupError(f"no `from {module} import {name}` in the source")
 
 
@@ -109,26 +127,49 @@ def pytest_ini(pyproject: Path) -> str:
     return "\n".join(out) + "\n"
 
 
-def run_pytest(directory: Path, target: str, env: dict[str, str], *,
-               disable: tuple[str, ...] = (), args: tuple[str, ...] = ()) -> dict[str, str]:
+def run_pytest(
+    directory: Path,
+    target: str,
+    env: dict[str, str],
+    *,
+    disable: tuple[str, ...] = (),
+    args: tuple[str, ...] = (),
+) -> dict[str, str]:
     """Run pytest on ``target`` in ``directory`` (a separate process); the outcome
     (``passed``, ``failed``, ``error``, ``skipped``) of each test, by its id."""
     report = directory / "report.xml"
-    cmd = [sys.executable, "-m", "pytest", target, "-q", "-p", "no:cacheprovider",
-           f"--junitxml={report}", "--rootdir", str(directory)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        target,
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        f"--junitxml={report}",
+        "--rootdir",
+        str(directory),
+    ]
     for plugin in disable:
         cmd += ["-p", f"no:{plugin}"]
     cmd += args
-    done = subprocess.run(cmd, cwd=directory, env=env, capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(cmd, cwd=directory, env=env, capture_output=True, text=True, timeout=600)
     if not report.is_file():
-        raise RuntimeError(f"pytest did not run ({done.returncode}):\n{done.stdout[-3000:]}"
-                           f"\n{done.stderr[-2000:]}")
+        raise RuntimeError(
+            f"pytest did not run ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}"
+        )
     outcomes: dict[str, str] = {}
     for case in ET.parse(report).getroot().iter("testcase"):
         kinds = {child.tag for child in case}
-        outcome = ("failed" if "failure" in kinds else "error" if "error" in kinds
-                   else "skipped" if "skipped" in kinds else "passed")
+        outcome = (
+            "failed"
+            if "failure" in kinds
+            else "error"
+            if "error" in kinds
+            else "skipped"
+            if "skipped" in kinds
+            else "passed"
+        )
         outcomes[case.get("name", "?")] = outcome
     if not outcomes:
         raise RuntimeError(f"pytest collected nothing:\n{done.stdout[-3000:]}")

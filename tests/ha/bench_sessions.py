@@ -43,17 +43,21 @@ def timed(fn, n: int = N) -> tuple[float, float]:
 def main() -> None:
     binary = find_server("redis")
     primary = ServerProcess.start(binary, args=("--repl-diskless-sync-delay", "0"))
-    replica = ServerProcess.start(binary, args=("--repl-diskless-sync-delay", "0",
-                                                "--replicaof", "127.0.0.1", str(primary.port)))
+    replica = ServerProcess.start(
+        binary,
+        args=("--repl-diskless-sync-delay", "0", "--replicaof", "127.0.0.1", str(primary.port)),
+    )
     try:
         rc = redis.Redis(port=replica.port)
         while rc.info("replication").get("master_link_status") != "up":
             time.sleep(0.05)
-        backend = RedisBackend(redis.Redis(port=primary.port),
-                               replica=redis.Redis(port=replica.port))
+        backend = RedisBackend(
+            redis.Redis(port=primary.port), replica=redis.Redis(port=replica.port)
+        )
         store = SessionStore(backend, prefix="bench", metrics=None)
-        durable = SessionStore(backend, prefix="bench", metrics=None, wait_replicas=1,
-                               wait_timeout=0.1)
+        durable = SessionStore(
+            backend, prefix="bench", metrics=None, wait_replicas=1, wait_timeout=0.1
+        )
         session = store.create({"cart": ["apple", "pear"], "theme": "dark", "n": 0})
         sid = session.id
         assert sid is not None
@@ -66,14 +70,20 @@ def main() -> None:
         results = {
             "store.load(): primary, with touch (gatekeep)": timed(lambda: store.load(sid)),
             "load script on the primary, with touch": timed(
-                lambda: ex.backend.eval_batch([_sc(touch)])),  # type: ignore[attr-defined]
+                lambda: ex.backend.eval_batch([_sc(touch)])
+            ),  # type: ignore[attr-defined]
             "load script on the primary, read-only": timed(
-                lambda: ex.backend.eval_batch([_sc(peek)])),  # type: ignore[attr-defined]
+                lambda: ex.backend.eval_batch([_sc(peek)])
+            ),  # type: ignore[attr-defined]
             "load script on the replica, read-only": timed(
-                lambda: ex.backend.eval_batch([_sc(peek)], read_only=True)),  # type: ignore[attr-defined]
+                lambda: ex.backend.eval_batch([_sc(peek)], read_only=True)
+            ),  # type: ignore[attr-defined]
             "replica read-only + touch on the primary": timed(
-                lambda: (ex.backend.eval_batch([_sc(peek)], read_only=True),  # type: ignore[attr-defined]
-                         ex.backend.eval_batch([_sc(touch)]))),  # type: ignore[attr-defined]
+                lambda: (
+                    ex.backend.eval_batch([_sc(peek)], read_only=True),  # type: ignore[attr-defined]
+                    ex.backend.eval_batch([_sc(touch)]),
+                )
+            ),  # type: ignore[attr-defined]
         }
         counter = iter(range(10**9))
 
@@ -92,12 +102,16 @@ def main() -> None:
             if pairs[b"d:n"[2:]] != str(value).encode():
                 stale += 1
         width = max(map(len, results))
-        print(f"redis-server {redis.Redis(port=primary.port).info()['redis_version']}, "
-              f"N={N}, Python {sys.version.split()[0]}")
+        print(
+            f"redis-server {redis.Redis(port=primary.port).info()['redis_version']}, "
+            f"N={N}, Python {sys.version.split()[0]}"
+        )
         for name, (median, p99) in results.items():
             print(f"{name:<{width}}  median {median:6.0f} µs   p99 {p99:6.0f} µs")
-        print(f"replica reads right after a save that missed it: {stale} of {N} "
-              f"({100 * stale / N:.1f} %)")
+        print(
+            f"replica reads right after a save that missed it: {stale} of {N} "
+            f"({100 * stale / N:.1f} %)"
+        )
     finally:
         primary.stop()
         replica.stop()

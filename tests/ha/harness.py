@@ -44,8 +44,9 @@ class Run:
 
     def __post_init__(self) -> None:
         def listen(_b, _old, new, _why) -> None:
-            (self.opened if new is State.OPEN else
-             self.closed if new is State.CLOSED else []).append(time.monotonic())
+            (
+                self.opened if new is State.OPEN else self.closed if new is State.CLOSED else []
+            ).append(time.monotonic())
 
         self.backend.breaker.listeners.append(listen)
 
@@ -58,8 +59,9 @@ class Run:
             allowed, error = decide(), None
         except Exception as exc:  # what must never happen
             allowed, error = False, f"{type(exc).__name__}: {exc}"
-        self.events.append(Event(t, allowed, self.backend.fallback_calls > before,
-                                 time.monotonic() - t, error))
+        self.events.append(
+            Event(t, allowed, self.backend.fallback_calls > before, time.monotonic() - t, error)
+        )
 
     async def acall(self, decide: Callable[[], Awaitable[bool]]) -> None:
         before = self.backend.fallback_calls
@@ -68,11 +70,17 @@ class Run:
             allowed, error = await decide(), None
         except Exception as exc:
             allowed, error = False, f"{type(exc).__name__}: {exc}"
-        self.events.append(Event(t, allowed, self.backend.fallback_calls > before,
-                                 time.monotonic() - t, error))
+        self.events.append(
+            Event(t, allowed, self.backend.fallback_calls > before, time.monotonic() - t, error)
+        )
 
-    def _tick(self, started: float, fault_at: float, inject: Callable[[], object],
-              watch: Callable[[], None] | None) -> bool:
+    def _tick(
+        self,
+        started: float,
+        fault_at: float,
+        inject: Callable[[], object],
+        watch: Callable[[], None] | None,
+    ) -> bool:
         """Inject the fault when due; True when the run is over."""
         now = time.monotonic()
         if self.t_fault is None and now - started >= fault_at:
@@ -82,9 +90,15 @@ class Run:
                 watch()
         return self.t_fault is not None and self.recovered()
 
-    def drive(self, decide: Callable[[], bool], inject: Callable[[], object], *,
-              fault_at: float = 0.3, max_seconds: float = 12.0,
-              watch: Callable[[], None] | None = None) -> None:
+    def drive(
+        self,
+        decide: Callable[[], bool],
+        inject: Callable[[], object],
+        *,
+        fault_at: float = 0.3,
+        max_seconds: float = 12.0,
+        watch: Callable[[], None] | None = None,
+    ) -> None:
         """Decisions in this thread until Redis has answered again for a while."""
         started = time.monotonic()
         while time.monotonic() - started < max_seconds:
@@ -93,10 +107,15 @@ class Run:
             self.call(decide)
             time.sleep(INTERVAL)
 
-    async def adrive(self, decide: Callable[[], Awaitable[bool]],
-                     inject: Callable[[], object], *, fault_at: float = 0.3,
-                     max_seconds: float = 12.0, watch: Callable[[], None] | None = None
-                     ) -> None:
+    async def adrive(
+        self,
+        decide: Callable[[], Awaitable[bool]],
+        inject: Callable[[], object],
+        *,
+        fault_at: float = 0.3,
+        max_seconds: float = 12.0,
+        watch: Callable[[], None] | None = None,
+    ) -> None:
         started = time.monotonic()
         while time.monotonic() - started < max_seconds:
             if self._tick(started, fault_at, inject, watch):
@@ -124,8 +143,10 @@ class Run:
         bound = share.burst + math.floor(span * 1e6 / share.interval_us) + 1
         after = [e for e in self.events if e.t >= self.t_fault]
         open_at = next((t for t in self.opened if t >= self.t_fault), None)
-        back = next((e.t for e in self.events
-                     if open_at is not None and e.t > open_at and not e.local), None)
+        back = next(
+            (e.t for e in self.events if open_at is not None and e.t > open_at and not e.local),
+            None,
+        )
         lat_local = [e.latency for e in local]
         figures = {
             "decisions": len(self.events),
@@ -136,14 +157,17 @@ class Run:
             "local_bound": bound,
             "outage_span_s": round(span, 3),
             "open_after_fault_s": round(open_at - self.t_fault, 3) if open_at else math.inf,
-            "promoted_after_fault_s": (round(self.t_promoted - self.t_fault, 3)
-                                       if self.t_promoted else math.nan),
-            "redis_after_promotion_s": (round(back - self.t_promoted, 3)
-                                        if back and self.t_promoted else math.inf),
+            "promoted_after_fault_s": (
+                round(self.t_promoted - self.t_fault, 3) if self.t_promoted else math.nan
+            ),
+            "redis_after_promotion_s": (
+                round(back - self.t_promoted, 3) if back and self.t_promoted else math.inf
+            ),
             "redis_after_fault_s": round(back - self.t_fault, 3) if back else math.inf,
             "max_latency_ms": round(max(e.latency for e in after) * 1000, 1) if after else 0,
-            "median_local_latency_us": (round(statistics.median(lat_local) * 1e6, 1)
-                                        if lat_local else math.nan),
+            "median_local_latency_us": (
+                round(statistics.median(lat_local) * 1e6, 1) if lat_local else math.nan
+            ),
             "breaker": dict(self.backend.breaker.counters.as_dict()),  # type: ignore[dict-item]
         }
         print(f"\n[{name}] " + ", ".join(f"{k}={v}" for k, v in figures.items()))
@@ -152,8 +176,9 @@ class Run:
         return figures
 
 
-def watch_promotion(run: Run, current: Callable[[], int | None], old: int,
-                    stop: threading.Event) -> threading.Thread:
+def watch_promotion(
+    run: Run, current: Callable[[], int | None], old: int, stop: threading.Event
+) -> threading.Thread:
     """Record in ``run.t_promoted`` when ``current()`` first names another node."""
 
     def loop() -> None:
@@ -172,8 +197,7 @@ def watch_promotion(run: Run, current: Callable[[], int | None], old: int,
     return thread
 
 
-def assert_outage(figures: dict[str, float], *, deadline: float, promotion: bool = True
-                  ) -> None:
+def assert_outage(figures: dict[str, float], *, deadline: float, promotion: bool = True) -> None:
     """The promises: the breaker opens within the deadline (plus scheduling slack),
     Redis decides again within 2 s of the promotion, the fallback stays in bounds
     and did enforce the limit."""

@@ -94,7 +94,7 @@ def test_failed_probe_reopens_for_a_full_recovery_time(clock):
 
 def test_stale_answers_change_nothing(clock):
     b = make(clock)
-    early = b.allow()       # admitted while closed, answers late
+    early = b.allow()  # admitted while closed, answers late
     fail(b, 3)
     clock.t += 0.5
     probe = b.allow()
@@ -111,12 +111,12 @@ def test_released_or_lost_probe_lets_another_call_probe(clock):
     fail(b, 3)
     clock.t += 0.5
     probe = b.allow()
-    b.release(probe)        # cancelled
+    b.release(probe)  # cancelled
     again = b.allow()
     assert again is not None
     clock.t += 1.9
     assert b.allow() is None
-    clock.t += 0.1          # the probe never reported: forgotten after probe_timeout
+    clock.t += 0.1  # the probe never reported: forgotten after probe_timeout
     assert b.allow() is not None
 
 
@@ -130,11 +130,17 @@ def test_state_changes_are_logged_once_each_and_listened(clock, caplog):
         b.success(b.allow(), 0.001)
     records = [r for r in caplog.records if r.name == "gatekeep.breaker"]
     assert [(r.gatekeep_previous, r.gatekeep_state) for r in records] == [
-        ("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
+        ("closed", "open"),
+        ("open", "half_open"),
+        ("half_open", "closed"),
+    ]
     assert records[0].levelno == logging.WARNING and records[0].gatekeep_breaker == "test"
     assert records[2].gatekeep_outage_s == pytest.approx(0.5)
-    assert seen == [(State.CLOSED, State.OPEN), (State.OPEN, State.HALF_OPEN),
-                    (State.HALF_OPEN, State.CLOSED)]
+    assert seen == [
+        (State.CLOSED, State.OPEN),
+        (State.OPEN, State.HALF_OPEN),
+        (State.HALF_OPEN, State.CLOSED),
+    ]
 
 
 def test_bad_configuration_is_refused():

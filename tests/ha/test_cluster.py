@@ -30,8 +30,9 @@ KEYS = ["user:42", "a{b}c", "}{", "{", "%7B", "ünï:cödé", "x" * 300, "10.0.0
 @pytest.mark.parametrize("algorithm", list(ALGORITHMS))
 def test_every_limiter_call_is_single_slot(cluster, algorithm, prefix):
     backend = FailoverBackend(connect(cluster.url, timeout=DEADLINE))
-    limiter = Limiter("3/minute; 10/hour; 100/day", backend=backend, algorithm=algorithm,
-                      prefix=prefix)
+    limiter = Limiter(
+        "3/minute; 10/hour; 100/day", backend=backend, algorithm=algorithm, prefix=prefix
+    )
     plan = limiter.plan(None)
     slots = set()
     for key in KEYS:
@@ -68,15 +69,24 @@ def test_rules_keyed_by_different_identities_split_by_slot(cluster, prefix):
 
     backend = FailoverBackend(connect(cluster.url, timeout=DEADLINE))
     policy = RateLimitPolicy(
-        [Rule("5/minute", "/**", name="per-ip"),
-         Rule("2/minute", "/**", name="per-key", key=header("x-api-key"))],
-        backend=backend, prefix=prefix, metrics=None)
+        [
+            Rule("5/minute", "/**", name="per-ip"),
+            Rule("2/minute", "/**", name="per-key", key=header("x-api-key")),
+        ],
+        backend=backend,
+        prefix=prefix,
+        metrics=None,
+    )
     rules = policy.match("GET", "/x")
     assert rules is not None and len(rules) == 2
 
     def get(api_key: str) -> bool:
-        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/x", "REMOTE_ADDR": "10.0.0.1",
-                   "HTTP_X_API_KEY": api_key}
+        environ = {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": "/x",
+            "REMOTE_ADDR": "10.0.0.1",
+            "HTTP_X_API_KEY": api_key,
+        }
         return check_sync(policy, WSGIRequest(environ), rules).allowed
 
     assert [get("k1") for _ in range(3)] == [True, True, False]  # the key's 2/minute
@@ -125,8 +135,9 @@ def test_slot_migration_ask_tryagain_moved(cluster, prefix):
         # a key of that slot that does not exist yet: ASK, then ASKING on the target
         other = timed("ask", lambda: limiter.hit("mig", "7/minute"))
         assert other.allowed and other.remaining == 6
-        assert _cmd(cluster, dst, "EXISTS", limiter.keys("mig", limiter.plan("7/minute"))[0],
-                    asking=True)
+        assert _cmd(
+            cluster, dst, "EXISTS", limiter.keys("mig", limiter.plan("7/minute"))[0], asking=True
+        )
         # half of a multi-key call moved: TRYAGAIN until the migration ends
         _cmd(cluster, src, "MIGRATE", "127.0.0.1", dst, keys[0], 0, 5000)
         before = backend.fallback_calls
@@ -142,9 +153,11 @@ def test_slot_migration_ask_tryagain_moved(cluster, prefix):
     assert cluster.master_of_slot(slot) == dst
     # the state moved with the keys: 5 + 1 + (1 if TRYAGAIN was decided by Redis) + 1
     assert moved.remaining == 1000 - 7 - (0 if tryagain_fallbacks else 1)
-    print(f"\n[cluster migration] ms per call: {timings}; TRYAGAIN call answered by "
-          f"{'the fallback' if tryagain_fallbacks else 'Redis'}; "
-          f"breaker={backend.breaker.counters.as_dict()}")
+    print(
+        f"\n[cluster migration] ms per call: {timings}; TRYAGAIN call answered by "
+        f"{'the fallback' if tryagain_fallbacks else 'Redis'}; "
+        f"breaker={backend.breaker.counters.as_dict()}"
+    )
     assert all(ms < 1000 * (DEADLINE + 0.15) for ms in timings.values()), timings
     assert backend.breaker.is_closed
     backend.close()
@@ -153,8 +166,9 @@ def test_slot_migration_ask_tryagain_moved(cluster, prefix):
 def test_clusterdown_while_a_slot_is_unassigned(cluster, prefix):
     """A master gives up the key's slot for 1 s: CLUSTERDOWN, then served again."""
     rate = parse_rate("200/second burst 20")
-    backend = FailoverBackend(connect(cluster.url, timeout=DEADLINE), instances=2,
-                              recovery_time=0.5)
+    backend = FailoverBackend(
+        connect(cluster.url, timeout=DEADLINE), instances=2, recovery_time=0.5
+    )
     limiter = Limiter(rate, backend=backend, prefix=prefix)
     slot = key_slot(limiter.keys("down", limiter.plan(None))[0].encode())
     owner = cluster.master_of_slot(slot)
@@ -185,8 +199,9 @@ def test_clusterdown_while_a_slot_is_unassigned(cluster, prefix):
 def test_master_sigkill_failover(cluster, prefix):
     """Kill the master that serves the key: its replica takes over."""
     rate = parse_rate("200/second burst 20")
-    backend = FailoverBackend(connect(cluster.url, timeout=DEADLINE), instances=2,
-                              recovery_time=0.5)
+    backend = FailoverBackend(
+        connect(cluster.url, timeout=DEADLINE), instances=2, recovery_time=0.5
+    )
     limiter = Limiter(rate, backend=backend, prefix=prefix)
     slot = key_slot(limiter.keys("victim", limiter.plan(None))[0].encode())
     victim = cluster.master_of_slot(slot)
@@ -198,9 +213,11 @@ def test_master_sigkill_failover(cluster, prefix):
         return cluster.master_of_slot(slot, via=survivor)
 
     try:
-        run.drive(lambda: limiter.hit("victim").allowed,
-                  lambda: cluster.node(victim).signal(signal.SIGKILL),
-                  watch=lambda: watch_promotion(run, current, victim, stop))
+        run.drive(
+            lambda: limiter.hit("victim").allowed,
+            lambda: cluster.node(victim).signal(signal.SIGKILL),
+            watch=lambda: watch_promotion(run, current, victim, stop),
+        )
     finally:
         stop.set()
     figures = run.report(rate, "cluster master SIGKILL")

@@ -103,12 +103,20 @@ def test_open_policy_allows_everything_and_closed_policy_raises_503_error():
         limiter.reset("k")
 
 
-@pytest.mark.parametrize("error", [
-    redis.ConnectionError("refused"), redis.TimeoutError("read"), ConnectionResetError(),
-    redis.exceptions.OutOfMemoryError("OOM"), redis.exceptions.ReadOnlyError("READONLY"),
-    redis.exceptions.ClusterDownError("CLUSTERDOWN"), redis.exceptions.RedisClusterException("x"),
-    redis.exceptions.BusyLoadingError("LOADING"), redis.ResponseError("ERR bug"),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        redis.ConnectionError("refused"),
+        redis.TimeoutError("read"),
+        ConnectionResetError(),
+        redis.exceptions.OutOfMemoryError("OOM"),
+        redis.exceptions.ReadOnlyError("READONLY"),
+        redis.exceptions.ClusterDownError("CLUSTERDOWN"),
+        redis.exceptions.RedisClusterException("x"),
+        redis.exceptions.BusyLoadingError("LOADING"),
+        redis.ResponseError("ERR bug"),
+    ],
+)
 def test_every_redis_error_is_absorbed(error):
     primary = FlakyPrimary()
     primary.down = error
@@ -135,10 +143,11 @@ def test_recovers_by_itself_and_keys_return_to_primary():
     assert backend.breaker.state is State.OPEN
     primary.down = None
     import time
+
     time.sleep(0.06)
-    d = limiter.hit("k", now=NOW)   # the probe: answered by the primary
+    d = limiter.hit("k", now=NOW)  # the probe: answered by the primary
     assert backend.breaker.state is State.CLOSED
-    assert d.remaining == 98         # the primary's own count went on from 99
+    assert d.remaining == 98  # the primary's own count went on from 99
     assert backend.breaker.counters.closed == 1
 
 

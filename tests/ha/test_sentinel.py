@@ -34,8 +34,9 @@ DEADLINE = 0.25
 
 
 def make_backend(topo) -> FailoverBackend:
-    return FailoverBackend(connect(topo.url, timeout=DEADLINE), policy="local",
-                           instances=INSTANCES, recovery_time=0.5)
+    return FailoverBackend(
+        connect(topo.url, timeout=DEADLINE), policy="local", instances=INSTANCES, recovery_time=0.5
+    )
 
 
 @pytest.fixture
@@ -56,9 +57,11 @@ def test_sigkill_primary(sentinel_topology, stop_watching):
     limiter = Limiter(LIMIT, backend=backend)
     topo.wait_replica_caught_up()
     run = Run(backend)
-    run.drive(lambda: limiter.hit("client").allowed,
-              lambda: topo.primary.signal(signal.SIGKILL),
-              watch=watcher(run, topo, stop_watching))
+    run.drive(
+        lambda: limiter.hit("client").allowed,
+        lambda: topo.primary.signal(signal.SIGKILL),
+        watch=watcher(run, topo, stop_watching),
+    )
     figures = run.report(RATE, "sentinel SIGKILL, sync")
     assert_outage(figures, deadline=DEADLINE)
     # the decisions after recovery come from the promoted replica
@@ -73,9 +76,11 @@ def test_sigstop_primary_hangs(sentinel_topology, stop_watching):
     limiter = Limiter(LIMIT, backend=backend)
     run = Run(backend)
     try:
-        run.drive(lambda: limiter.hit("client").allowed,
-                  lambda: topo.primary.signal(signal.SIGSTOP),
-                  watch=watcher(run, topo, stop_watching))
+        run.drive(
+            lambda: limiter.hit("client").allowed,
+            lambda: topo.primary.signal(signal.SIGSTOP),
+            watch=watcher(run, topo, stop_watching),
+        )
     finally:
         topo.primary.signal(signal.SIGCONT)
     figures = run.report(RATE, "sentinel SIGSTOP, sync")
@@ -137,11 +142,16 @@ async def test_sigkill_primary_through_asgi_middleware(sentinel_topology, stop_w
                 raise RuntimeError(f"HTTP {code}")
             return code == 200
 
-        await run.adrive(decide, lambda: topo.primary.signal(signal.SIGKILL),
-                         watch=watcher(run, topo, stop_watching))
+        await run.adrive(
+            decide,
+            lambda: topo.primary.signal(signal.SIGKILL),
+            watch=watcher(run, topo, stop_watching),
+        )
     figures = run.report(RATE, "sentinel SIGKILL, ASGI middleware")
-    print(f"[sentinel SIGKILL, ASGI middleware] statuses={statuses}, "
-          f"errors seen by the middleware={middleware.policy.stats.errors}")
+    print(
+        f"[sentinel SIGKILL, ASGI middleware] statuses={statuses}, "
+        f"errors seen by the middleware={middleware.policy.stats.errors}"
+    )
     assert not any(code >= 500 for code in statuses)
     assert middleware.policy.stats.errors == 0  # nothing was raised into the middleware
     assert statuses.get(429, 0) > 0
@@ -159,8 +169,10 @@ def test_script_flush_is_transparent(sentinel_topology):
         if i % 50 == 25:
             admin.script_flush()
         run.call(lambda: limiter.hit("client").allowed)
-    print(f"\n[SCRIPT FLUSH x6] decisions={len(run.events)}, "
-          f"fallback={backend.fallback_calls}, breaker={backend.breaker.counters.as_dict()}")
+    print(
+        f"\n[SCRIPT FLUSH x6] decisions={len(run.events)}, "
+        f"fallback={backend.fallback_calls}, breaker={backend.breaker.counters.as_dict()}"
+    )
     assert not [e for e in run.events if e.error]
     assert backend.fallback_calls == 0 and backend.breaker.counters.failures == 0
     admin.close()
@@ -188,9 +200,8 @@ def test_out_of_memory_under_noeviction(sentinel_topology):
     run = Run(backend)
     run.drive(lambda: limiter.hit("client").allowed, fill, max_seconds=2.0)
     assert not run.recovered()  # still full: every admission fails, the breaker reopens
-    admin.config_set("maxmemory", 0)      # memory back
-    run.drive(lambda: limiter.hit("client").allowed, lambda: None, fault_at=0.0,
-              max_seconds=3.0)
+    admin.config_set("maxmemory", 0)  # memory back
+    run.drive(lambda: limiter.hit("client").allowed, lambda: None, fault_at=0.0, max_seconds=3.0)
     figures = run.report(RATE, "noeviction OOM")
     assert_outage(figures, deadline=DEADLINE, promotion=False)
     assert isinstance(backend.last_error, redis.exceptions.OutOfMemoryError)
@@ -217,9 +228,11 @@ def test_all_sentinels_stopped(sentinel_topology):
     for _ in range(200):
         run.call(lambda: limiter.hit("client").allowed)
     slowest = max(e.latency for e in run.events[220:])
-    print(f"\n[all sentinels stopped] decisions={len(run.events)}, by Redis before the "
-          f"primary died={served_by_redis}, fallback={backend.fallback_calls}, "
-          f"slowest after={slowest * 1000:.1f} ms, breaker={backend.breaker.counters.as_dict()}")
+    print(
+        f"\n[all sentinels stopped] decisions={len(run.events)}, by Redis before the "
+        f"primary died={served_by_redis}, fallback={backend.fallback_calls}, "
+        f"slowest after={slowest * 1000:.1f} ms, breaker={backend.breaker.counters.as_dict()}"
+    )
     assert not [e for e in run.events if e.error]
     assert served_by_redis == 220
     assert backend.breaker.state.value == "open" and backend.fallback_calls >= 197

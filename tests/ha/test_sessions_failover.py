@@ -44,13 +44,19 @@ def make_app(errors: list[str]):
                 session["n"] = int(parse_qs(scope["query_string"].decode())["v"][0])
             elif scope["path"] == "/write":
                 session["n"] = session.get("n", 0) + 1
-            body = json.dumps({"n": session.get("n"), "replica": session.from_replica,
-                               "state": session.state}).encode()
+            body = json.dumps(
+                {"n": session.get("n"), "replica": session.from_replica, "state": session.state}
+            ).encode()
         except Exception as exc:  # what must never happen
             errors.append(f"{type(exc).__name__}: {exc}")
             status = 599
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     return app
@@ -58,26 +64,30 @@ def make_app(errors: list[str]):
 
 async def test_sigkill_primary_sessions_and_limits_through_asgi(sentinel_topology):
     topo = sentinel_topology
-    backend = FailoverBackend(connect(topo.url, timeout=DEADLINE), policy="local",
-                              recovery_time=0.5, metrics=None)
+    backend = FailoverBackend(
+        connect(topo.url, timeout=DEADLINE), policy="local", recovery_time=0.5, metrics=None
+    )
     store = SessionStore(backend, prefix="ha", metrics=None)
     app_errors: list[str] = []
-    sessions = SessionMiddleware(make_app(app_errors), secret_key="k", store=store,
-                                 https_only=False)
+    sessions = SessionMiddleware(
+        make_app(app_errors), secret_key="k", store=store, https_only=False
+    )
     stack = RateLimitMiddleware(sessions, default="2000/second", backend=backend)
     events: list[tuple[float, str, int, dict | None, str | None]] = []
     raised: list[str] = []
     stop = threading.Event()
     promo = SimpleNamespace(t_promoted=None)
 
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=stack),
-                                 base_url="http://test") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=stack), base_url="http://test"
+    ) as client:
 
         async def request(kind: str, path: str, cookie: str | None) -> None:
             t = time.monotonic()
             try:
-                r = await client.get(path, headers={"cookie": f"session={cookie}"}
-                                     if cookie else {})
+                r = await client.get(
+                    path, headers={"cookie": f"session={cookie}"} if cookie else {}
+                )
             except Exception as exc:  # an exception out of the middleware stack
                 raised.append(f"{type(exc).__name__}: {exc}")
                 return
@@ -128,29 +138,39 @@ async def test_sigkill_primary_sessions_and_limits_through_asgi(sentinel_topolog
     # A load that reaches neither the primary nor a replica gets an empty session
     # marked "unavailable" (never saved): an outage, not wrong data; rare, counted.
     unavailable = [e for e in reads if e[3] is not None and e[3].get("state") == "unavailable"]
-    wrong = [e for e in reads if e not in unavailable and (
-        e[2] != 200 or e[3] is None or e[3]["n"] != 1000 + int(e[1].split(":")[1]))]
+    wrong = [
+        e
+        for e in reads
+        if e not in unavailable
+        and (e[2] != 200 or e[3] is None or e[3]["n"] != 1000 + int(e[1].split(":")[1]))
+    ]
     statuses: dict[int, int] = {}
     for e in events:
         statuses[e[2]] = statuses.get(e[2], 0) + 1
     failed_writes = [e for e in writes if e[2] == 503]
     first_ok_after = next((e[0] for e in writes if e[0] >= t_promoted and e[2] == 200), None)
     figures = {
-        "requests": len(events), "statuses": statuses, "exceptions_out": len(raised),
+        "requests": len(events),
+        "statuses": statuses,
+        "exceptions_out": len(raised),
         "app_exceptions": len(app_errors),
         "promoted_after_fault_s": round(t_promoted - t_fault, 3),
         "reads_during_outage": len(outage_reads),
         "of_them_from_replica": sum(1 for e in outage_reads if e[3] and e[3]["replica"]),
-        "reads_after_promotion": len(after_reads), "wrong_reads": len(wrong),
+        "reads_after_promotion": len(after_reads),
+        "wrong_reads": len(wrong),
         "unavailable_reads": len(unavailable),
-        "writes": len(writes), "writes_503": len(failed_writes),
-        "writes_back_after_promotion_s": (round(first_ok_after - t_promoted, 3)
-                                          if first_ok_after else None),
+        "writes": len(writes),
+        "writes_503": len(failed_writes),
+        "writes_back_after_promotion_s": (
+            round(first_ok_after - t_promoted, 3) if first_ok_after else None
+        ),
         "store": store.executor.counters,  # type: ignore[attr-defined]
         "breaker": backend.breaker.counters.as_dict(),
     }
-    print("\n[sessions, sentinel SIGKILL, ASGI] "
-          + ", ".join(f"{k}={v}" for k, v in figures.items()))
+    print(
+        "\n[sessions, sentinel SIGKILL, ASGI] " + ", ".join(f"{k}={v}" for k, v in figures.items())
+    )
     assert not raised and not app_errors, (raised[:3], app_errors[:3])
     # no 5xx but the documented 503 for writes, each with Retry-After
     assert all(e[2] < 500 or (e[2] == 503 and e[1] == "write") for e in events), statuses
@@ -167,8 +187,11 @@ async def test_sigkill_primary_sessions_and_limits_through_asgi(sentinel_topolog
 
 
 def cookie_of(response: httpx.Response) -> str:
-    (value,) = [c.split(";", 1)[0].split("=", 1)[1]
-                for c in response.headers.get_list("set-cookie") if c.startswith("session=")]
+    (value,) = [
+        c.split(";", 1)[0].split("=", 1)[1]
+        for c in response.headers.get_list("set-cookie")
+        if c.startswith("session=")
+    ]
     return value
 
 

@@ -58,8 +58,9 @@ class SentinelProcess:
             return sock.recv(16).startswith(b"+PONG")
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5,
-                           decode_responses=True)
+        return redis.Redis(
+            port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5, decode_responses=True
+        )
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -84,7 +85,8 @@ class SentinelTopology:
         topo = cls(primary, primary)
         try:
             topo.replica = ServerProcess.start(
-                binary, args=(*NODE_ARGS, "--replicaof", "127.0.0.1", str(primary.port)))
+                binary, args=(*NODE_ARGS, "--replicaof", "127.0.0.1", str(primary.port))
+            )
             # Known to each other from the start (fixed ids), so no 2 s hello round.
             ids = [secrets.token_hex(20) for _ in range(3)]
             ports = [free_port() for _ in range(3)]
@@ -96,8 +98,11 @@ class SentinelTopology:
                     f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}",
                     f"sentinel parallel-syncs {SERVICE} 1",
                     f"sentinel known-replica {SERVICE} 127.0.0.1 {topo.replica.port}",
-                    *(f"sentinel known-sentinel {SERVICE} 127.0.0.1 {ports[j]} {ids[j]}"
-                      for j in range(3) if j != i),
+                    *(
+                        f"sentinel known-sentinel {SERVICE} 127.0.0.1 {ports[j]} {ids[j]}"
+                        for j in range(3)
+                        if j != i
+                    ),
                 ]
                 topo.sentinels.append(_start_sentinel_on(binary, ports[i], lines))
             topo.wait_ready()
@@ -113,15 +118,23 @@ class SentinelTopology:
 
     def wait_ready(self, timeout: float = 15) -> None:
         rc = redis.Redis(port=self.replica.port, decode_responses=True)
-        wait_until(lambda: rc.info("replication")["master_link_status"] == "up", timeout,
-                   "the replica to sync")
+        wait_until(
+            lambda: rc.info("replication")["master_link_status"] == "up",
+            timeout,
+            "the replica to sync",
+        )
         rc.close()
         for s in self.sentinels:
             c = s.client()
-            wait_until(lambda c=c: (len(c.sentinel_sentinels(SERVICE)) == 2
-                                    and len(c.sentinel_slaves(SERVICE)) == 1
-                                    and c.sentinel_master(SERVICE)["is_master"]),
-                       timeout, "the sentinels to know each other and the replica")
+            wait_until(
+                lambda c=c: (
+                    len(c.sentinel_sentinels(SERVICE)) == 2
+                    and len(c.sentinel_slaves(SERVICE)) == 1
+                    and c.sentinel_master(SERVICE)["is_master"]
+                ),
+                timeout,
+                "the sentinels to know each other and the replica",
+            )
             c.close()
 
     def master_port(self) -> int | None:
@@ -165,11 +178,22 @@ def _start_sentinel_on(binary: str, port: int, lines: list[str]) -> SentinelProc
     directory = tempfile.mkdtemp(prefix="gatekeep-sentinel-")
     conf = os.path.join(directory, "sentinel.conf")
     with open(conf, "w") as f:
-        f.write("\n".join([f"port {port}", "bind 127.0.0.1", "daemonize no",
-                           f"dir {directory}", f"logfile {directory}/sentinel.log",
-                           *lines]) + "\n")
-    proc = subprocess.Popen([binary, conf, "--sentinel"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+        f.write(
+            "\n".join(
+                [
+                    f"port {port}",
+                    "bind 127.0.0.1",
+                    "daemonize no",
+                    f"dir {directory}",
+                    f"logfile {directory}/sentinel.log",
+                    *lines,
+                ]
+            )
+            + "\n"
+        )
+    proc = subprocess.Popen(
+        [binary, conf, "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     s = SentinelProcess(port, proc, directory)
     try:
         wait_until(s.ping, 10, f"sentinel on port {port}")
@@ -188,8 +212,15 @@ def _start_cluster_node(binary: str) -> ServerProcess:
     # The cluster bus listens on port + 10000, so the port must stay below 55536.
     # (We pick it ourselves: ServerProcess's own retry reuses a directory its
     # failed attempt deleted.)
-    args = (*NODE_ARGS, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-            "--cluster-node-timeout", str(NODE_TIMEOUT_MS))
+    args = (
+        *NODE_ARGS,
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+        "--cluster-node-timeout",
+        str(NODE_TIMEOUT_MS),
+    )
     error: Exception | None = None
     for _ in range(20):
         port = free_port()
@@ -235,20 +266,32 @@ class ClusterTopology:
                 c.execute_command("CLUSTER", "ADDSLOTS", *range(bounds[i], bounds[i + 1]))
             for c in clients[1:]:
                 c.execute_command("CLUSTER", "MEET", "127.0.0.1", self.nodes[0].port)
-            wait_until(lambda: all(_known_nodes(c) == 6 for c in clients), 30,
-                       "the cluster nodes to meet", interval=0.05)
+            wait_until(
+                lambda: all(_known_nodes(c) == 6 for c in clients),
+                30,
+                "the cluster nodes to meet",
+                interval=0.05,
+            )
             for master, replica in zip(masters, replicas, strict=True):
                 master_id = self.node_id(master.port)
                 c = self.client(replica)
                 try:
                     # retried until the replica has learned the master's id by gossip
-                    wait_until(lambda c=c, m=master_id: c.execute_command(
-                        "CLUSTER", "REPLICATE", m), 30, f"node {replica.port} to replicate")
+                    wait_until(
+                        lambda c=c, m=master_id: c.execute_command("CLUSTER", "REPLICATE", m),
+                        30,
+                        f"node {replica.port} to replicate",
+                    )
                 finally:
                     c.close()
-            wait_until(lambda: all(c.execute_command("CLUSTER", "NODES").count("slave") == 3
-                                   for c in clients), 30, "every node to see the 3 replicas",
-                       interval=0.05)
+            wait_until(
+                lambda: all(
+                    c.execute_command("CLUSTER", "NODES").count("slave") == 3 for c in clients
+                ),
+                30,
+                "every node to see the 3 replicas",
+                interval=0.05,
+            )
         finally:
             for c in clients:
                 c.close()
@@ -258,8 +301,9 @@ class ClusterTopology:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:3])
 
     def client(self, node: ServerProcess) -> redis.Redis:
-        return redis.Redis(port=node.port, socket_timeout=0.5, socket_connect_timeout=0.5,
-                           decode_responses=True)
+        return redis.Redis(
+            port=node.port, socket_timeout=0.5, socket_connect_timeout=0.5, decode_responses=True
+        )
 
     def live(self) -> list[ServerProcess]:
         return [n for n in self.nodes if n.alive()]

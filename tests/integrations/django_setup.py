@@ -17,11 +17,14 @@ def configure() -> None:
     if settings.configured:
         return
     settings.configure(
-        DEBUG=False, SECRET_KEY="test", ALLOWED_HOSTS=["*"], ROOT_URLCONF="test_django",
-        INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth",
-                        "gatekeep.django"],
+        DEBUG=False,
+        SECRET_KEY="test",
+        ALLOWED_HOSTS=["*"],
+        ROOT_URLCONF="test_django",
+        INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "gatekeep.django"],
         DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": DATABASE}},
-        MIDDLEWARE=[], USE_TZ=True,
+        MIDDLEWARE=[],
+        USE_TZ=True,
         # fast hashing: these tests are about sessions, not passwords
         PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
     )
@@ -35,5 +38,6 @@ def migrate() -> None:
     global _migrated
     if not _migrated:
         from django.core.management import call_command
+
         call_command("migrate", run_syncdb=True, verbosity=0)
         _migrated = True

@@ -43,15 +43,23 @@ async def aview(request: HttpRequest) -> HttpResponse:
     return HttpResponse("async")
 
 
-urlpatterns = [path("", index), path("login/", login), path("health/", health),
-               path("api/items/", index), path("async/", aview)]
+urlpatterns = [
+    path("", index),
+    path("login/", login),
+    path("health/", health),
+    path("api/items/", index),
+    path("async/", aview),
+]
 
 
 def conf(backend: Any = None, prefix: str = "", **extra: Any) -> dict[str, Any]:
-    section: dict[str, Any] = {"default": "3/minute", "backend": backend, "prefix": prefix,
-                               "exempt": ["/static/**"],
-                               "rules": [{"limits": "2/minute", "path": "/api/**",
-                                          "name": "api"}]}
+    section: dict[str, Any] = {
+        "default": "3/minute",
+        "backend": backend,
+        "prefix": prefix,
+        "exempt": ["/static/**"],
+        "rules": [{"limits": "2/minute", "path": "/api/**", "name": "api"}],
+    }
     section.update(extra)
     return {"ratelimit": section}
 
@@ -109,19 +117,30 @@ def test_custom_deny_and_shadow() -> None:
 
 
 def test_settings_forms() -> None:
-    policy = build_policy({"trusted_proxies": ["10.0.0.0/8"], "default": "5/second",
-                           "rules": [Rule("1/second", "/x", name="x"),
-                                     {"limits": "2/second", "path": "POST /y",
-                                      "key": "gatekeep.ratelimit.keys.client_ip"}],
-                           "deny": "gatekeep.ratelimit.Denial"})
+    policy = build_policy(
+        {
+            "trusted_proxies": ["10.0.0.0/8"],
+            "default": "5/second",
+            "rules": [
+                Rule("1/second", "/x", name="x"),
+                {
+                    "limits": "2/second",
+                    "path": "POST /y",
+                    "key": "gatekeep.ratelimit.keys.client_ip",
+                },
+            ],
+            "deny": "gatekeep.ratelimit.Denial",
+        }
+    )
     assert [r.name for r in policy.rules] == ["x", "POST /y"]
     assert policy.deny is Denial
-    for bad, message in [({"default": "often"}, "Malformed rate"),
-                         ({"rules": ["/x"]}, "each rule"),
-                         ({"key": "no.such.module"}, "cannot import"),
-                         ({"trusted_proxies": ["nope"]}, "trusted proxy"),
-                         ({"trusted_proxies": [], "key": "gatekeep.ratelimit.user"},
-                          "not both")]:
+    for bad, message in [
+        ({"default": "often"}, "Malformed rate"),
+        ({"rules": ["/x"]}, "each rule"),
+        ({"key": "no.such.module"}, "cannot import"),
+        ({"trusted_proxies": ["nope"]}, "trusted proxy"),
+        ({"trusted_proxies": [], "key": "gatekeep.ratelimit.user"}, "not both"),
+    ]:
         with pytest.raises(ImproperlyConfigured, match=message):
             build_policy(bad)
 
@@ -136,8 +155,9 @@ def test_system_checks() -> None:
         assert [m.id for m in run_checks()] == ["gatekeep.E002"]
     auth = "django.contrib.auth.middleware.AuthenticationMiddleware"
     sessions = "django.contrib.sessions.middleware.SessionMiddleware"
-    with override_settings(MIDDLEWARE=[sessions, auth, MW],
-                           GATEKEEP=conf(key="gatekeep.ratelimit.user")):
+    with override_settings(
+        MIDDLEWARE=[sessions, auth, MW], GATEKEEP=conf(key="gatekeep.ratelimit.user")
+    ):
         assert [m.id for m in run_checks() if m.id.startswith("gatekeep")] == []
     with override_settings(MIDDLEWARE=[MW], GATEKEEP="nope"):
         assert [m.id for m in run_checks()] == ["gatekeep.E001"]

@@ -51,23 +51,37 @@ def free(request: HttpRequest) -> HttpResponse:
 class NoSlash:
     """``/login`` (no trailing slash), beside routes that look like it."""
 
-    urlpatterns: ClassVar = [path("", other), path("login", login), path("login/extra", other),
-                   path("Login", other), path("api/<str:item>/", other),
-                   re_path(r"^files/(?P<rest>.*)$", other), path("limited/", limited),
-                   path("free/", free)]
+    urlpatterns: ClassVar = [
+        path("", other),
+        path("login", login),
+        path("login/extra", other),
+        path("Login", other),
+        path("api/<str:item>/", other),
+        re_path(r"^files/(?P<rest>.*)$", other),
+        path("limited/", limited),
+        path("free/", free),
+    ]
 
 
 class Slash:
     """``/login/``, served with CommonMiddleware and APPEND_SLASH."""
 
-    urlpatterns: ClassVar = [path("", other), path("login/", login), path("login/extra/", other),
-                   path("api/<str:item>/", other)]
+    urlpatterns: ClassVar = [
+        path("", other),
+        path("login/", login),
+        path("login/extra/", other),
+        path("api/<str:item>/", other),
+    ]
 
 
 def gatekeep(rule: str, **extra: Any) -> dict[str, Any]:
-    return {"ratelimit": {"default": "1000000/minute", **extra,
-                          "rules": [{"limits": "1000000/minute", "path": rule,
-                                     "name": "login"}]}}
+    return {
+        "ratelimit": {
+            "default": "1000000/minute",
+            **extra,
+            "rules": [{"limits": "1000000/minute", "path": rule, "name": "login"}],
+        }
+    }
 
 
 def applied(response: Any) -> set[str]:
@@ -96,29 +110,70 @@ def record_checks(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def no_slash() -> Iterator[Client]:
-    with override_settings(ROOT_URLCONF=NoSlash, MIDDLEWARE=[MW],
-                           GATEKEEP=gatekeep("POST /login")):
+    with override_settings(ROOT_URLCONF=NoSlash, MIDDLEWARE=[MW], GATEKEEP=gatekeep("POST /login")):
         yield Client()
 
 
 @pytest.fixture
 def slash() -> Iterator[Client]:
-    with override_settings(ROOT_URLCONF=Slash, MIDDLEWARE=[COMMON, MW], APPEND_SLASH=True,
-                           GATEKEEP=gatekeep("POST /login/")):
+    with override_settings(
+        ROOT_URLCONF=Slash,
+        MIDDLEWARE=[COMMON, MW],
+        APPEND_SLASH=True,
+        GATEKEEP=gatekeep("POST /login/"),
+    ):
         yield Client()
 
 
 # -- generated paths -----------------------------------------------------------------------
 
-SEGMENTS = st.sampled_from(["login", "Login", "LOGIN", "login ", "log%69n", "%6cogin",
-                            "login%2F", "login%00", "lo%2567in", "l%C3%B6gin", "lögin",
-                            "", ".", "..", "%2e", "extra", "api", "files", "x", "%20",
-                            "login;x", "login.", "limited", "free"])
+SEGMENTS = st.sampled_from(
+    [
+        "login",
+        "Login",
+        "LOGIN",
+        "login ",
+        "log%69n",
+        "%6cogin",
+        "login%2F",
+        "login%00",
+        "lo%2567in",
+        "l%C3%B6gin",
+        "lögin",
+        "",
+        ".",
+        "..",
+        "%2e",
+        "extra",
+        "api",
+        "files",
+        "x",
+        "%20",
+        "login;x",
+        "login.",
+        "limited",
+        "free",
+    ]
+)
 PREFIXES = st.sampled_from(["", "/app", "/app/", "/login", "/a%20b"])
 
 
-LOGIN = st.sampled_from(["login", "login", "log%69n", "%6cogin", "%6C%6F%67%69%6E", "Login",
-                         "login%2F", "login%2f", "logi", "loginn", "login.", "login%00"])
+LOGIN = st.sampled_from(
+    [
+        "login",
+        "login",
+        "log%69n",
+        "%6cogin",
+        "%6C%6F%67%69%6E",
+        "Login",
+        "login%2F",
+        "login%2f",
+        "logi",
+        "loginn",
+        "login.",
+        "login%00",
+    ]
+)
 
 
 @st.composite
@@ -126,8 +181,11 @@ def raw_paths(draw: st.DrawFn) -> str:
     """Half near the login route (its encodings and near misses), half anything."""
     if draw(st.booleans()):
         lead = draw(st.sampled_from(["/"] * 6 + ["//", "/./", "/../", "/x/../", "/%2F"]))
-        trail = draw(st.sampled_from(["", "", "", "/", "/", "/", "?a=1", "//", "/.", "?",
-                                      "%20", ";", "%3F", "/extra"]))
+        trail = draw(
+            st.sampled_from(
+                ["", "", "", "/", "/", "/", "?a=1", "//", "/.", "?", "%20", ";", "%3F", "/extra"]
+            )
+        )
         return lead + draw(LOGIN) + trail
     segments = draw(st.lists(SEGMENTS, min_size=0, max_size=4))
     lead = draw(st.sampled_from(["/", "//", "/./", "/../"]))
@@ -139,14 +197,21 @@ def environ(method: str, raw: str, prefix: str) -> dict[str, str]:
     """What a WSGI server hands Django for a request line ``METHOD raw``: PATH_INFO
     percent-decoded, its bytes as latin-1 characters (PEP 3333), the query apart."""
     path_part, _, query = raw.partition("?")
-    return {"PATH_INFO": unquote_to_bytes(path_part).decode("latin-1"),
-            "SCRIPT_NAME": unquote_to_bytes(prefix).decode("latin-1"),
-            "QUERY_STRING": query, "REQUEST_METHOD": method}
+    return {
+        "PATH_INFO": unquote_to_bytes(path_part).decode("latin-1"),
+        "SCRIPT_NAME": unquote_to_bytes(prefix).decode("latin-1"),
+        "QUERY_STRING": query,
+        "REQUEST_METHOD": method,
+    }
 
 
 METHODS = st.sampled_from(["POST", "POST", "GET", "HEAD", "PUT", "DELETE"])
-CHECK = settings(max_examples=300, deadline=None, database=None,
-                 suppress_health_check=[HealthCheck.function_scoped_fixture])
+CHECK = settings(
+    max_examples=300,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 
 
 def dispatch(client: Client, method: str, raw: str, prefix: str) -> tuple[set[str], list[str]]:
@@ -170,7 +235,8 @@ def dispatch(client: Client, method: str, raw: str, prefix: str) -> tuple[set[st
 @example(method="POST", raw="/login/", prefix="/login")
 @example(method="GET", raw="/login", prefix="")
 def test_rule_applies_exactly_when_django_routes_to_the_view(
-        no_slash: Client, method: str, raw: str, prefix: str) -> None:
+    no_slash: Client, method: str, raw: str, prefix: str
+) -> None:
     rules, views = dispatch(no_slash, method, raw, prefix)
     assert ("login" in rules) == (method == "POST" and views == ["login"]), (raw, prefix)
     # every request is counted: by the rule, or else by the default
@@ -184,13 +250,15 @@ def test_rule_applies_exactly_when_django_routes_to_the_view(
 @example(method="POST", raw="/%6cogin/", prefix="/app")
 @example(method="POST", raw="/login//", prefix="")
 def test_rule_applies_exactly_when_django_routes_to_the_view_append_slash(
-        slash: Client, method: str, raw: str, prefix: str) -> None:
+    slash: Client, method: str, raw: str, prefix: str
+) -> None:
     rules, views = dispatch(slash, method, raw, prefix)
     assert ("login" in rules) == (method == "POST" and views == ["login"]), (raw, prefix)
     assert rules in ({"login"}, {"default"})
 
 
 # -- the cases by name -------------------------------------------------------------------------
+
 
 def test_script_name_is_not_part_of_the_matched_path(no_slash: Client) -> None:
     r = no_slash.post("/", PATH_INFO="/login", SCRIPT_NAME="/app")
@@ -220,9 +288,12 @@ def test_append_slash_redirect_is_not_the_login_view(slash: Client) -> None:
 
 
 def test_unresolved_urls_count(no_slash: Client) -> None:
-    section = {"ratelimit": {"default": "3/minute",
-                             "rules": [{"limits": "2/minute", "path": "/api/**",
-                                        "name": "api"}]}}
+    section = {
+        "ratelimit": {
+            "default": "3/minute",
+            "rules": [{"limits": "2/minute", "path": "/api/**", "name": "api"}],
+        }
+    }
     with override_settings(GATEKEEP=section):
         c = Client()
         assert [c.get("/nowhere/").status_code for _ in range(4)] == [404, 404, 404, 429]
@@ -251,8 +322,9 @@ def test_view_marks_found_before_the_view_runs(no_slash: Client) -> None:
 def test_later_middleware_answering_is_counted(no_slash: Client) -> None:
     """A middleware after this one that answers itself (here: every request) does not
     escape the limit."""
-    with override_settings(MIDDLEWARE=[MW, f"{__name__}.Teapot"],
-                           GATEKEEP={"ratelimit": {"default": "2/minute"}}):
+    with override_settings(
+        MIDDLEWARE=[MW, f"{__name__}.Teapot"], GATEKEEP={"ratelimit": {"default": "2/minute"}}
+    ):
         c = Client()
         assert [c.get("/login").status_code for _ in range(3)] == [418, 418, 429]
 
@@ -287,7 +359,8 @@ def test_the_request_urlconf_is_the_one_resolved(no_slash: Client) -> None:
 
 
 def test_resolved_once_per_path_and_only_when_a_view_is_marked(
-        no_slash: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    no_slash: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from django.urls import URLResolver
 
     resolves: list[str] = []
@@ -320,9 +393,13 @@ class I18n:
 @pytest.mark.parametrize("language", ["en", "fr"])
 def test_i18n_patterns_after_locale_middleware(language: str) -> None:
     locale = "django.middleware.locale.LocaleMiddleware"
-    with override_settings(ROOT_URLCONF=I18n, MIDDLEWARE=[locale, MW], LANGUAGE_CODE="en",
-                           LANGUAGES=[("en", "English"), ("fr", "French")],
-                           GATEKEEP=gatekeep("POST /login")):
+    with override_settings(
+        ROOT_URLCONF=I18n,
+        MIDDLEWARE=[locale, MW],
+        LANGUAGE_CODE="en",
+        LANGUAGES=[("en", "English"), ("fr", "French")],
+        GATEKEEP=gatekeep("POST /login"),
+    ):
         c = Client()
         assert applied(c.get(f"/{language}/limited/")) == {"limited-view"}
         r = c.get(f"/{language}/free/")
@@ -330,23 +407,27 @@ def test_i18n_patterns_after_locale_middleware(language: str) -> None:
         assert [m.id for m in run_checks() if m.id.startswith("gatekeep")] == []
         # the other order: the URL's language is not active when the marks are looked up
         with override_settings(MIDDLEWARE=[MW, locale]):
-            assert [m.id for m in run_checks() if m.id.startswith("gatekeep")] == [
-                "gatekeep.W002"]
-    with override_settings(ROOT_URLCONF=NoSlash, MIDDLEWARE=[MW, locale],
-                           GATEKEEP=gatekeep("POST /login")):
+            assert [m.id for m in run_checks() if m.id.startswith("gatekeep")] == ["gatekeep.W002"]
+    with override_settings(
+        ROOT_URLCONF=NoSlash, MIDDLEWARE=[MW, locale], GATEKEEP=gatekeep("POST /login")
+    ):
         assert [m.id for m in run_checks() if m.id.startswith("gatekeep")] == []
 
 
 def test_check_rule_path_that_misses_the_route_by_a_slash() -> None:
-    with override_settings(ROOT_URLCONF=Slash, MIDDLEWARE=[MW],
-                           GATEKEEP=gatekeep("POST /login")):
+    with override_settings(ROOT_URLCONF=Slash, MIDDLEWARE=[MW], GATEKEEP=gatekeep("POST /login")):
         messages = [m for m in run_checks() if m.id.startswith("gatekeep")]
         assert [m.id for m in messages] == ["gatekeep.W003"]
         assert "'/login/'" in messages[0].hint
-    with override_settings(ROOT_URLCONF=NoSlash, MIDDLEWARE=[MW],
-                           GATEKEEP=gatekeep("POST /login/")):
+    with override_settings(
+        ROOT_URLCONF=NoSlash, MIDDLEWARE=[MW], GATEKEEP=gatekeep("POST /login/")
+    ):
         assert [m.id for m in run_checks() if m.id.startswith("gatekeep")] == ["gatekeep.W003"]
-    for urls, rule in [(Slash, "POST /login/"), (NoSlash, "POST /login"),
-                       (NoSlash, "/nowhere"), (Slash, "/api/**")]:
+    for urls, rule in [
+        (Slash, "POST /login/"),
+        (NoSlash, "POST /login"),
+        (NoSlash, "/nowhere"),
+        (Slash, "/api/**"),
+    ]:
         with override_settings(ROOT_URLCONF=urls, MIDDLEWARE=[MW], GATEKEEP=gatekeep(rule)):
             assert [m.id for m in run_checks() if m.id.startswith("gatekeep")] == []

@@ -31,18 +31,24 @@ from gatekeep.testing import free_port
 
 ENGINE = "gatekeep.django.sessions"
 COOKIE = "sessionid"
-MIDDLEWARE = ["django.contrib.sessions.middleware.SessionMiddleware",
-              "django.contrib.auth.middleware.AuthenticationMiddleware"]
-STORES = [pytest.param("memory", id="memory"),
-          pytest.param("redis", id="redis", marks=pytest.mark.redis),
-          pytest.param("valkey", id="valkey", marks=pytest.mark.redis)]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
+STORES = [
+    pytest.param("memory", id="memory"),
+    pytest.param("redis", id="redis", marks=pytest.mark.redis),
+    pytest.param("valkey", id="valkey", marks=pytest.mark.redis),
+]
 
 
 # -- views -----------------------------------------------------------------------------
 
+
 def do_login(request: HttpRequest) -> JsonResponse:
-    user = authenticate(request, username=request.POST.get("username"),
-                        password=request.POST.get("password"))
+    user = authenticate(
+        request, username=request.POST.get("username"), password=request.POST.get("password")
+    )
     if user is None:
         return JsonResponse({"error": "bad credentials"}, status=401)
     login(request, user)
@@ -91,21 +97,32 @@ def boom(request: HttpRequest) -> HttpResponse:
     return HttpResponse("boom", status=503)
 
 
-urlpatterns = [path("login/", do_login), path("logout/", do_logout), path("counter/", counter),
-               path("whoami/", whoami), path("expiry/<int:seconds>/", expiry),
-               path("alogin/", alogin_view), path("alogout/", alogout_view),
-               path("acounter/", acounter), path("boom/", boom)]
+urlpatterns = [
+    path("login/", do_login),
+    path("logout/", do_logout),
+    path("counter/", counter),
+    path("whoami/", whoami),
+    path("expiry/<int:seconds>/", expiry),
+    path("alogin/", alogin_view),
+    path("alogout/", alogout_view),
+    path("acounter/", acounter),
+    path("boom/", boom),
+]
 
 
 # -- fixtures ----------------------------------------------------------------------------
 
+
 @pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, servers: Any, prefix: str) -> Iterator[GatekeepStore]:
-    backend = None if request.param == "memory" else RedisBackend(
-        servers.get(request.param).url)
+    backend = None if request.param == "memory" else RedisBackend(servers.get(request.param).url)
     gk = GatekeepStore(backend, prefix=prefix, idle_timeout=3600, absolute_timeout=7200)
-    with override_settings(ROOT_URLCONF=__name__, SESSION_ENGINE=ENGINE, MIDDLEWARE=MIDDLEWARE,
-                           GATEKEEP={"sessions": {"store": gk}}):
+    with override_settings(
+        ROOT_URLCONF=__name__,
+        SESSION_ENGINE=ENGINE,
+        MIDDLEWARE=MIDDLEWARE,
+        GATEKEEP={"sessions": {"store": gk}},
+    ):
         yield gk
     if backend is not None:
         backend.close()
@@ -140,6 +157,7 @@ def pttl_ms(store: GatekeepStore, key: str) -> int | None:
 
 # -- the SessionBase contract, directly -------------------------------------------------------
 
+
 def test_contract(store: GatekeepStore) -> None:
     s = engine.SessionStore()
     assert s.session_key is None and s.is_empty()
@@ -156,8 +174,7 @@ def test_contract(store: GatekeepStore) -> None:
     again["cart"].append("pear")
     again["other"] = {"a": 1}
     again.save()
-    assert dict(engine.SessionStore(key).items()) == {"cart": ["apple", "pear"],
-                                                      "other": {"a": 1}}
+    assert dict(engine.SessionStore(key).items()) == {"cart": ["apple", "pear"], "other": {"a": 1}}
 
     # cycle_key: the data moves to a new key, the old one stops working at once
     again.cycle_key()
@@ -335,6 +352,7 @@ async def test_async_contract(astore: GatekeepStore) -> None:
 
 # -- django.contrib.auth through the test clients ----------------------------------------------
 
+
 def test_login_rotates_logout_destroys(store: GatekeepStore, alice: User) -> None:
     c = Client()
     assert c.get("/counter/").json() == {"n": 1}
@@ -422,8 +440,12 @@ async def test_async_login_logout(astore: GatekeepStore, alice: User) -> None:
 def test_store_down_never_500(prefix: str, alice: User) -> None:
     backend = RedisBackend(f"redis://127.0.0.1:{free_port()}/0")
     gk = GatekeepStore(backend, prefix=prefix)
-    with override_settings(ROOT_URLCONF=__name__, SESSION_ENGINE=ENGINE, MIDDLEWARE=MIDDLEWARE,
-                           GATEKEEP={"sessions": {"store": gk}}):
+    with override_settings(
+        ROOT_URLCONF=__name__,
+        SESSION_ENGINE=ENGINE,
+        MIDDLEWARE=MIDDLEWARE,
+        GATEKEEP={"sessions": {"store": gk}},
+    ):
         c = Client()
         r = c.get("/counter/")
         assert r.status_code == 200 and r.json() == {"n": 1}
@@ -438,6 +460,7 @@ def test_store_down_never_500(prefix: str, alice: User) -> None:
 
 # -- settings and checks -------------------------------------------------------------------
 
+
 def test_settings() -> None:
     with override_settings(SESSION_COOKIE_AGE=600, GATEKEEP={"sessions": {"prefix": "x"}}):
         gk = build_session_store()
@@ -445,16 +468,20 @@ def test_settings() -> None:
         assert gk.backend is None and gk.prefix.startswith("gk:x")
     gk = build_session_store({"url": "redis://127.0.0.1:1/0", "idle_timeout": 40 * 86400})
     assert isinstance(gk.backend, RedisBackend) and gk.absolute_us == gk.idle_us
-    for bad, message in [({"idle_timeout": -1}, "positive"),
-                         ({"url": 5}, "Redis URL"),
-                         ({"colour": "red"}, "unknown option"),
-                         ({"url": "redis://x", "backend": None}, "not both"),
-                         ({"store": "nope"}, "SessionStore"),
-                         ({"idle_timeout": 100, "absolute_timeout": 10}, "must not exceed")]:
+    for bad, message in [
+        ({"idle_timeout": -1}, "positive"),
+        ({"url": 5}, "Redis URL"),
+        ({"colour": "red"}, "unknown option"),
+        ({"url": "redis://x", "backend": None}, "not both"),
+        ({"store": "nope"}, "SessionStore"),
+        ({"idle_timeout": 100, "absolute_timeout": 10}, "must not exceed"),
+    ]:
         with pytest.raises(ImproperlyConfigured, match=message):
             build_session_store(bad)
-    with override_settings(GATEKEEP={"sessions": "redis://"}), \
-            pytest.raises(ImproperlyConfigured, match="must be a dict"):
+    with (
+        override_settings(GATEKEEP={"sessions": "redis://"}),
+        pytest.raises(ImproperlyConfigured, match="must be a dict"),
+    ):
         build_session_store()
 
 
@@ -472,6 +499,7 @@ def test_system_check() -> None:
 
 # -- fuzz: no cookie value gives a 500 or someone else's session ----------------------------
 
+
 @pytest.mark.parametrize("store", [STORES[0], STORES[1]], indirect=True)
 def test_fuzz_cookies(store: GatekeepStore, alice: User) -> None:
     victim = Client()
@@ -480,17 +508,27 @@ def test_fuzz_cookies(store: GatekeepStore, alice: User) -> None:
     key = victim.cookies[COOKIE].value
     anonymous = {"user": None, "n": None}
     i = st.integers(0, len(key) - 1)
-    alphabet = "ABCDEFabcdef0123456789-_.=;, \"\\\x00é"
+    alphabet = 'ABCDEFabcdef0123456789-_.=;, "\\\x00é'
     values = st.one_of(
-        st.text(max_size=300), st.text(alphabet=alphabet, max_size=120),
+        st.text(max_size=300),
+        st.text(alphabet=alphabet, max_size=120),
         i.map(lambda n: key[:n]),
         st.tuples(i, st.sampled_from(alphabet + "xyzXYZ")).map(
-            lambda t: key[:t[0]] + t[1] + key[t[0] + 1:]),
-        st.just(key.swapcase()), st.just(key + "x"), st.just(key[1:] + key[0]),
-        st.just(" " + key + " "), st.just(f'"{key}"'))
+            lambda t: key[: t[0]] + t[1] + key[t[0] + 1 :]
+        ),
+        st.just(key.swapcase()),
+        st.just(key + "x"),
+        st.just(key[1:] + key[0]),
+        st.just(" " + key + " "),
+        st.just(f'"{key}"'),
+    )
 
-    @settings(max_examples=150, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=150,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
     @given(value=values)
     def check(value: str) -> None:
         # as a WSGI server hands a header over: its bytes, one character each (PEP 3333)

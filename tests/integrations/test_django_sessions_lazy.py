@@ -24,8 +24,10 @@ from gatekeep.sessions import SessionStore as GatekeepStore
 
 ENGINE = "gatekeep.django.sessions"
 COOKIE = "sessionid"
-MIDDLEWARE = ["django.contrib.sessions.middleware.SessionMiddleware",
-              "django.contrib.auth.middleware.AuthenticationMiddleware"]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
 
 
 def write(request: HttpRequest) -> JsonResponse:
@@ -45,15 +47,22 @@ async def auntouched(request: HttpRequest) -> HttpResponse:
     return HttpResponse("no session here")
 
 
-urlpatterns = [path("write/", write), path("read/", read), path("untouched/", untouched),
-               path("auntouched/", auntouched)]
+urlpatterns = [
+    path("write/", write),
+    path("read/", read),
+    path("untouched/", untouched),
+    path("auntouched/", auntouched),
+]
 
 
 def commands(client: redis.Redis) -> dict[str, int]:
     """Calls per command so far, INFO itself left out."""
     stats = client.info("commandstats")
-    return {name[len("cmdstat_"):]: value["calls"] for name, value in stats.items()
-            if name != "cmdstat_info"}
+    return {
+        name[len("cmdstat_") :]: value["calls"]
+        for name, value in stats.items()
+        if name != "cmdstat_info"
+    }
 
 
 def sent(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
@@ -67,8 +76,12 @@ def private(server_factory: Any, prefix: str) -> Iterator[tuple[GatekeepStore, r
     backend = RedisBackend(server.url)
     gk = GatekeepStore(backend, prefix=prefix, idle_timeout=3600, absolute_timeout=7200)
     probe = redis.Redis(port=server.port)
-    with override_settings(ROOT_URLCONF=__name__, SESSION_ENGINE=ENGINE, MIDDLEWARE=MIDDLEWARE,
-                           GATEKEEP={"sessions": {"store": gk}}):
+    with override_settings(
+        ROOT_URLCONF=__name__,
+        SESSION_ENGINE=ENGINE,
+        MIDDLEWARE=MIDDLEWARE,
+        GATEKEEP={"sessions": {"store": gk}},
+    ):
         yield gk, probe
     probe.close()
     backend.close()
@@ -103,7 +116,8 @@ def test_untouched_session_costs_nothing(private: tuple[GatekeepStore, redis.Red
 
 @pytest.mark.redis
 async def test_untouched_session_costs_nothing_async(
-        private: tuple[GatekeepStore, redis.Redis]) -> None:
+    private: tuple[GatekeepStore, redis.Redis],
+) -> None:
     gk, probe = private
     c = AsyncClient()
     try:
@@ -126,6 +140,7 @@ def test_emptied_session_is_saved(prefix: str) -> None:
     Django's Session model."""
     gk = GatekeepStore(None, prefix=prefix)
     with override_settings(SESSION_ENGINE=ENGINE, GATEKEEP={"sessions": {"store": gk}}):
+
         def view(request: HttpRequest) -> HttpResponse:
             request.session["foo"] = "bar"
             return HttpResponse("set")

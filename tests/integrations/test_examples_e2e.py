@@ -40,9 +40,13 @@ class Running:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, **env, "PORT": str(self.port), "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([sys.executable, str(EXAMPLES / f"{name}.py")],
-                                     env=full_env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, cwd=EXAMPLES)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(EXAMPLES / f"{name}.py")],
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=EXAMPLES,
+        )
         health = APPS[name][2]
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -90,8 +94,10 @@ def test_example_limits_over_http(running: Running, request: pytest.FixtureReque
         # a client not behind a trusted proxy cannot change its identity
         statuses = []
         for i in range(6):
-            r = c.get(home, headers={"X-Forwarded-For": f"198.51.100.{i}",
-                                     "Forwarded": f"for=198.51.100.{i}"})
+            r = c.get(
+                home,
+                headers={"X-Forwarded-For": f"198.51.100.{i}", "Forwarded": f"for=198.51.100.{i}"},
+            )
             statuses.append(r.status_code)
         assert statuses == [200] * 5 + [429]
         assert '"default";q=5;w=60' in r.headers["ratelimit-policy"]
@@ -99,7 +105,7 @@ def test_example_limits_over_http(running: Running, request: pytest.FixtureReque
         assert int(r.headers["retry-after"]) >= 1
         assert r.json()["error"] == "rate_limited"
         # malformed forwarding headers are never a 500
-        for value in ("", ",,,", "[::1", "for=\"", "999.1.1.1", "a" * 300):
+        for value in ("", ",,,", "[::1", 'for="', "999.1.1.1", "a" * 300):
             r = c.get(home, headers={"X-Forwarded-For": value, "Forwarded": value})
             assert r.status_code == 429
         r = c.get(health)
@@ -139,10 +145,14 @@ def test_example_sessions_over_http(running: Running, request: pytest.FixtureReq
         with httpx.Client(base_url=running.base, timeout=5, cookies={cookie: second}) as old:
             assert old.get(counter).json() == anonymous  # logged out for good
         # tampered and garbage cookies: a fresh session, never a 500
-        for value in (second[:-1] + ("A" if second[-1] != "A" else "B"), "x" * 5000, "",
-                      "%00", second + second):
-            with httpx.Client(base_url=running.base, timeout=5,
-                              cookies={cookie: value}) as bad:
+        for value in (
+            second[:-1] + ("A" if second[-1] != "A" else "B"),
+            "x" * 5000,
+            "",
+            "%00",
+            second + second,
+        ):
+            with httpx.Client(base_url=running.base, timeout=5, cookies={cookie: value}) as bad:
                 assert bad.get(counter).json() == anonymous
 
 
@@ -156,8 +166,10 @@ def test_fastapi_behind_a_trusted_proxy(store_env: dict[str, str]) -> None:
             # the proxy vouches for another client: its own budget
             assert c.get("/", headers={"X-Forwarded-For": "203.0.113.8"}).status_code == 200
             # per-route dependency, counted per route template
-            statuses = [c.get(f"/items/{i}", headers={"X-Forwarded-For": "203.0.113.9"}
-                              ).status_code for i in range(4)]
+            statuses = [
+                c.get(f"/items/{i}", headers={"X-Forwarded-For": "203.0.113.9"}).status_code
+                for i in range(4)
+            ]
             assert statuses == [200, 200, 200, 429]
     finally:
         app.stop()
@@ -188,9 +200,12 @@ def test_starlette_websocket_refused_over_http() -> None:
         with httpx.Client(base_url=app.base, timeout=5) as c:
             for _ in range(5):
                 c.get("/")
-            headers = {"Connection": "Upgrade", "Upgrade": "websocket",
-                       "Sec-WebSocket-Version": "13",
-                       "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+            headers = {
+                "Connection": "Upgrade",
+                "Upgrade": "websocket",
+                "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            }
             r = c.get("/ws", headers=headers)
             # uvicorn offers the websocket.http.response extension: a real 429
             assert r.status_code == 429

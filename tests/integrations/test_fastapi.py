@@ -19,8 +19,9 @@ from gatekeep.ratelimit.asgi import RateLimitMiddleware
 
 
 def client(app: Any) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("198.51.100.1", 1)),
-                             base_url="http://t")
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=("198.51.100.1", 1)), base_url="http://t"
+    )
 
 
 async def test_dependency_and_decorator(abackend: Any, prefix: str) -> None:
@@ -40,8 +41,10 @@ async def test_dependency_and_decorator(abackend: Any, prefix: str) -> None:
 
     @app.get("/search")
     @limit("1/minute", policy=policy, name="search")
-    async def search(request: Request, decision: Any = Depends(search_limit)  # noqa: B008
-                     ) -> dict[str, int]:
+    async def search(
+        request: Request,
+        decision: Any = Depends(search_limit),  # noqa: B008
+    ) -> dict[str, int]:
         return {"remaining": decision.remaining}
 
     async with client(app) as c:
@@ -105,7 +108,8 @@ def _count(response: httpx.Response, name: str) -> int:
 
 @pytest.mark.parametrize("behind_middleware", [False, True])
 async def test_routes_sharing_their_first_64_characters_have_their_own_counters(
-        behind_middleware: bool) -> None:
+    behind_middleware: bool,
+) -> None:
     app = FastAPI()
     base = "/" + "very-long-segment/" * 5
     limit_each = RateLimit("3/minute")
@@ -152,12 +156,20 @@ async def test_route_limits_are_rules_of_the_middleware() -> None:
             r = await c.get("/limited")
             statuses.append(r.status_code)
             assert r.headers["ratelimit-policy"] == '"GET /limited";q=2;w=60'
-            for name in ("ratelimit-policy", "ratelimit", "x-ratelimit-limit",
-                         "x-ratelimit-remaining", "x-ratelimit-reset"):
+            for name in (
+                "ratelimit-policy",
+                "ratelimit",
+                "x-ratelimit-limit",
+                "x-ratelimit-remaining",
+                "x-ratelimit-reset",
+            ):
                 assert _count(r, name) == 1, name
         assert statuses == [200, 200, 429]
-        assert r.json() == {"error": "rate_limited", "detail": "Too Many Requests",
-                            "retry_after": int(r.headers["retry-after"])}
+        assert r.json() == {
+            "error": "rate_limited",
+            "detail": "Too Many Requests",
+            "retry_after": int(r.headers["retry-after"]),
+        }
         # the endpoint's own Response gets the headers, once
         r = await c.get("/own")
         assert r.json() == {"own": True} and r.headers["x-app"] == "1"
@@ -191,11 +203,11 @@ async def test_a_route_denial_spends_no_other_budget() -> None:
 
 
 @pytest.mark.parametrize("behind_middleware", [False, True])
-async def test_included_routers_keep_their_prefix_and_dependencies(
-        behind_middleware: bool) -> None:
+async def test_included_routers_keep_their_prefix_and_dependencies(behind_middleware: bool) -> None:
     policy = RateLimitPolicy()
-    router = APIRouter(prefix="/r", dependencies=[Depends(RateLimit("7/minute", name="all",
-                                                                    policy=policy))])
+    router = APIRouter(
+        prefix="/r", dependencies=[Depends(RateLimit("7/minute", name="all", policy=policy))]
+    )
 
     @router.get("/items/{i}", dependencies=[Depends(RateLimit("2/minute", policy=policy))])
     async def items(i: int) -> int:
@@ -329,8 +341,12 @@ async def test_one_round_trip_per_request_with_route_limits(server_factory: Any)
     async def item(item_id: int) -> dict[str, int]:
         return {"id": item_id}
 
-    wrapped = RateLimitMiddleware(app, backend=backend, default="100/minute",
-                                  rules=[Rule("60/minute", "/items/**", name="catalogue")])
+    wrapped = RateLimitMiddleware(
+        app,
+        backend=backend,
+        default="100/minute",
+        rules=[Rule("60/minute", "/items/**", name="catalogue")],
+    )
 
     def scripts() -> int:
         stats = admin.info("commandstats")
@@ -345,10 +361,14 @@ async def test_one_round_trip_per_request_with_route_limits(server_factory: Any)
                 assert r.status_code == 200
             assert scripts() - before == 5
             assert r.headers["ratelimit-policy"] == (
-                '"catalogue";q=60;w=60, "GET /items/{item_id}";q=50;w=60, "items";q=40;w=60')
+                '"catalogue";q=60;w=60, "GET /items/{item_id}";q=50;w=60, "items";q=40;w=60'
+            )
             # r: each rule spent 6; t: seconds until each quota is whole again
-            assert re.fullmatch(r'"catalogue";r=54;t=[1-6], "GET /items/\{item_id\}";r=44;t=[1-8], '
-                                r'"items";r=34;t=[1-9]', r.headers["ratelimit"])
+            assert re.fullmatch(
+                r'"catalogue";r=54;t=[1-6], "GET /items/\{item_id\}";r=44;t=[1-8], '
+                r'"items";r=34;t=[1-9]',
+                r.headers["ratelimit"],
+            )
             # a 404 is one script call too
             before = scripts()
             assert (await c.get("/nothing")).status_code == 404

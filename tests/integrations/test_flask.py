@@ -13,8 +13,11 @@ from gatekeep.ratelimit import Rule, header
 
 def make_app(backend: Any, prefix: str, **options: Any) -> tuple[Flask, RateLimiter]:
     app = Flask(__name__)
-    app.config["GATEKEEP_RATELIMIT"] = {"default": "3/minute", "exempt": ["/static/**"],
-                                        "rules": [Rule("2/minute", "/api/**", name="api")]}
+    app.config["GATEKEEP_RATELIMIT"] = {
+        "default": "3/minute",
+        "exempt": ["/static/**"],
+        "rules": [Rule("2/minute", "/api/**", name="api")],
+    }
     limiter = RateLimiter(backend=backend, prefix=prefix, **options)
 
     @app.get("/")
@@ -90,8 +93,11 @@ def test_backend_down_fails_open() -> None:
     from gatekeep import RedisBackend
 
     app = Flask(__name__)
-    RateLimiter(app, default="1/minute",
-                backend=RedisBackend("redis://127.0.0.1:1/0", socket_connect_timeout=0.2))
+    RateLimiter(
+        app,
+        default="1/minute",
+        backend=RedisBackend("redis://127.0.0.1:1/0", socket_connect_timeout=0.2),
+    )
 
     @app.get("/")
     def index() -> str:

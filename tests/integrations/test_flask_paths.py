@@ -19,8 +19,13 @@ from gatekeep import MemoryBackend
 from gatekeep.flask import RateLimiter, routed_path
 from gatekeep.ratelimit import Rule
 
-VIEWS = {"/login": "login", "/auth/login": "auth-login", "/ns": "ns", "/dir/": "dir",
-         "/page/": "page"}
+VIEWS = {
+    "/login": "login",
+    "/auth/login": "auth-login",
+    "/ns": "ns",
+    "/dir/": "dir",
+    "/page/": "page",
+}
 
 
 def make_app(rate: str = "1000/minute") -> tuple[Flask, list[str]]:
@@ -63,8 +68,9 @@ def make_app(rate: str = "1000/minute") -> tuple[Flask, list[str]]:
 
 
 def send(client: Any, method: str, path_info: str, script_name: str = "") -> Any:
-    return client.open("/", method=method,
-                       environ_overrides={"PATH_INFO": path_info, "SCRIPT_NAME": script_name})
+    return client.open(
+        "/", method=method, environ_overrides={"PATH_INFO": path_info, "SCRIPT_NAME": script_name}
+    )
 
 
 def applied(response: Any) -> set[str]:
@@ -83,28 +89,48 @@ def test_doubled_slash_no_longer_dodges_the_login_limit() -> None:
     assert send(c, "POST", "/login").status_code == 429
 
 
-@pytest.mark.parametrize(("path_info", "script", "expected"), [
-    ("/login", "", "/login"),
-    ("//login", "", "/login"),
-    ("///login", "/mnt", "/login"),          # the mount point is not part of it
-    ("/ns/", "", "/ns"),                     # strict_slashes=False: the rule's form
-    ("/dir", "", "/dir/"),
-    ("/auth//login", "", "/auth//login"),    # a redirect: not routed, as requested
-    ("/page", "", "/page"),                  # strict_slashes: a redirect to /page/
-    ("/x/../login", "", "/x/../login"),      # a 404: Werkzeug does not resolve dots
-])
+@pytest.mark.parametrize(
+    ("path_info", "script", "expected"),
+    [
+        ("/login", "", "/login"),
+        ("//login", "", "/login"),
+        ("///login", "/mnt", "/login"),  # the mount point is not part of it
+        ("/ns/", "", "/ns"),  # strict_slashes=False: the rule's form
+        ("/dir", "", "/dir/"),
+        ("/auth//login", "", "/auth//login"),  # a redirect: not routed, as requested
+        ("/page", "", "/page"),  # strict_slashes: a redirect to /page/
+        ("/x/../login", "", "/x/../login"),  # a 404: Werkzeug does not resolve dots
+    ],
+)
 def test_routed_path(path_info: str, script: str, expected: str) -> None:
     app, _ = make_app()
-    with app.test_request_context("/", method="POST", environ_overrides={
-            "PATH_INFO": path_info, "SCRIPT_NAME": script}) as ctx:
+    with app.test_request_context(
+        "/", method="POST", environ_overrides={"PATH_INFO": path_info, "SCRIPT_NAME": script}
+    ) as ctx:
         ctx.match_request()
         assert routed_path(request) == expected
 
 
 # -- property: a rule on "POST <path>" applies exactly when Flask runs that path's view ----
 
-_segment = st.sampled_from(["login", "auth", "ns", "dir", "x", ".", "..", "", "LOGIN",
-                            "log%69n", "%6C%6F%67%69%6E", "login%2F", "%2Flogin", "é"])
+_segment = st.sampled_from(
+    [
+        "login",
+        "auth",
+        "ns",
+        "dir",
+        "x",
+        ".",
+        "..",
+        "",
+        "LOGIN",
+        "log%69n",
+        "%6C%6F%67%69%6E",
+        "login%2F",
+        "%2Flogin",
+        "é",
+    ]
+)
 
 
 @st.composite
@@ -131,10 +157,17 @@ def as_wsgi(raw: str) -> str:
     return unquote_to_bytes(raw.encode("utf-8")).decode("latin-1")
 
 
-@settings(max_examples=300, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(raw=raw_paths(), method=st.sampled_from(["POST", "POST", "GET"]),
-       script=st.sampled_from(["", "/mnt", "/a/b"]))
+@settings(
+    max_examples=300,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    raw=raw_paths(),
+    method=st.sampled_from(["POST", "POST", "GET"]),
+    script=st.sampled_from(["", "/mnt", "/a/b"]),
+)
 def test_rule_applies_exactly_when_flask_dispatches(raw: str, method: str, script: str) -> None:
     app, dispatched = make_app()
     r = send(app.test_client(), method, as_wsgi(raw), script)

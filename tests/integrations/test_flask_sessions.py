@@ -19,9 +19,11 @@ from gatekeep.sessions import SessionStore
 from gatekeep.sessions.cookies import CookieSigner
 from gatekeep.testing import free_port
 
-STORES = [pytest.param("memory", id="memory"),
-          pytest.param("redis", id="redis", marks=pytest.mark.redis),
-          pytest.param("valkey", id="valkey", marks=pytest.mark.redis)]
+STORES = [
+    pytest.param("memory", id="memory"),
+    pytest.param("redis", id="redis", marks=pytest.mark.redis),
+    pytest.param("valkey", id="valkey", marks=pytest.mark.redis),
+]
 BASE = "https://localhost"  # the cookie is Secure by default
 
 
@@ -95,8 +97,7 @@ def make_app(store: SessionStore | str | None, **options: Any) -> Flask:
 
 @pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, servers: Any, prefix: str) -> Iterator[SessionStore]:
-    backend = None if request.param == "memory" else RedisBackend(
-        servers.get(request.param).url)
+    backend = None if request.param == "memory" else RedisBackend(servers.get(request.param).url)
     yield SessionStore(backend, prefix=prefix, idle_timeout=3600, absolute_timeout=7200)
     if backend is not None:
         backend.close()
@@ -203,9 +204,13 @@ def test_json_only(store: SessionStore) -> None:
 
 
 def test_cookie_config_and_rotation(store: SessionStore) -> None:
-    config = {"SESSION_COOKIE_NAME": "sid", "SESSION_COOKIE_PATH": "/app",
-              "SESSION_COOKIE_DOMAIN": "example.com", "SESSION_COOKIE_SAMESITE": "Strict",
-              "SECRET_KEY": "old-key"}
+    config = {
+        "SESSION_COOKIE_NAME": "sid",
+        "SESSION_COOKIE_PATH": "/app",
+        "SESSION_COOKIE_DOMAIN": "example.com",
+        "SESSION_COOKIE_SAMESITE": "Strict",
+        "SECRET_KEY": "old-key",
+    }
     old_app = make_app(store, config=config, https_only=False)
     c = old_app.test_client()
     r = c.get("/inc", base_url="http://example.com")
@@ -215,19 +220,20 @@ def test_cookie_config_and_rotation(store: SessionStore) -> None:
     assert "Secure" not in header
     value = cookie_value(r, "sid")
     # a new key signs; the old one still verifies (secret_keys= or SECRET_KEY_FALLBACKS)
-    for options in ({"secret_keys": ["old-key"]},
-                    {"config": {**config, "SECRET_KEY": "new-key",
-                                "SECRET_KEY_FALLBACKS": ["old-key"]}}):
+    for options in (
+        {"secret_keys": ["old-key"]},
+        {"config": {**config, "SECRET_KEY": "new-key", "SECRET_KEY_FALLBACKS": ["old-key"]}},
+    ):
         options.setdefault("config", {**config, "SECRET_KEY": "new-key"})
         app = make_app(store, https_only=False, **options)
         c2 = app.test_client(use_cookies=False)
-        r = c2.get("/show", base_url="http://example.com",
-                   headers={"Cookie": f"sid={value}"})
+        r = c2.get("/show", base_url="http://example.com", headers={"Cookie": f"sid={value}"})
         assert r.json["n"] == 1
     # without the old key, the cookie is worthless
     app = make_app(store, https_only=False, config={**config, "SECRET_KEY": "new-key"})
     r = app.test_client(use_cookies=False).get(
-        "/show", base_url="http://example.com", headers={"Cookie": f"sid={value}"})
+        "/show", base_url="http://example.com", headers={"Cookie": f"sid={value}"}
+    )
     assert r.json["n"] is None
 
 
@@ -295,8 +301,9 @@ def test_store_down_never_500(prefix: str) -> None:
     r = c.get("/show", base_url=BASE, headers={"Cookie": f"session={value}"})
     assert r.status_code == 200 and r.json == {"n": None, "user": None}  # load failed
     # "ignore": the view's response, unsaved
-    c = make_app(SessionStore(backend, prefix=prefix),
-                 on_write_error="ignore").test_client(use_cookies=False)
+    c = make_app(SessionStore(backend, prefix=prefix), on_write_error="ignore").test_client(
+        use_cookies=False
+    )
     r = c.get("/inc", base_url=BASE)
     assert r.status_code == 200 and r.json["n"] == 1 and set_cookies(r) == []
     r = c.post("/logout", base_url=BASE, headers={"Cookie": f"session={value}"})
@@ -308,6 +315,7 @@ def test_store_down_never_500(prefix: str) -> None:
 
 # -- fuzz: no cookie value gives a 500 or someone else's session ----------------------------
 
+
 def _victim(app: Flask) -> str:
     c = app.test_client()
     c.post("/login/victim", base_url=BASE)
@@ -318,14 +326,17 @@ def _victim(app: Flask) -> str:
 
 def _mutations(value: str) -> st.SearchStrategy[str]:
     i = st.integers(0, len(value) - 1)
-    alphabet = "ABCDEFabcdef0123456789-_.=;, \"\\\x00é"
+    alphabet = 'ABCDEFabcdef0123456789-_.=;, "\\\x00é'
     return st.one_of(
         st.text(max_size=300),
         st.text(alphabet=alphabet, max_size=120),
         i.map(lambda n: value[:n]),
         st.tuples(i, st.sampled_from(alphabet)).map(
-            lambda t: value[:t[0]] + t[1] + value[t[0] + 1:]),
-        st.just(value.swapcase()), st.just(value + "x"), st.just(value * 3),
+            lambda t: value[: t[0]] + t[1] + value[t[0] + 1 :]
+        ),
+        st.just(value.swapcase()),
+        st.just(value + "x"),
+        st.just(value * 3),
         st.just(value.split(".")[0]),  # the id alone, unsigned
     )
 
@@ -338,8 +349,9 @@ def test_fuzz_cookies(store: SessionStore) -> None:
     sid = CookieSigner("flask-secret").unsign(victim, None)[0]  # type: ignore[index]
     c = app.test_client(use_cookies=False)
 
-    @settings(max_examples=150, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow])
+    @settings(
+        max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+    )
     @given(value=_mutations(victim), twice=st.booleans())
     def check(value: str, twice: bool) -> None:
         if value == victim:

@@ -37,11 +37,16 @@ async def ws_echo(ws: WebSocket) -> None:
 
 
 def starlette_app() -> Starlette:
-    return Starlette(routes=[
-        Route("/", hello), Route("/x", hello), Route("/y", hello),
-        Route("/login", hello, methods=["POST"]), Route("/health", hello),
-        WebSocketRoute("/ws", ws_echo),
-    ])
+    return Starlette(
+        routes=[
+            Route("/", hello),
+            Route("/x", hello),
+            Route("/y", hello),
+            Route("/login", hello, methods=["POST"]),
+            Route("/health", hello),
+            WebSocketRoute("/ws", ws_echo),
+        ]
+    )
 
 
 def client(app: Any, peer: str = "203.0.113.5") -> httpx.AsyncClient:
@@ -50,8 +55,9 @@ def client(app: Any, peer: str = "203.0.113.5") -> httpx.AsyncClient:
 
 
 async def test_default_limit_headers_and_429(abackend: Any, prefix: str) -> None:
-    app = RateLimitMiddleware(starlette_app(), default="3/minute", backend=abackend,
-                              prefix=prefix, legacy_headers=True)
+    app = RateLimitMiddleware(
+        starlette_app(), default="3/minute", backend=abackend, prefix=prefix, legacy_headers=True
+    )
     async with client(app) as c:
         statuses = []
         for _ in range(4):
@@ -89,8 +95,14 @@ async def test_rules_together_all_or_nothing(abackend: Any, prefix: str) -> None
 
 async def test_group_shares_a_counter_and_exemptions(abackend: Any, prefix: str) -> None:
     rules = [Rule("2/minute", ["/x", "/y"], name="xy")]
-    app = RateLimitMiddleware(starlette_app(), rules=rules, default="100/minute",
-                              exempt=["/health"], backend=abackend, prefix=prefix)
+    app = RateLimitMiddleware(
+        starlette_app(),
+        rules=rules,
+        default="100/minute",
+        exempt=["/health"],
+        backend=abackend,
+        prefix=prefix,
+    )
     async with client(app) as c:
         assert (await c.get("/x")).status_code == 200
         assert (await c.get("/y")).status_code == 200
@@ -103,9 +115,11 @@ async def test_group_shares_a_counter_and_exemptions(abackend: Any, prefix: str)
 
 async def test_one_round_trip_for_rules_with_different_keys(server: Any, prefix: str) -> None:
     backend = RedisBackend(server.url)
-    rules = [Rule("10/minute", "/x", name="per-ip"),
-             Rule("10/minute; 50/hour", "/x", name="per-key", key=header("x-api-key")),
-             Rule("100/minute", "/**", name="global")]
+    rules = [
+        Rule("10/minute", "/x", name="per-ip"),
+        Rule("10/minute; 50/hour", "/x", name="per-key", key=header("x-api-key")),
+        Rule("100/minute", "/**", name="global"),
+    ]
     app = RateLimitMiddleware(starlette_app(), rules=rules, backend=backend, prefix=prefix)
     stats = redis.Redis.from_url(server.url)
     try:
@@ -130,6 +144,7 @@ async def test_key_none_skips_rule_and_user_key(prefix: str) -> None:
         class U:
             is_authenticated = True
             identity = "alice"
+
         if scope["type"] == "http" and scope["path"] == "/x":
             scope["user"] = U()
         await mw(scope, receive, send)
@@ -184,8 +199,7 @@ async def test_custom_deny_as_denial_and_as_response() -> None:
 @pytest.mark.parametrize(("on_error", "status"), [("allow", 200), ("deny", 503)])
 async def test_backend_errors_never_500(on_error: str, status: int) -> None:
     dead = RedisBackend("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
-    app = RateLimitMiddleware(starlette_app(), default="1/minute", backend=dead,
-                              on_error=on_error)
+    app = RateLimitMiddleware(starlette_app(), default="1/minute", backend=dead, on_error=on_error)
     try:
         async with client(app) as c:
             for _ in range(2):
@@ -225,6 +239,7 @@ def test_websocket_limited_at_connect() -> None:
         with tc.websocket_connect("/ws") as ws:
             assert ws.receive_text() == "hi"
         from starlette.testclient import WebSocketDenialResponse
+
         # Starlette's test client supports the websocket.http.response extension
         with pytest.raises(WebSocketDenialResponse) as info, tc.websocket_connect("/ws"):
             pass
@@ -242,8 +257,13 @@ async def test_websocket_close_without_response_extension() -> None:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "websocket", "path": "/ws", "headers": [], "client": ("1.2.3.4", 1),
-             "extensions": {}}
+    scope = {
+        "type": "websocket",
+        "path": "/ws",
+        "headers": [],
+        "client": ("1.2.3.4", 1),
+        "extensions": {},
+    }
     await app(scope, receive, send)  # allowed: the app accepts
     assert sent[0]["type"] == "websocket.accept"
     sent.clear()
@@ -264,13 +284,22 @@ _hdr = st.binary(max_size=60).filter(lambda b: b"\r" not in b and b"\n" not in b
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(xff=_hdr, fwd=_hdr, key=_hdr, peer=st.one_of(st.none(), st.text(max_size=40)),
-       path=st.text(max_size=30))
-async def test_malformed_headers_never_500(xff: bytes, fwd: bytes, key: bytes,
-                                           peer: str | None, path: str) -> None:
-    policy = RateLimitPolicy([Rule("100/minute", "/**", name="api", key=header("x-api-key"))],
-                             key=client_ip(trusted=["0.0.0.0/0", "::/0"]), default="1/hour",
-                             backend=MemoryBackend())
+@given(
+    xff=_hdr,
+    fwd=_hdr,
+    key=_hdr,
+    peer=st.one_of(st.none(), st.text(max_size=40)),
+    path=st.text(max_size=30),
+)
+async def test_malformed_headers_never_500(
+    xff: bytes, fwd: bytes, key: bytes, peer: str | None, path: str
+) -> None:
+    policy = RateLimitPolicy(
+        [Rule("100/minute", "/**", name="api", key=header("x-api-key"))],
+        key=client_ip(trusted=["0.0.0.0/0", "::/0"]),
+        default="1/hour",
+        backend=MemoryBackend(),
+    )
     app = RateLimitMiddleware(starlette_app(), policy=policy)
     sent: list[dict[str, Any]] = []
 
@@ -280,11 +309,19 @@ async def test_malformed_headers_never_500(xff: bytes, fwd: bytes, key: bytes,
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": "GET", "path": "/" + path, "raw_path": b"/",
-             "query_string": b"", "root_path": "", "scheme": "http",
-             "headers": [(b"x-forwarded-for", xff), (b"forwarded", fwd), (b"x-api-key", key)],
-             "client": None if peer is None else (peer, 1), "server": ("t", 80),
-             "http_version": "1.1"}
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/" + path,
+        "raw_path": b"/",
+        "query_string": b"",
+        "root_path": "",
+        "scheme": "http",
+        "headers": [(b"x-forwarded-for", xff), (b"forwarded", fwd), (b"x-api-key", key)],
+        "client": None if peer is None else (peer, 1),
+        "server": ("t", 80),
+        "http_version": "1.1",
+    }
     await app(scope, receive, send)
     assert sent[0]["status"] in (200, 404)
     assert policy.stats.errors == 0
@@ -295,21 +332,27 @@ async def test_malformed_headers_never_500(xff: bytes, fwd: bytes, key: bytes,
 
 def test_denial_body_is_json() -> None:
     from gatekeep.ratelimit.headers import default_denial
+
     d = default_denial(429, 7)
-    assert json.loads(d.body) == {"error": "rate_limited", "detail": "Too Many Requests",
-                                  "retry_after": 7}
+    assert json.loads(d.body) == {
+        "error": "rate_limited",
+        "detail": "Too Many Requests",
+        "retry_after": 7,
+    }
 
 
 async def test_custom_json_denial():
     from gatekeep.ratelimit import denial_json
 
     def deny(request, decision):
-        return denial_json(403, {"why": "slow down", "remaining": decision.remaining},
-                           [("X-Reason", "quota")])
+        return denial_json(
+            403, {"why": "slow down", "remaining": decision.remaining}, [("X-Reason", "quota")]
+        )
 
     app = RateLimitMiddleware(starlette_app(), default="1/minute", deny=deny)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://t") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
         assert (await client.get("/")).status_code == 200
         r = await client.get("/")
     assert r.status_code == 403 and r.json() == {"why": "slow down", "remaining": 0}

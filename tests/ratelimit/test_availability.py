@@ -43,8 +43,7 @@ async def test_a_url_gets_a_breaker_and_decides_locally_while_redis_is_down(serv
 async def test_fail_closed_is_a_503_not_a_500(server_factory):
     server = server_factory("redis")
     backend = FailoverBackend(RedisBackend(server.url), policy="closed", metrics=None)
-    policy = RateLimitPolicy(default="3/minute", backend=backend, on_error="allow",
-                             metrics=None)
+    policy = RateLimitPolicy(default="3/minute", backend=backend, on_error="allow", metrics=None)
     async with client_for(policy) as client:
         assert (await client.get("/")).status_code == 200
         server.stop()

@@ -52,14 +52,14 @@ async def test_asgi_fused_and_reference_answer_alike() -> None:
         metrics = Metrics()
         pol = policy(backend, metrics)
         app = RateLimitMiddleware(Starlette(routes=[Route("/{p:path}", hello)]), policy=pol)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://t") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t"
+        ) as client:
             answers.append([shown(await client.get(p)) for p in PATHS])
         stats.append(metrics.stats()["decisions"])
         fast = [b.plan.fast is not None for b in pol._batches.values()]
         # "/a" has one rule (one limit): fused in-process; "/login" has two: run()
-        assert sorted(fast) == ([False, True] if type(backend) is MemoryBackend
-                                else [False, False])
+        assert sorted(fast) == ([False, True] if type(backend) is MemoryBackend else [False, False])
     assert answers[0] == answers[1]
     assert stats[0] == stats[1]
     assert [code for code, _ in answers[0]].count(429) > 0  # the limits were reached

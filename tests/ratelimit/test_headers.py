@@ -26,10 +26,12 @@ def test_burst_is_told_beside_the_sustained_rate() -> None:
     assert policy_item("x", parse_rate("3/1500ms")) == '"x";q=2;w=1'  # 2 per second exactly
 
 
-@given(limit=st.integers(1, 10_000), period_us=st.integers(1_000, 400 * 86_400_000_000),
-       burst=st.integers(0, 20_000))
-def test_policy_never_advertises_more_than_the_rate(limit: int, period_us: int,
-                                                    burst: int) -> None:
+@given(
+    limit=st.integers(1, 10_000),
+    period_us=st.integers(1_000, 400 * 86_400_000_000),
+    burst=st.integers(0, 20_000),
+)
+def test_policy_never_advertises_more_than_the_rate(limit: int, period_us: int, burst: int) -> None:
     rate = Rate(limit, min(period_us, 366 * 86_400_000_000), burst)
     q, w = quota(rate)
     real = Fraction(rate.limit * 1_000_000, rate.period_us)
@@ -42,15 +44,25 @@ def test_policy_never_advertises_more_than_the_rate(limit: int, period_us: int,
 
 def _decision(*details: tuple[bool, int, int, float, float]) -> Decision:
     ds = tuple(Decision(a, lim, rem, reset, retry) for a, lim, rem, reset, retry in details)
-    return Decision(all(d.allowed for d in ds), 0, 0, max(d.reset_after for d in ds),
-                    max(d.retry_after for d in ds), None, ds)
+    return Decision(
+        all(d.allowed for d in ds),
+        0,
+        0,
+        max(d.reset_after for d in ds),
+        max(d.retry_after for d in ds),
+        None,
+        ds,
+    )
 
 
 def test_legacy_headers_describe_the_limit_closest_to_denial() -> None:
     # allowed: the fewest remaining, with its own reset (not the longest of all)
     d = _decision((True, 2, 1, 0.5, 0), (True, 100, 99, 36.0, 0))
-    assert legacy_headers(d) == [("X-RateLimit-Limit", "2"), ("X-RateLimit-Remaining", "1"),
-                                 ("X-RateLimit-Reset", "1")]
+    assert legacy_headers(d) == [
+        ("X-RateLimit-Limit", "2"),
+        ("X-RateLimit-Remaining", "1"),
+        ("X-RateLimit-Reset", "1"),
+    ]
     # denied: the denying limit, even if another has fewer left in absolute terms
     d = _decision((True, 100, 0, 60.0, 0), (False, 10, 0, 5.0, 2.0))
     assert closest_to_denial(d).limit == 10
@@ -62,18 +74,23 @@ async def test_middleware_headers_with_two_limits_and_a_burst() -> None:
         return PlainTextResponse("ok")
 
     app = RateLimitMiddleware(
-        Starlette(routes=[Route("/", ok)]), legacy_headers=True,
-        rules=[Rule("2/second; 100/hour", "/**", name="a"),
-               Rule("10/s burst 20", "/**", name="b")])
+        Starlette(routes=[Route("/", ok)]),
+        legacy_headers=True,
+        rules=[Rule("2/second; 100/hour", "/**", name="a"), Rule("10/s burst 20", "/**", name="b")],
+    )
     transport = httpx.ASGITransport(app=app, client=("198.51.100.1", 1))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
         r = await c.get("/")
     assert r.headers["ratelimit-policy"] == (
-        '"a.1";q=2;w=1, "a.2";q=100;w=3600, "b";q=10;w=1;gk-burst=20')
+        '"a.1";q=2;w=1, "a.2";q=100;w=3600, "b";q=10;w=1;gk-burst=20'
+    )
     assert r.headers["ratelimit"] == '"a.1";r=1;t=1, "a.2";r=99;t=36, "b";r=19;t=1'
     # the trio: all three from "a.1", the limit closest to denial
-    assert (r.headers["x-ratelimit-limit"], r.headers["x-ratelimit-remaining"],
-            r.headers["x-ratelimit-reset"]) == ("2", "1", "1")
+    assert (
+        r.headers["x-ratelimit-limit"],
+        r.headers["x-ratelimit-remaining"],
+        r.headers["x-ratelimit-reset"],
+    ) == ("2", "1", "1")
 
 
 def test_limiter_decision_and_legacy_agree() -> None:

@@ -39,8 +39,7 @@ def test_junk_hop_stops_at_last_trusted() -> None:
 def test_forwarded_header() -> None:
     p = TrustedProxies(["127.0.0.1"], header="forwarded")
     value = 'for=1.1.1.1, for="[2001:db8:cafe::17]:4711";proto=https, for=127.0.0.1'
-    assert parse_forwarded_for([value]) == ["1.1.1.1", '"[2001:db8:cafe::17]:4711"',
-                                            "127.0.0.1"]
+    assert parse_forwarded_for([value]) == ["1.1.1.1", '"[2001:db8:cafe::17]:4711"', "127.0.0.1"]
     assert p.client("127.0.0.1", [value]) == "2001:db8:cafe::/64"
     # X-Forwarded-For is not read when Forwarded is configured
     req = WSGIRequest({"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "9.9.9.9"})
@@ -83,17 +82,20 @@ def test_unparseable_peer_is_kept_printable() -> None:
 
 
 _header_text = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x2FF), max_size=80)
-_hop = st.one_of(st.ip_addresses().map(str), _header_text,
-                 st.ip_addresses(v=6).map(lambda a: f'"[{a}]:80"'))
+_hop = st.one_of(
+    st.ip_addresses().map(str), _header_text, st.ip_addresses(v=6).map(lambda a: f'"[{a}]:80"')
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(peer=st.ip_addresses().map(str),
-       xff=st.lists(st.lists(_hop, max_size=5).map(", ".join), max_size=3),
-       fwd=st.lists(st.lists(_hop, max_size=4).map(lambda h: ", ".join(f"for={x}" for x in h)),
-                    max_size=3))
-def test_untrusted_client_cannot_change_identity(peer: str, xff: list[str],
-                                                 fwd: list[str]) -> None:
+@given(
+    peer=st.ip_addresses().map(str),
+    xff=st.lists(st.lists(_hop, max_size=5).map(", ".join), max_size=3),
+    fwd=st.lists(
+        st.lists(_hop, max_size=4).map(lambda h: ", ".join(f"for={x}" for x in h)), max_size=3
+    ),
+)
+def test_untrusted_client_cannot_change_identity(peer: str, xff: list[str], fwd: list[str]) -> None:
     """Whatever an untrusted peer writes in either header, its key is its own address."""
     address = ipaddress.ip_address(peer)
     if address in ipaddress.ip_network("10.0.0.0/8"):
@@ -105,8 +107,7 @@ def test_untrusted_client_cannot_change_identity(peer: str, xff: list[str],
 
 
 @settings(max_examples=300, deadline=None)
-@given(client=st.ip_addresses(v=4).map(str),
-       spoof=st.lists(_hop, max_size=4))
+@given(client=st.ip_addresses(v=4).map(str), spoof=st.lists(_hop, max_size=4))
 def test_behind_trusted_proxy_the_client_cannot_spoof(client: str, spoof: list[str]) -> None:
     """Through a trusted proxy that appends the real peer, left-hand junk is ignored."""
     if ipaddress.ip_address(client) in ipaddress.ip_network("10.0.0.0/8"):
@@ -118,8 +119,11 @@ def test_behind_trusted_proxy_the_client_cannot_spoof(client: str, spoof: list[s
 
 
 @settings(max_examples=200, deadline=None)
-@given(peer=st.one_of(st.none(), _header_text), values=st.lists(_header_text, max_size=3),
-       header=st.sampled_from(["x-forwarded-for", "forwarded"]))
+@given(
+    peer=st.one_of(st.none(), _header_text),
+    values=st.lists(_header_text, max_size=3),
+    header=st.sampled_from(["x-forwarded-for", "forwarded"]),
+)
 def test_malformed_input_never_raises(peer: str | None, values: list[str], header: str) -> None:
     result = TrustedProxies(["0.0.0.0/0", "::/0"], header=header).client(peer, values)
     assert result and result.isascii() and result.isprintable()

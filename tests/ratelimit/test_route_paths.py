@@ -27,23 +27,35 @@ def endpoint(name: str) -> Any:
     async def run(request: Request) -> PlainTextResponse:
         RAN.append(name)
         return PlainTextResponse(name)
+
     return run
 
 
 inner = Starlette(routes=[Route("/login", endpoint("api-login"), methods=["POST"])])
-APP = Starlette(routes=[
-    Route("/login", endpoint("login"), methods=["POST"]),
-    Route("/login/{step}", endpoint("login-step"), methods=["POST"]),
-    Route("/items/{item}", endpoint("item"), methods=["GET"]),
-    Mount("/sub", routes=[Route("/login", endpoint("sub-login"), methods=["POST"]),
-                          Route("/", endpoint("sub-home"))]),
-    Mount("/api", app=inner),
-    Route("/{page}", endpoint("page"), methods=["GET", "POST"]),
-])
+APP = Starlette(
+    routes=[
+        Route("/login", endpoint("login"), methods=["POST"]),
+        Route("/login/{step}", endpoint("login-step"), methods=["POST"]),
+        Route("/items/{item}", endpoint("item"), methods=["GET"]),
+        Mount(
+            "/sub",
+            routes=[
+                Route("/login", endpoint("sub-login"), methods=["POST"]),
+                Route("/", endpoint("sub-home")),
+            ],
+        ),
+        Mount("/api", app=inner),
+        Route("/{page}", endpoint("page"), methods=["GET", "POST"]),
+    ]
+)
 #: (rule, the endpoint it names): the rule must apply exactly when that endpoint runs.
-RULES = [("POST /login", "login"), ("POST /sub/login", "sub-login"),
-         ("POST /api/login", "api-login"), ("GET /items/{item}", "item"),
-         ("POST /login/*", "login-step")]
+RULES = [
+    ("POST /login", "login"),
+    ("POST /sub/login", "sub-login"),
+    ("POST /api/login", "api-login"),
+    ("GET /items/{item}", "item"),
+    ("POST /login/*", "login-step"),
+]
 
 
 def _fastapi_app() -> Any:
@@ -54,6 +66,7 @@ def _fastapi_app() -> Any:
         async def run() -> PlainTextResponse:
             RAN.append(name)
             return PlainTextResponse(name)
+
         return run
 
     app = FastAPI()
@@ -70,8 +83,12 @@ def _fastapi_app() -> Any:
 
 
 def _middleware(app: Any) -> RateLimitMiddleware:
-    return RateLimitMiddleware(app, rules=[Rule("1000000/minute", pattern, name=f"r{i}")
-                                           for i, (pattern, _) in enumerate(RULES)])
+    return RateLimitMiddleware(
+        app,
+        rules=[
+            Rule("1000000/minute", pattern, name=f"r{i}") for i, (pattern, _) in enumerate(RULES)
+        ],
+    )
 
 
 MIDDLEWARES = {"starlette": _middleware(APP), "fastapi": _middleware(_fastapi_app())}
@@ -79,11 +96,29 @@ MIDDLEWARES = {"starlette": _middleware(APP), "fastapi": _middleware(_fastapi_ap
 # A request line's path: one of the app's paths, then mutated the ways paths differ
 # from their route: doubled slashes, dot segments, percent escapes (a server decodes
 # them into scope["path"]), trailing slashes, newlines, case.
-_BASES = st.sampled_from(["/login", "/sub/login", "/api/login", "/items/1", "/login/step",
-                          "/page", "/sub/", "/sub", "/", ""])
-_EDITS = st.lists(st.tuples(st.sampled_from(["//", "/./", "/../", "/x/../", "%0A", "%0a",
-                                             "%2F", "/", "%20", "%6C", "%25", "ü", "."]),
-                            st.integers(0, 20)), max_size=2)
+_BASES = st.sampled_from(
+    [
+        "/login",
+        "/sub/login",
+        "/api/login",
+        "/items/1",
+        "/login/step",
+        "/page",
+        "/sub/",
+        "/sub",
+        "/",
+        "",
+    ]
+)
+_EDITS = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["//", "/./", "/../", "/x/../", "%0A", "%0a", "%2F", "/", "%20", "%6C", "%25", "ü", "."]
+        ),
+        st.integers(0, 20),
+    ),
+    max_size=2,
+)
 _ROOTS = st.sampled_from(["", "/prefix", "/pre", "/api", "/login"])
 _METHODS = st.sampled_from(["POST", "POST", "POST", "GET", "HEAD", "PUT"])
 
@@ -95,19 +130,29 @@ def _mutate(base: str, edits: list[tuple[str, int]], escape: int | None, upper: 
         path = path[:at] + text + path[at:]
     if escape is not None and path:  # percent-encode one character
         i = escape % len(path)
-        path = path[:i] + "".join(f"%{b:02X}" for b in path[i].encode()) + path[i + 1:]
+        path = path[:i] + "".join(f"%{b:02X}" for b in path[i].encode()) + path[i + 1 :]
     return path.upper() if upper else path
 
 
-async def _call(method: str, raw: str, root: str, framework: str = "starlette"
-                ) -> tuple[set[str], list[str]]:
+async def _call(
+    method: str, raw: str, root: str, framework: str = "starlette"
+) -> tuple[set[str], list[str]]:
     """(the rules that applied, the endpoints that ran) for one request."""
     path = unquote(raw)  # as uvicorn and hypercorn fill scope["path"]
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": method, "scheme": "http", "path": path, "root_path": root,
-             "raw_path": raw.encode("ascii", "replace"), "query_string": b"",
-             "headers": [(b"host", b"t")], "client": ("198.51.100.1", 1),
-             "server": ("t", 80)}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "root_path": root,
+        "raw_path": raw.encode("ascii", "replace"),
+        "query_string": b"",
+        "headers": [(b"host", b"t")],
+        "client": ("198.51.100.1", 1),
+        "server": ("t", 80),
+    }
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -124,15 +169,29 @@ async def _call(method: str, raw: str, root: str, framework: str = "starlette"
     return applied, list(RAN)
 
 
-@settings(max_examples=int(os.environ.get("GK_EXAMPLES", "500")), deadline=None,
-          suppress_health_check=[HealthCheck.too_slow])
-@given(method=_METHODS, root=_ROOTS, base=_BASES, edits=_EDITS,
-       escape=st.one_of(st.none(), st.integers(0, 40)), upper=st.integers(0, 9),
-       framework=st.sampled_from(sorted(MIDDLEWARES)))
-def test_a_rule_applies_exactly_when_its_endpoint_runs(method: str, root: str, base: str,
-                                                       edits: list[tuple[str, int]],
-                                                       escape: int | None, upper: int,
-                                                       framework: str) -> None:
+@settings(
+    max_examples=int(os.environ.get("GK_EXAMPLES", "500")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    method=_METHODS,
+    root=_ROOTS,
+    base=_BASES,
+    edits=_EDITS,
+    escape=st.one_of(st.none(), st.integers(0, 40)),
+    upper=st.integers(0, 9),
+    framework=st.sampled_from(sorted(MIDDLEWARES)),
+)
+def test_a_rule_applies_exactly_when_its_endpoint_runs(
+    method: str,
+    root: str,
+    base: str,
+    edits: list[tuple[str, int]],
+    escape: int | None,
+    upper: int,
+    framework: str,
+) -> None:
     raw = _mutate(base, edits, escape, upper == 0)
     if not raw.startswith("/"):
         raw = "/" + raw
@@ -155,23 +214,27 @@ def test_known_paths() -> None:
     """The cases the property is about, spelled out."""
     cases = [
         ("POST", "/login", "", {"login"}),
-        ("POST", "/%6Cogin", "", {"login"}),        # decoded by the server
-        ("POST", "/login%0A", "", {"login"}),       # Starlette's "$" takes a final newline
-        ("POST", "/login/", "", set()),             # redirected, the endpoint does not run
+        ("POST", "/%6Cogin", "", {"login"}),  # decoded by the server
+        ("POST", "/login%0A", "", {"login"}),  # Starlette's "$" takes a final newline
+        ("POST", "/login/", "", set()),  # redirected, the endpoint does not run
         ("POST", "//login", "", set()),
-        ("POST", "/a/../login", "", set()),         # servers do not resolve dot segments
-        ("POST", "/prefix/login", "/prefix", {"login"}),   # behind --root-path
-        ("POST", "/login", "/prefix", {"login"}),   # a server that left root_path in place
+        ("POST", "/a/../login", "", set()),  # servers do not resolve dot segments
+        ("POST", "/prefix/login", "/prefix", {"login"}),  # behind --root-path
+        ("POST", "/login", "/prefix", {"login"}),  # a server that left root_path in place
         ("POST", "/sub/login", "", {"sub-login"}),  # a Mount's routes keep its prefix
         ("POST", "/api/login", "", {"api-login"}),  # a mounted app
-        ("GET", "/login", "", set()),               # 405: the endpoint does not run
+        ("GET", "/login", "", set()),  # 405: the endpoint does not run
         ("GET", "/items/1", "", {"item"}),
     ]
     for framework in MIDDLEWARES:
         for method, raw, root, expected in cases:
             applied, ran = asyncio.run(_call(method, raw, root, framework))
             assert applied == expected == set(ran) & {n for _, n in RULES}, (
-                framework, method, raw, root)
+                framework,
+                method,
+                raw,
+                root,
+            )
     # HEAD is GET for a rule: Starlette runs the GET endpoint, FastAPI answers 405
     assert asyncio.run(_call("HEAD", "/items/1", "", "starlette")) == ({"item"}, ["item"])
     assert asyncio.run(_call("HEAD", "/items/1", "", "fastapi")) == ({"item"}, [])
@@ -180,6 +243,7 @@ def test_known_paths() -> None:
 def test_route_path_strips_root_path_at_a_segment_boundary() -> None:
     def rp(path: str, root: str = "") -> str:
         return route_path({"path": path, "root_path": root})
+
     assert rp("/api/login", "/api") == "/login"
     assert rp("/apilogin", "/api") == "/apilogin"
     assert rp("/api", "/api") == ""
@@ -192,14 +256,15 @@ def test_route_names_never_collide() -> None:
     alpha, beta = route_name(base + "/alpha"), route_name(base + "/beta")
     assert alpha != beta and len(alpha) <= 64 and len(beta) <= 64
     assert route_name("GET /items/{id}") == "GET /items/{id}"  # short ones stay readable
-    assert route_name("GET /é") != route_name("GET /ü")      # non-ASCII: a digest too
+    assert route_name("GET /é") != route_name("GET /ü")  # non-ASCII: a digest too
     # a literal name cannot look like a digested one: '#' is digested itself
     assert route_name(route_name(base + "/alpha")) != route_name(base + "/alpha")
 
 
 async def test_unrouted_requests_count_against_default_and_path_rules() -> None:
-    app = RateLimitMiddleware(APP, default="2/minute",
-                              rules=[Rule("1/minute", "/nothing/**", name="nothing")])
+    app = RateLimitMiddleware(
+        APP, default="2/minute", rules=[Rule("1/minute", "/nothing/**", name="nothing")]
+    )
     transport = httpx.ASGITransport(app=app, client=("198.51.100.9", 1))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
         assert [(await c.get("/no/such/page")).status_code for _ in range(3)] == [404, 404, 429]
@@ -227,8 +292,12 @@ def test_wsgi_rules_match_the_path_inside_the_app() -> None:
         def start_response(status: str, headers: list[tuple[str, str]]) -> None:
             seen.update(headers)
 
-        environ = {"REQUEST_METHOD": "POST", "SCRIPT_NAME": script, "PATH_INFO": path,
-                   "REMOTE_ADDR": f"198.51.100.{len(script) + len(path)}"}
+        environ = {
+            "REQUEST_METHOD": "POST",
+            "SCRIPT_NAME": script,
+            "PATH_INFO": path,
+            "REMOTE_ADDR": f"198.51.100.{len(script) + len(path)}",
+        }
         wsgi(environ, start_response)
         return str(seen.get("RateLimit-Policy", ""))
 
@@ -251,8 +320,12 @@ def test_a_doubled_slash_never_dodges_a_wsgi_rule() -> None:
     statuses = []
     for path in ["/login", "//login", "///login", "/login", "//login", "//login", "/login"]:
         seen: list[str] = []
-        environ = {"REQUEST_METHOD": "POST", "SCRIPT_NAME": "", "PATH_INFO": path,
-                   "REMOTE_ADDR": "198.51.100.7"}
+        environ = {
+            "REQUEST_METHOD": "POST",
+            "SCRIPT_NAME": "",
+            "PATH_INFO": path,
+            "REMOTE_ADDR": "198.51.100.7",
+        }
         wsgi(environ, lambda status, headers, exc_info=None, seen=seen: seen.append(status))
         statuses.append(int(seen[0].split()[0]))
     assert statuses == [200] * 5 + [429] * 2

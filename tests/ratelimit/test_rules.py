@@ -8,32 +8,38 @@ from gatekeep.ratelimit import RateLimitPolicy, Rule
 from gatekeep.ratelimit.rules import compile_pattern
 
 
-@pytest.mark.parametrize(("pattern", "method", "path", "expected"), [
-    ("/login", "POST", "/login", True),
-    ("/login", "GET", "/login/", False),
-    ("POST /login", "GET", "/login", False),
-    ("GET /files/*", "HEAD", "/files/a.txt", True),  # HEAD goes with GET
-    ("GET /files/*", "GET", "/files/a/b", False),
-    ("/users/{id}/posts", "GET", "/users/42/posts", True),
-    ("/users/{id}/posts", "GET", "/users//posts", False),
-    ("/api/**", "GET", "/api", True),
-    ("/api/**", "GET", "/api/v1/x", True),
-    ("/api/**", "GET", "/apix", False),
-    ("/a.b", "GET", "/aXb", False),  # regex characters are literal
-    ("/**", "DELETE", "/anything/at/all", True),
-    ("GET,POST /x", "POST", "/x", True),
-])
+@pytest.mark.parametrize(
+    ("pattern", "method", "path", "expected"),
+    [
+        ("/login", "POST", "/login", True),
+        ("/login", "GET", "/login/", False),
+        ("POST /login", "GET", "/login", False),
+        ("GET /files/*", "HEAD", "/files/a.txt", True),  # HEAD goes with GET
+        ("GET /files/*", "GET", "/files/a/b", False),
+        ("/users/{id}/posts", "GET", "/users/42/posts", True),
+        ("/users/{id}/posts", "GET", "/users//posts", False),
+        ("/api/**", "GET", "/api", True),
+        ("/api/**", "GET", "/api/v1/x", True),
+        ("/api/**", "GET", "/apix", False),
+        ("/a.b", "GET", "/aXb", False),  # regex characters are literal
+        ("/**", "DELETE", "/anything/at/all", True),
+        ("GET,POST /x", "POST", "/x", True),
+    ],
+)
 def test_patterns(pattern: str, method: str, path: str, expected: bool) -> None:
     assert compile_pattern(pattern).matches(method, path) is expected
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("5/minute", "login"), "must be a path"),
-    (("5/minute", "FETCH /x"), "unknown HTTP method"),
-    (("5/minute", "/x/{id"), "unclosed"),
-    (("lots", "/x"), "Malformed rate"),
-    (("5/minute", []), "at least one path"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("5/minute", "login"), "must be a path"),
+        (("5/minute", "FETCH /x"), "unknown HTTP method"),
+        (("5/minute", "/x/{id"), "unclosed"),
+        (("lots", "/x"), "Malformed rate"),
+        (("5/minute", []), "at least one path"),
+    ],
+)
 def test_bad_rules_raise_at_configuration(args: tuple[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Rule(*args)

@@ -25,8 +25,13 @@ from gatekeep.ratelimit.ip import UNIX_PEER
 
 async def whoami(request: Request) -> JSONResponse:
     scope = request.scope
-    return JSONResponse({"client": scope.get("client"), "server": scope.get("server"),
-                         "key": client_ip(trusted=["unix"])(ASGIRequest(scope))})
+    return JSONResponse(
+        {
+            "client": scope.get("client"),
+            "server": scope.get("server"),
+            "key": client_ip(trusted=["unix"])(ASGIRequest(scope)),
+        }
+    )
 
 
 @contextmanager
@@ -61,8 +66,11 @@ def _app(trusted: list[str]) -> Any:
 @pytest.mark.parametrize("trusted", [["unix"], []], ids=["unix-trusted", "untrusted"])
 def test_uvicorn_uds_peer(socket_dir: str, trusted: list[str]) -> None:
     uds = os.path.join(socket_dir, "app.sock")
-    with (_serve(_app(trusted), uds) as path,
-          httpx.Client(transport=httpx.HTTPTransport(uds=path), base_url="http://app") as c):
+    with (
+        _serve(_app(trusted), uds) as path,
+        httpx.Client(transport=httpx.HTTPTransport(uds=path), base_url="http://app") as c,
+    ):
+
         def get(client_addr: str) -> httpx.Response:
             return c.get("/", headers={"x-forwarded-for": f"198.51.100.1, {client_addr}"})
 
@@ -71,8 +79,12 @@ def test_uvicorn_uds_peer(socket_dir: str, trusted: list[str]) -> None:
         # what uvicorn gives for a unix-socket peer: no client, server = [path, None]
         assert info["client"] is None and info["server"] == [path, None]
         assert info["key"] == "ip:203.0.113.1"  # the app's own key function agrees
-        statuses = [first.status_code, get("203.0.113.1").status_code,
-                    get("203.0.113.1").status_code, get("203.0.113.2").status_code]
+        statuses = [
+            first.status_code,
+            get("203.0.113.1").status_code,
+            get("203.0.113.1").status_code,
+            get("203.0.113.2").status_code,
+        ]
         if trusted:  # each client behind the proxy has its own budget
             assert statuses == [200, 200, 429, 200]
         else:  # every client is the socket: one budget for all
@@ -93,6 +105,7 @@ def test_unix_peer_without_header_or_with_junk_is_the_socket() -> None:
 def test_only_a_unix_server_makes_a_unix_peer() -> None:
     def peer(scope: dict[str, Any]) -> str | None:
         return ASGIRequest({"type": "http", **scope}).peer
+
     assert peer({"client": None, "server": ["/run/app.sock", None]}) == UNIX_PEER
     assert peer({"client": None, "server": ["127.0.0.1", 8000]}) is None
     assert peer({}) is None

@@ -27,7 +27,7 @@ async def other(request: Request) -> JSONResponse:
 
 async def nested(request: Request) -> JSONResponse:
     request.session.setdefault("cart", [])
-    request.session["cart"].append("apple")            # in place
+    request.session["cart"].append("apple")  # in place
     return JSONResponse(dict(request.session))
 
 
@@ -36,7 +36,7 @@ async def nothing(request: Request) -> PlainTextResponse:
 
 
 async def login(request: Request) -> JSONResponse:
-    request.session.set_user("alice")                  # regenerates the id
+    request.session.set_user("alice")  # regenerates the id
     return JSONResponse({"user": request.session.user_id})
 
 
@@ -73,10 +73,18 @@ async def ws(websocket: WebSocket) -> None:
 
 
 ROUTES: list[Any] = [
-    Route("/", show), Route("/inc", inc), Route("/other", other), Route("/nested", nested),
-    Route("/nothing", nothing), Route("/login", login), Route("/logout", logout),
-    Route("/logout-flash", logout_flash), Route("/clear", clear), Route("/boom", boom),
-    Route("/lazy", lazy), WebSocketRoute("/ws", ws),
+    Route("/", show),
+    Route("/inc", inc),
+    Route("/other", other),
+    Route("/nested", nested),
+    Route("/nothing", nothing),
+    Route("/login", login),
+    Route("/logout", logout),
+    Route("/logout-flash", logout_flash),
+    Route("/clear", clear),
+    Route("/boom", boom),
+    Route("/lazy", lazy),
+    WebSocketRoute("/ws", ws),
 ]
 
 

@@ -39,6 +39,7 @@ def make_store(store_backend: Any, prefix: str):
         options.setdefault("idle_timeout", 100)
         options.setdefault("absolute_timeout", 1000)
         return SessionStore(store_backend, prefix=prefix, **options)
+
     return make
 
 

@@ -37,10 +37,20 @@ def scope(path: str = "/", cookies: list[bytes] | bytes | str | None = None) -> 
         cookies = [cookies]
     for c in cookies or []:
         headers.append((b"cookie", c))
-    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-            "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
-            "root_path": "", "headers": headers, "client": ("127.0.0.1", 1234),
-            "server": ("testserver", 80)}
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 1234),
+        "server": ("testserver", 80),
+    }
 
 
 async def asgi_call(app: Any, path: str = "/", cookies: Any = None) -> Response:
@@ -57,16 +67,26 @@ async def asgi_call(app: Any, path: str = "/", cookies: Any = None) -> Response:
     start = messages[0]
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start.get("headers", [])]
     body = b"".join(m.get("body", b"") for m in messages[1:])
-    return Response(start["status"], headers, body,
-                    [v for k, v in headers if k.lower() == "set-cookie"])
+    return Response(
+        start["status"], headers, body, [v for k, v in headers if k.lower() == "set-cookie"]
+    )
 
 
 def wsgi_call(app: Any, path: str = "/", cookie: str | None = None) -> Response:
     environ: dict[str, Any] = {
-        "REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "t",
-        "SERVER_PORT": "80", "wsgi.input": io.BytesIO(), "wsgi.url_scheme": "http",
-        "wsgi.errors": io.StringIO(), "wsgi.version": (1, 0), "wsgi.multithread": True,
-        "wsgi.multiprocess": False, "wsgi.run_once": False}
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "t",
+        "SERVER_PORT": "80",
+        "wsgi.input": io.BytesIO(),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": io.StringIO(),
+        "wsgi.version": (1, 0),
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
     if cookie is not None:
         environ["HTTP_COOKIE"] = cookie
     got: dict[str, Any] = {}
@@ -77,5 +97,9 @@ def wsgi_call(app: Any, path: str = "/", cookie: str | None = None) -> Response:
 
     body = b"".join(app(environ, start_response))
     headers = got["headers"]
-    return Response(int(got["status"].split()[0]), headers, body,
-                    [v for k, v in headers if k.lower() == "set-cookie"])
+    return Response(
+        int(got["status"].split()[0]),
+        headers,
+        body,
+        [v for k, v in headers if k.lower() == "set-cookie"],
+    )

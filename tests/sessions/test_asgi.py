@@ -51,7 +51,7 @@ async def test_write_sets_a_safe_cookie_once(app_store):
     assert set_cookie.endswith("; path=/; Max-Age=100; httponly; samesite=lax; secure")
     cookie = cookie_of(r)
     sid, _timestamp, _signature = cookie.split("=", 1)[1].split(".")
-    assert is_session_id(sid)                           # only the signed id
+    assert is_session_id(sid)  # only the signed id
     r2 = await asgi_call(app, "/inc", cookie)
     assert json.loads(r2.body) == {"n": 2} and r2.set_cookies == []
     r3 = await asgi_call(app, "/", cookie)
@@ -108,13 +108,13 @@ async def test_no_save_on_5xx(app_store):
     r = await asgi_call(app, "/boom", cookie)
     assert r.status == 503 and r.set_cookies == []
     assert json.loads((await asgi_call(app, "/", cookie)).body) == {"n": 1}
-    r = await asgi_call(app, "/boom")                  # a new session is not created either
+    r = await asgi_call(app, "/boom")  # a new session is not created either
     assert r.set_cookies == []
 
 
 async def test_lazy_mode(app_store):
     app = starlette_app(store=app_store, lazy=True)
-    cookie = cookie_of(await asgi_call(app, "/inc"))     # no cookie: nothing to load
+    cookie = cookie_of(await asgi_call(app, "/inc"))  # no cookie: nothing to load
     assert json.loads((await asgi_call(app, "/lazy", cookie)).body) == {"n": 1}
     if app_store.executor.__class__.__name__ == "MemoryExecutor":
         # in-process: no I/O to await, the session loads on first use anyway
@@ -136,10 +136,19 @@ async def test_websocket_reads_the_session(app_store):
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "websocket", "path": "/ws", "raw_path": b"/ws", "query_string": b"",
-             "root_path": "", "headers": [(b"cookie", cookie.encode())], "scheme": "ws",
-             "client": ("127.0.0.1", 1), "server": ("t", 80), "subprotocols": [],
-             "asgi": {"version": "3.0"}}
+    scope = {
+        "type": "websocket",
+        "path": "/ws",
+        "raw_path": b"/ws",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"cookie", cookie.encode())],
+        "scheme": "ws",
+        "client": ("127.0.0.1", 1),
+        "server": ("t", 80),
+        "subprotocols": [],
+        "asgi": {"version": "3.0"},
+    }
     await app(scope, receive, send)
     assert json.loads(next(m["text"] for m in sent if m["type"] == "websocket.send")) == {"n": 1}
 
@@ -188,37 +197,48 @@ async def test_bad_cookies_never_reach_the_store_nor_fail(app_store):
     counting = CountingExecutor(app_store.executor)
     app_store.executor = counting
     bad = [
-        "session=garbage", f"session={value[:-3]}", f"session={value}x", f"session={sid}",
-        "session=" + "a" * 5000, tampered(value),
-        b"session=\xff\xfe\x00" + value.encode(), f"session={sid}.AAAAAA.{'A' * 43}",
-        "session=" + expired.sign(sid).decode(), "session=;;;==", "=;session",
-        f"session=\"{value}\"", f"session={value.replace('.', '..')}",
+        "session=garbage",
+        f"session={value[:-3]}",
+        f"session={value}x",
+        f"session={sid}",
+        "session=" + "a" * 5000,
+        tampered(value),
+        b"session=\xff\xfe\x00" + value.encode(),
+        f"session={sid}.AAAAAA.{'A' * 43}",
+        "session=" + expired.sign(sid).decode(),
+        "session=;;;==",
+        "=;session",
+        f'session="{value}"',
+        f"session={value.replace('.', '..')}",
     ]
     for cookie in bad:
         r = await asgi_call(app, "/", cookie)
         assert r.status == 200 and json.loads(r.body) == {}, cookie
     assert counting.batches == 0
-    two = f"session={value}; session=garbage"          # one valid among duplicates: used
+    two = f"session={value}; session=garbage"  # one valid among duplicates: used
     assert json.loads((await asgi_call(app, "/", two)).body) == {"n": 1}
     other = cookie_of(await asgi_call(app, "/inc"))
-    ambiguous = [good.encode(), other.encode()]         # two valid ones: neither
+    ambiguous = [good.encode(), other.encode()]  # two valid ones: neither
     assert json.loads((await asgi_call(app, "/", ambiguous)).body) == {}
 
 
 async def test_store_down_is_not_a_500():
-    dead = SessionStore(RedisBackend(f"redis://127.0.0.1:{free_port()}/0",
-                                     socket_connect_timeout=0.2, socket_timeout=0.2))
+    dead = SessionStore(
+        RedisBackend(
+            f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.2, socket_timeout=0.2
+        )
+    )
     live = SessionStore()
     good = cookie_of(await asgi_call(starlette_app(store=live), "/inc"))
     app = starlette_app(store=dead)
-    r = await asgi_call(app, "/", good)                 # load fails: empty, nothing to save
+    r = await asgi_call(app, "/", good)  # load fails: empty, nothing to save
     assert r.status == 200 and json.loads(r.body) == {} and r.set_cookies == []
-    r = await asgi_call(app, "/inc", good)             # load fails, the change is lost: said
+    r = await asgi_call(app, "/inc", good)  # load fails, the change is lost: said
     assert r.status == 503 and r.header("retry-after") == "1" and r.set_cookies == []
     assert b"could not be saved" in r.body
-    r = await asgi_call(app, "/inc")                    # save fails: no cookie, a 503
+    r = await asgi_call(app, "/inc")  # save fails: no cookie, a 503
     assert r.status == 503 and r.set_cookies == []
-    r = await asgi_call(app, "/logout", good)           # a log-out that cannot be done: said
+    r = await asgi_call(app, "/logout", good)  # a log-out that cannot be done: said
     assert r.status == 503 and r.set_cookies == []
     # on_write_error="ignore": the app's response goes out, the session says it failed
     seen = []
@@ -230,16 +250,18 @@ async def test_store_down_is_not_a_500():
         await send({"type": "http.response.body", "body": b"ok"})
         seen.append(session)
 
-    lenient = SessionMiddleware(inc, secret_key="test-secret-key", store=dead,
-                                on_write_error="ignore")
+    lenient = SessionMiddleware(
+        inc, secret_key="test-secret-key", store=dead, on_write_error="ignore"
+    )
     r = await asgi_call(lenient, "/inc", good)
     assert r.status == 200 and r.body == b"ok" and r.set_cookies == []
     assert seen[0].save_failed and isinstance(seen[0].save_error, SessionWriteFailed)
 
 
 async def test_cookie_options():
-    app = starlette_app(https_only=False, max_age=None, same_site="strict", domain="ex.com",
-                        path="/app")
+    app = starlette_app(
+        https_only=False, max_age=None, same_site="strict", domain="ex.com", path="/app"
+    )
     (c,) = (await asgi_call(app, "/inc")).set_cookies
     assert "secure" not in c and "Max-Age" not in c and "samesite=strict" in c
     assert "domain=ex.com" in c and "; path=/app;" in c
@@ -254,15 +276,20 @@ def test_configuration_errors():
     async def app(scope, receive, send):
         raise AssertionError
 
-    for bad in [dict(secret_key=""), dict(secret_key=[]), dict(secret_key="k", same_site="x"),
-                dict(secret_key="k", same_site="none", https_only=False),
-                dict(secret_key="k", host_prefix=True, domain="a.com"),
-                dict(secret_key="k", session_cookie="bad name"),
-                dict(secret_key="k", path="/;x"),
-                dict(secret_key="k", store=SessionStore(), max_age=60),
-                dict(secret_key="k", partitioned=True, https_only=False),
-                dict(secret_key="k", max_age=1.5), dict(secret_key="k", max_age=True),
-                dict(secret_key="k", max_age=10**9)]:
+    for bad in [
+        dict(secret_key=""),
+        dict(secret_key=[]),
+        dict(secret_key="k", same_site="x"),
+        dict(secret_key="k", same_site="none", https_only=False),
+        dict(secret_key="k", host_prefix=True, domain="a.com"),
+        dict(secret_key="k", session_cookie="bad name"),
+        dict(secret_key="k", path="/;x"),
+        dict(secret_key="k", store=SessionStore(), max_age=60),
+        dict(secret_key="k", partitioned=True, https_only=False),
+        dict(secret_key="k", max_age=1.5),
+        dict(secret_key="k", max_age=True),
+        dict(secret_key="k", max_age=10**9),
+    ]:
         with pytest.raises(ValueError):
             SessionMiddleware(app, **bad)
 
@@ -278,7 +305,7 @@ async def test_fastapi_request_session():
     @api.get("/session")
     async def whole(request: Request) -> dict[str, int]:
         request.session["seen"] = True
-        return request.session                 # a dict: FastAPI encodes it as one
+        return request.session  # a dict: FastAPI encodes it as one
 
     api.add_middleware(SessionMiddleware, secret_key="k", https_only=False)
     cookie = cookie_of(await asgi_call(api, "/count"))
@@ -292,13 +319,13 @@ async def test_non_strict_store_adopts_a_signed_unknown_id(make_store):
     try:
         cookie = cookie_of(await asgi_call(app, "/inc"))
         sid = cookie.split("=", 1)[1].split(".")[0]
-        await store.adestroy(sid)                     # tombstoned: never adopted again
+        await store.adestroy(sid)  # tombstoned: never adopted again
         r = await asgi_call(app, "/inc", cookie)
         assert json.loads(r.body) == {"n": 1} and r.cookie() not in (None, "")
         assert r.cookie().split(".")[0] != sid
         unknown = SessionMiddleware(app, secret_key="test-secret-key").core.signer.sign("Q" * 47)
         r = await asgi_call(app, "/inc", f"session={unknown}")
-        assert r.set_cookies == []                     # adopted: the cookie stays as it is
+        assert r.set_cookies == []  # adopted: the cookie stays as it is
         assert dict(await store.aload("Q" * 47)) == {"n": 1}
     finally:
         await store.aclose()

@@ -31,13 +31,13 @@ def test_every_call_touches_one_slot():
     s = Session(id=new_id(), state="loaded")
     s.created_us = 1
     s._user_saved = "a{b}"
-    s.set_user("c}d")                                  # user change + regenerate
+    s.set_user("c}d")  # user change + regenerate
     s["k"] = 1
     ok = [1, 1, 1, 1, 1]
     batches = calls_of(store.save_flow(s), lambda b: [ok] + [[]] * (len(b) - 1))
     calls = [c for b in batches for c in b]
     assert [c.script for c in calls] == ["session_save", "session_index", "session_index"]
-    assert len(calls[0].keys) == 2                     # the old and the new id
+    assert len(calls[0].keys) == 2  # the old and the new id
     for call in calls:
         assert len({key_slot(k.encode()) for k in call.keys}) == 1, call.keys
 

@@ -15,7 +15,7 @@ def test_threads_changing_different_keys_all_persist(store):
 
     def worker(i: int) -> None:
         s = store.load(sid)
-        barrier.wait()                                  # everyone has loaded the old data
+        barrier.wait()  # everyone has loaded the old data
         s[f"k{i}"] = i
         assert store.save(s)
 
@@ -63,7 +63,7 @@ def one_logout_race(store) -> None:
             before = logged_out.is_set()
             ok = store.save(s)
             if before and ok:
-                late_saves.append((i, j))          # a save that began after the logout
+                late_saves.append((i, j))  # a save that began after the logout
 
     threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
     for t in threads:
@@ -82,7 +82,7 @@ async def test_tasks_cannot_undo_a_logout(store):
     try:
         sid = (await store.acreate({"n": 0})).id
         loaded = [await store.aload(sid) for _ in range(N)]
-        await store.adestroy(await store.aload(sid))          # log out while they are in flight
+        await store.adestroy(await store.aload(sid))  # log out while they are in flight
         for i, s in enumerate(loaded):
             s[f"k{i}"] = i
         results = await asyncio.gather(*(store.asave(s) for s in loaded))

@@ -36,11 +36,11 @@ def test_it_is_a_dict_to_every_encoder_and_operator():
     assert s != {"a": 1}
     assert dict(s) == {**s} == s.copy() == copy.copy(s) == copy.deepcopy(s) == s
     assert type(s.copy()) is dict and type(copy.copy(s)) is dict
-    assert type(pickle.loads(pickle.dumps(s))) is dict          # a snapshot of the data
+    assert type(pickle.loads(pickle.dumps(s))) is dict  # a snapshot of the data
     assert s | {"c": 3} == {"a": 1, "b": [1, 2], "c": 3}
     assert {"c": 3} | s == {"c": 3, "a": 1, "b": [1, 2]}
     assert list(s) == ["a", "b"] and list(reversed(s)) == ["b", "a"] and len(s) == 2
-    assert not s.modified                                        # reads change nothing
+    assert not s.modified  # reads change nothing
     assert s.accessed
 
 
@@ -50,7 +50,7 @@ def test_changes_through_every_dict_method_are_seen():
         (lambda s: s.update(c=3), {"a": 1, "b": 2, "c": 3}),
         (lambda s: s.setdefault("c", 3), {"a": 1, "b": 2, "c": 3}),
         (lambda s: s.pop("a"), {"b": 2}),
-        (lambda s: s.popitem(), {"a": 1}),                       # LIFO, as a dict
+        (lambda s: s.popitem(), {"a": 1}),  # LIFO, as a dict
         (lambda s: s.__delitem__("b"), {"a": 1}),
         (lambda s: s.clear(), {}),
     ]:
@@ -92,37 +92,72 @@ def pending(loads: list[int] | None) -> Session:
     sid = store.create({"k": "v"}, now=T).id
     s = store.open(sid)
     if loads is not None:
+
         def load() -> None:
             loads.append(1)
             store.load_into(s, now=T)
+
         s.set_loaders(load, None)
     return s
 
 
-@pytest.mark.parametrize("use", [
-    json.dumps, dict, lambda s: {**s}, lambda s: s | {}, lambda s: {} | s, lambda s: s.copy(),
-    lambda s: s == {"k": "v"}, len, bool, list, lambda s: "k" in s, lambda s: s.items(),
-    lambda s: s["k"], lambda s: s.get("k"), lambda s: JSONResponse(s), copy.copy,
-], ids=["json.dumps", "dict", "unpack", "or", "ror", "copy", "eq", "len", "bool", "list",
-        "in", "items", "getitem", "get", "JSONResponse", "copy.copy"])
+@pytest.mark.parametrize(
+    "use",
+    [
+        json.dumps,
+        dict,
+        lambda s: {**s},
+        lambda s: s | {},
+        lambda s: {} | s,
+        lambda s: s.copy(),
+        lambda s: s == {"k": "v"},
+        len,
+        bool,
+        list,
+        lambda s: "k" in s,
+        lambda s: s.items(),
+        lambda s: s["k"],
+        lambda s: s.get("k"),
+        lambda s: JSONResponse(s),
+        copy.copy,
+    ],
+    ids=[
+        "json.dumps",
+        "dict",
+        "unpack",
+        "or",
+        "ror",
+        "copy",
+        "eq",
+        "len",
+        "bool",
+        "list",
+        "in",
+        "items",
+        "getitem",
+        "get",
+        "JSONResponse",
+        "copy.copy",
+    ],
+)
 def test_a_pending_session_loads_or_refuses_on_every_path(use):
     loads: list[int] = []
     s = pending(loads)
     use(s)
     assert loads == [1] and s.loaded and s.accessed and dict(s) == {"k": "v"}
     use(s)
-    assert loads == [1]                                          # once
+    assert loads == [1]  # once
     with pytest.raises(SessionNotLoaded, match="aload"):
-        use(pending(None))                                       # no sync loader: says so
+        use(pending(None))  # no sync loader: says so
 
 
 def test_mark_accessed_loads_where_it_can_and_never_raises():
     loads: list[int] = []
     s = pending(loads)
-    s.mark_accessed()                         # what Starlette's request.session calls
+    s.mark_accessed()  # what Starlette's request.session calls
     assert loads == [1] and s.accessed and s == {"k": "v"}
     s = pending(None)
-    s.mark_accessed()                         # lazy=True: request.session.aload() comes next
+    s.mark_accessed()  # lazy=True: request.session.aload() comes next
     assert s.accessed and not s.loaded
 
 
@@ -140,16 +175,16 @@ def test_a_write_past_max_size_raises_in_the_view_and_changes_nothing():
     with pytest.raises(SessionTooLarge, match=r"session\['big'\].*max_size=100.*nothing"):
         s["big"] = "y" * 200
     with pytest.raises(SessionTooLarge):
-        s.update({"ok": 1, "big": "y" * 200})                    # all or nothing
+        s.update({"ok": 1, "big": "y" * 200})  # all or nothing
     with pytest.raises(SessionTooLarge):
         s |= {"big": "y" * 200}
     with pytest.raises(SessionTooLarge):
         s.setdefault("big", "y" * 200)
     assert s == {"a": "x" * 10} and not s.modified
-    s["a"] = "z" * 80                          # replacing a value counts it once
+    s["a"] = "z" * 80  # replacing a value counts it once
     assert s.modified
     del s["a"]
-    s["b"] = "w" * 90                          # room freed by the delete
+    s["b"] = "w" * 90  # room freed by the delete
     assert TopLevelTooLarge is SessionTooLarge
 
 

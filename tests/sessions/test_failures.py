@@ -31,8 +31,8 @@ async def test_a_stalled_server_costs_one_timeout_not_a_500(server_factory):
             server.signal(signal.SIGCONT)
         # the load timed out: the change made to an empty session cannot be saved, said so
         assert r.status == 503 and r.set_cookies == [] and r.header("retry-after") == "1"
-        assert elapsed < 1.0                           # one read timeout, no retries
-        r = await asgi_call(app, "/", cookie)          # and it recovers on its own
+        assert elapsed < 1.0  # one read timeout, no retries
+        r = await asgi_call(app, "/", cookie)  # and it recovers on its own
         assert json.loads(r.body) == {"n": 1}
     finally:
         await store.aclose()
@@ -51,7 +51,7 @@ async def test_script_cache_flushed(server_factory):
         probe.script_flush()
         assert json.loads((await asgi_call(app, "/inc", cookie)).body) == {"n": 2}
         probe.script_flush()
-        assert store.load(cookie.split("=")[1].split(".")[0])["n"] == 2    # sync path too
+        assert store.load(cookie.split("=")[1].split(".")[0])["n"] == 2  # sync path too
         probe.script_flush()
         assert len(store.sessions_of("nobody")) == 0
     finally:

@@ -20,7 +20,7 @@ SECRET = "test-secret-key"
 async def victim_and_attacker(store: SessionStore) -> tuple[str, str]:
     victim = await store.acreate({"owner": "victim"})
     app = starlette_app(store=store)
-    r = await asgi_call(app, "/other")                   # the attacker's own session
+    r = await asgi_call(app, "/other")  # the attacker's own session
     return victim.id, r.cookie() or ""
 
 
@@ -30,7 +30,7 @@ def mutate(value: str, data: st.DataObject) -> str:
         return value[: data.draw(st.integers(0, len(value)))]
     if kind == "flip":
         i = data.draw(st.integers(0, len(value) - 1))
-        return value[:i] + data.draw(st.characters(codec="latin-1")) + value[i + 1:]
+        return value[:i] + data.draw(st.characters(codec="latin-1")) + value[i + 1 :]
     if kind == "insert":
         i = data.draw(st.integers(0, len(value)))
         return value[:i] + data.draw(st.text(max_size=5)) + value[i:]
@@ -45,10 +45,10 @@ def mutate(value: str, data: st.DataObject) -> str:
 def forgeries(victim: str, attacker: str) -> list[str]:
     sid, ts, sig = attacker.split(".")
     return [
-        victim,                                          # the raw id
-        f"{victim}.{ts}.{sig}",                          # attacker's signature on the victim id
+        victim,  # the raw id
+        f"{victim}.{ts}.{sig}",  # attacker's signature on the victim id
         TimestampSigner(b"wrong-key", salt="gatekeep.session").sign(victim).decode(),
-        TimestampSigner(SECRET.encode()).sign(victim).decode(),          # wrong salt / digest
+        TimestampSigner(SECRET.encode()).sign(victim).decode(),  # wrong salt / digest
         f"{victim[:4]}{sid[4:]}.{ts}.{sig}",
     ]
 
@@ -66,8 +66,9 @@ async def test_fuzzed_cookies_memory(data):
     await run_fuzz(store, data)
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data())
 async def test_fuzzed_cookies_real_server(server, prefix, data):
     from gatekeep import RedisBackend
@@ -91,7 +92,12 @@ async def run_fuzz(store: SessionStore, data: st.DataObject) -> None:
     elif source == "forgery":
         header = ("session=" + data.draw(st.sampled_from(forgeries(victim, attacker)))).encode()
     else:
-        many = data.draw(st.lists(st.sampled_from(
-            [attacker, *forgeries(victim, attacker), "x", ""]), min_size=2, max_size=12))
+        many = data.draw(
+            st.lists(
+                st.sampled_from([attacker, *forgeries(victim, attacker), "x", ""]),
+                min_size=2,
+                max_size=12,
+            )
+        )
         header = [f"session={v}".encode() for v in many]
     await check(app, header)

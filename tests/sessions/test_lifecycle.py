@@ -73,13 +73,19 @@ async def big(request: Request) -> PlainTextResponse:
 
 
 async def grow(request: Request) -> PlainTextResponse:
-    request.session.setdefault("list", []).append("x" * 2000)   # in place: not seen here
+    request.session.setdefault("list", []).append("x" * 2000)  # in place: not seen here
     return PlainTextResponse("grown")
 
 
 def asgi(store: SessionStore, **options: Any) -> Starlette:
-    app = Starlette(routes=[Route("/", show), Route("/nothing", nothing), Route("/big", big),
-                            Route("/grow", grow)])
+    app = Starlette(
+        routes=[
+            Route("/", show),
+            Route("/nothing", nothing),
+            Route("/big", big),
+            Route("/grow", grow),
+        ]
+    )
     options.setdefault("secret_key", SECRET)
     app.add_middleware(SessionMiddleware, store=store, **options)
     return app
@@ -100,6 +106,7 @@ def wsgi(store: SessionStore, **options: Any) -> WSGISessionMiddleware:
             session.setdefault("list", []).append("x" * 2000)
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [body]
+
     options.setdefault("secret_key", SECRET)
     return WSGISessionMiddleware(app, store=store, **options)
 
@@ -109,6 +116,7 @@ def is_redis(store: SessionStore) -> bool:
 
 
 # -- a request that never touches its session ------------------------------------------
+
 
 @pytest.mark.parametrize("lazy", [False, True])
 async def test_asgi_untouched_session_is_not_extended(store, lazy):
@@ -120,7 +128,7 @@ async def test_asgi_untouched_session_is_not_extended(store, lazy):
     # No round trip, but for Redis without lazy=True: a read (without touch) before the
     # app, as a sync `request.session[...]` cannot await one.
     assert batches[0] == (1 if is_redis(store) and not lazy else 0)
-    assert seen_ago(store, sid) > 45                              # the idle deadline stayed
+    assert seen_ago(store, sid) > 45  # the idle deadline stayed
 
 
 @pytest.mark.parametrize("lazy", [True, False])
@@ -143,10 +151,10 @@ async def test_asgi_a_read_extends_the_session(store):
     # In-process: loaded (and touched) on first use. Redis: read, then touched with the
     # response, as more than a tenth of the idle timeout (100 s) had passed.
     assert batches[0] == (2 if is_redis(store) else 1)
-    assert seen_ago(store, sid) < 5                                # moved to now
+    assert seen_ago(store, sid) < 5  # moved to now
     batches[0] = 0
     await asgi_call(app, "/", cookie(sid))
-    assert batches[0] == 1                                         # fresh: no touch again
+    assert batches[0] == 1  # fresh: no touch again
 
 
 def test_wsgi_a_read_extends_the_session(store):
@@ -155,10 +163,11 @@ def test_wsgi_a_read_extends_the_session(store):
     batches = count_batches(store)
     r = wsgi_call(app, "/", cookie(sid))
     assert json.loads(r.body) == {"session": {"n": 1}}
-    assert batches[0] == 1 and seen_ago(store, sid) < 5           # one load, with its touch
+    assert batches[0] == 1 and seen_ago(store, sid) < 5  # one load, with its touch
 
 
 # -- the cookie: Max-Age, refresh, rotation -----------------------------------------------
+
 
 @pytest.mark.parametrize("front", ["asgi", "wsgi"])
 async def test_a_stale_cookie_is_sent_again_on_a_read(store, front):
@@ -169,13 +178,13 @@ async def test_a_stale_cookie_is_sent_again_on_a_read(store, front):
             return await asgi_call(asgi(store), path, value)
         return wsgi_call(wsgi(store), path, value)
 
-    assert (await call("/", cookie(sid, age=5))).set_cookies == []      # < 10 s of 100
+    assert (await call("/", cookie(sid, age=5))).set_cookies == []  # < 10 s of 100
     assert (await call("/nothing", cookie(sid, age=20))).set_cookies == []  # not used
     (again,) = (await call("/", cookie(sid, age=20))).set_cookies
     assert again.startswith(f"session={sid}.") and "; Max-Age=100;" in again
     fresh = again.split(";", 1)[0]
     assert fresh != cookie(sid, age=20)
-    assert (await call("/", fresh)).set_cookies == []                  # signed now
+    assert (await call("/", fresh)).set_cookies == []  # signed now
     # Older than max_age, its session alive (a cookie from before rolling cookies):
     # accepted, and sent again; older than the absolute lifetime (1000 s): refused.
     r = await call("/", cookie(sid, age=101))
@@ -197,13 +206,14 @@ async def test_a_cookie_signed_with_an_old_key_is_signed_again_with_the_first(st
     assert json.loads(r.body) == {"session": {"n": 1}}
     (resigned,) = r.set_cookies
     value = resigned.split(";", 1)[0]
-    r = await call(value, "new")                                     # the old key retired
+    r = await call(value, "new")  # the old key retired
     assert json.loads(r.body) == {"session": {"n": 1}} and r.set_cookies == []
     assert (await call(cookie(sid, key="new"), keys)).set_cookies == []
 
 
-@pytest.mark.parametrize("max_age, attribute", [(None, None), (0, "Max-Age=0"),
-                                                (-1, "Max-Age=-1"), (60, "Max-Age=60")])
+@pytest.mark.parametrize(
+    "max_age, attribute", [(None, None), (0, "Max-Age=0"), (-1, "Max-Age=-1"), (60, "Max-Age=60")]
+)
 async def test_max_age_as_starlette_means_it(max_age, attribute):
     app = Starlette(routes=[Route("/", show), Route("/big", big)])
     app.add_middleware(SessionMiddleware, secret_key=SECRET, max_age=max_age, partitioned=True)
@@ -214,10 +224,11 @@ async def test_max_age_as_starlette_means_it(max_age, attribute):
     assert set_cookie.endswith("; httponly; samesite=lax; secure; partitioned")
     r = await asgi_call(app, "/", set_cookie.split(";", 1)[0])
     stored = json.loads(r.body)["session"] == {"big": "x" * 2000}
-    assert stored is (max_age is None or max_age >= 0)              # -1: refused at once
+    assert stored is (max_age is None or max_age >= 0)  # -1: refused at once
 
 
 # -- too large ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("front", ["asgi", "wsgi"])
 async def test_too_large_is_caught_by_the_view_or_answered_507(make_store, front, caplog):
@@ -230,14 +241,14 @@ async def test_too_large_is_caught_by_the_view_or_answered_507(make_store, front
         return wsgi_call(wsgi(store, **options), path, cookie(sid))
 
     r = await call("/big")
-    assert r.status == 200 and r.body == b"too large"               # caught in the view
+    assert r.status == 200 and r.body == b"too large"  # caught in the view
     with caplog.at_level(logging.ERROR, logger="gatekeep.sessions"):
         r = await call("/grow")
     assert r.status == 507 and b"too large" in r.body and r.set_cookies == []
     assert "max_size=1000" in caplog.text
     r = await call("/grow", on_write_error="ignore")
     assert r.status == 200 and r.body == (b"grown" if front == "asgi" else b"ok")
-    assert dict(store.load(sid)) == {"n": 1}                          # nothing half-saved
+    assert dict(store.load(sid)) == {"n": 1}  # nothing half-saved
 
 
 async def test_a_websocket_extends_the_session_it_reads(store):
@@ -253,13 +264,22 @@ async def test_a_websocket_extends_the_session_it_reads(store):
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "websocket", "path": "/ws", "raw_path": b"/ws", "query_string": b"",
-             "root_path": "", "headers": [(b"cookie", cookie(sid).encode())], "scheme": "ws",
-             "client": ("127.0.0.1", 1), "server": ("t", 80), "subprotocols": [],
-             "asgi": {"version": "3.0"}}
+    scope = {
+        "type": "websocket",
+        "path": "/ws",
+        "raw_path": b"/ws",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"cookie", cookie(sid).encode())],
+        "scheme": "ws",
+        "client": ("127.0.0.1", 1),
+        "server": ("t", 80),
+        "subprotocols": [],
+        "asgi": {"version": "3.0"},
+    }
     await starlette_app(store=store)(scope, receive, send)
     assert json.loads(next(m["text"] for m in sent if m["type"] == "websocket.send")) == {"n": 1}
-    assert seen_ago(store, sid) < 5                  # no response to touch it with: at once
+    assert seen_ago(store, sid) < 5  # no response to touch it with: at once
 
 
 async def test_a_failed_touch_does_not_fail_a_read(store):
@@ -278,7 +298,7 @@ async def test_a_failed_touch_does_not_fail_a_read(store):
         async def arun(self, calls: Any, now: Any) -> Any:
             return self.run(calls, now)
 
-    store.executor = NoTouch(store.executor)         # (not in-process any more: read eagerly)
+    store.executor = NoTouch(store.executor)  # (not in-process any more: read eagerly)
     r = await asgi_call(asgi(store), "/", cookie(sid))
     assert r.status == 200 and json.loads(r.body) == {"session": {"n": 1}}
     assert seen_ago(store, sid) > 45

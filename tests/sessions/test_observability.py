@@ -20,27 +20,34 @@ T = 1_700_000_000.0
 def test_metrics_count_every_operation(make_store):
     metrics = Metrics()
     store = make_store(metrics=metrics)
-    a = store.create({"n": 1}, now=T)                     # save 1
-    b = store.create({"n": 2}, user_id="u", now=T)         # save 2
+    a = store.create({"n": 1}, now=T)  # save 1
+    b = store.create({"n": 2}, user_id="u", now=T)  # save 2
     for _ in range(3):
-        assert store.load(a.id, now=T + 1) is not None     # 3 hits
-    assert store.load(a.id[:4] + "y" * 43, now=T + 1) is None   # a miss
-    s = store.load(b.id, now=T + 1)                        # hit 4
-    s.set_user("v")                                        # regenerates
-    assert store.save(s, now=T + 2)                        # save 3, regeneration 1
-    assert store.regenerate(s, now=T + 3)                  # save 4, regeneration 2
-    assert store.load(b.id, now=T + 3) is None             # miss 2 (regenerated away)
-    assert store.destroy(s, now=T + 4)                     # destroy 1
-    assert not store.destroy(s.id or b.id, now=T + 4)      # nothing there: not counted
+        assert store.load(a.id, now=T + 1) is not None  # 3 hits
+    assert store.load(a.id[:4] + "y" * 43, now=T + 1) is None  # a miss
+    s = store.load(b.id, now=T + 1)  # hit 4
+    s.set_user("v")  # regenerates
+    assert store.save(s, now=T + 2)  # save 3, regeneration 1
+    assert store.regenerate(s, now=T + 3)  # save 4, regeneration 2
+    assert store.load(b.id, now=T + 3) is None  # miss 2 (regenerated away)
+    assert store.destroy(s, now=T + 4)  # destroy 1
+    assert not store.destroy(s.id or b.id, now=T + 4)  # nothing there: not counted
     store.create({"x": 1}, user_id="w", now=T + 5)
     store.create({"x": 2}, user_id="w", now=T + 5)
-    assert store.destroy_all("w", now=T + 6) == 2          # destroys 2, 3
+    assert store.destroy_all("w", now=T + 6) == 2  # destroys 2, 3
     # not loads: metadata reads
     store.exists(a.id, now=T + 6)
     store.meta(a.id, now=T + 6)
     got = metrics.stats()["sessions"]
-    assert got == {"loads": 6, "hits": 4, "misses": 2, "saves": 6, "regenerations": 2,
-                   "destroys": 3, "hit_rate": 4 / 6}, got
+    assert got == {
+        "loads": 6,
+        "hits": 4,
+        "misses": 2,
+        "saves": 6,
+        "regenerations": 2,
+        "destroys": 3,
+        "hit_rate": 4 / 6,
+    }, got
 
 
 def test_metrics_eviction_per_user_and_off(make_store):
@@ -80,9 +87,9 @@ def test_meta_is_read_only(make_store, store_backend):
     for at in (T + 20, T + 30):
         meta = store.meta(s.id, now=at)
         assert meta is not None
-        assert meta.last_seen_at.timestamp() == T + 10     # never moved by meta
+        assert meta.last_seen_at.timestamp() == T + 10  # never moved by meta
         assert meta.created_at.timestamp() == T
-        assert meta.expires_at.timestamp() == T + 10 + 100   # idle 100 s
+        assert meta.expires_at.timestamp() == T + 10 + 100  # idle 100 s
         assert meta.absolute_expires_at.timestamp() == T + 1000
         assert meta.ttl == pytest.approx(T + 110 - at)
         assert meta.user_id_hash == id_hash("alice") and meta.id_hash == id_hash(s.id)
@@ -90,7 +97,7 @@ def test_meta_is_read_only(make_store, store_backend):
     if raw is not None:
         assert (client.dump(store.key(s.id)), client.hget(store.key(s.id), "a")) == raw
         client.close()
-    assert store.meta(s.id, now=T + 200) is None            # idle past: gone
+    assert store.meta(s.id, now=T + 200) is None  # idle past: gone
     assert store.meta("nonsense") is None
 
 
@@ -111,8 +118,12 @@ def test_keys_back_to_ids(make_store):
     assert split_key(SessionStore().key(s.id)) == ("", s.id)
     other = SessionStore(prefix="other")
     assert other.session_id(key) is None and store.session_id(store.user_key("u")) is None
-    for bad in ("gk:s:{abc}" + "x" * 44, "gk:s:{abcd}" + "x" * 42, "xx:s:{abcd}" + "x" * 43,
-                key + "x"):
+    for bad in (
+        "gk:s:{abc}" + "x" * 44,
+        "gk:s:{abcd}" + "x" * 42,
+        "xx:s:{abcd}" + "x" * 43,
+        key + "x",
+    ):
         assert split_key(bad) is None, bad
 
 
@@ -151,8 +162,9 @@ async def test_no_log_record_holds_a_session_id(make_store, caplog):
     live = SessionMiddleware(app, secret_key="k", store=store)
     cookie = (await asgi_call(live, "/")).cookie()
     ids.append(cookie.split(".")[0])
-    r = await asgi_call(SessionMiddleware(app, secret_key="k", store=dead), "/",
-                        f"session={cookie}")
+    r = await asgi_call(
+        SessionMiddleware(app, secret_key="k", store=dead), "/", f"session={cookie}"
+    )
     await dead.aclose()
     await store.aclose()
     assert r.status == 503

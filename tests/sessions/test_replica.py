@@ -33,16 +33,22 @@ TIMEOUT = 0.25
 def clients(port: int) -> tuple[redis.Redis, redis.asyncio.Redis]:
     opts = {"port": port, "socket_timeout": TIMEOUT, "socket_connect_timeout": TIMEOUT}
     from redis.asyncio.retry import Retry as ARetry
-    return (redis.Redis(retry=Retry(NoBackoff(), 0), **opts),
-            redis.asyncio.Redis(retry=ARetry(NoBackoff(), 0), **opts))
+
+    return (
+        redis.Redis(retry=Retry(NoBackoff(), 0), **opts),
+        redis.asyncio.Redis(retry=ARetry(NoBackoff(), 0), **opts),
+    )
 
 
 def wait_synced(primary: redis.Redis, replica: redis.Redis, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         info = replica.info("replication")
-        if info.get("master_link_status") == "up" and info.get("slave_repl_offset", -1) >= \
-                primary.info("replication")["master_repl_offset"]:
+        if (
+            info.get("master_link_status") == "up"
+            and info.get("slave_repl_offset", -1)
+            >= primary.info("replication")["master_repl_offset"]
+        ):
             return
         time.sleep(0.02)
     raise TimeoutError("the replica did not catch up")
@@ -105,8 +111,9 @@ def test_reads_from_the_replica_and_writes_reported(pair, prefix, caplog):
     assert stats["backend_errors"]["sessions:ConnectionError"] == 11
     assert stats["watched"][f"sessions:gk:{prefix}:"]["replica_reads"] == 8
     # one line per change of state, not one per request
-    events = [getattr(r, "gatekeep_event", None) for r in caplog.records
-              if r.levelno >= logging.INFO]
+    events = [
+        getattr(r, "gatekeep_event", None) for r in caplog.records if r.levelno >= logging.INFO
+    ]
     assert events == ["session_replica_reads", "session_writes_failing"], events
 
 
@@ -133,8 +140,12 @@ async def test_async_replica_reads_and_recovery_log(pair, prefix, caplog):
     again["n"] = 3
     assert await store.asave(again)
     events = [r.gatekeep_event for r in caplog.records if hasattr(r, "gatekeep_event")]
-    assert events == ["session_replica_reads", "session_writes_failing",
-                      "session_primary_reads", "session_failover_seen"], events
+    assert events == [
+        "session_replica_reads",
+        "session_writes_failing",
+        "session_primary_reads",
+        "session_failover_seen",
+    ], events
     await backend.aclose()
 
 
@@ -146,18 +157,18 @@ def test_breaker_skips_the_primary_while_open(pair, prefix):
     caught_up(pair)
     primary.signal(signal.SIGSTOP)
     try:
-        assert store.load(session.id)["n"] == 1        # one timeout opens the breaker
+        assert store.load(session.id)["n"] == 1  # one timeout opens the breaker
         assert not breaker.is_closed
         started = time.monotonic()
         for _ in range(20):
-            assert store.load(session.id)["n"] == 1    # straight to the replica
+            assert store.load(session.id)["n"] == 1  # straight to the replica
         with pytest.raises(SessionWriteFailed) as info:
             store.save(store.new({"x": 1}))
         elapsed = time.monotonic() - started
     finally:
         primary.signal(signal.SIGCONT)
     assert info.value.__cause__ is None and info.value.retry_after > 1
-    assert elapsed < 0.2, elapsed                       # no call waited for the primary
+    assert elapsed < 0.2, elapsed  # no call waited for the primary
     assert store.executor.counters["primary_failures"] == 1
 
 
@@ -177,13 +188,14 @@ def test_durable_writes_wait_for_a_replica(pair, prefix):
     # Room for a busy machine: a 2 s read timeout, WAIT for up to 1 s.
     backend = RedisBackend(f"redis://127.0.0.1:{primary.port}/0", timeout=2.0)
     plain = SessionStore(backend, prefix=prefix, metrics=None)
-    durable = SessionStore(backend, prefix=prefix, metrics=None, wait_replicas=1,
-                           wait_timeout=1.0)
+    durable = SessionStore(backend, prefix=prefix, metrics=None, wait_replicas=1, wait_timeout=1.0)
     for store in (plain, durable):
         _median_save_us(store, 20)  # warm up: scripts loaded, connections open
     fast, slow = _median_save_us(plain, 300), _median_save_us(durable, 300)
-    print(f"\n[durable writes] median save: {fast:.0f} µs plain, {slow:.0f} µs with "
-          f"WAIT 1 (+{slow - fast:.0f} µs)")
+    print(
+        f"\n[durable writes] median save: {fast:.0f} µs plain, {slow:.0f} µs with "
+        f"WAIT 1 (+{slow - fast:.0f} µs)"
+    )
     session = durable.create({"a": 1})
     assert redis.Redis(port=replica.port).hget(durable.key(session.id), "d:a") == b"1"
 
@@ -215,7 +227,8 @@ def test_durable_configuration_errors(pair):
     with pytest.raises(ValueError, match="wait_replicas"):
         SessionStore(backend, wait_replicas=-1)
     with pytest.raises(ValueError, match="half the backend's timeout"):
-        SessionStore(RedisBackend("redis://127.0.0.1:1/0", timeout=0.2), wait_replicas=1,
-                     wait_timeout=0.15)
+        SessionStore(
+            RedisBackend("redis://127.0.0.1:1/0", timeout=0.2), wait_replicas=1, wait_timeout=0.15
+        )
     with pytest.raises(ValueError, match="Cluster"):
         SessionStore(RedisBackend("redis+cluster://127.0.0.1:1"), wait_replicas=1)

@@ -13,8 +13,20 @@ from .helpers import asgi_call, wsgi_call
 
 #: What a client can send; the commands the scripts call (HGETALL, HSET, ...) are
 #: counted by commandstats too, but they run inside the one EVALSHA.
-CLIENT_SENT = ("evalsha", "eval", "script", "client", "hello", "ping", "select", "auth",
-               "get", "set", "multi", "exec")
+CLIENT_SENT = (
+    "evalsha",
+    "eval",
+    "script",
+    "client",
+    "hello",
+    "ping",
+    "select",
+    "auth",
+    "get",
+    "set",
+    "multi",
+    "exec",
+)
 
 
 def commands(client: redis.Redis) -> int:
@@ -46,11 +58,11 @@ async def test_asgi_round_trips(server_factory):
     store.executor = batches = Batches(store.executor)
     app = starlette_app(store=store)
     try:
-        first = await asgi_call(app, "/inc")             # warms the connection and the script
+        first = await asgi_call(app, "/inc")  # warms the connection and the script
         cookie = f"session={first.cookie()}"
         await asgi_call(app, "/", cookie)
         other = await asgi_call(app, "/inc")
-        await asgi_call(app, "/login", f"session={other.cookie()}")   # loads session_index
+        await asgi_call(app, "/login", f"session={other.cookie()}")  # loads session_index
 
         def cost() -> tuple[int, int]:
             return commands(probe), batches.count
@@ -61,15 +73,15 @@ async def test_asgi_round_trips(server_factory):
             c1, b1 = cost()
             return c1 - c0, b1 - b0
 
-        assert await measure("/") == (1, 1)               # read only: one EVALSHA
-        assert await measure("/inc") == (2, 2)            # read and write: load + save
+        assert await measure("/") == (1, 1)  # read only: one EVALSHA
+        assert await measure("/inc") == (2, 2)  # read and write: load + save
         assert await measure("/nothing", False) == (0, 0)
-        assert await measure("/", False) == (0, 0)        # no cookie: nothing to load
-        assert await measure("/inc", False) == (1, 1)     # a new session: one save
+        assert await measure("/", False) == (0, 0)  # no cookie: nothing to load
+        assert await measure("/inc", False) == (1, 1)  # a new session: one save
         # Log in: load, then save + the user index pipelined (3 commands, 2 round trips).
         assert await measure("/login") == (3, 2)
         new = await asgi_call(app, "/", cookie)
-        assert new.body == b"{}"                           # the old id is gone
+        assert new.body == b"{}"  # the old id is gone
     finally:
         await store.aclose()
         store.backend.close()  # type: ignore[union-attr]

@@ -17,7 +17,7 @@ def test_create_load_save_roundtrip(store):
     loaded = store.load(s.id, now=T + 1)
     assert dict(loaded) == {"a": 1, "nested": {"list": [1, 2]}}
     assert not loaded.modified
-    loaded["nested"]["list"].append(3)           # in place, nested
+    loaded["nested"]["list"].append(3)  # in place, nested
     assert loaded.modified
     assert loaded.changes().set == {"nested": '{"list":[1,2,3]}'}
     assert store.save(loaded, now=T + 2)
@@ -35,11 +35,11 @@ def test_unknown_and_malformed_ids(store):
 
 
 def test_idle_timeout_is_extended_by_each_load(store):
-    s = store.create({"k": 1}, now=T)               # idle 100 s, absolute 1000 s
-    for step in range(1, 8):                         # used every 90 s: stays alive
+    s = store.create({"k": 1}, now=T)  # idle 100 s, absolute 1000 s
+    for step in range(1, 8):  # used every 90 s: stays alive
         assert store.load(s.id, now=T + 90 * step) is not None
-    assert store.load(s.id, now=T + 90 * 7 + 100) is None   # then 100 s idle: gone
-    assert store.load(s.id, now=T + 90 * 7 + 1) is None     # and stays gone
+    assert store.load(s.id, now=T + 90 * 7 + 100) is None  # then 100 s idle: gone
+    assert store.load(s.id, now=T + 90 * 7 + 1) is None  # and stays gone
 
 
 def test_exists_does_not_extend_the_idle_deadline(store):
@@ -64,7 +64,7 @@ def test_save_is_refused_after_expiry(store):
     s = store.create({"k": 1}, now=T)
     loaded = store.load(s.id, now=T + 1)
     loaded["k"] = 2
-    assert not store.save(loaded, now=T + 200)       # idle-expired meanwhile
+    assert not store.save(loaded, now=T + 200)  # idle-expired meanwhile
     assert store.load(s.id, now=T + 201) is None
 
 
@@ -80,17 +80,17 @@ def test_regenerate_moves_the_data_and_kills_the_old_id(store):
     old = s.id
     s["k"] = 2
     assert store.regenerate(s, now=T + 1)
-    assert s.id != old and s.id[:4] == old[:4]      # same slot tag, 256 new bits
+    assert s.id != old and s.id[:4] == old[:4]  # same slot tag, 256 new bits
     assert store.load(old, now=T + 2) is None
     again = store.load(s.id, now=T + 2)
     assert dict(again) == {"k": 2}
-    assert again.created_at.timestamp() == T      # the absolute lifetime counts from creation
+    assert again.created_at.timestamp() == T  # the absolute lifetime counts from creation
 
 
 def test_in_flight_save_after_destroy_is_refused(store):
     s = store.create({"k": 1}, now=T)
     in_flight = store.load(s.id, now=T + 1)
-    store.destroy(store.load(s.id, now=T + 1), now=T + 2)    # log out
+    store.destroy(store.load(s.id, now=T + 1), now=T + 2)  # log out
     in_flight["k"] = 2
     assert not store.save(in_flight, now=T + 3)
     assert store.load(s.id, now=T + 4) is None
@@ -121,14 +121,14 @@ def test_clear_removes_keys_added_by_others(store):
 def test_non_json_value_raises_a_clear_type_error(store):
     s = store.new()
     with pytest.raises(TypeError, match=r"session\['when'\] cannot be saved.*JSON"):
-        s["when"] = object()                    # refused when set, where the view is
+        s["when"] = object()  # refused when set, where the view is
     with pytest.raises(TypeError, match="JSON"):
         s["when"] = float("nan")
     assert "when" not in s
     with pytest.raises(TypeError, match="keys must be str"):
         s[1] = "x"  # type: ignore[index]
     s["when"] = []
-    s["when"].append(object())                  # in place: found at save time
+    s["when"].append(object())  # in place: found at save time
     with pytest.raises(TypeError, match=r"session\['when'\] cannot be saved.*JSON"):
         store.save(s, now=T)
 
@@ -136,7 +136,7 @@ def test_non_json_value_raises_a_clear_type_error(store):
 def test_too_large_raises_at_save(make_store):
     store = make_store(max_size=1000)
     s = store.new({"blob": []})
-    s["blob"].append("x" * 1000)                # in place: measured at save time
+    s["blob"].append("x" * 1000)  # in place: measured at save time
     with pytest.raises(SessionTooLarge, match="max_size=1000"):
         store.save(s, now=T)
     s["blob"] = "x" * 900
@@ -162,7 +162,7 @@ def test_non_strict_store_adopts_but_never_a_destroyed_id(make_store):
     store.destroy(sid, now=T + 4)
     again = store.open(sid, signed_at=T)
     store.load_into(again, now=T + 5)
-    assert again.state == "new" and again.id is None        # the tombstone refuses it
+    assert again.state == "new" and again.id is None  # the tombstone refuses it
 
 
 def test_user_index_lists_and_logs_out_everywhere(store):
@@ -182,7 +182,7 @@ def test_user_index_lists_and_logs_out_everywhere(store):
 
 def test_user_index_follows_regenerate_and_user_change(store):
     s = store.create({"n": 1}, now=T)
-    s.set_user("alice")                                     # log in: regenerates
+    s.set_user("alice")  # log in: regenerates
     old = s.id
     assert store.save(s, now=T + 1) and s.id != old
     assert [x.id_hash for x in store.sessions_of("alice", now=T + 2)] == [id_hash(s.id)]
@@ -237,9 +237,9 @@ async def _async_api(store):
 
 
 def test_session_object_flags():
-    assert Session({"a": 1}).modified is False        # not accessed yet
+    assert Session({"a": 1}).modified is False  # not accessed yet
     s = Session(id="x" * 47, state="pending")
-    s.fill([1, 0, 0, 0, 0, "", "a", '{"b":1}'])       # as a load reply gives it
+    s.fill([1, 0, 0, 0, 0, "", "a", '{"b":1}'])  # as a load reply gives it
     assert not s.accessed
     _ = s.get("a")
     assert s.accessed
@@ -260,29 +260,29 @@ def test_server_clock_when_no_now_is_given(store):
 def test_every_key_has_a_ttl(make_store, store_backend):
     if store_backend is None:
         return  # the in-process store's keys all carry an expiry by construction
-    store = make_store(strict=False)                   # tombstones too
+    store = make_store(strict=False)  # tombstones too
     a = store.create({"k": 1}, user_id="u", now=T)
     store.regenerate(a, now=T + 1)
     b = store.create({"k": 2}, user_id="u", now=T + 2)
     store.destroy(b, now=T + 3)
     client = store_backend.client
     keys = list(client.scan_iter(match=store.prefix + "*"))
-    assert len(keys) >= 4                              # session, 2 tombstones, user index
+    assert len(keys) >= 4  # session, 2 tombstones, user index
     for key in keys:
         assert client.pttl(key) > 0, key
 
 
 def test_peek_touch_and_another_idle_timeout(store):
-    s = store.create({"k": 1}, now=T)                # idle 100 s
+    s = store.create({"k": 1}, now=T)  # idle 100 s
     peeked = store.run(store.peek_flow(s.id), now=T + 60)
     assert dict(peeked) == {"k": 1}
     assert store.run(store.peek_flow(s.id), now=T + 100) is None  # the peek moved nothing
     s = store.create({"k": 2}, now=T)
-    assert store.run(store.touch_flow(s.id), now=T + 60)           # deadline: T + 160
+    assert store.run(store.touch_flow(s.id), now=T + 60)  # deadline: T + 160
     assert store.exists(s.id, now=T + 150)
     longer = store.with_idle_timeout(300)
     assert longer.idle_us == 300_000_000 and store.idle_us == 100_000_000
     assert store.with_idle_timeout(100) is store
-    assert longer.run(longer.touch_flow(s.id), now=T + 150)         # deadline: T + 450
+    assert longer.run(longer.touch_flow(s.id), now=T + 150)  # deadline: T + 450
     assert longer.exists(s.id, now=T + 440)
     assert not store.run(store.touch_flow("x" * 47), now=T)

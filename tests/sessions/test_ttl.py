@@ -40,8 +40,13 @@ op = st.one_of(
     st.tuples(st.just("destroy_all"), st.sampled_from(["alice", "bob"])),
 )
 #: (seconds to advance: whole, or with µs for the twin, the call)
-steps = st.lists(st.tuples(st.integers(0, 150) | st.sampled_from([0, 99, 100, 299, 300]),
-                           st.integers(0, S - 1), op), min_size=1, max_size=25)
+steps = st.lists(
+    st.tuples(
+        st.integers(0, 150) | st.sampled_from([0, 99, 100, 299, 300]), st.integers(0, S - 1), op
+    ),
+    min_size=1,
+    max_size=25,
+)
 
 
 def ms(us: int) -> int:
@@ -94,8 +99,9 @@ def user_keys(store: SessionStore) -> set[str]:
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=steps)
 def test_twin_session_ttl_is_the_time_its_state_matters(ops):
-    store = SessionStore(None, prefix="ttl", idle_timeout=IDLE, absolute_timeout=LIFE,
-                         strict=False)  # not strict: destroyed ids leave tombstones
+    store = SessionStore(
+        None, prefix="ttl", idle_timeout=IDLE, absolute_timeout=LIFE, strict=False
+    )  # not strict: destroyed ids leave tombstones
     memory = store.executor.store  # the twin's MemoryStore
     sessions: list = []
     seen: dict[str, bool] = {}
@@ -109,8 +115,10 @@ def test_twin_session_ttl_is_the_time_its_state_matters(ops):
             live = item is not None and item[1] > now
             end = deadline(item[0], index) if live else None
             ttl = memory.ttl_us(key, now)
-            what = f"step {i} {o}: {key} lives {ttl} µs, its state matters until now + " \
-                   f"{None if end is None else end - now} µs"
+            what = (
+                f"step {i} {o}: {key} lives {ttl} µs, its state matters until now + "
+                f"{None if end is None else end - now} µs"
+            )
             if end is None or end <= now:
                 assert ttl is None or ttl <= 1000, what  # gone, or the 1 ms minimum
             else:
@@ -131,8 +139,14 @@ def test_lua_session_ttl_is_the_time_its_state_matters(servers, kind, ops):
     from gatekeep import RedisBackend
 
     backend = RedisBackend(servers.get(kind).url)
-    store = SessionStore(backend, prefix=uuid.uuid4().hex[:12], idle_timeout=IDLE,
-                         absolute_timeout=LIFE, strict=False, metrics=None)
+    store = SessionStore(
+        backend,
+        prefix=uuid.uuid4().hex[:12],
+        idle_timeout=IDLE,
+        absolute_timeout=LIFE,
+        strict=False,
+        metrics=None,
+    )
     client = backend.client
     sessions: list = []
     now = T0 * S
@@ -152,8 +166,10 @@ def test_lua_session_ttl_is_the_time_its_state_matters(servers, kind, ops):
                 if old is not None and old[0] == raw and 0 <= pttl <= old[1]:
                     continue  # the call did not write it: it only counts down
                 end = deadline(raw, index)
-                what = f"step {i} {o}: {key} has PTTL {pttl} ms, its state matters until " \
-                       f"now + {None if end is None else end - now} µs (slack {slack} ms)"
+                what = (
+                    f"step {i} {o}: {key} has PTTL {pttl} ms, its state matters until "
+                    f"now + {None if end is None else end - now} µs (slack {slack} ms)"
+                )
                 if end is None:  # gone, or PEXPIRE's 1 ms minimum (an entry scored now)
                     assert pttl == -2 or 0 <= pttl <= 1, what
                 else:

@@ -21,19 +21,27 @@ KEYS = ["a", "b", "ü"]
 step = st.integers(0, 150_000_000)
 op = st.one_of(
     st.tuples(st.just("load"), st.integers(0, 2), st.sampled_from(["touch", "peek", "meta"])),
-    st.tuples(st.just("save"), st.integers(0, 2), st.sampled_from(["new", "update", "adopt"]),
-              st.booleans(),                                  # use the created time we saw
-              st.sampled_from([None, 0, 1, 2]),                # regenerate to IDS[i]
-              st.booleans(),                                  # clear
-              st.sampled_from(["", "-", "+alice", "+b{o}b"]),
-              st.dictionaries(st.sampled_from(KEYS), st.sampled_from(['1', '"x"', '[1,{}]']),
-                              max_size=2),
-              st.lists(st.sampled_from(KEYS), max_size=2, unique=True),
-              st.sampled_from([0, LIFE])),                    # tombstone lifetime
+    st.tuples(
+        st.just("save"),
+        st.integers(0, 2),
+        st.sampled_from(["new", "update", "adopt"]),
+        st.booleans(),  # use the created time we saw
+        st.sampled_from([None, 0, 1, 2]),  # regenerate to IDS[i]
+        st.booleans(),  # clear
+        st.sampled_from(["", "-", "+alice", "+b{o}b"]),
+        st.dictionaries(st.sampled_from(KEYS), st.sampled_from(["1", '"x"', "[1,{}]"]), max_size=2),
+        st.lists(st.sampled_from(KEYS), max_size=2, unique=True),
+        st.sampled_from([0, LIFE]),
+    ),  # tombstone lifetime
     st.tuples(st.just("destroy"), st.integers(0, 2), st.sampled_from([0, LIFE])),
-    st.tuples(st.just("index"), st.sampled_from(USERS),
-              st.sampled_from(["add", "remove", "list", "pop"]), st.integers(0, 2),
-              st.integers(1, 3), st.booleans()),
+    st.tuples(
+        st.just("index"),
+        st.sampled_from(USERS),
+        st.sampled_from(["add", "remove", "list", "pop"]),
+        st.integers(0, 2),
+        st.integers(1, 3),
+        st.booleans(),
+    ),
 )
 
 
@@ -64,12 +72,16 @@ def to_call(o, prefix, created):
     keys = (key(i),) if regen is None or regen == i else (key(i), key(regen))
     made = created.get(i, T0) if seen else T0 - 5
     pairs = [x for kv in sets.items() for x in kv]
-    return Call("session_save", keys, (IDLE, LIFE, mode, made, "1" if clear else "0", user, tomb,
-                                      len(sets), *pairs, *deletes))
+    return Call(
+        "session_save",
+        keys,
+        (IDLE, LIFE, mode, made, "1" if clear else "0", user, tomb, len(sets), *pairs, *deletes),
+    )
 
 
-@settings(max_examples=80, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(ops=st.lists(st.tuples(step, op), min_size=1, max_size=25))
 def test_lua_and_twin_agree(server, ops):
     backend = RedisBackend(server.url)

@@ -12,11 +12,20 @@ from hypothesis import strategies as st
 from gatekeep.sessions._json import ENCODER as _ENCODER
 from gatekeep.sessions.session import Session, dump_value, load_value
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.text(),
-                    st.floats(allow_nan=False, allow_infinity=False))
-values = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=5), inner, max_size=4)),
-    max_leaves=12)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.text(),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=5), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 
 
 @given(values)
@@ -38,20 +47,30 @@ def _load_value(text):
         return ("error", type(exc).__name__)
 
 
-@given(st.one_of(values.map(_ENCODER.encode), st.text(max_size=12),
-                 st.tuples(st.sampled_from(["", " ", "\n", "x", ",1", "]"]),
-                           values.map(_ENCODER.encode),
-                           st.sampled_from(["", " ", "\t", "x", ",1", "]"])).map("".join)))
+@given(
+    st.one_of(
+        values.map(_ENCODER.encode),
+        st.text(max_size=12),
+        st.tuples(
+            st.sampled_from(["", " ", "\n", "x", ",1", "]"]),
+            values.map(_ENCODER.encode),
+            st.sampled_from(["", " ", "\t", "x", ",1", "]"]),
+        ).map("".join),
+    )
+)
 def test_load_value_is_json_loads(text):
     assert _load_value(text) == _loads(text)
 
 
-@pytest.mark.parametrize("value, message", [
-    (float("nan"), "Out of range float values are not JSON compliant"),
-    ({1j: 1}, "keys must be str, int, float, bool or None"),
-    (object(), "object is not JSON-serializable"),
-    ({"a": [1, {1, 2}]}, "set is not JSON-serializable"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (float("nan"), "Out of range float values are not JSON compliant"),
+        ({1j: 1}, "keys must be str, int, float, bool or None"),
+        (object(), "object is not JSON-serializable"),
+        ({"a": [1, {1, 2}]}, "set is not JSON-serializable"),
+    ],
+)
 def test_errors_keep_their_messages(value, message):
     with pytest.raises(TypeError, match=f"cannot be saved: {message}"):
         dump_value("k", value)
@@ -65,7 +84,7 @@ def test_a_circular_value_is_refused_as_before():
     s = Session(id="x", state="pending")
     s.fill([1, 1, 1, 2, 3, "", "v", "1"])
     with pytest.raises(TypeError, match="Circular reference detected"):
-        s["v"] = loop                        # refused when set
+        s["v"] = loop  # refused when set
     s["v"] = inner = []
     inner.append(inner)  # in place, the same keys as stored: the values are compared as JSON
     with pytest.raises(TypeError, match="Circular reference detected"):

@@ -45,14 +45,14 @@ def test_flow_and_round_trips(counted):
     (c,) = r.set_cookies
     assert c.endswith("; path=/; Max-Age=100; httponly; samesite=lax; secure")
     cookie = f"session={r.cookie()}"
-    assert counted.executor.batches == 1                # a new session: one save, no load
+    assert counted.executor.batches == 1  # a new session: one save, no load
     counted.executor.batches = 0
     r = wsgi_call(app, "/", cookie)
     assert json.loads(r.body) == {"n": 1} and r.header("vary") == "Cookie"
-    assert r.set_cookies == [] and counted.executor.batches == 1       # read only: one
+    assert r.set_cookies == [] and counted.executor.batches == 1  # read only: one
     counted.executor.batches = 0
     r = wsgi_call(app, "/nothing", cookie)
-    assert counted.executor.batches == 0               # lazy: never used, never loaded
+    assert counted.executor.batches == 0  # lazy: never used, never loaded
     r = wsgi_call(app, "/inc", cookie)
     assert json.loads(r.body) == {"n": 2} and counted.executor.batches == 2  # load + save
 
@@ -74,16 +74,24 @@ def test_login_logout_and_5xx(store):
 
 def test_bad_cookies_and_store_down(store):
     app = make(store)
-    for cookie in ["session=\udcff\udcfe", "session=a.b.c", "session=" + "x" * 9000, "session",
-                   "session=1; session=2"]:
+    for cookie in [
+        "session=\udcff\udcfe",
+        "session=a.b.c",
+        "session=" + "x" * 9000,
+        "session",
+        "session=1; session=2",
+    ]:
         r = wsgi_call(app, "/", cookie)
         assert r.status == 200 and json.loads(r.body) == {}
-    dead = SessionStore(RedisBackend(f"redis://127.0.0.1:{free_port()}/0",
-                                     socket_connect_timeout=0.2, socket_timeout=0.2))
+    dead = SessionStore(
+        RedisBackend(
+            f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.2, socket_timeout=0.2
+        )
+    )
     good = f"session={wsgi_call(app, '/inc').cookie()}"
     r = wsgi_call(make(dead), "/", good)
     assert r.status == 200 and r.set_cookies == [] and json.loads(r.body) == {}
-    r = wsgi_call(make(dead), "/inc", good)       # the change cannot be saved: a clear 503
+    r = wsgi_call(make(dead), "/inc", good)  # the change cannot be saved: a clear 503
     assert r.status == 503 and r.set_cookies == [] and r.header("retry-after") == "1"
     assert b"could not be saved" in r.body
     r = wsgi_call(make(dead, on_write_error="ignore"), "/inc", good)

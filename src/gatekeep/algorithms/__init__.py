@@ -75,9 +75,17 @@ class AlgorithmSpec:
 
 
 ALGORITHMS: dict[str, AlgorithmSpec] = {
-    spec.name: spec for spec in map(AlgorithmSpec, (
-        token_bucket, gcra, sliding_window, sliding_log, fixed_window,
-    ))
+    spec.name: spec
+    for spec in map(
+        AlgorithmSpec,
+        (
+            token_bucket,
+            gcra,
+            sliding_window,
+            sliding_log,
+            fixed_window,
+        ),
+    )
 }
 
 

@@ -15,12 +15,27 @@ if TYPE_CHECKING:
     from ..decision import Decision
     from ..rates import Rate
 
-__all__ = ["HIT", "PEEK", "REFUND", "Check", "Clock", "Counters", "FusedHit", "Lock", "Put",
-           "Store", "bucket_params", "ms", "run", "window_params"]
+__all__ = [
+    "HIT",
+    "PEEK",
+    "REFUND",
+    "Check",
+    "Clock",
+    "Counters",
+    "FusedHit",
+    "Lock",
+    "Put",
+    "Store",
+    "bucket_params",
+    "ms",
+    "run",
+    "window_params",
+]
 
 HIT = "hit"
 PEEK = "peek"
 REFUND = "refund"
+
 
 class Check(NamedTuple):
     """What ``check`` returns: the Lua table ``c``, whose fields ``lua/_prelude.lua``
@@ -133,15 +148,16 @@ def run(
         return out
 
     if len(keys) == 1:  # the common case, without the loops (same result)
-        (a, b), = params
+        ((a, b),) = params
         c = algo.check(store, keys[0], now, cost, a, b)
         if mode == HIT and c.allowed:
             algo.commit(store, keys[0], now, c)
             return [1, c.remaining_if_hit, c.reset_if_hit_us, 0]
         return [1 if c.allowed else 0, c.remaining, c.reset_us, c.retry_us]
 
-    checks = [algo.check(store, key, now, cost, a, b)
-              for key, (a, b) in zip(keys, params, strict=False)]
+    checks = [
+        algo.check(store, key, now, cost, a, b) for key, (a, b) in zip(keys, params, strict=False)
+    ]
     consume = mode == HIT and all(c.allowed for c in checks)
     for key, c in zip(keys, checks, strict=False):
         if consume:

@@ -23,7 +23,6 @@ SHORT = "fw"
 BURST = False
 
 
-
 def load(store: Store, key: str, now: int, period: int) -> tuple[int, int]:
     start = math.floor(now / period) * period
     v = store.get(key, now)
@@ -43,16 +42,23 @@ def check(store: Store, key: str, now: int, cost: int, limit: int, period: int) 
         retry = -1 if cost > limit else ends_in
     reset = ends_in if count > 0 else 0
     reset_hit = ends_in if count + cost > 0 else 0
-    return Check(allowed, limit - count, reset, retry,
-                 limit - count - cost, reset_hit, (start, count + cost), reset_hit)
+    return Check(
+        allowed,
+        limit - count,
+        reset,
+        retry,
+        limit - count - cost,
+        reset_hit,
+        (start, count + cost),
+        reset_hit,
+    )
 
 
 def commit(store: Store, key: str, now: int, c: Check) -> None:
     store.set(key, c.state, now + ms(c.ttl_us) * 1000)
 
 
-def refund(store: Store, key: str, now: int, cost: int, limit: int, period: int
-           ) -> tuple[int, int]:
+def refund(store: Store, key: str, now: int, cost: int, limit: int, period: int) -> tuple[int, int]:
     start, count = load(store, key, now, period)
     count = max(count - cost, 0)
     reset = 0
@@ -66,9 +72,17 @@ def refund(store: Store, key: str, now: int, cost: int, limit: int, period: int
 
 # -- the in-process fast path -------------------------------------------------------------
 
-def fused_hit(rate: Rate, limit: int, period: int, data: MutableMapping[str, Any],
-              put: Put, lock: Lock, clock: Clock | None,
-              counters: Counters | None = None) -> FusedHit:
+
+def fused_hit(
+    rate: Rate,
+    limit: int,
+    period: int,
+    data: MutableMapping[str, Any],
+    put: Put,
+    lock: Lock,
+    clock: Clock | None,
+    counters: Counters | None = None,
+) -> FusedHit:
     """``check`` + ``commit`` + the Decision for ``hit`` with one limit, in one function,
     on the in-process store: see ``token_bucket.fused_hit`` (tests/algorithms/test_fused.py)."""
     acquire, release = lock.acquire, lock.release
@@ -102,15 +116,33 @@ def fused_hit(rate: Rate, limit: int, period: int, data: MutableMapping[str, Any
                     counters.allowed += 1
                     if remaining < near:  # remaining * NEAR_LIMIT_FACTOR < limit
                         counters.near_limit += 1
-                return new(Decision, (True, shown, remaining,
-                                      (ends_in if count + cost > 0 else 0) / 1_000_000, 0.0,
-                                      rate, ()))
+                return new(
+                    Decision,
+                    (
+                        True,
+                        shown,
+                        remaining,
+                        (ends_in if count + cost > 0 else 0) / 1_000_000,
+                        0.0,
+                        rate,
+                        (),
+                    ),
+                )
             if counters is not None:
                 counters.denied += 1
         finally:
             release()
-        return new(Decision, (False, shown, max(limit - count, 0),
-                              (ends_in if count > 0 else 0) / 1_000_000,
-                              inf if cost > limit else ends_in / 1_000_000, rate, ()))
+        return new(
+            Decision,
+            (
+                False,
+                shown,
+                max(limit - count, 0),
+                (ends_in if count > 0 else 0) / 1_000_000,
+                inf if cost > limit else ends_in / 1_000_000,
+                rate,
+                (),
+            ),
+        )
 
     return hit

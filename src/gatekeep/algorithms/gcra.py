@@ -25,7 +25,6 @@ SHORT = "gcra"
 BURST = True
 
 
-
 def load(store: Store, key: str, now: int) -> int:
     tat: int | None = store.get(key, now)
     if tat is None:
@@ -41,17 +40,25 @@ def check(store: Store, key: str, now: int, cost: int, interval: int, burst: int
     retry = 0
     if not allowed:
         retry = -1 if cost > burst else new_backlog - tolerance
-    return Check(allowed, math.floor((tolerance - backlog) / interval), backlog, retry,
-                 math.floor((tolerance - new_backlog) / interval), new_backlog,
-                 now + new_backlog, new_backlog)
+    return Check(
+        allowed,
+        math.floor((tolerance - backlog) / interval),
+        backlog,
+        retry,
+        math.floor((tolerance - new_backlog) / interval),
+        new_backlog,
+        now + new_backlog,
+        new_backlog,
+    )
 
 
 def commit(store: Store, key: str, now: int, c: Check) -> None:
     store.set(key, c.state, now + ms(c.ttl_us) * 1000)
 
 
-def refund(store: Store, key: str, now: int, cost: int, interval: int, burst: int
-           ) -> tuple[int, int]:
+def refund(
+    store: Store, key: str, now: int, cost: int, interval: int, burst: int
+) -> tuple[int, int]:
     tolerance = burst * interval
     backlog = max(load(store, key, now) - cost * interval, 0)
     if backlog == 0:
@@ -63,9 +70,17 @@ def refund(store: Store, key: str, now: int, cost: int, interval: int, burst: in
 
 # -- the in-process fast path -------------------------------------------------------------
 
-def fused_hit(rate: Rate, interval: int, burst: int, data: MutableMapping[str, Any],
-              put: Put, lock: Lock, clock: Clock | None,
-              counters: Counters | None = None) -> FusedHit:
+
+def fused_hit(
+    rate: Rate,
+    interval: int,
+    burst: int,
+    data: MutableMapping[str, Any],
+    put: Put,
+    lock: Lock,
+    clock: Clock | None,
+    counters: Counters | None = None,
+) -> FusedHit:
     """``check`` + ``commit`` + the Decision for ``hit`` with one limit, in one function,
     on the in-process store: see ``token_bucket.fused_hit`` (tests/algorithms/test_fused.py)."""
     tolerance = burst * interval
@@ -96,15 +111,24 @@ def fused_hit(rate: Rate, interval: int, burst: int, data: MutableMapping[str, A
                     counters.allowed += 1
                     if remaining < near:  # remaining * NEAR_LIMIT_FACTOR < limit
                         counters.near_limit += 1
-                return new(Decision, (True, burst, remaining, new_backlog / 1_000_000, 0.0,
-                                      rate, ()))
+                return new(
+                    Decision, (True, burst, remaining, new_backlog / 1_000_000, 0.0, rate, ())
+                )
             if counters is not None:
                 counters.denied += 1
         finally:
             release()
-        return new(Decision, (False, burst, max(floor((tolerance - backlog) / interval), 0),
-                              backlog / 1_000_000,
-                              inf if cost > burst else (new_backlog - tolerance) / 1_000_000,
-                              rate, ()))
+        return new(
+            Decision,
+            (
+                False,
+                burst,
+                max(floor((tolerance - backlog) / interval), 0),
+                backlog / 1_000_000,
+                inf if cost > burst else (new_backlog - tolerance) / 1_000_000,
+                rate,
+                (),
+            ),
+        )
 
     return hit

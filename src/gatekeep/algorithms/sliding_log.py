@@ -20,7 +20,6 @@ SHORT = "sl"
 BURST = False
 
 
-
 def load(store: Store, key: str, now: int, period: int) -> tuple[list[int], int, int | None]:
     """The log, how many entries are newer than now - period, and the newest one."""
     log: list[int] = store.get(key, now) or []
@@ -43,8 +42,16 @@ def check(store: Store, key: str, now: int, cost: int, limit: int, period: int) 
     # keep the log sorted even if the clock steps back
     ts = max(now, head if head is not None else now)
     reset_hit = ts + period - now if cost > 0 else reset
-    return Check(allowed, limit - count, reset, retry, limit - count - cost, reset_hit,
-                 (ts, cost, count + cost), reset_hit)
+    return Check(
+        allowed,
+        limit - count,
+        reset,
+        retry,
+        limit - count - cost,
+        reset_hit,
+        (ts, cost, count + cost),
+        reset_hit,
+    )
 
 
 def commit(store: Store, key: str, now: int, c: Check) -> None:
@@ -58,15 +65,14 @@ def commit(store: Store, key: str, now: int, c: Check) -> None:
         store.set(key, log, now + ms(c.ttl_us) * 1000)
 
 
-def refund(store: Store, key: str, now: int, cost: int, limit: int, period: int
-           ) -> tuple[int, int]:
+def refund(store: Store, key: str, now: int, cost: int, limit: int, period: int) -> tuple[int, int]:
     log, count, _head = load(store, key, now, period)
     give = min(cost, count)
     if give == count:
         store.delete(key)
     elif give > 0:
         del log[-give:]
-        del log[:-(count - give)]
+        del log[: -(count - give)]
     count = count - give
     reset = log[-1] + period - now if count > 0 else 0
     if give > 0 and count > 0:

@@ -29,7 +29,6 @@ SHORT = "sw"
 BURST = False
 
 
-
 def load(store: Store, key: str, now: int, period: int) -> tuple[int, int, int]:
     start = math.floor(now / period) * period
     v = store.get(key, now)
@@ -67,19 +66,23 @@ def check(store: Store, key: str, now: int, cost: int, limit: int, period: int) 
     retry = 0
     if not allowed:
         retry = -1 if cost > limit else wait(cost, limit, period, elapsed, cur, prev)
-    return Check(allowed, max(math.floor(limit - estimate), 0),
-                 reset_in(now, start, period, cur, prev), retry,
-                 max(math.floor(limit - estimate - cost), 0),
-                 reset_in(now, start, period, cur + cost, prev), (start, cur + cost, prev),
-                 reset_in(now, start, period, cur + cost, prev))
+    return Check(
+        allowed,
+        max(math.floor(limit - estimate), 0),
+        reset_in(now, start, period, cur, prev),
+        retry,
+        max(math.floor(limit - estimate - cost), 0),
+        reset_in(now, start, period, cur + cost, prev),
+        (start, cur + cost, prev),
+        reset_in(now, start, period, cur + cost, prev),
+    )
 
 
 def commit(store: Store, key: str, now: int, c: Check) -> None:
     store.set(key, c.state, now + ms(c.ttl_us) * 1000)
 
 
-def refund(store: Store, key: str, now: int, cost: int, limit: int, period: int
-           ) -> tuple[int, int]:
+def refund(store: Store, key: str, now: int, cost: int, limit: int, period: int) -> tuple[int, int]:
     start, cur, prev = load(store, key, now, period)
     cur = max(cur - cost, 0)
     if cur == 0 and prev == 0:
@@ -92,9 +95,17 @@ def refund(store: Store, key: str, now: int, cost: int, limit: int, period: int
 
 # -- the in-process fast path -------------------------------------------------------------
 
-def fused_hit(rate: Rate, limit: int, period: int, data: MutableMapping[str, Any],
-              put: Put, lock: Lock, clock: Clock | None,
-              counters: Counters | None = None) -> FusedHit:
+
+def fused_hit(
+    rate: Rate,
+    limit: int,
+    period: int,
+    data: MutableMapping[str, Any],
+    put: Put,
+    lock: Lock,
+    clock: Clock | None,
+    counters: Counters | None = None,
+) -> FusedHit:
     """``check`` + ``commit`` + the Decision for ``hit`` with one limit, in one function,
     on the in-process store: see ``token_bucket.fused_hit`` (tests/algorithms/test_fused.py)."""
     acquire, release = lock.acquire, lock.release
@@ -130,16 +141,34 @@ def fused_hit(rate: Rate, limit: int, period: int, data: MutableMapping[str, Any
                     counters.allowed += 1
                     if remaining < near:
                         counters.near_limit += 1
-                return new(Decision, (True, shown, remaining,
-                                      reset_in(now, start, period, cur + cost, prev) / 1_000_000,
-                                      0.0, rate, ()))
+                return new(
+                    Decision,
+                    (
+                        True,
+                        shown,
+                        remaining,
+                        reset_in(now, start, period, cur + cost, prev) / 1_000_000,
+                        0.0,
+                        rate,
+                        (),
+                    ),
+                )
             if counters is not None:
                 counters.denied += 1
         finally:
             release()
         retry = inf if cost > limit else wait(cost, limit, period, elapsed, cur, prev) / 1_000_000
-        return new(Decision, (False, shown, max(floor(limit - estimate), 0),
-                              reset_in(now, start, period, cur, prev) / 1_000_000, retry, rate,
-                              ()))
+        return new(
+            Decision,
+            (
+                False,
+                shown,
+                max(floor(limit - estimate), 0),
+                reset_in(now, start, period, cur, prev) / 1_000_000,
+                retry,
+                rate,
+                (),
+            ),
+        )
 
     return hit

@@ -25,7 +25,6 @@ SHORT = "tb"
 BURST = True
 
 
-
 def load(store: Store, key: str, now: int, interval: int, burst: int) -> tuple[int, int]:
     capacity = burst * interval
     v = store.get(key, now)
@@ -45,16 +44,25 @@ def check(store: Store, key: str, now: int, cost: int, interval: int, burst: int
     if not allowed:
         retry = -1 if cost > burst else need - level
     left = level - need
-    return Check(allowed, math.floor(level / interval), capacity - level, retry,
-                 math.floor(left / interval), capacity - left, (left, ts), capacity - left)
+    return Check(
+        allowed,
+        math.floor(level / interval),
+        capacity - level,
+        retry,
+        math.floor(left / interval),
+        capacity - left,
+        (left, ts),
+        capacity - left,
+    )
 
 
 def commit(store: Store, key: str, now: int, c: Check) -> None:
     store.set(key, c.state, now + ms(c.ttl_us) * 1000)
 
 
-def refund(store: Store, key: str, now: int, cost: int, interval: int, burst: int
-           ) -> tuple[int, int]:
+def refund(
+    store: Store, key: str, now: int, cost: int, interval: int, burst: int
+) -> tuple[int, int]:
     capacity = burst * interval
     level, ts = load(store, key, now, interval, burst)
     level = min(capacity, level + cost * interval)
@@ -67,9 +75,17 @@ def refund(store: Store, key: str, now: int, cost: int, interval: int, burst: in
 
 # -- the in-process fast path -------------------------------------------------------------
 
-def fused_hit(rate: Rate, interval: int, burst: int, data: MutableMapping[str, Any],
-              put: Put, lock: Lock, clock: Clock | None,
-              counters: Counters | None = None) -> FusedHit:
+
+def fused_hit(
+    rate: Rate,
+    interval: int,
+    burst: int,
+    data: MutableMapping[str, Any],
+    put: Put,
+    lock: Lock,
+    clock: Clock | None,
+    counters: Counters | None = None,
+) -> FusedHit:
     """``check`` + ``commit`` + the :class:`~gatekeep.decision.Decision`, for ``hit`` with
     one limit on the in-process store (``MemoryStore.data``), in one function.
 
@@ -118,8 +134,17 @@ def fused_hit(rate: Rate, interval: int, burst: int, data: MutableMapping[str, A
                 counters.denied += 1
         finally:
             release()
-        return new(Decision, (False, burst, floor(level / interval),
-                              (capacity - level) / 1_000_000,
-                              inf if cost > burst else (need - level) / 1_000_000, rate, ()))
+        return new(
+            Decision,
+            (
+                False,
+                burst,
+                floor(level / interval),
+                (capacity - level) / 1_000_000,
+                inf if cost > burst else (need - level) / 1_000_000,
+                rate,
+                (),
+            ),
+        )
 
     return hit

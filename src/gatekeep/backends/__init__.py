@@ -14,5 +14,13 @@ from .failover import FailoverBackend, local_share
 from .memory import MemoryBackend, MemoryStore
 from .redis import RedisBackend
 
-__all__ = ["Backend", "FailoverBackend", "MemoryBackend", "MemoryStore", "Plan",
-           "RedisBackend", "connect", "local_share"]
+__all__ = [
+    "Backend",
+    "FailoverBackend",
+    "MemoryBackend",
+    "MemoryStore",
+    "Plan",
+    "RedisBackend",
+    "connect",
+    "local_share",
+]

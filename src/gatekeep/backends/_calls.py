@@ -30,8 +30,18 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from ..scripts import Script
 
-__all__ = ["CallFlow", "Replies", "ScriptCall", "Trip", "commands", "every_reply", "first",
-           "raise_first", "script_flow", "script_reloaded"]
+__all__ = [
+    "CallFlow",
+    "Replies",
+    "ScriptCall",
+    "Trip",
+    "commands",
+    "every_reply",
+    "first",
+    "raise_first",
+    "script_flow",
+    "script_reloaded",
+]
 
 #: One script call: the script, its keys, its arguments.
 ScriptCall = tuple[Script, Sequence[str], Sequence[Any]]
@@ -67,15 +77,26 @@ CallFlow = Generator[Trip, list[Any], T]
 def script_reloaded(script: Script, where: str) -> None:
     """One log line per NOSCRIPT: the server lost its script cache (a restart, a
     failover to a replica, SCRIPT FLUSH); the script is sent again as EVAL."""
-    logger.info("gatekeep: %s had no script %s (restart or failover?); sent it again",
-                where, script.name, extra={"gatekeep_event": "script_reloaded",
-                                           "script": script.name, "sha": script.sha,
-                                           "server": where})
+    logger.info(
+        "gatekeep: %s had no script %s (restart or failover?); sent it again",
+        where,
+        script.name,
+        extra={
+            "gatekeep_event": "script_reloaded",
+            "script": script.name,
+            "sha": script.sha,
+            "server": where,
+        },
+    )
 
 
-def script_flow(calls: Sequence[ScriptCall], finish: Callable[[list[Any]], T],
-                read_only: bool = False, wait: tuple[int, int] | None = None,
-                where: str = "redis") -> CallFlow[T]:
+def script_flow(
+    calls: Sequence[ScriptCall],
+    finish: Callable[[list[Any]], T],
+    read_only: bool = False,
+    wait: tuple[int, int] | None = None,
+    where: str = "redis",
+) -> CallFlow[T]:
     """Run ``calls`` in one round trip (two after the server lost its script cache);
     the result is ``finish(replies)``: one reply per call, a ``ResponseError`` in place
     of a failed script's (a :class:`Replies`, with ``acked``, when ``wait`` is given)."""
@@ -94,8 +115,13 @@ def script_flow(calls: Sequence[ScriptCall], finish: Callable[[list[Any]], T],
     return finish(replies)
 
 
-def _reload(calls: Sequence[ScriptCall], replies: list[Any], read_only: bool,
-            wait: tuple[int, int] | None, where: str) -> CallFlow[list[Any]]:
+def _reload(
+    calls: Sequence[ScriptCall],
+    replies: list[Any],
+    read_only: bool,
+    wait: tuple[int, int] | None,
+    where: str,
+) -> CallFlow[list[Any]]:
     """Nothing ran for the calls answered NOSCRIPT: send them again, as EVAL."""
     missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
     for i in missing:

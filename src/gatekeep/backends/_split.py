@@ -55,7 +55,7 @@ def split_flow(plan: Plan, keys: list[str], groups: list[list[int]], mode: str) 
 
     def place(reply: list[int], idx: list[int]) -> None:
         for j, i in enumerate(idx):
-            out[4 * i:4 * i + 4] = reply[4 * j:4 * j + 4]
+            out[4 * i : 4 * i + 4] = reply[4 * j : 4 * j + 4]
 
     if mode != HIT:
         for sub_plan, sub_keys, idx in subs:
@@ -68,7 +68,7 @@ def split_flow(plan: Plan, keys: list[str], groups: list[list[int]], mode: str) 
             continue
         for done_plan, done_keys, done_idx in subs[:n]:  # give back what was charged
             place((yield done_plan, done_keys, REFUND), done_idx)
-        for rest_plan, rest_keys, rest_idx in subs[n + 1:]:  # report, charge nothing
+        for rest_plan, rest_keys, rest_idx in subs[n + 1 :]:  # report, charge nothing
             place((yield rest_plan, rest_keys, PEEK), rest_idx)
         return out
     return out

@@ -43,11 +43,13 @@ from ._deadlines import Loop
 
 __all__ = ["AsyncConnections", "SyncConnections", "fast_pool", "pack", "run_sync"]
 
+
 class _Nothing:
     pass
 
 
 _DEAD: weakref.ReferenceType[Any] = weakref.ref(_Nothing())  # a reference to nothing
+
 
 def pack(args: Sequence[Any]) -> bytes:
     """One command in RESP, the Redis protocol: an array of bulk strings.
@@ -70,7 +72,8 @@ _HEADS: dict[tuple[str, bool, int], bytes] = {}
 def _head(sha: str, read_only: bool, nkeys: int) -> bytes:
     command = b"EVALSHA_RO" if read_only else b"EVALSHA"
     head = _HEADS[(sha, read_only, nkeys)] = b"".join(
-        b"$%d\r\n%b\r\n" % (len(b), b) for b in (command, sha.encode(), b"%d" % nkeys))
+        b"$%d\r\n%b\r\n" % (len(b), b) for b in (command, sha.encode(), b"%d" % nkeys)
+    )
     return head
 
 
@@ -103,8 +106,11 @@ _PLAIN_APOOLS = (redis.asyncio.ConnectionPool, redis.asyncio.BlockingConnectionP
 
 def fast_pool(client: Any) -> Any:
     """The client's connection pool when the lean path can use it, else None."""
-    if (type(client) is redis.Redis and client.connection is None
-            and type(client.connection_pool) in _PLAIN_POOLS):
+    if (
+        type(client) is redis.Redis
+        and client.connection is None
+        and type(client.connection_pool) in _PLAIN_POOLS
+    ):
         return client.connection_pool
     return None
 
@@ -174,7 +180,8 @@ class AsyncConnections:
         self._options = options
         self._connection_class = pool.connection_class
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Loop] = (
-            weakref.WeakKeyDictionary())
+            weakref.WeakKeyDictionary()
+        )
         # the last event loop's state, found without a weak-keyed lookup
         self._last: tuple[weakref.ReferenceType[Any], Loop] = (_DEAD, Loop())
 
@@ -185,8 +192,11 @@ class AsyncConnections:
 
     @staticmethod
     def usable(client: Any) -> bool:
-        return (type(client) is redis.asyncio.Redis and not client.single_connection_client
-                and type(client.connection_pool) in _PLAIN_APOOLS)
+        return (
+            type(client) is redis.asyncio.Redis
+            and not client.single_connection_client
+            and type(client.connection_pool) in _PLAIN_APOOLS
+        )
 
     def _loop_state(self, loop: asyncio.AbstractEventLoop) -> Loop:
         ref, state = self._last
@@ -223,8 +233,9 @@ class AsyncConnections:
         idle.append(conn)
         return replies
 
-    async def _run_waiting(self, conn: Any, idle: deque[Any], trip: Trip, timeout: float
-                           ) -> list[Any]:
+    async def _run_waiting(
+        self, conn: Any, idle: deque[Any], trip: Trip, timeout: float
+    ) -> list[Any]:
         """The same with ``asyncio.wait_for`` (Python 3.10, or outside a task)."""
         try:
             replies = await asyncio.wait_for(_connected_trip(conn, trip), timeout)
@@ -280,11 +291,13 @@ _LEAN_CLASSES: dict[type, bool] = {}
 def _lean_class(conn: Any) -> bool:
     """Judged on a connected instance (its ``_writer`` exists only once connected)."""
     cls = type(conn)
-    return ((getattr(cls, "send_packed_command", None),
-             getattr(cls, "read_response", None)) == _OWN_IO
-            and isinstance(getattr(conn, "_writer", None), asyncio.StreamWriter)
-            and inspect.iscoroutinefunction(
-                getattr(getattr(conn, "_parser", None), "read_response", None)))
+    return (
+        (getattr(cls, "send_packed_command", None), getattr(cls, "read_response", None)) == _OWN_IO
+        and isinstance(getattr(conn, "_writer", None), asyncio.StreamWriter)
+        and inspect.iscoroutinefunction(
+            getattr(getattr(conn, "_parser", None), "read_response", None)
+        )
+    )
 
 
 async def _round_trip(conn: Any, trip: Trip) -> list[Any]:

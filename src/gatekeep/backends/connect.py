@@ -53,16 +53,31 @@ CLUSTER_REQUEST_TTL = 6
 
 _STANDALONE = ("redis://", "rediss://", "unix://", "valkey://", "valkeys://")
 _SCHEMES = {
-    "redis+sentinel": ("sentinel", False), "rediss+sentinel": ("sentinel", True),
-    "valkey+sentinel": ("sentinel", False), "valkeys+sentinel": ("sentinel", True),
-    "redis+cluster": ("cluster", False), "rediss+cluster": ("cluster", True),
-    "valkey+cluster": ("cluster", False), "valkeys+cluster": ("cluster", True),
+    "redis+sentinel": ("sentinel", False),
+    "rediss+sentinel": ("sentinel", True),
+    "valkey+sentinel": ("sentinel", False),
+    "valkeys+sentinel": ("sentinel", True),
+    "redis+cluster": ("cluster", False),
+    "rediss+cluster": ("cluster", True),
+    "valkey+cluster": ("cluster", False),
+    "valkeys+cluster": ("cluster", True),
 }
 _FLOAT_QUERY = ("timeout", "socket_timeout", "socket_connect_timeout")
-_STR_QUERY = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "client_name",
-              "sentinel_username", "sentinel_password")
-_SENTINEL_ONLY = ("sentinel_kwargs", "sentinel_username", "sentinel_password",
-                  "min_other_sentinels")
+_STR_QUERY = (
+    "ssl_cert_reqs",
+    "ssl_ca_certs",
+    "ssl_certfile",
+    "ssl_keyfile",
+    "client_name",
+    "sentinel_username",
+    "sentinel_password",
+)
+_SENTINEL_ONLY = (
+    "sentinel_kwargs",
+    "sentinel_username",
+    "sentinel_password",
+    "min_other_sentinels",
+)
 
 
 @dataclass(frozen=True)
@@ -83,8 +98,10 @@ def parse_url(url: str) -> Endpoint:
     """Parse a Sentinel or Cluster URL; raise ``ValueError`` saying what is wrong."""
     scheme, sep, _ = url.partition("://")
     if not sep or scheme.lower() not in _SCHEMES:
-        raise ValueError(f"Redis URL {_safe(url)!r} must start with redis://, rediss://, "
-                         "unix://, redis+sentinel:// or redis+cluster:// (valkey:// too)")
+        raise ValueError(
+            f"Redis URL {_safe(url)!r} must start with redis://, rediss://, "
+            "unix://, redis+sentinel:// or redis+cluster:// (valkey:// too)"
+        )
     kind, ssl = _SCHEMES[scheme.lower()]
     parts = urlsplit(url)
     netloc = parts.netloc
@@ -94,14 +111,17 @@ def parse_url(url: str) -> Endpoint:
         user, colon, pw = userinfo.partition(":")
         username = unquote(user) or None
         password = unquote(pw) if colon else None
-    hosts = tuple(_host_port(h, url, 26379 if kind == "sentinel" else 6379)
-                  for h in hostlist.split(","))
+    hosts = tuple(
+        _host_port(h, url, 26379 if kind == "sentinel" else 6379) for h in hostlist.split(",")
+    )
     path = [unquote(p) for p in parts.path.split("/") if p]
     service, db = None, 0
     if kind == "sentinel":
         if not path or len(path) > 2:
-            raise ValueError(f"{_safe(url)!r}: a Sentinel URL ends in /service_name or "
-                             "/service_name/db, e.g. redis+sentinel://s1:26379,s2:26379/mymaster/0")
+            raise ValueError(
+                f"{_safe(url)!r}: a Sentinel URL ends in /service_name or "
+                "/service_name/db, e.g. redis+sentinel://s1:26379,s2:26379/mymaster/0"
+            )
         service = path[0]
         if len(path) == 2:
             db = _int(path[1], "db", url)
@@ -117,9 +137,11 @@ def parse_url(url: str) -> Endpoint:
         elif key == "db" and kind == "sentinel":
             db = _int(value, "db", url)
         else:
-            raise ValueError(f"{_safe(url)!r}: unknown option {key!r}; URL options are "
-                             f"{', '.join(_FLOAT_QUERY + _STR_QUERY)} (pass others as "
-                             "keyword arguments)")
+            raise ValueError(
+                f"{_safe(url)!r}: unknown option {key!r}; URL options are "
+                f"{', '.join(_FLOAT_QUERY + _STR_QUERY)} (pass others as "
+                "keyword arguments)"
+            )
     return Endpoint(kind, hosts, service, db, username, password, ssl, options)
 
 
@@ -141,8 +163,10 @@ class ClientFactory:
             self.kind = self.endpoint.kind
             options = {**self.endpoint.options, **options}
         if self.kind != "sentinel" and any(k in options for k in _SENTINEL_ONLY):
-            raise ValueError(f"{', '.join(k for k in _SENTINEL_ONLY if k in options)} "
-                             "apply only to redis+sentinel:// URLs")
+            raise ValueError(
+                f"{', '.join(k for k in _SENTINEL_ONLY if k in options)} "
+                "apply only to redis+sentinel:// URLs"
+            )
         if "retry" in options and not isinstance(options["retry"], redis.retry.Retry):
             raise TypeError("retry= must be a redis.retry.Retry (the async clients get a copy)")
         timeout = options.pop("timeout", DEFAULT_TIMEOUT)
@@ -196,16 +220,18 @@ class ClientFactory:
             return client
         return self._sentinel_client(ep, opts, sync=sync, replica=replica)
 
-    def _sentinel_client(self, ep: Endpoint, opts: dict[str, Any], *, sync: bool,
-                         replica: bool) -> Any:
+    def _sentinel_client(
+        self, ep: Endpoint, opts: dict[str, Any], *, sync: bool, replica: bool
+    ) -> Any:
         skw = opts.pop("sentinel_kwargs", None)
         s_user = opts.pop("sentinel_username", None)
         s_pass = opts.pop("sentinel_password", None)
         min_other = opts.pop("min_other_sentinels", 0)
         if skw is None:
             # The Sentinels get the same deadline and TLS, not the data nodes' user.
-            skw = {k: v for k, v in opts.items()
-                   if k.startswith(("socket_", "ssl")) or k == "retry"}
+            skw = {
+                k: v for k, v in opts.items() if k.startswith(("socket_", "ssl")) or k == "retry"
+            }
             if s_user is not None:
                 skw["username"] = s_user
             if s_pass is not None:
@@ -215,8 +241,9 @@ class ClientFactory:
             skw["retry"] = _no_retry(sync, skw.get("retry"))
         opts["db"] = ep.db
         module: Any = redis.sentinel if sync else redis.asyncio.sentinel
-        sentinel = module.Sentinel(list(ep.hosts), min_other_sentinels=min_other,
-                                   sentinel_kwargs=skw, **opts)
+        sentinel = module.Sentinel(
+            list(ep.hosts), min_other_sentinels=min_other, sentinel_kwargs=skw, **opts
+        )
         if replica:
             return sentinel.slave_for(ep.service)
         return sentinel.master_for(ep.service)
@@ -240,6 +267,7 @@ def connect(url: str, **options: Any) -> RedisBackend:
 
 # -- helpers ---------------------------------------------------------------------------
 
+
 def _no_retry(sync: bool, given: Any) -> Any:
     """No retries (a fresh object per client), unless the caller chose one."""
     if given is not None:
@@ -261,9 +289,9 @@ def _no_retry(sync: bool, given: Any) -> Any:
 def _redis_url(url: str) -> str:
     # valkey:// is what Valkey's docs use; redis-py knows it as redis://.
     if url.startswith("valkey://"):
-        return "redis://" + url[len("valkey://"):]
+        return "redis://" + url[len("valkey://") :]
     if url.startswith("valkeys://"):
-        return "rediss://" + url[len("valkeys://"):]
+        return "rediss://" + url[len("valkeys://") :]
     return url
 
 
@@ -306,4 +334,3 @@ def _safe(url: str) -> str:
     if at and ":" in userinfo:
         userinfo = userinfo.split(":", 1)[0] + ":***"
     return f"{scheme}{sep}{userinfo}{at}{tail}"
-

@@ -91,11 +91,14 @@ class FailoverBackend:
         metrics: Metrics | None = METRICS,
     ) -> None:
         if policy not in POLICIES:
-            raise ValueError(f"policy must be one of {', '.join(map(repr, POLICIES))}, "
-                             f"got {policy!r}")
+            raise ValueError(
+                f"policy must be one of {', '.join(map(repr, POLICIES))}, got {policy!r}"
+            )
         if not isinstance(instances, int) or isinstance(instances, bool) or instances < 1:
-            raise ValueError(f"instances must be an int >= 1 (how many processes share "
-                             f"the limits), got {instances!r}")
+            raise ValueError(
+                f"instances must be an int >= 1 (how many processes share "
+                f"the limits), got {instances!r}"
+            )
         if not isinstance(primary, Backend):
             raise TypeError(f"primary must be a gatekeep backend, not {type(primary).__name__}")
         self.primary = primary
@@ -105,8 +108,9 @@ class FailoverBackend:
         if breaker is None:
             if deadline is None:
                 deadline = getattr(primary, "timeout", None) or DEFAULT_TIMEOUT
-            breaker = CircuitBreaker(failures=failures, recovery_time=recovery_time,
-                                     deadline=deadline, name=name)
+            breaker = CircuitBreaker(
+                failures=failures, recovery_time=recovery_time, deadline=deadline, name=name
+            )
         self.breaker = breaker
         #: Decisions (or deletes) not answered by the primary.
         self.fallback_calls = 0
@@ -129,12 +133,15 @@ class FailoverBackend:
         def read() -> dict[str, Any]:
             backend = ref()
             if backend is None:
-                return {"kind": "breaker", "state": "closed", "transitions": 0,
-                        "fallback_calls": 0}
+                return {"kind": "breaker", "state": "closed", "transitions": 0, "fallback_calls": 0}
             c = backend.breaker.counters
-            return {"kind": "breaker", "state": str(backend.breaker.state),
-                    "transitions": c.opened + c.half_opened + c.closed,
-                    "fallback_calls": backend.fallback_calls, **c.as_dict()}
+            return {
+                "kind": "breaker",
+                "state": str(backend.breaker.state),
+                "transitions": c.opened + c.half_opened + c.closed,
+                "fallback_calls": backend.fallback_calls,
+                **c.as_dict(),
+            }
 
         return read
 
@@ -148,13 +155,15 @@ class FailoverBackend:
         """
         return run_flow(self._guarded(fallback, aio=False), lambda _: call())
 
-    def arun(self, call: Callable[[], Awaitable[T]],
-             fallback: Callable[[BaseException | None], T]) -> Coroutine[Any, Any, T]:
+    def arun(
+        self, call: Callable[[], Awaitable[T]], fallback: Callable[[BaseException | None], T]
+    ) -> Coroutine[Any, Any, T]:
         """The same, ``call()`` awaited (``fallback`` stays synchronous)."""
         return arun_flow(self._guarded(fallback, aio=True), lambda _: call())
 
-    def _guarded(self, fallback: Callable[[BaseException | None], T], aio: bool
-                 ) -> Generator[None, T, T]:
+    def _guarded(
+        self, fallback: Callable[[BaseException | None], T], aio: bool
+    ) -> Generator[None, T, T]:
         """One guarded call, without I/O: it yields once for the call to be made."""
         ticket = self.breaker.allow()
         if ticket is None:
@@ -182,37 +191,47 @@ class FailoverBackend:
     def _wire_times_out(self) -> bool:
         """Whether the primary's async round trip enforces (at most) our deadline."""
         if self._wire_deadline is None:
-            wire = (self.primary.async_deadline() if isinstance(self.primary, RedisBackend)
-                    else None)
+            wire = self.primary.async_deadline() if isinstance(self.primary, RedisBackend) else None
             self._wire_deadline = wire is not None and wire <= self.breaker.deadline
         return self._wire_deadline
 
-    def _fall(self, fallback: Callable[[BaseException | None], T], exc: BaseException | None
-              ) -> T:
+    def _fall(self, fallback: Callable[[BaseException | None], T], exc: BaseException | None) -> T:
         self.fallback_calls += 1
         return fallback(exc)
 
     # -- the limiter backend protocol -------------------------------------------------
 
-    def limit(self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
-              ) -> list[int]:
-        return self.run(lambda: self.primary.limit(plan, keys, now, mode, cost),
-                        lambda exc: self._decide(exc, plan, keys, now, mode, cost))
+    def limit(
+        self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
+    ) -> list[int]:
+        return self.run(
+            lambda: self.primary.limit(plan, keys, now, mode, cost),
+            lambda exc: self._decide(exc, plan, keys, now, mode, cost),
+        )
 
-    def alimit(self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
-               ) -> Coroutine[Any, Any, list[int]]:
-        return self.arun(lambda: self.primary.alimit(plan, keys, now, mode, cost),
-                         lambda exc: self._decide(exc, plan, keys, now, mode, cost))
+    def alimit(
+        self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
+    ) -> Coroutine[Any, Any, list[int]]:
+        return self.arun(
+            lambda: self.primary.alimit(plan, keys, now, mode, cost),
+            lambda exc: self._decide(exc, plan, keys, now, mode, cost),
+        )
 
-    def limit_many(self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str,
-                   cost: int) -> list[list[int]]:
-        return self.run(lambda: self.primary.limit_many(plan, keys, now, mode, cost),
-                        lambda exc: self._decide_many(exc, plan, keys, now, mode, cost))
+    def limit_many(
+        self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str, cost: int
+    ) -> list[list[int]]:
+        return self.run(
+            lambda: self.primary.limit_many(plan, keys, now, mode, cost),
+            lambda exc: self._decide_many(exc, plan, keys, now, mode, cost),
+        )
 
-    def alimit_many(self, plan: Plan, keys: Sequence[list[str]], now: int | None,
-                    mode: str, cost: int) -> Coroutine[Any, Any, list[list[int]]]:
-        return self.arun(lambda: self.primary.alimit_many(plan, keys, now, mode, cost),
-                         lambda exc: self._decide_many(exc, plan, keys, now, mode, cost))
+    def alimit_many(
+        self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str, cost: int
+    ) -> Coroutine[Any, Any, list[list[int]]]:
+        return self.arun(
+            lambda: self.primary.alimit_many(plan, keys, now, mode, cost),
+            lambda exc: self._decide_many(exc, plan, keys, now, mode, cost),
+        )
 
     def delete(self, keys: list[str]) -> None:
         # The local state is reset too: it is what decides during the next outage.
@@ -225,16 +244,30 @@ class FailoverBackend:
 
     # -- policies (no I/O) ----------------------------------------------------------------
 
-    def _decide(self, exc: BaseException | None, plan: Plan, keys: list[str],
-                now: int | None, mode: str, cost: int) -> list[int]:
+    def _decide(
+        self,
+        exc: BaseException | None,
+        plan: Plan,
+        keys: list[str],
+        now: int | None,
+        mode: str,
+        cost: int,
+    ) -> list[int]:
         if self.policy == "local":
             return self.fallback.limit(self.share(plan), keys, now, mode, cost)
         if self.policy == "open":
             return _allow_all(plan, mode, cost)
         raise self._unavailable(exc)
 
-    def _decide_many(self, exc: BaseException | None, plan: Plan, keys: Sequence[list[str]],
-                     now: int | None, mode: str, cost: int) -> list[list[int]]:
+    def _decide_many(
+        self,
+        exc: BaseException | None,
+        plan: Plan,
+        keys: Sequence[list[str]],
+        now: int | None,
+        mode: str,
+        cost: int,
+    ) -> list[list[int]]:
         return [self._decide(exc, plan, k, now, mode, cost) for k in keys]
 
     def _deleted(self, exc: BaseException | None) -> None:
@@ -243,8 +276,10 @@ class FailoverBackend:
 
     def _unavailable(self, exc: BaseException | None) -> BackendUnavailable:
         why = f"{type(exc).__name__}: {exc}" if exc is not None else "the circuit breaker is open"
-        err = BackendUnavailable(f"Redis is unavailable ({why}) and policy='closed'",
-                                 retry_after=max(self.breaker.retry_after(), 1.0))
+        err = BackendUnavailable(
+            f"Redis is unavailable ({why}) and policy='closed'",
+            retry_after=max(self.breaker.retry_after(), 1.0),
+        )
         err.__cause__ = exc
         return err
 
@@ -257,8 +292,9 @@ class FailoverBackend:
             rates = tuple(local_share(r, self.instances) for r in plan.rates)
             params = tuple(plan.algorithm.params(r) for r in rates)
             # Same keys (and algorithm), smaller numbers.
-            shared = dataclasses.replace(plan, rates=rates, params=params,
-                                         flat=tuple(x for p in params for x in p))
+            shared = dataclasses.replace(
+                plan, rates=rates, params=params, flat=tuple(x for p in params for x in p)
+            )
             if len(self._shares) >= 1024:
                 self._shares.clear()
             self._shares[plan] = shared
@@ -277,8 +313,10 @@ class FailoverBackend:
             await aclose()
 
     def __repr__(self) -> str:
-        return (f"FailoverBackend({self.primary!r}, policy={self.policy!r}, "
-                f"instances={self.instances}, breaker={self.breaker.state.value})")
+        return (
+            f"FailoverBackend({self.primary!r}, policy={self.policy!r}, "
+            f"instances={self.instances}, breaker={self.breaker.state.value})"
+        )
 
 
 def _allow_all(plan: Plan, mode: str, cost: int) -> list[int]:

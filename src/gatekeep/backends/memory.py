@@ -153,15 +153,17 @@ class MemoryBackend:
         self._lock = threading.Lock()
         self._clock = clock
 
-    def limit(self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
-              ) -> list[int]:
+    def limit(
+        self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
+    ) -> list[int]:
         with self._lock:
             if now is None:
                 now = time_ns() // 1000 if self._clock is None else self._clock()
             return run(plan.twin, self.store, keys, now, mode, cost, plan.params)
 
-    def limit_many(self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str,
-                   cost: int) -> list[list[int]]:
+    def limit_many(
+        self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str, cost: int
+    ) -> list[list[int]]:
         return [self.limit(plan, k, now, mode, cost) for k in keys]
 
     def fused_hit(self, plan: Plan, counters: Counters | None = None) -> FusedHit | None:
@@ -177,9 +179,10 @@ class MemoryBackend:
         make = getattr(plan.twin, "fused_hit", None)
         if make is None or len(plan.rates) != 1:
             return None
-        (a, b), = plan.params
-        fast: FusedHit = make(plan.rates[0], a, b, self.store.data, self.store.set, self._lock,
-                              self._clock, counters)
+        ((a, b),) = plan.params
+        fast: FusedHit = make(
+            plan.rates[0], a, b, self.store.data, self.store.set, self._lock, self._clock, counters
+        )
         return fast
 
     def delete(self, keys: list[str]) -> None:
@@ -187,12 +190,14 @@ class MemoryBackend:
             for key in keys:
                 self.store.delete(key)
 
-    async def alimit(self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
-                     ) -> list[int]:
+    async def alimit(
+        self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
+    ) -> list[int]:
         return self.limit(plan, keys, now, mode, cost)
 
-    async def alimit_many(self, plan: Plan, keys: Sequence[list[str]], now: int | None,
-                          mode: str, cost: int) -> list[list[int]]:
+    async def alimit_many(
+        self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str, cost: int
+    ) -> list[list[int]]:
         return self.limit_many(plan, keys, now, mode, cost)
 
     async def adelete(self, keys: list[str]) -> None:

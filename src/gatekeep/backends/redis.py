@@ -97,8 +97,9 @@ class RedisBackend:
         else:
             self._client = client
         if client_options and self.url is None:
-            raise ValueError("client options apply only when RedisBackend builds its clients "
-                             "from a URL")
+            raise ValueError(
+                "client options apply only when RedisBackend builds its clients from a URL"
+            )
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisBackend:
@@ -106,8 +107,14 @@ class RedisBackend:
         return cls(url, **options)
 
     @classmethod
-    def from_sentinel(cls, sentinel: Any = None, service_name: str = "mymaster", *,
-                      asentinel: Any = None, **client_options: Any) -> RedisBackend:
+    def from_sentinel(
+        cls,
+        sentinel: Any = None,
+        service_name: str = "mymaster",
+        *,
+        asentinel: Any = None,
+        **client_options: Any,
+    ) -> RedisBackend:
         """A backend on the primary a ``redis.sentinel.Sentinel`` (and/or
         ``redis.asyncio.sentinel.Sentinel``) names, with its replicas for read-only
         scripts. ``client_options`` go to ``master_for`` / ``slave_for``."""
@@ -117,8 +124,7 @@ class RedisBackend:
             sentinel.master_for(service_name, **client_options) if sentinel else None,
             aclient=asentinel.master_for(service_name, **client_options) if asentinel else None,
             replica=sentinel.slave_for(service_name, **client_options) if sentinel else None,
-            areplica=(asentinel.slave_for(service_name, **client_options)
-                      if asentinel else None),
+            areplica=(asentinel.slave_for(service_name, **client_options) if asentinel else None),
         )
 
     # -- clients ---------------------------------------------------------------
@@ -127,8 +133,10 @@ class RedisBackend:
     def client(self) -> Any:
         if self._client is None:
             if self._factory is None:
-                raise RuntimeError("this RedisBackend was given only an async client; "
-                                   "use AsyncLimiter, or pass a sync client too")
+                raise RuntimeError(
+                    "this RedisBackend was given only an async client; "
+                    "use AsyncLimiter, or pass a sync client too"
+                )
             self._client = self._factory.primary()
         return self._client
 
@@ -136,8 +144,10 @@ class RedisBackend:
     def aclient(self) -> Any:
         if self._aclient is None:
             if self._factory is None:
-                raise RuntimeError("this RedisBackend was given only a sync client; "
-                                   "use Limiter, or pass aclient= too")
+                raise RuntimeError(
+                    "this RedisBackend was given only a sync client; "
+                    "use Limiter, or pass aclient= too"
+                )
             self._aclient = self._factory.aprimary()
         return self._aclient
 
@@ -191,17 +201,24 @@ class RedisBackend:
     async def aeval_ro(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         return first(await self.aeval_batch([(script, keys, args)], read_only=True))
 
-    def eval_many(self, script: Script, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
-                  ) -> list[Any]:
+    def eval_many(
+        self, script: Script, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
+    ) -> list[Any]:
         """Run ``script`` once per (keys, args) in one pipelined round trip."""
         return raise_first(self.eval_batch([(script, k, a) for k, a in calls]))
 
-    async def aeval_many(self, script: Script,
-                         calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
+    async def aeval_many(
+        self, script: Script, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
+    ) -> list[Any]:
         return raise_first(await self.aeval_batch([(script, k, a) for k, a in calls]))
 
-    def eval_batch(self, calls: Sequence[ScriptCall], *, read_only: bool = False,
-                   wait: tuple[int, int] | None = None) -> list[Any]:
+    def eval_batch(
+        self,
+        calls: Sequence[ScriptCall],
+        *,
+        read_only: bool = False,
+        wait: tuple[int, int] | None = None,
+    ) -> list[Any]:
         """Run several scripts in one round trip (a pipeline; on a cluster, one per node).
 
         Returns one reply per call, with a ``ResponseError`` in place of the reply
@@ -211,14 +228,17 @@ class RedisBackend:
         a :class:`~._calls.Replies`, whose ``acked`` says how many replicas
         acknowledged the writes.
         """
-        return run_flow(script_flow(calls, every_reply, read_only, wait, self._where),
-                        self._trip)
+        return run_flow(script_flow(calls, every_reply, read_only, wait, self._where), self._trip)
 
-    def aeval_batch(self, calls: Sequence[ScriptCall], *, read_only: bool = False,
-                    wait: tuple[int, int] | None = None) -> Coroutine[Any, Any, list[Any]]:
+    def aeval_batch(
+        self,
+        calls: Sequence[ScriptCall],
+        *,
+        read_only: bool = False,
+        wait: tuple[int, int] | None = None,
+    ) -> Coroutine[Any, Any, list[Any]]:
         """The same, awaited."""
-        return arun_flow(script_flow(calls, every_reply, read_only, wait, self._where),
-                         self._atrip)
+        return arun_flow(script_flow(calls, every_reply, read_only, wait, self._where), self._atrip)
 
     def _trip(self, trip: Trip) -> list[Any]:
         """Do one round trip: the lean path for a plain client, else redis-py's pipeline."""
@@ -247,49 +267,63 @@ class RedisBackend:
         """True on Redis Cluster, where one script may touch one slot only."""
         if self._is_cluster is None:
             self._is_cluster = self.kind == "cluster" or isinstance(
-                self._client or self._aclient, (redis.RedisCluster, redis.asyncio.RedisCluster))
+                self._client or self._aclient, (redis.RedisCluster, redis.asyncio.RedisCluster)
+            )
         return self._is_cluster
 
-    def _limit_flow(self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
-                    ) -> CallFlow[list[int]]:
+    def _limit_flow(
+        self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
+    ) -> CallFlow[list[int]]:
         """One limiter call: one script call (split by slot on a cluster, see _split)."""
         if len(keys) > 1 and self.is_cluster:
             groups = slot_groups(keys)
             if len(groups) > 1:
-                return nest(split_flow(plan, keys, groups, mode),
-                            lambda sub: self._limit_flow(sub[0], sub[1], now, sub[2], cost))
-        return script_flow([(plan.algorithm.script, keys, (_now(now), mode, cost, *plan.flat))],
-                           first, where=self._where)
+                return nest(
+                    split_flow(plan, keys, groups, mode),
+                    lambda sub: self._limit_flow(sub[0], sub[1], now, sub[2], cost),
+                )
+        return script_flow(
+            [(plan.algorithm.script, keys, (_now(now), mode, cost, *plan.flat))],
+            first,
+            where=self._where,
+        )
 
-    def _limit_many_flow(self, plan: Plan, keys: Sequence[list[str]], now: int | None,
-                         mode: str, cost: int) -> CallFlow[list[list[int]]]:
+    def _limit_many_flow(
+        self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str, cost: int
+    ) -> CallFlow[list[list[int]]]:
         if self.is_cluster and any(len(slot_groups(k)) > 1 for k in keys):
             return self._one_by_one(plan, keys, now, mode, cost)
         args = (_now(now), mode, cost, *plan.flat)
-        return script_flow([(plan.algorithm.script, k, args) for k in keys], raise_first,
-                           where=self._where)
+        return script_flow(
+            [(plan.algorithm.script, k, args) for k in keys], raise_first, where=self._where
+        )
 
-    def _one_by_one(self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str,
-                    cost: int) -> CallFlow[list[list[int]]]:
+    def _one_by_one(
+        self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str, cost: int
+    ) -> CallFlow[list[list[int]]]:
         out = []
         for k in keys:
             out.append((yield from self._limit_flow(plan, k, now, mode, cost)))
         return out
 
-    def limit(self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
-              ) -> list[int]:
+    def limit(
+        self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
+    ) -> list[int]:
         return run_flow(self._limit_flow(plan, keys, now, mode, cost), self._trip)
 
-    def alimit(self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
-               ) -> Coroutine[Any, Any, list[int]]:
+    def alimit(
+        self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
+    ) -> Coroutine[Any, Any, list[int]]:
         return arun_flow(self._limit_flow(plan, keys, now, mode, cost), self._atrip)
 
-    def limit_many(self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str,
-                   cost: int) -> list[list[int]]:
+    def limit_many(
+        self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str, cost: int
+    ) -> list[list[int]]:
         return run_flow(self._limit_many_flow(plan, keys, now, mode, cost), self._trip)
 
-    def alimit_many(self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str,
-                    cost: int) -> Coroutine[Any, Any, list[list[int]]]:
+    def alimit_many(
+        self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str, cost: int
+    ) -> Coroutine[Any, Any, list[list[int]]]:
         return arun_flow(self._limit_many_flow(plan, keys, now, mode, cost), self._atrip)
 
     def delete(self, keys: list[str]) -> None:

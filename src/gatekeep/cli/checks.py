@@ -14,10 +14,24 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = [
-    "FAIL", "OK", "WARN", "Check", "check_clients", "check_cluster", "check_cpu",
-    "check_evictions", "check_latency", "check_maxmemory", "check_memory_usage",
-    "check_policy", "check_replication", "check_scripting", "check_swap", "check_version",
-    "setting", "worst",
+    "FAIL",
+    "OK",
+    "WARN",
+    "Check",
+    "check_clients",
+    "check_cluster",
+    "check_cpu",
+    "check_evictions",
+    "check_latency",
+    "check_maxmemory",
+    "check_memory_usage",
+    "check_policy",
+    "check_replication",
+    "check_scripting",
+    "check_swap",
+    "check_version",
+    "setting",
+    "worst",
 ]
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
@@ -93,11 +107,21 @@ def check_version(info: Mapping[str, Any]) -> Check:
         return Check("version", WARN, f"{product} {version}: cannot tell the version", version)
     mode = info.get("redis_mode") or info.get("server_mode") or "standalone"
     if product == "Redis" and major < 5:
-        return Check("version", FAIL, f"{product} {version} ({mode}): gatekeep needs "
-                     "Redis >= 5 (scripts that read TIME before writing)", version)
+        return Check(
+            "version",
+            FAIL,
+            f"{product} {version} ({mode}): gatekeep needs "
+            "Redis >= 5 (scripts that read TIME before writing)",
+            version,
+        )
     if product == "Redis" and major < 6:
-        return Check("version", WARN, f"{product} {version} ({mode}): end of life; "
-                     "gatekeep is tested on Redis 7 and Valkey 8", version)
+        return Check(
+            "version",
+            WARN,
+            f"{product} {version} ({mode}): end of life; "
+            "gatekeep is tested on Redis 7 and Valkey 8",
+            version,
+        )
     return Check("version", OK, f"{product} {version} ({mode})", version)
 
 
@@ -105,8 +129,13 @@ def check_scripting(error: str | None) -> Check:
     """Did ``EVAL "return 1" 0`` work? ``error`` is the server's reply when it did not."""
     if error is None:
         return Check("scripting", OK, "EVAL runs Lua scripts", True)
-    return Check("scripting", FAIL, f"EVAL failed ({error}): every gatekeep decision is a "
-                 "Lua script; allow EVAL/EVALSHA for this user (ACL +@scripting)", False)
+    return Check(
+        "scripting",
+        FAIL,
+        f"EVAL failed ({error}): every gatekeep decision is a "
+        "Lua script; allow EVAL/EVALSHA for this user (ACL +@scripting)",
+        False,
+    )
 
 
 # -- memory -----------------------------------------------------------------------
@@ -115,11 +144,20 @@ def check_scripting(error: str | None) -> Check:
 def check_maxmemory(maxmemory: Any) -> Check:
     mm = _int(maxmemory)
     if mm is None:
-        return Check("maxmemory", WARN, "cannot read maxmemory (CONFIG GET refused and "
-                     "INFO has no maxmemory field)", None)
+        return Check(
+            "maxmemory",
+            WARN,
+            "cannot read maxmemory (CONFIG GET refused and INFO has no maxmemory field)",
+            None,
+        )
     if mm == 0:
-        return Check("maxmemory", WARN, "maxmemory is 0 (unbounded): Redis grows until the "
-                     "OS swaps or kills it; set maxmemory below the machine's memory", 0)
+        return Check(
+            "maxmemory",
+            WARN,
+            "maxmemory is 0 (unbounded): Redis grows until the "
+            "OS swaps or kills it; set maxmemory below the machine's memory",
+            0,
+        )
     return Check("maxmemory", OK, f"maxmemory {_mib(mm)}", mm)
 
 
@@ -138,27 +176,54 @@ def check_policy(policy: Any, maxmemory: Any) -> Check:
     """
     mm = _int(maxmemory)
     if policy is None:
-        return Check("maxmemory-policy", WARN, "cannot read maxmemory-policy (CONFIG GET "
-                     "refused and INFO has no maxmemory_policy field)", None)
+        return Check(
+            "maxmemory-policy",
+            WARN,
+            "cannot read maxmemory-policy (CONFIG GET "
+            "refused and INFO has no maxmemory_policy field)",
+            None,
+        )
     policy = str(policy)
     if policy.startswith("allkeys-"):
         if mm == 0:
-            return Check("maxmemory-policy", WARN, f"{policy}: inert while maxmemory is 0, "
-                         "but once a limit is set any key may be evicted silently "
-                         "(limits reset, users logged out); prefer volatile-ttl", policy)
-        return Check("maxmemory-policy", FAIL, f"{policy}: when memory is full Redis "
-                     "evicts any key with no error, so rate-limit counters silently reset and "
-                     "sessions vanish (users logged out); use volatile-ttl or volatile-lru "
-                     "(gatekeep keys all have TTLs), or noeviction with enough memory", policy)
+            return Check(
+                "maxmemory-policy",
+                WARN,
+                f"{policy}: inert while maxmemory is 0, "
+                "but once a limit is set any key may be evicted silently "
+                "(limits reset, users logged out); prefer volatile-ttl",
+                policy,
+            )
+        return Check(
+            "maxmemory-policy",
+            FAIL,
+            f"{policy}: when memory is full Redis "
+            "evicts any key with no error, so rate-limit counters silently reset and "
+            "sessions vanish (users logged out); use volatile-ttl or volatile-lru "
+            "(gatekeep keys all have TTLs), or noeviction with enough memory",
+            policy,
+        )
     if policy == "noeviction":
-        return Check("maxmemory-policy", WARN, "noeviction: nothing is lost, but when memory "
-                     "is full every write is refused (OOM), so decisions and session saves "
-                     "fail; keep memory well below maxmemory", policy)
+        return Check(
+            "maxmemory-policy",
+            WARN,
+            "noeviction: nothing is lost, but when memory "
+            "is full every write is refused (OOM), so decisions and session saves "
+            "fail; keep memory well below maxmemory",
+            policy,
+        )
     if policy.startswith("volatile-"):
-        note = (" (evicts the keys nearest to expiry first: the least harm to limits)"
-                if policy == "volatile-ttl" else "")
-        return Check("maxmemory-policy", OK, f"{policy}: only keys with a TTL are evicted; "
-                     f"gatekeep sets one on every key{note}", policy)
+        note = (
+            " (evicts the keys nearest to expiry first: the least harm to limits)"
+            if policy == "volatile-ttl"
+            else ""
+        )
+        return Check(
+            "maxmemory-policy",
+            OK,
+            f"{policy}: only keys with a TTL are evicted; gatekeep sets one on every key{note}",
+            policy,
+        )
     return Check("maxmemory-policy", WARN, f"{policy}: unknown policy", policy)
 
 
@@ -167,9 +232,14 @@ def check_evictions(stats: Mapping[str, Any]) -> Check:
     if evicted is None:
         return Check("evictions", WARN, "cannot read evicted_keys from INFO stats", None)
     if evicted > 0:
-        return Check("evictions", WARN, f"{evicted} keys evicted since start: memory is full; "
-                     "evicted limiter keys reset limits and evicted sessions log users out; "
-                     "scale out or raise maxmemory", evicted)
+        return Check(
+            "evictions",
+            WARN,
+            f"{evicted} keys evicted since start: memory is full; "
+            "evicted limiter keys reset limits and evicted sessions log users out; "
+            "scale out or raise maxmemory",
+            evicted,
+        )
     return Check("evictions", OK, "no keys evicted since start", 0)
 
 
@@ -185,11 +255,13 @@ def check_memory_usage(memory: Mapping[str, Any], maxmemory: Any) -> Check:
     share = counted / mm
     text = f"{_mib(counted)} of {_mib(mm)} ({share:.0%})"
     if share > MEMORY_FAIL:
-        return Check("memory", FAIL, f"{text}: at the limit, eviction or OOM errors now",
-                     round(share, 4))
+        return Check(
+            "memory", FAIL, f"{text}: at the limit, eviction or OOM errors now", round(share, 4)
+        )
     if share > MEMORY_WARN:
-        return Check("memory", WARN, f"{text}: above {MEMORY_WARN:.0%}, scale out soon",
-                     round(share, 4))
+        return Check(
+            "memory", WARN, f"{text}: above {MEMORY_WARN:.0%}, scale out soon", round(share, 4)
+        )
     return Check("memory", OK, text, round(share, 4))
 
 
@@ -203,20 +275,35 @@ def check_swap(memory: Mapping[str, Any], vmswap_bytes: int | None, local_note: 
             return Check("swap", OK, "no swap in use (VmSwap 0 in /proc)", 0)
         share = vmswap_bytes / max(used, 1)
         status = FAIL if share > 0.25 else WARN
-        return Check("swap", status, f"{_mib(vmswap_bytes)} of the server swapped out "
-                     "(VmSwap): every swapped page turns a sub-millisecond decision into a "
-                     "disk read; give it RAM or lower maxmemory", vmswap_bytes)
+        return Check(
+            "swap",
+            status,
+            f"{_mib(vmswap_bytes)} of the server swapped out "
+            "(VmSwap): every swapped page turns a sub-millisecond decision into a "
+            "disk read; give it RAM or lower maxmemory",
+            vmswap_bytes,
+        )
     ratio = memory.get("mem_fragmentation_ratio")
     try:
         frag = float(ratio) if ratio is not None else None
     except ValueError:
         frag = None
     if frag is not None and frag < 1.0 and used >= _FRAG_MEANINGFUL_BYTES:
-        return Check("swap", WARN, f"mem_fragmentation_ratio {frag:.2f} < 1 with "
-                     f"{_mib(used)} used: the OS probably swapped part of Redis out "
-                     f"({local_note})", None)
-    return Check("swap", OK, f"cannot measure swap directly ({local_note}); "
-                 f"mem_fragmentation_ratio {ratio} gives no sign of it", None)
+        return Check(
+            "swap",
+            WARN,
+            f"mem_fragmentation_ratio {frag:.2f} < 1 with "
+            f"{_mib(used)} used: the OS probably swapped part of Redis out "
+            f"({local_note})",
+            None,
+        )
+    return Check(
+        "swap",
+        OK,
+        f"cannot measure swap directly ({local_note}); "
+        f"mem_fragmentation_ratio {ratio} gives no sign of it",
+        None,
+    )
 
 
 # -- clients and CPU --------------------------------------------------------------
@@ -228,16 +315,13 @@ def check_clients(clients: Mapping[str, Any], maxclients: Any) -> Check:
     if connected is None:
         return Check("clients", WARN, "cannot read connected_clients", None)
     if not mc:
-        return Check("clients", WARN, f"{connected} connected; cannot read maxclients",
-                     connected)
+        return Check("clients", WARN, f"{connected} connected; cannot read maxclients", connected)
     share = connected / mc
     text = f"{connected} of {mc} connections ({share:.0%})"
     if share > CLIENTS_FAIL:
-        return Check("clients", FAIL, f"{text}: new connections are about to be refused",
-                     connected)
+        return Check("clients", FAIL, f"{text}: new connections are about to be refused", connected)
     if share > CLIENTS_WARN:
-        return Check("clients", WARN, f"{text}: raise maxclients or pool connections",
-                     connected)
+        return Check("clients", WARN, f"{text}: raise maxclients or pool connections", connected)
     return Check("clients", OK, text, connected)
 
 
@@ -253,8 +337,13 @@ def check_cpu(before: Mapping[str, Any], after: Mapping[str, Any], seconds: floa
     share = max(0.0, used / seconds)
     text = f"{share:.0%} of one core over a {seconds:.1f} s sample"
     if share > CPU_WARN:
-        return Check("cpu", WARN, f"{text}: the command thread is saturated, latency will "
-                     "climb; scale out (Cluster) or move load away", round(share, 4))
+        return Check(
+            "cpu",
+            WARN,
+            f"{text}: the command thread is saturated, latency will "
+            "climb; scale out (Cluster) or move load away",
+            round(share, 4),
+        )
     return Check("cpu", OK, text, round(share, 4))
 
 
@@ -268,12 +357,25 @@ def check_replication(replication: Mapping[str, Any]) -> list[Check]:
         link = replication.get("master_link_status")
         status_text = f"replica of {where}, link {link}"
         if link != "up":
-            return [Check("replication", FAIL, f"{status_text}: the primary is unreachable "
-                          "and this replica is read-only; gatekeep must write to the "
-                          "primary (use its URL, or Sentinel)", "replica")]
-        return [Check("replication", FAIL, f"{status_text}: a replica is read-only, every "
-                      "decision writes; point gatekeep at the primary (or at Sentinel)",
-                      "replica")]
+            return [
+                Check(
+                    "replication",
+                    FAIL,
+                    f"{status_text}: the primary is unreachable "
+                    "and this replica is read-only; gatekeep must write to the "
+                    "primary (use its URL, or Sentinel)",
+                    "replica",
+                )
+            ]
+        return [
+            Check(
+                "replication",
+                FAIL,
+                f"{status_text}: a replica is read-only, every "
+                "decision writes; point gatekeep at the primary (or at Sentinel)",
+                "replica",
+            )
+        ]
     if role != "master":
         return [Check("replication", WARN, f"unknown role {role!r}", role)]
     count = _int(replication.get("connected_slaves")) or 0
@@ -292,8 +394,14 @@ def check_replication(replication: Mapping[str, Any]) -> list[Check]:
         if replica.get("state") != "online":
             checks.append(Check("replica lag", WARN, f"{text}: not online (syncing?)", behind))
         elif behind > LAG_WARN_BYTES or lag > LAG_WARN_SECONDS:
-            checks.append(Check("replica lag", WARN, f"{text}: after a failover it would "
-                                "lose recent decisions and session writes", behind))
+            checks.append(
+                Check(
+                    "replica lag",
+                    WARN,
+                    f"{text}: after a failover it would lose recent decisions and session writes",
+                    behind,
+                )
+            )
         else:
             checks.append(Check("replica lag", OK, text, behind))
     return checks
@@ -310,17 +418,34 @@ def check_cluster(cluster_info: Mapping[str, Any]) -> list[Check]:
     if state == "ok":
         checks.append(Check("cluster state", OK, f"ok, {nodes} known nodes", state))
     else:
-        checks.append(Check("cluster state", FAIL, f"{state}: the cluster refuses commands "
-                            "(slots uncovered or a primary down)", state))
+        checks.append(
+            Check(
+                "cluster state",
+                FAIL,
+                f"{state}: the cluster refuses commands (slots uncovered or a primary down)",
+                state,
+            )
+        )
     if assigned < 16384:
-        checks.append(Check("cluster slots", FAIL, f"{assigned} of 16384 slots assigned: "
-                            "keys hashing to the others cannot be served", assigned))
+        checks.append(
+            Check(
+                "cluster slots",
+                FAIL,
+                f"{assigned} of 16384 slots assigned: keys hashing to the others cannot be served",
+                assigned,
+            )
+        )
     elif failing or pfail:
-        checks.append(Check("cluster slots", WARN, f"all slots assigned, {failing} failing, "
-                            f"{pfail} possibly failing", assigned))
+        checks.append(
+            Check(
+                "cluster slots",
+                WARN,
+                f"all slots assigned, {failing} failing, {pfail} possibly failing",
+                assigned,
+            )
+        )
     else:
-        checks.append(Check("cluster slots", OK, "all 16384 slots assigned and healthy",
-                            assigned))
+        checks.append(Check("cluster slots", OK, "all 16384 slots assigned and healthy", assigned))
     return checks
 
 
@@ -337,9 +462,14 @@ def check_latency(samples: Sequence[float], error: str | None = None) -> Check:
     worst_ms = max(samples) * 1000
     text = f"median {median * 1000:.2f} ms, max {worst_ms:.2f} ms over {len(samples)} hits"
     if median > LATENCY_FAIL:
-        return Check("decision latency", FAIL, f"{text}: too slow for a request path",
-                     round(median, 6))
+        return Check(
+            "decision latency", FAIL, f"{text}: too slow for a request path", round(median, 6)
+        )
     if median > LATENCY_WARN:
-        return Check("decision latency", WARN, f"{text}: slow (network distance or a busy "
-                     "server)", round(median, 6))
+        return Check(
+            "decision latency",
+            WARN,
+            f"{text}: slow (network distance or a busy server)",
+            round(median, 6),
+        )
     return Check("decision latency", OK, text, round(median, 6))

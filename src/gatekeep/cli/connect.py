@@ -40,7 +40,7 @@ class Target:
         if self.kind == "cluster":
             return sorted((n.name, n.redis_connection) for n in self.client.get_nodes())
         kwargs = self.client.connection_pool.connection_kwargs
-        where = (kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}")
+        where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
         return [(str(where), self.client)]
 
     def close(self) -> None:
@@ -62,18 +62,24 @@ def connect(url: str, *, cluster: bool = False, detect_cluster: bool = True) -> 
             return _sentinel(ep)
         return Target("cluster", _cluster(ep), redact(url))
     if url.startswith("valkey"):
-        url = "redis" + url[len("valkey"):]
+        url = "redis" + url[len("valkey") :]
     if not url.startswith(_PLAIN):
-        raise ValueError(f"cannot use {redact(url)!r}: give redis://host:port, rediss://..., "
-                         "unix:///path, redis+sentinel://host:port/service_name or "
-                         "redis+cluster://host:port")
+        raise ValueError(
+            f"cannot use {redact(url)!r}: give redis://host:port, rediss://..., "
+            "unix:///path, redis+sentinel://host:port/service_name or "
+            "redis+cluster://host:port"
+        )
     if cluster:
         return Target("cluster", _cluster_from_url(url), redact(url))
     client = redis.Redis.from_url(url, **TIMEOUTS)
     if detect_cluster and _cluster_enabled(client):
         client.close()
-        return Target("cluster", _cluster_from_url(url), redact(url),
-                      ["the server reports cluster_enabled: 1"])
+        return Target(
+            "cluster",
+            _cluster_from_url(url),
+            redact(url),
+            ["the server reports cluster_enabled: 1"],
+        )
     return Target("standalone", client, redact(url))
 
 
@@ -83,8 +89,9 @@ def redact(url: str) -> str:
 
 
 def _auth(ep: Endpoint) -> dict[str, Any]:
-    opts: dict[str, Any] = {k: v for k, v in ep.options.items()
-                            if not k.startswith("sentinel_") and k != "timeout"}
+    opts: dict[str, Any] = {
+        k: v for k, v in ep.options.items() if not k.startswith("sentinel_") and k != "timeout"
+    }
     if ep.username is not None:
         opts["username"] = ep.username
     if ep.password is not None:
@@ -104,18 +111,23 @@ def _sentinel(ep: Endpoint) -> Target:
     for key in ("username", "password"):
         if f"sentinel_{key}" in ep.options:
             skw[key] = ep.options[f"sentinel_{key}"]
-    sentinel: Any = redis.sentinel.Sentinel(list(ep.hosts),  # type: ignore[no-untyped-call]
-                                            sentinel_kwargs=skw)
+    sentinel: Any = redis.sentinel.Sentinel(
+        list(ep.hosts),  # type: ignore[no-untyped-call]
+        sentinel_kwargs=skw,
+    )
     host, port = sentinel.discover_master(ep.service)
     client = redis.Redis(host=host, port=port, db=ep.db, **opts)
     client.ping()
-    note = (f"Sentinel(s) {', '.join(f'{h}:{p}' for h, p in ep.hosts)} name {host}:{port} "
-            f"as the primary of {ep.service!r}")
+    note = (
+        f"Sentinel(s) {', '.join(f'{h}:{p}' for h, p in ep.hosts)} name {host}:{port} "
+        f"as the primary of {ep.service!r}"
+    )
     return Target("sentinel", client, f"{ep.service} via Sentinel", [note])
 
 
 # Not require_full_coverage: a cluster with uncovered slots is what the doctor
 # must be able to look at and report.
+
 
 def _cluster_from_url(url: str) -> Any:
     return redis.cluster.RedisCluster.from_url(url, require_full_coverage=False, **TIMEOUTS)
@@ -124,8 +136,7 @@ def _cluster_from_url(url: str) -> Any:
 def _cluster(ep: Endpoint) -> Any:
     node: Any = redis.cluster.ClusterNode
     nodes = [node(h, p) for h, p in ep.hosts]
-    return redis.cluster.RedisCluster(startup_nodes=nodes, require_full_coverage=False,
-                                      **_auth(ep))
+    return redis.cluster.RedisCluster(startup_nodes=nodes, require_full_coverage=False, **_auth(ep))
 
 
 def _cluster_enabled(client: Any) -> bool:

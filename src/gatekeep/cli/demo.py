@@ -41,8 +41,7 @@ _WHY = {
     "gcra": "the theoretical arrival time is too far ahead; one request every {interval}",
     "fixed_window": "the window is full; it resets when the window ends",
     "sliding_window": "this window plus the weighted previous one reached the limit",
-    "sliding_log": "{limit} requests are logged within the last {period}; the oldest "
-                   "leaves first",
+    "sliding_log": "{limit} requests are logged within the last {period}; the oldest leaves first",
 }
 
 
@@ -69,19 +68,36 @@ class Tally:
         return self.allowed + self.denied
 
 
-SUMMARY_HEADERS = ("algorithm", "requests", "allowed", "denied", "denied %", "per client",
-                   "p50 µs", "p99 µs", "hits/s")
+SUMMARY_HEADERS = (
+    "algorithm",
+    "requests",
+    "allowed",
+    "denied",
+    "denied %",
+    "per client",
+    "p50 µs",
+    "p99 µs",
+    "hits/s",
+)
 
 
 def summary_rows(tallies: Sequence[Tally], clients: int) -> list[tuple[Any, ...]]:
     rows = []
     for t in tallies:
         lat = sorted(t.latencies)
-        rows.append((t.algorithm, t.requests, t.allowed, t.denied,
-                     100.0 * t.denied / t.requests if t.requests else float("nan"),
-                     t.allowed / clients,
-                     percentile(lat, 0.50) * 1e6, percentile(lat, 0.99) * 1e6,
-                     t.requests / t.seconds if t.seconds else float("nan")))
+        rows.append(
+            (
+                t.algorithm,
+                t.requests,
+                t.allowed,
+                t.denied,
+                100.0 * t.denied / t.requests if t.requests else float("nan"),
+                t.allowed / clients,
+                percentile(lat, 0.50) * 1e6,
+                percentile(lat, 0.99) * 1e6,
+                t.requests / t.seconds if t.seconds else float("nan"),
+            )
+        )
     return rows
 
 
@@ -109,8 +125,13 @@ def open_backend(choice: str, url: str | None) -> Iterator[tuple[Backend, str]]:
         else:
             backend = RedisBackend(server.url)
             try:
-                yield backend, (f"a throwaway {server.name}-server on 127.0.0.1:{server.port} "
-                                f"(pid {server.pid}, stopped at exit)")
+                yield (
+                    backend,
+                    (
+                        f"a throwaway {server.name}-server on 127.0.0.1:{server.port} "
+                        f"(pid {server.pid}, stopped at exit)"
+                    ),
+                )
             finally:
                 backend.close()
                 server.stop()
@@ -142,29 +163,39 @@ def _seconds(us: int) -> str:
 
 
 def burst(limiters: dict[str, Limiter], rate: Rate, n: int, out: TextIO) -> None:
-    print(f"\n1. A burst of {n} requests at once against {rate}, one key per algorithm",
-          file=out)
+    print(f"\n1. A burst of {n} requests at once against {rate}, one key per algorithm", file=out)
     for name, limiter in limiters.items():
         decisions = [limiter.hit("burst") for _ in range(n)]
         allowed = [i for i, d in enumerate(decisions, 1) if d.allowed]
         denied = [i for i, d in enumerate(decisions, 1) if not d.allowed]
         print(f"  {name}", file=out)
-        print(f"    allowed {_ranges(allowed)}; remaining after each: "
-              f"{', '.join(str(decisions[i - 1].remaining) for i in allowed) or '-'}",
-              file=out)
+        print(
+            f"    allowed {_ranges(allowed)}; remaining after each: "
+            f"{', '.join(str(decisions[i - 1].remaining) for i in allowed) or '-'}",
+            file=out,
+        )
         if denied:
             first = decisions[denied[0] - 1]
-            why = _WHY[name].format(interval=_seconds(rate.interval_us), limit=rate.limit,
-                                    period=_seconds(rate.period_us))
-            print(f"    denied  {_ranges(denied)}: {why}; retry after "
-                  f"{first.retry_after:.3f} s, full again in {first.reset_after:.3f} s",
-                  file=out)
+            why = _WHY[name].format(
+                interval=_seconds(rate.interval_us),
+                limit=rate.limit,
+                period=_seconds(rate.period_us),
+            )
+            print(
+                f"    denied  {_ranges(denied)}: {why}; retry after "
+                f"{first.retry_after:.3f} s, full again in {first.reset_after:.3f} s",
+                file=out,
+            )
 
 
-def traffic(limiters: dict[str, Limiter], clients: int, duration: float, out: TextIO,
-            progress: Progress) -> list[Tally]:
-    print(f"\n2. {clients} clients sending as fast as they can for {duration:g} s, "
-          "algorithms in turn", file=out)
+def traffic(
+    limiters: dict[str, Limiter], clients: int, duration: float, out: TextIO, progress: Progress
+) -> list[Tally]:
+    print(
+        f"\n2. {clients} clients sending as fast as they can for {duration:g} s, "
+        "algorithms in turn",
+        file=out,
+    )
     tallies = {name: Tally(name) for name in limiters}
     keys = [f"client-{i}" for i in range(1, clients + 1)]
     pairs = [(tallies[name], limiter) for name, limiter in limiters.items()]
@@ -181,13 +212,17 @@ def traffic(limiters: dict[str, Limiter], clients: int, duration: float, out: Te
                 allowed += decision.allowed
             sent += len(pairs)
         now = time.monotonic()
-        progress.update(f"  {now - started:4.1f}/{duration:g} s  {sent:,} requests  "
-                        f"{allowed:,} allowed  {sent - allowed:,} denied")
+        progress.update(
+            f"  {now - started:4.1f}/{duration:g} s  {sent:,} requests  "
+            f"{allowed:,} allowed  {sent - allowed:,} denied"
+        )
         if now >= deadline:
             break
     elapsed = time.monotonic() - started
-    progress.done(f"  {elapsed:4.1f}/{duration:g} s  {sent:,} requests  {allowed:,} allowed  "
-                  f"{sent - allowed:,} denied: done")
+    progress.done(
+        f"  {elapsed:4.1f}/{duration:g} s  {sent:,} requests  {allowed:,} allowed  "
+        f"{sent - allowed:,} denied: done"
+    )
     for t in tallies.values():
         t.seconds = elapsed
     return list(tallies.values())
@@ -195,35 +230,53 @@ def traffic(limiters: dict[str, Limiter], clients: int, duration: float, out: Te
 
 def print_metrics(stats: dict[str, Any], out: TextIO) -> None:
     """What gatekeep's own metrics (``gatekeep.metrics``) counted during the demo."""
-    print("\n4. gatekeep.metrics, as /metrics would export them "
-          "(gatekeep_decisions_total, gatekeep_backend_latency_seconds):", file=out)
-    rows = [(rule, c["allowed"], c["denied"], c["near_limit"])
-            for rule, c in stats["decisions"].items()]
-    print(format_table(("rule", "allowed", "denied", "near limit (<20% left)"), rows),
-          file=out)
+    print(
+        "\n4. gatekeep.metrics, as /metrics would export them "
+        "(gatekeep_decisions_total, gatekeep_backend_latency_seconds):",
+        file=out,
+    )
+    rows = [
+        (rule, c["allowed"], c["denied"], c["near_limit"]) for rule, c in stats["decisions"].items()
+    ]
+    print(format_table(("rule", "allowed", "denied", "near limit (<20% left)"), rows), file=out)
     for backend, hist in stats["latency"].items():
         if hist["count"]:
-            under = [f"<= {bound * 1e6:g} µs: {100 * n / hist['count']:.1f}%"
-                     for bound, n in hist["buckets"].items()
-                     if bound in (0.00005, 0.0001, 0.001)]
-            print(f"backend latency ({backend}): {hist['count']:,} calls, mean "
-                  f"{hist['sum'] / hist['count'] * 1e6:.1f} µs; " + ", ".join(under), file=out)
+            under = [
+                f"<= {bound * 1e6:g} µs: {100 * n / hist['count']:.1f}%"
+                for bound, n in hist["buckets"].items()
+                if bound in (0.00005, 0.0001, 0.001)
+            ]
+            print(
+                f"backend latency ({backend}): {hist['count']:,} calls, mean "
+                f"{hist['sum'] / hist['count'] * 1e6:.1f} µs; " + ", ".join(under),
+                file=out,
+            )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", choices=("auto", "memory", "redis"), default="auto",
-                        help="auto (default): a throwaway redis-server when one is found, "
-                             "else in-process")
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "memory", "redis"),
+        default="auto",
+        help="auto (default): a throwaway redis-server when one is found, else in-process",
+    )
     parser.add_argument("--url", help="use this existing server instead of starting one")
-    parser.add_argument("--requests", type=int, default=10,
-                        help="requests in the burst (default 10)")
+    parser.add_argument(
+        "--requests", type=int, default=10, help="requests in the burst (default 10)"
+    )
     parser.add_argument("--rate", default="5/second", help="the limit (default 5/second)")
-    parser.add_argument("--algorithm", choices=("all", *ALGORITHMS), default="all",
-                        help="which algorithm (default: all five)")
-    parser.add_argument("--clients", type=int, default=20,
-                        help="clients in the traffic phase (default 20)")
-    parser.add_argument("--duration", type=float, default=2.0,
-                        help="seconds of traffic (default 2)")
+    parser.add_argument(
+        "--algorithm",
+        choices=("all", *ALGORITHMS),
+        default="all",
+        help="which algorithm (default: all five)",
+    )
+    parser.add_argument(
+        "--clients", type=int, default=20, help="clients in the traffic phase (default 20)"
+    )
+    parser.add_argument(
+        "--duration", type=float, default=2.0, help="seconds of traffic (default 2)"
+    )
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
@@ -252,18 +305,27 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         print(f"gatekeep demo on {where}", file=out)
         prefix = f"demo-{uuid.uuid4().hex[:8]}"
         metrics = Metrics(latency_sample=1)
-        limiters = {s.name: Limiter(rate, backend=backend, algorithm=s, prefix=prefix,
-                                    name=s.name, metrics=metrics)
-                    for s in specs}
+        limiters = {
+            s.name: Limiter(
+                rate, backend=backend, algorithm=s, prefix=prefix, name=s.name, metrics=metrics
+            )
+            for s in specs
+        }
         burst(limiters, rate, args.requests, out)
         tallies = traffic(limiters, args.clients, args.duration, out, Progress(out))
         seconds = tallies[0].seconds if tallies else 0.0
         expected = rate.burst + rate.limit * seconds / rate.period
-        edge = (" (fixed_window may pass up to twice the limit across a window edge)"
-                if "fixed_window" in limiters else "")
-        print(f"\n3. Summary: {rate} lets a client pass about {rate.burst} at once, then "
-              f"{rate.limit} per {_seconds(rate.period_us)}: about {expected:.0f} each in "
-              f"{seconds:.1f} s{edge}. Latency is each hit timed by the demo.", file=out)
+        edge = (
+            " (fixed_window may pass up to twice the limit across a window edge)"
+            if "fixed_window" in limiters
+            else ""
+        )
+        print(
+            f"\n3. Summary: {rate} lets a client pass about {rate.burst} at once, then "
+            f"{rate.limit} per {_seconds(rate.period_us)}: about {expected:.0f} each in "
+            f"{seconds:.1f} s{edge}. Latency is each hit timed by the demo.",
+            file=out,
+        )
         print(format_table(SUMMARY_HEADERS, summary_rows(tallies, args.clients)), file=out)
         print_metrics(metrics.stats(), out)
         if args.url is not None:  # leave nothing behind on a server we did not start

@@ -22,8 +22,9 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     numeric = [all(isinstance(row[i], int | float) for row in rows) for i in range(len(headers))]
 
     def line(r: Sequence[str]) -> str:
-        return "  ".join(v.rjust(w) if num else v.ljust(w)
-                         for v, w, num in zip(r, widths, numeric, strict=True)).rstrip()
+        return "  ".join(
+            v.rjust(w) if num else v.ljust(w) for v, w, num in zip(r, widths, numeric, strict=True)
+        ).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
@@ -48,8 +49,9 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
 class Progress:
     """A status line: rewritten in place on a TTY, else printed every ``interval`` s."""
 
-    def __init__(self, out: TextIO, *, tty: bool | None = None, interval: float | None = None
-                 ) -> None:
+    def __init__(
+        self, out: TextIO, *, tty: bool | None = None, interval: float | None = None
+    ) -> None:
         self.out = out
         if tty is None:
             isatty = getattr(out, "isatty", None)

@@ -61,11 +61,16 @@ def evaluate(snap: NodeSnapshot) -> list[Check]:
     maxmemory = c.setting("maxmemory", config, info)
     out = [c.check_version(info), c.check_scripting(snap.script_error)]
     if snap.config_error is not None:
-        out.append(Check("config", OK if maxmemory is not None else WARN,
-                         f"CONFIG GET refused ({snap.config_error}); settings read from INFO"
-                         if maxmemory is not None else
-                         f"cannot read settings: CONFIG GET refused ({snap.config_error})",
-                         None))
+        out.append(
+            Check(
+                "config",
+                OK if maxmemory is not None else WARN,
+                f"CONFIG GET refused ({snap.config_error}); settings read from INFO"
+                if maxmemory is not None
+                else f"cannot read settings: CONFIG GET refused ({snap.config_error})",
+                None,
+            )
+        )
     out += [
         c.check_maxmemory(maxmemory),
         c.check_policy(c.setting("maxmemory-policy", config, info), maxmemory),
@@ -178,15 +183,22 @@ def latency_samples(target: Target, n: int = LATENCY_SAMPLES) -> tuple[list[floa
 # -- the command --------------------------------------------------------------------
 
 
-def diagnose(url: str, *, cluster: bool = False,
-             cpu_seconds: float = CPU_SAMPLE_SECONDS) -> tuple[Target | None, list[Check]]:
+def diagnose(
+    url: str, *, cluster: bool = False, cpu_seconds: float = CPU_SAMPLE_SECONDS
+) -> tuple[Target | None, list[Check]]:
     """Connect and run every check; a failure to connect is a FAIL check, not an exception."""
     try:
         target = connect(url, cluster=cluster)
     except (redis.RedisError, RedisClusterException, OSError, ValueError) as exc:
         return None, [Check("connect", FAIL, f"cannot connect to {redact(url)}: {exc}", None)]
-    out = [Check("connect", OK, f"{target.kind}: {target.label}"
-                 + "".join(f"; {n}" for n in target.notes), target.kind)]
+    out = [
+        Check(
+            "connect",
+            OK,
+            f"{target.kind}: {target.label}" + "".join(f"; {n}" for n in target.notes),
+            target.kind,
+        )
+    ]
     try:
         started = time.monotonic()
         nodes = target.nodes()
@@ -213,29 +225,44 @@ def render_text(url: str, checks: Sequence[Check], out: TextIO) -> None:
         print(f"  {x.status:<4}  {x.name:<{width}}  {where}{x.message}", file=out)
     counts = {s: sum(x.status == s for x in checks) for s in (OK, WARN, FAIL)}
     verdict = c.worst(checks)
-    print(f"{verdict}: {counts[OK]} ok, {counts[WARN]} warning(s), {counts[FAIL]} failure(s)",
-          file=out)
+    print(
+        f"{verdict}: {counts[OK]} ok, {counts[WARN]} warning(s), {counts[FAIL]} failure(s)",
+        file=out,
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("url", metavar="REDIS_URL",
-                        help="redis://host:port/db, rediss://..., unix:///path, or "
-                             "redis+sentinel://host:port[,host:port]/service_name")
-    parser.add_argument("--cluster", action="store_true",
-                        help="connect as a Redis Cluster client (found out on its own when "
-                             "the server reports cluster_enabled)")
+    parser.add_argument(
+        "url",
+        metavar="REDIS_URL",
+        help="redis://host:port/db, rediss://..., unix:///path, or "
+        "redis+sentinel://host:port[,host:port]/service_name",
+    )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="connect as a Redis Cluster client (found out on its own when "
+        "the server reports cluster_enabled)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-    parser.add_argument("--cpu-sample", type=float, default=CPU_SAMPLE_SECONDS,
-                        metavar="SECONDS", help="how long to sample the server's CPU "
-                        f"(default {CPU_SAMPLE_SECONDS})")
+    parser.add_argument(
+        "--cpu-sample",
+        type=float,
+        default=CPU_SAMPLE_SECONDS,
+        metavar="SECONDS",
+        help=f"how long to sample the server's CPU (default {CPU_SAMPLE_SECONDS})",
+    )
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
     _, checks = diagnose(args.url, cluster=args.cluster, cpu_seconds=args.cpu_sample)
     status = c.worst(checks)
     if args.json:
-        json.dump({"url": redact(args.url), "status": status,
-                   "checks": [x.to_json() for x in checks]}, out, indent=2)
+        json.dump(
+            {"url": redact(args.url), "status": status, "checks": [x.to_json() for x in checks]},
+            out,
+            indent=2,
+        )
         out.write("\n")
     else:
         render_text(args.url, checks, out)

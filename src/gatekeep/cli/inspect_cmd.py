@@ -51,10 +51,10 @@ _KEY_RE = re.compile(
     r":(?P<short>" + "|".join(map(re.escape, _SHORTS)) + r"):"
     r"(?P<limit>\d+)/(?P<period>\d+)(?:b(?P<burst>\d+))?$"
 )
-_INDEX_RE = re.compile(
-    r"^" + re.escape(ROOT) + r"(?:[A-Za-z0-9_.:\-]*:)?u:\{(?P<user>[^{}]*)\}$")
+_INDEX_RE = re.compile(r"^" + re.escape(ROOT) + r"(?:[A-Za-z0-9_.:\-]*:)?u:\{(?P<user>[^{}]*)\}$")
 _SESSION_RE = re.compile(
-    r"^" + re.escape(ROOT) + r"(?:[A-Za-z0-9_.:\-]*:)?s:\{[A-Za-z0-9_-]{4}\}[A-Za-z0-9_-]{43}$")
+    r"^" + re.escape(ROOT) + r"(?:[A-Za-z0-9_.:\-]*:)?s:\{[A-Za-z0-9_-]{4}\}[A-Za-z0-9_-]{43}$"
+)
 _UNESCAPE = {"%25": "%", "%7B": "{", "%7D": "}"}
 #: At most this many SCAN calls for ``--pattern``, whatever the key count.
 MAX_SCAN_CALLS = 200
@@ -83,21 +83,27 @@ def parse_key(key: str) -> LimiterKey | None:
         rate = Rate(int(m["limit"]), int(m["period"]), int(m["burst"] or 0))
     except ValueError:
         return None
-    return LimiterKey(key, m["app"].rstrip(":"), _unescape(m["tag"]), _SHORTS[m["short"]],
-                      rate, m["rule"])
+    return LimiterKey(
+        key, m["app"].rstrip(":"), _unescape(m["tag"]), _SHORTS[m["short"]], rate, m["rule"]
+    )
 
 
 def _unescape(tagged: str) -> str:
     return re.sub(r"%(25|7B|7D)", lambda x: _UNESCAPE[x[0]], tagged)
 
 
-def describe(client: Any, key: str, *, show_value: bool = True, show_data: bool = False
-             ) -> dict[str, Any]:
+def describe(
+    client: Any, key: str, *, show_value: bool = True, show_data: bool = False
+) -> dict[str, Any]:
     """Everything ``inspect`` shows about ``key``, read-only."""
     kind = _text(client.type(key))
     pttl = int(client.pttl(key))
-    out: dict[str, Any] = {"key": key, "type": kind,
-                           "ttl_ms": pttl if pttl >= 0 else None, "exists": pttl != -2}
+    out: dict[str, Any] = {
+        "key": key,
+        "type": kind,
+        "ttl_ms": pttl if pttl >= 0 else None,
+        "exists": pttl != -2,
+    }
     if show_value and kind == "string":
         out["value"] = _text(client.getrange(key, 0, 199))  # bounded: any key may be named
     elif show_value and kind == "list":
@@ -109,16 +115,17 @@ def describe(client: Any, key: str, *, show_value: bool = True, show_data: bool 
         index = _INDEX_RE.match(key)
         if index is not None:  # a user's session index: a sorted set of session ids
             out.pop("value", None)
-            out["session_index"] = {"user": _unescape(index["user"]),
-                                    "sessions": int(client.zcard(key)) if kind == "zset" else 0}
+            out["session_index"] = {
+                "user": _unescape(index["user"]),
+                "sessions": int(client.zcard(key)) if kind == "zset" else 0,
+            }
             return out
         out["session_key"] = _SESSION_RE.match(key) is not None
         if out["session_key"]:
             out.pop("value", None)
             out["session"] = describe_session(client, key, show_data=show_data)
         return out
-    limiter = Limiter(lk.rate, backend=RedisBackend(client), algorithm=lk.algorithm,
-                      prefix=lk.app)
+    limiter = Limiter(lk.rate, backend=RedisBackend(client), algorithm=lk.algorithm, prefix=lk.app)
     plan = limiter.plan(lk.rate)
     rule = "" if lk.rule is None else ":" + lk.rule
     if limiter.prefix + tag(lk.name) + rule + plan.suffixes[0] != key:
@@ -126,8 +133,13 @@ def describe(client: Any, key: str, *, show_value: bool = True, show_data: bool 
         return out
     d = Decision.from_reply(plan.rates, limiter.backend.limit(plan, [key], None, PEEK, 1))
     out["limiter"] = {
-        "algorithm": lk.algorithm.name, "rate": str(lk.rate), "app_prefix": lk.app,
-        "key": lk.name, "rule": lk.rule, "limit": d.limit, "remaining": d.remaining,
+        "algorithm": lk.algorithm.name,
+        "rate": str(lk.rate),
+        "app_prefix": lk.app,
+        "key": lk.name,
+        "rule": lk.rule,
+        "limit": d.limit,
+        "remaining": d.remaining,
         "reset_after": d.reset_after,
         "retry_after": None if math.isinf(d.retry_after) else d.retry_after,
         "next_request": "allowed" if d.allowed else "denied",
@@ -152,8 +164,13 @@ def describe_session(client: Any, key: str, *, show_data: bool = False) -> dict[
     if parts is None:
         return {"state": "not a session key"}
     app, session_id = parts
-    store = SessionStore(RedisBackend(client), prefix=app, idle_timeout=_CENTURY,
-                         absolute_timeout=_CENTURY, metrics=None)
+    store = SessionStore(
+        RedisBackend(client),
+        prefix=app,
+        idle_timeout=_CENTURY,
+        absolute_timeout=_CENTURY,
+        metrics=None,
+    )
     reply = store.run(_state_flow(store, session_id, "peek" if show_data else "meta"))
     if reply[0] != 1:
         return {"state": "destroyed (a tombstone)" if reply[0] == -1 else "none"}
@@ -161,8 +178,10 @@ def describe_session(client: Any, key: str, *, show_data: bool = False) -> dict[
     if meta is None:  # it ended between the two reads
         return {"state": "none"}
     info: dict[str, Any] = {
-        "state": "live", "id_hash": meta.id_hash,
-        "created": meta.created_at.isoformat(), "last_seen": meta.last_seen_at.isoformat(),
+        "state": "live",
+        "id_hash": meta.id_hash,
+        "created": meta.created_at.isoformat(),
+        "last_seen": meta.last_seen_at.isoformat(),
         "absolute_expiry": meta.absolute_expires_at.isoformat(),
         "user_id_hash": meta.user_id_hash,
     }
@@ -186,38 +205,52 @@ def _render(info: dict[str, Any], out: TextIO) -> None:
     rows: list[tuple[str, Any]] = [("key", info["key"])]
     if lim is not None:
         rows += [
-            ("algorithm", lim["algorithm"]), ("rate", lim["rate"]),
-            ("app prefix", lim["app_prefix"] or "(none)"), ("limiter key", lim["key"]),
+            ("algorithm", lim["algorithm"]),
+            ("rate", lim["rate"]),
+            ("app prefix", lim["app_prefix"] or "(none)"),
+            ("limiter key", lim["key"]),
             ("rule", lim["rule"] or "(none: a Limiter's key)"),
             ("remaining", f"{lim['remaining']} of {lim['limit']}"),
             ("reset", f"{lim['reset_after']:.3f} s until full capacity"),
-            ("next request", f"{lim['next_request']}" + (
-                f", retry after {lim['retry_after']:.3f} s" if lim["retry_after"] else "")),
+            (
+                "next request",
+                f"{lim['next_request']}"
+                + (f", retry after {lim['retry_after']:.3f} s" if lim["retry_after"] else ""),
+            ),
         ]
     if not info["exists"]:
-        rows.append(("stored", "nothing (never hit, or expired): full capacity"
-                     if lim is not None else "no such key"))
+        rows.append(
+            (
+                "stored",
+                "nothing (never hit, or expired): full capacity"
+                if lim is not None
+                else "no such key",
+            )
+        )
     else:
         ttl = info["ttl_ms"]
-        rows += [("type", info["type"]),
-                 ("ttl", "none (persistent)" if ttl is None else f"{ttl} ms")]
+        rows += [
+            ("type", info["type"]),
+            ("ttl", "none (persistent)" if ttl is None else f"{ttl} ms"),
+        ]
         if "value" in info:
             extra = f" ({info['length']} entries, newest first)" if "length" in info else ""
             rows.append(("stored", f"{info['value']!r}{extra}"))
     index = info.get("session_index")
     if index is not None:
-        rows += [("session index of user", index["user"]),
-                 ("sessions", str(index["sessions"]))]
+        rows += [("session index of user", index["user"]), ("sessions", str(index["sessions"]))]
     sess = info.get("session")
     if sess is not None:
         rows.append(("session", sess["state"]))
         if sess["state"] == "live":
             ttl = info["ttl_ms"]
-            rows += [("created", sess["created"]), ("last seen", sess["last_seen"]),
-                     ("idle expiry", "unknown" if ttl is None else f"in {ttl / 1000:.1f} s"),
-                     ("absolute expiry", sess["absolute_expiry"]),
-                     ("user", (sess["user_id_hash"] and f"id hash {sess['user_id_hash']}")
-                      or "(none)")]
+            rows += [
+                ("created", sess["created"]),
+                ("last seen", sess["last_seen"]),
+                ("idle expiry", "unknown" if ttl is None else f"in {ttl / 1000:.1f} s"),
+                ("absolute expiry", sess["absolute_expiry"]),
+                ("user", (sess["user_id_hash"] and f"id hash {sess['user_id_hash']}") or "(none)"),
+            ]
             if "data" in sess:
                 for name, value in sorted(sess["data"].items()):
                     text = json.dumps(value, ensure_ascii=False)
@@ -230,32 +263,47 @@ def _render(info: dict[str, Any], out: TextIO) -> None:
     if sess is not None and sess["state"] != "live":
         print("a gatekeep session key, but no live session is stored under it", file=out)
     elif lim is None and index is None:
-        print("not a limiter key: gatekeep limiter keys look like "
-              "gk:[app:]{key}[:rule]:tb:10/1000000 (algorithm tb, gcra, fw, sw or sl)",
-              file=out)
+        print(
+            "not a limiter key: gatekeep limiter keys look like "
+            "gk:[app:]{key}[:rule]:tb:10/1000000 (algorithm tb, gcra, fw, sw or sl)",
+            file=out,
+        )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("key", nargs="?", metavar="KEY",
-                        help="a limiter key, e.g. 'gk:myapp:{user:42}:tb:10/1000000', a "
-                             "middleware key ('gk:myapp:{ip:1.2.3.4}:login:tb:5/60000000'), "
-                             "or a session key")
-    parser.add_argument("--url", default=os.environ.get("GATEKEEP_REDIS_URL"),
-                        help="the server (default: $GATEKEEP_REDIS_URL)")
+    parser.add_argument(
+        "key",
+        nargs="?",
+        metavar="KEY",
+        help="a limiter key, e.g. 'gk:myapp:{user:42}:tb:10/1000000', a "
+        "middleware key ('gk:myapp:{ip:1.2.3.4}:login:tb:5/60000000'), "
+        "or a session key",
+    )
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("GATEKEEP_REDIS_URL"),
+        help="the server (default: $GATEKEEP_REDIS_URL)",
+    )
     parser.add_argument("--cluster", action="store_true", help="connect as a Cluster client")
-    parser.add_argument("--pattern", help="list keys matching this SCAN pattern instead, "
-                                          "e.g. 'gk:myapp:*'")
-    parser.add_argument("--limit", type=int, default=50,
-                        help="at most this many keys for --pattern (default 50)")
+    parser.add_argument(
+        "--pattern", help="list keys matching this SCAN pattern instead, e.g. 'gk:myapp:*'"
+    )
+    parser.add_argument(
+        "--limit", type=int, default=50, help="at most this many keys for --pattern (default 50)"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.add_argument("--show-data", action="store_true",
-                        help="for a session key: show the session's data too (read-only)")
+    parser.add_argument(
+        "--show-data",
+        action="store_true",
+        help="for a session key: show the session's data too (read-only)",
+    )
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
     if not args.url:
-        print("inspect needs a server: --url redis://host:port/db (or GATEKEEP_REDIS_URL)",
-              file=out)
+        print(
+            "inspect needs a server: --url redis://host:port/db (or GATEKEEP_REDIS_URL)", file=out
+        )
         return 2
     if (args.key is None) == (args.pattern is None):
         print("give either a KEY or --pattern PATTERN", file=out)
@@ -268,8 +316,12 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     try:
         if args.pattern is not None:
             return _list(target, args.pattern, max(1, args.limit), args.json, out)
-        info = describe(target.client, args.key, show_value=True,
-                        show_data=bool(getattr(args, "show_data", False)))
+        info = describe(
+            target.client,
+            args.key,
+            show_value=True,
+            show_data=bool(getattr(args, "show_data", False)),
+        )
         if args.json:
             print(json.dumps(info, indent=2, ensure_ascii=False), file=out)
         else:
@@ -289,17 +341,26 @@ def _list(target: Target, pattern: str, limit: int, as_json: bool, out: TextIO) 
     keys = sorted(_scan(target.client, pattern, limit))
     infos = [describe(target.client, k, show_value=False) for k in keys]
     if as_json:
-        print(json.dumps({"pattern": pattern, "keys": infos, "truncated": len(keys) >= limit},
-                         indent=2), file=out)
+        print(
+            json.dumps(
+                {"pattern": pattern, "keys": infos, "truncated": len(keys) >= limit}, indent=2
+            ),
+            file=out,
+        )
         return 0
     for info in infos:
         lim = info["limiter"]
         ttl = "-" if info["ttl_ms"] is None else f"{info['ttl_ms']} ms"
-        what = (f"{lim['algorithm']} {lim['rate']}: {lim['remaining']}/{lim['limit']} left, "
-                f"full in {lim['reset_after']:.3f} s" if lim
-                else f"session, {info['session']['state']}" if info.get("session")
-                else f"session index, {info['session_index']['sessions']} session(s)"
-                if info.get("session_index") else info["type"])
+        what = (
+            f"{lim['algorithm']} {lim['rate']}: {lim['remaining']}/{lim['limit']} left, "
+            f"full in {lim['reset_after']:.3f} s"
+            if lim
+            else f"session, {info['session']['state']}"
+            if info.get("session")
+            else f"session index, {info['session_index']['sessions']} session(s)"
+            if info.get("session_index")
+            else info["type"]
+        )
         print(f"{info['key']}  ttl {ttl}  {what}", file=out)
     more = " (limit reached: there may be more)" if len(keys) >= limit else ""
     print(f"{len(keys)} key(s) matching {pattern!r}{more}", file=out)

@@ -31,25 +31,43 @@ def check_ratelimit(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
         return [Error(str(exc), hint="Fix settings.GATEKEEP['ratelimit'].", id="gatekeep.E001")]
     middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
     if policy is not None and MIDDLEWARE not in middleware:
-        errors.append(Warning(
-            'settings.GATEKEEP["ratelimit"] is set but the rate-limit middleware is not in '
-            "MIDDLEWARE, so nothing is limited.",
-            hint=f"Add {MIDDLEWARE!r} to MIDDLEWARE.", id="gatekeep.W001"))
+        errors.append(
+            Warning(
+                'settings.GATEKEEP["ratelimit"] is set but the rate-limit middleware is not in '
+                "MIDDLEWARE, so nothing is limited.",
+                hint=f"Add {MIDDLEWARE!r} to MIDDLEWARE.",
+                id="gatekeep.W001",
+            )
+        )
     if policy is not None and MIDDLEWARE in middleware:
         uses_user = any(isinstance(f, user_key) for f in policy.key_functions)
-        if uses_user and (AUTH not in middleware
-                          or middleware.index(AUTH) > middleware.index(MIDDLEWARE)):
-            errors.append(Error(
-                "A rate-limit rule keys on the user, but AuthenticationMiddleware does not "
-                "run before the rate-limit middleware.",
-                hint=f"Put {MIDDLEWARE!r} after {AUTH!r} in MIDDLEWARE.", id="gatekeep.E002"))
-    if policy is not None and MIDDLEWARE in middleware and LOCALE in middleware and \
-            middleware.index(LOCALE) > middleware.index(MIDDLEWARE) and _i18n_patterns():
-        errors.append(Warning(
-            "The rate-limit middleware runs before LocaleMiddleware with i18n_patterns: "
-            "the language of the URL is not active yet, so the @ratelimit and "
-            "@ratelimit_exempt marks of views under a language prefix can be missed.",
-            hint=f"Put {MIDDLEWARE!r} after {LOCALE!r} in MIDDLEWARE.", id="gatekeep.W002"))
+        if uses_user and (
+            AUTH not in middleware or middleware.index(AUTH) > middleware.index(MIDDLEWARE)
+        ):
+            errors.append(
+                Error(
+                    "A rate-limit rule keys on the user, but AuthenticationMiddleware does not "
+                    "run before the rate-limit middleware.",
+                    hint=f"Put {MIDDLEWARE!r} after {AUTH!r} in MIDDLEWARE.",
+                    id="gatekeep.E002",
+                )
+            )
+    if (
+        policy is not None
+        and MIDDLEWARE in middleware
+        and LOCALE in middleware
+        and middleware.index(LOCALE) > middleware.index(MIDDLEWARE)
+        and _i18n_patterns()
+    ):
+        errors.append(
+            Warning(
+                "The rate-limit middleware runs before LocaleMiddleware with i18n_patterns: "
+                "the language of the URL is not active yet, so the @ratelimit and "
+                "@ratelimit_exempt marks of views under a language prefix can be missed.",
+                hint=f"Put {MIDDLEWARE!r} after {LOCALE!r} in MIDDLEWARE.",
+                id="gatekeep.W002",
+            )
+        )
     if policy is not None:
         errors.extend(_slash_mismatches(policy))
     return errors
@@ -77,10 +95,14 @@ def _slash_mismatches(policy: Any) -> list[CheckMessage]:
                     continue
                 other = path[:-1] if path.endswith("/") else path + "/"
                 if _resolves(other):
-                    found.append(Warning(
-                        f"Rate-limit rule {rule.name!r}: no URL is {path!r}, Django routes "
-                        f"{other!r}, so the rule never counts that view's requests.",
-                        hint=f"Write the rule's path as {other!r}.", id="gatekeep.W003"))
+                    found.append(
+                        Warning(
+                            f"Rate-limit rule {rule.name!r}: no URL is {path!r}, Django routes "
+                            f"{other!r}, so the rule never counts that view's requests.",
+                            hint=f"Write the rule's path as {other!r}.",
+                            id="gatekeep.W003",
+                        )
+                    )
     except Exception:  # a broken urlconf: Django's own URL checks report it
         return []
     return found

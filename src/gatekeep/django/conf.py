@@ -38,8 +38,9 @@ def ratelimit_settings() -> dict[str, Any] | None:
     if section is None:
         return None
     if not isinstance(section, dict):
-        raise ImproperlyConfigured('settings.GATEKEEP["ratelimit"] must be a dict of '
-                                   "RateLimitPolicy options")
+        raise ImproperlyConfigured(
+            'settings.GATEKEEP["ratelimit"] must be a dict of RateLimitPolicy options'
+        )
     return section
 
 
@@ -48,8 +49,9 @@ def _callable(value: Any, what: str) -> Any:
         try:
             value = import_string(value)
         except ImportError as exc:
-            raise ImproperlyConfigured(f'GATEKEEP["ratelimit"]: cannot import {what} '
-                                       f"{value!r}: {exc}") from None
+            raise ImproperlyConfigured(
+                f'GATEKEEP["ratelimit"]: cannot import {what} {value!r}: {exc}'
+            ) from None
         if what != "deny" and isinstance(value, type):
             value = value()  # "gatekeep.ratelimit.client_ip" means client_ip()
     return value
@@ -63,9 +65,11 @@ def _rule(item: Any) -> Rule:
         if "key" in item:
             item["key"] = _callable(item["key"], "rule key")
         return Rule(**item)
-    raise ImproperlyConfigured(f'GATEKEEP["ratelimit"]["rules"]: each rule is a Rule or a dict '
-                               f'like {{"limits": "5/minute", "path": "POST /login/"}}, '
-                               f"got {item!r}")
+    raise ImproperlyConfigured(
+        f'GATEKEEP["ratelimit"]["rules"]: each rule is a Rule or a dict '
+        f'like {{"limits": "5/minute", "path": "POST /login/"}}, '
+        f"got {item!r}"
+    )
 
 
 def build_policy(section: dict[str, Any] | None = None) -> RateLimitPolicy:
@@ -80,8 +84,10 @@ def build_policy(section: dict[str, Any] | None = None) -> RateLimitPolicy:
         proxies = options.pop("trusted_proxies", None)
         if proxies is not None:
             if options.get("key") is not None:
-                raise ImproperlyConfigured('GATEKEEP["ratelimit"]: give trusted_proxies or key, '
-                                           "not both (use key=client_ip(trusted=...))")
+                raise ImproperlyConfigured(
+                    'GATEKEEP["ratelimit"]: give trusted_proxies or key, '
+                    "not both (use key=client_ip(trusted=...))"
+                )
             options["key"] = client_ip(trusted=proxies)
         if "rules" in options:
             options["rules"] = [_rule(r) for r in options["rules"]]
@@ -94,8 +100,18 @@ def build_policy(section: dict[str, Any] | None = None) -> RateLimitPolicy:
 
 # -- sessions ------------------------------------------------------------------------------
 
-_SESSION_OPTIONS = frozenset({"url", "backend", "store", "prefix", "idle_timeout",
-                              "absolute_timeout", "max_size", "max_sessions_per_user"})
+_SESSION_OPTIONS = frozenset(
+    {
+        "url",
+        "backend",
+        "store",
+        "prefix",
+        "idle_timeout",
+        "absolute_timeout",
+        "max_size",
+        "max_sessions_per_user",
+    }
+)
 #: ``absolute_timeout`` when not given: at least this, and never below ``idle_timeout``.
 DEFAULT_ABSOLUTE = 30 * 24 * 3600
 
@@ -111,8 +127,10 @@ def session_settings() -> dict[str, Any]:
     if section is None:
         return {}
     if not isinstance(section, dict):
-        raise ImproperlyConfigured('settings.GATEKEEP["sessions"] must be a dict like '
-                                   '{"url": "redis://localhost:6379/0", "prefix": "myapp"}')
+        raise ImproperlyConfigured(
+            'settings.GATEKEEP["sessions"] must be a dict like '
+            '{"url": "redis://localhost:6379/0", "prefix": "myapp"}'
+        )
     return section
 
 
@@ -130,28 +148,40 @@ def build_session_store(section: dict[str, Any] | None = None) -> SessionStore:
         section = session_settings()
     unknown = set(section) - _SESSION_OPTIONS
     if unknown:
-        raise ImproperlyConfigured(f'GATEKEEP["sessions"]: unknown option(s) '
-                                   f"{', '.join(sorted(unknown))}; use "
-                                   f"{', '.join(sorted(_SESSION_OPTIONS))}")
+        raise ImproperlyConfigured(
+            f'GATEKEEP["sessions"]: unknown option(s) '
+            f"{', '.join(sorted(unknown))}; use "
+            f"{', '.join(sorted(_SESSION_OPTIONS))}"
+        )
     if "store" in section:
         store = section["store"]
         if not isinstance(store, SessionStore) or len(section) > 1:
-            raise ImproperlyConfigured('GATEKEEP["sessions"]["store"] must be a gatekeep '
-                                       "SessionStore, given alone (it carries its own options)")
+            raise ImproperlyConfigured(
+                'GATEKEEP["sessions"]["store"] must be a gatekeep '
+                "SessionStore, given alone (it carries its own options)"
+            )
         return store
     if "url" in section and "backend" in section:
         raise ImproperlyConfigured('GATEKEEP["sessions"]: give url or backend, not both')
     backend = section.get("url", section.get("backend"))
     idle = section.get("idle_timeout", getattr(settings, "SESSION_COOKIE_AGE", 1209600))
     try:
-        absolute = section.get("absolute_timeout",
-                               max(DEFAULT_ABSOLUTE, idle) if isinstance(idle, (int, float))
-                               else DEFAULT_ABSOLUTE)
+        absolute = section.get(
+            "absolute_timeout",
+            max(DEFAULT_ABSOLUTE, idle) if isinstance(idle, (int, float)) else DEFAULT_ABSOLUTE,
+        )
         options = {k: section[k] for k in ("max_size", "max_sessions_per_user") if k in section}
         if backend is not None and not isinstance(backend, (str, RedisBackend, MemoryBackend)):
-            raise TypeError("url must be a Redis URL, backend a RedisBackend or MemoryBackend, "
-                            f"not {type(backend).__name__}")
-        return SessionStore(backend, prefix=section.get("prefix", ""), idle_timeout=idle,
-                            absolute_timeout=absolute, **options)
+            raise TypeError(
+                "url must be a Redis URL, backend a RedisBackend or MemoryBackend, "
+                f"not {type(backend).__name__}"
+            )
+        return SessionStore(
+            backend,
+            prefix=section.get("prefix", ""),
+            idle_timeout=idle,
+            absolute_timeout=absolute,
+            **options,
+        )
     except (TypeError, ValueError) as exc:
         raise ImproperlyConfigured(f'GATEKEEP["sessions"]: {exc}') from exc

@@ -55,20 +55,23 @@ class RateLimitMiddleware:
     sync_capable = True
     async_capable = True
 
-    def __init__(self, get_response: Callable[[HttpRequest], Any],
-                 policy: RateLimitPolicy | None = None) -> None:
+    def __init__(
+        self, get_response: Callable[[HttpRequest], Any], policy: RateLimitPolicy | None = None
+    ) -> None:
         self.get_response = get_response
         self.policy = policy if policy is not None else build_policy()
         self.is_async = iscoroutinefunction(get_response)
         # The policy's key functions that read the user: under ASGI the user is
         # loaded with ``auser()`` first, since ``request.user`` would query the
         # database from the event loop.
-        self._needs_user = any(isinstance(f, user_key) for f in self.policy.key_functions) or \
-            any(isinstance(r.key, user_key) for r in self.policy.rules)
+        self._needs_user = any(isinstance(f, user_key) for f in self.policy.key_functions) or any(
+            isinstance(r.key, user_key) for r in self.policy.rules
+        )
         if self.is_async:
             markcoroutinefunction(self)
         elif self.policy.has_async_keys():
             from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
+
             raise ImproperlyConfigured("async key functions need an ASGI (async) Django stack")
 
     def __call__(self, request: HttpRequest) -> Any:

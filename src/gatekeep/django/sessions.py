@@ -252,8 +252,11 @@ class SessionStore(SessionBase):  # type: ignore[misc]
             return failed(exc)
 
     def _load_failed(self, exc: BaseException) -> dict[str, Any]:
-        logger.warning("session store unavailable, continuing with an empty session that "
-                       "will not be saved: %r", exc)
+        logger.warning(
+            "session store unavailable, continuing with an empty session that "
+            "will not be saved: %r",
+            exc,
+        )
         self._unavailable = True
         return {}
 

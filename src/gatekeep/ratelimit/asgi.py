@@ -61,8 +61,7 @@ class RateLimitMiddleware:
     the request through, ``"deny"`` answers 503.
     """
 
-    def __init__(self, app: ASGIApp, policy: RateLimitPolicy | None = None, **options: Any
-                 ) -> None:
+    def __init__(self, app: ASGIApp, policy: RateLimitPolicy | None = None, **options: Any) -> None:
         if not callable(app):
             raise TypeError(f"app must be an ASGI application, got {app!r}")
         if policy is not None and options:
@@ -105,8 +104,13 @@ class RateLimitMiddleware:
             check = None
             if resolved.covered:  # the route's dependencies find the outcome here
                 check = scope[STATE] = RouteCheck(resolved.covered)
-            rules = (None if resolved.exempt else policy.match(
-                method, route_path(scope, newline=resolved.routed), resolved.rules))
+            rules = (
+                None
+                if resolved.exempt
+                else policy.match(
+                    method, route_path(scope, newline=resolved.routed), resolved.rules
+                )
+            )
         if rules is None:
             await self.app(scope, receive, send)
             return
@@ -128,19 +132,21 @@ class RateLimitMiddleware:
 
         await self.app(scope, receive, send_with_headers)
 
-    async def _deny(self, outcome: Outcome, scope: Scope, receive: Receive, send: Send
-                    ) -> None:
+    async def _deny(self, outcome: Outcome, scope: Scope, receive: Receive, send: Send) -> None:
         denial = outcome.denial
         if not isinstance(denial, Denial):
             # A framework response (Starlette's Response is an ASGI app): add our headers.
             async def send_denial(message: Message) -> None:
-                if message["type"] in ("http.response.start",
-                                       "websocket.http.response.start"):
+                if message["type"] in ("http.response.start", "websocket.http.response.start"):
                     own = {k.lower() for k, _ in message.get("headers", ())}
-                    message["headers"] = [*message.get("headers", ()), *(
-                        (n.lower().encode("latin-1"), v.encode("latin-1"))
-                        for n, v in outcome.headers
-                        if n.lower().encode("latin-1") not in own)]
+                    message["headers"] = [
+                        *message.get("headers", ()),
+                        *(
+                            (n.lower().encode("latin-1"), v.encode("latin-1"))
+                            for n, v in outcome.headers
+                            if n.lower().encode("latin-1") not in own
+                        ),
+                    ]
                 await send(message)
 
             if scope["type"] == "websocket":
@@ -152,12 +158,13 @@ class RateLimitMiddleware:
             # On a websocket scope, Starlette's Response sends websocket.http.response.*.
             await denial(scope, receive, send_denial)
             return
-        headers = [(n.lower().encode("latin-1"), v.encode("latin-1"))
-                   for n, v in merge_headers(denial, outcome.headers)]
+        headers = [
+            (n.lower().encode("latin-1"), v.encode("latin-1"))
+            for n, v in merge_headers(denial, outcome.headers)
+        ]
         headers.append((b"content-length", str(len(denial.body)).encode()))
         if scope["type"] == "http":
-            await send({"type": "http.response.start", "status": denial.status,
-                        "headers": headers})
+            await send({"type": "http.response.start", "status": denial.status, "headers": headers})
             await send({"type": "http.response.body", "body": denial.body})
             return
         if "websocket.http.response" in scope.get("extensions", {}):
@@ -165,8 +172,13 @@ class RateLimitMiddleware:
             message = await receive()
             if message["type"] != "websocket.connect":
                 return
-            await send({"type": "websocket.http.response.start", "status": denial.status,
-                        "headers": headers})
+            await send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": denial.status,
+                    "headers": headers,
+                }
+            )
             await send({"type": "websocket.http.response.body", "body": denial.body})
             return
         await self._close_websocket(receive, send)
@@ -176,5 +188,6 @@ class RateLimitMiddleware:
         # Without the extension, closing before accept makes the server answer 403.
         message = await receive()
         if message["type"] == "websocket.connect":
-            await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION,
-                        "reason": "rate limited"})
+            await send(
+                {"type": "websocket.close", "code": WS_POLICY_VIOLATION, "reason": "rate limited"}
+            )

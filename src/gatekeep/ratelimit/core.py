@@ -142,8 +142,14 @@ class RateLimitPolicy:
             # circuit breaker's "local" policy): an outage never becomes a 500.
             backend = FailoverBackend(RedisBackend(backend), metrics=metrics)
         self.metrics = metrics
-        self.limiter = BaseLimiter(None, backend=backend, algorithm=algorithm, prefix=prefix,
-                                   name="middleware", metrics=metrics)
+        self.limiter = BaseLimiter(
+            None,
+            backend=backend,
+            algorithm=algorithm,
+            prefix=prefix,
+            name="middleware",
+            metrics=metrics,
+        )
         self.backend: Backend = self.limiter.backend
         if isinstance(rules, Rule):
             rules = [rules]
@@ -158,23 +164,29 @@ class RateLimitPolicy:
         names = [r.name for r in self.rules] + ([] if default is None else ["default"])
         dupes = {str(n) for n in names if names.count(n) > 1}
         if dupes:
-            raise ValueError(f"rule names must be unique (each names a counter): {sorted(dupes)}; "
-                             "pass name= to tell them apart")
+            raise ValueError(
+                f"rule names must be unique (each names a counter): {sorted(dupes)}; "
+                "pass name= to tell them apart"
+            )
         if isinstance(exempt, str):
             exempt = [exempt]
         self.exempt: tuple[Pattern, ...] = tuple(compile_pattern(p) for p in exempt)
         self.key: KeyFunc = client_ip() if key is None else key
         if isinstance(self.key, type):
-            raise TypeError(f"key must be a key function: pass {self.key.__name__}(), "
-                            f"not the class {self.key.__name__}")
+            raise TypeError(
+                f"key must be a key function: pass {self.key.__name__}(), "
+                f"not the class {self.key.__name__}"
+            )
         if not callable(self.key):
             raise TypeError(f"key must be a key function, got {self.key!r}")
         if deny is not None and not callable(deny):
-            raise TypeError(f"deny must be a callable (request, decision) -> response, "
-                            f"got {deny!r}")
+            raise TypeError(
+                f"deny must be a callable (request, decision) -> response, got {deny!r}"
+            )
         if on_error not in _ON_ERROR:
-            raise ValueError(f"on_error must be 'allow' (fail open) or 'deny' (503), "
-                             f"got {on_error!r}")
+            raise ValueError(
+                f"on_error must be 'allow' (fail open) or 'deny' (503), got {on_error!r}"
+            )
         self.headers = bool(headers)
         self.legacy_headers = bool(legacy_headers)
         self.deny = deny
@@ -202,13 +214,17 @@ class RateLimitPolicy:
         return list({id(f): f for f in fns}.values())
 
     def has_async_keys(self) -> bool:
-        return any(inspect.iscoroutinefunction(f) or inspect.iscoroutinefunction(
-            getattr(f, "__call__", None)) for f in self.key_functions)  # noqa: B004
+        return any(
+            inspect.iscoroutinefunction(f)
+            or inspect.iscoroutinefunction(getattr(f, "__call__", None))  # noqa: B004
+            for f in self.key_functions
+        )
 
     # -- 1. match ---------------------------------------------------------------------
 
-    def match(self, method: str, path: str, extra: tuple[Rule, ...] = ()
-              ) -> tuple[Rule, ...] | None:
+    def match(
+        self, method: str, path: str, extra: tuple[Rule, ...] = ()
+    ) -> tuple[Rule, ...] | None:
         """The rules for this request, by the order of precedence; None when none apply."""
         cache_key = (method, path, extra) if extra else (method, path)
         try:
@@ -243,8 +259,9 @@ class RateLimitPolicy:
 
     # -- 3. plan -----------------------------------------------------------------------
 
-    def prepare(self, rules: tuple[Rule, ...], keys: Sequence[Any]
-                ) -> tuple[Batch, list[str]] | None:
+    def prepare(
+        self, rules: tuple[Rule, ...], keys: Sequence[Any]
+    ) -> tuple[Batch, list[str]] | None:
         """The merged plan and the Redis keys for one request; None when no rule applies."""
         if len(keys) == 1 and type(keys[0]) is str and keys[0]:  # the common case
             known = self._batches.get(rules)
@@ -254,8 +271,9 @@ class RateLimitPolicy:
                     return known, cached
         for k in keys:
             if k is not None and (not isinstance(k, str) or not k):
-                raise TypeError(f"a key function returned {k!r}; it must return a non-empty "
-                                "string or None")
+                raise TypeError(
+                    f"a key function returned {k!r}; it must return a non-empty string or None"
+                )
         if all(k is not None for k in keys):
             applied = rules
         else:
@@ -335,8 +353,9 @@ class RateLimitPolicy:
             if decision.details:
                 value = ratelimit_header(batch.quoted, decision.details)
             else:
-                value = (f"{batch.quoted[0]};r={decision.remaining};"
-                         f"t={seconds(decision.reset_after)}")
+                value = (
+                    f"{batch.quoted[0]};r={decision.remaining};t={seconds(decision.reset_after)}"
+                )
             headers.append(("RateLimit", value))
         if self.legacy_headers:
             headers.extend(legacy_headers(decision))
@@ -357,8 +376,9 @@ class RateLimitPolicy:
             try:
                 denial = self.deny(request, decision)
             except Exception:
-                logger.exception("gatekeep: the custom deny function failed; "
-                                 "sending the default 429")
+                logger.exception(
+                    "gatekeep: the custom deny function failed; sending the default 429"
+                )
         if denial is None:
             denial = default_denial(429, retry)
         return Outcome(False, headers, denial, decision, batch.rules)
@@ -400,17 +420,23 @@ class RateLimitPolicy:
             self._last_error_log = now
             # A backend outage is expected; anything else is a bug worth a traceback.
             expected = isinstance(exc, (RedisError, OSError))
-            logger.warning("gatekeep: rate limit check failed (%s: %s); %s", type(exc).__name__,
-                           exc, "allowing requests" if self.on_error == "allow"
-                           else "denying requests with 503", exc_info=not expected)
+            logger.warning(
+                "gatekeep: rate limit check failed (%s: %s); %s",
+                type(exc).__name__,
+                exc,
+                "allowing requests" if self.on_error == "allow" else "denying requests with 503",
+                exc_info=not expected,
+            )
         if self.on_error == "allow":
             return ALLOW
         return Outcome(False, (("Retry-After", "1"),), default_denial(503, 1))
 
     def __repr__(self) -> str:
-        return (f"RateLimitPolicy(rules={[r.name for r in self.rules]}, "
-                f"default={self.default_rule.rates if self.default_rule else None}, "
-                f"backend={self.backend!r})")
+        return (
+            f"RateLimitPolicy(rules={[r.name for r in self.rules]}, "
+            f"default={self.default_rule.rates if self.default_rule else None}, "
+            f"backend={self.backend!r})"
+        )
 
 
 def merge_headers(denial: Denial, headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:

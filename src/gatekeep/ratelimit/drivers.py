@@ -19,15 +19,16 @@ from .rules import Rule
 __all__ = ["check_async", "check_sync"]
 
 
-def check_sync(policy: RateLimitPolicy, request: RequestView, rules: tuple[Rule, ...]
-               ) -> Outcome:
+def check_sync(policy: RateLimitPolicy, request: RequestView, rules: tuple[Rule, ...]) -> Outcome:
     try:
         keys = policy.identify(request, rules)
         for k in keys:
             if type(k) is not str and k is not None and inspect.isawaitable(k):
                 _close(k)
-                raise TypeError("an async key function cannot run in a sync (WSGI) app; "
-                                "make it a plain function")
+                raise TypeError(
+                    "an async key function cannot run in a sync (WSGI) app; "
+                    "make it a plain function"
+                )
         prepared = policy.prepare(rules, keys)
         if prepared is None:
             return ALLOW
@@ -42,8 +43,9 @@ def check_sync(policy: RateLimitPolicy, request: RequestView, rules: tuple[Rule,
         return policy.failed(exc)
 
 
-async def check_async(policy: RateLimitPolicy, request: RequestView, rules: tuple[Rule, ...]
-                      ) -> Outcome:
+async def check_async(
+    policy: RateLimitPolicy, request: RequestView, rules: tuple[Rule, ...]
+) -> Outcome:
     try:
         keys = policy.identify(request, rules)
         for i, k in enumerate(keys):

@@ -27,8 +27,18 @@ from typing import Any
 from ..decision import Decision
 from ..rates import Rate
 
-__all__ = ["Denial", "closest_to_denial", "default_denial", "denial_json", "legacy_headers",
-           "policy_item", "quota", "ratelimit_header", "seconds", "sf_string"]
+__all__ = [
+    "Denial",
+    "closest_to_denial",
+    "default_denial",
+    "denial_json",
+    "legacy_headers",
+    "policy_item",
+    "quota",
+    "ratelimit_header",
+    "seconds",
+    "sf_string",
+]
 
 
 def sf_string(text: str) -> str:
@@ -84,8 +94,9 @@ def closest_to_denial(decision: Decision) -> Decision:
     wait), else the one with the fewest remaining (the longest reset on a tie)."""
     if not decision.details:
         return decision
-    return min(decision.details,
-               key=lambda d: (d.allowed, d.remaining, -d.retry_after, -d.reset_after))
+    return min(
+        decision.details, key=lambda d: (d.allowed, d.remaining, -d.retry_after, -d.reset_after)
+    )
 
 
 def legacy_headers(decision: Decision) -> list[tuple[str, str]]:
@@ -115,17 +126,22 @@ class Denial:
 _REASONS = {429: "Too Many Requests", 503: "Service Unavailable"}
 
 
-def denial_json(status: int, payload: Any, headers: Sequence[tuple[str, str]] = ()
-                ) -> Denial:
+def denial_json(status: int, payload: Any, headers: Sequence[tuple[str, str]] = ()) -> Denial:
     """A denial with a JSON body (for a custom ``deny``, and the default one)."""
-    return Denial(status, (("Content-Type", "application/json"), *headers),
-                  json.dumps(payload, separators=(",", ":")).encode())
+    return Denial(
+        status,
+        (("Content-Type", "application/json"), *headers),
+        json.dumps(payload, separators=(",", ":")).encode(),
+    )
 
 
 def default_denial(status: int, retry_after: int) -> Denial:
     """The JSON body of a denial: ``{"error": ..., "detail": ..., "retry_after": n}``."""
-    return denial_json(status, {
-        "error": "rate_limited" if status == 429 else "unavailable",
-        "detail": _REASONS.get(status, "Denied"),
-        "retry_after": retry_after,
-    })
+    return denial_json(
+        status,
+        {
+            "error": "rate_limited" if status == 429 else "unavailable",
+            "detail": _REASONS.get(status, "Denied"),
+            "retry_after": retry_after,
+        },
+    )

@@ -120,9 +120,14 @@ class TrustedProxies:
 
     __slots__ = ("header", "ipv4_prefix", "ipv6_prefix", "networks", "unix")
 
-    def __init__(self, networks: Iterable[str | IPNetwork] = (), *,
-                 header: str = "x-forwarded-for", ipv6_prefix: int = 64,
-                 ipv4_prefix: int = 32) -> None:
+    def __init__(
+        self,
+        networks: Iterable[str | IPNetwork] = (),
+        *,
+        header: str = "x-forwarded-for",
+        ipv6_prefix: int = 64,
+        ipv4_prefix: int = 32,
+    ) -> None:
         if isinstance(networks, str):
             networks = [networks]
         nets: list[IPNetwork] = []
@@ -137,7 +142,8 @@ class TrustedProxies:
                 raise ValueError(
                     f"trusted proxy {net!r} is not an address or a network; "
                     "give CIDR strings such as '10.0.0.0/8' or '127.0.0.1', or 'unix' "
-                    "for a unix-socket peer") from None
+                    "for a unix-socket peer"
+                ) from None
         if header.lower() not in _HEADERS:
             raise ValueError(f"header must be one of {_HEADERS}, got {header!r}")
         if not isinstance(ipv6_prefix, int) or not 1 <= ipv6_prefix <= 128:
@@ -172,12 +178,14 @@ class TrustedProxies:
             address = self._walk(header_values, address) or address
         return self._group(address)
 
-    def _walk(self, header_values: Sequence[str], address: IPAddress | None
-              ) -> IPAddress | None:
+    def _walk(self, header_values: Sequence[str], address: IPAddress | None) -> IPAddress | None:
         """The client, from the right of the forwarding header: each trusted hop is
         skipped; ``address`` (the trusted peer) when no hop can be read."""
-        hops = (parse_x_forwarded_for(header_values) if self.header == "x-forwarded-for"
-                else parse_forwarded_for(header_values))
+        hops = (
+            parse_x_forwarded_for(header_values)
+            if self.header == "x-forwarded-for"
+            else parse_forwarded_for(header_values)
+        )
         for hop in reversed(hops[-_MAX_HOPS:]):
             hop_address = parse_ip(hop)
             if hop_address is None:

@@ -48,10 +48,18 @@ class client_ip:  # used like a function: key=client_ip()
 
     __slots__ = ("proxies",)
 
-    def __init__(self, trusted: Iterable[str | IPNetwork] | TrustedProxies = (), *,
-                 header: str = "x-forwarded-for", ipv6_prefix: int = 64) -> None:
-        self.proxies = (trusted if isinstance(trusted, TrustedProxies)
-                        else TrustedProxies(trusted, header=header, ipv6_prefix=ipv6_prefix))
+    def __init__(
+        self,
+        trusted: Iterable[str | IPNetwork] | TrustedProxies = (),
+        *,
+        header: str = "x-forwarded-for",
+        ipv6_prefix: int = 64,
+    ) -> None:
+        self.proxies = (
+            trusted
+            if isinstance(trusted, TrustedProxies)
+            else TrustedProxies(trusted, header=header, ipv6_prefix=ipv6_prefix)
+        )
 
     def __call__(self, request: RequestView) -> str:
         proxies = self.proxies

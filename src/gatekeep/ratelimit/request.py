@@ -98,8 +98,9 @@ class WSGIRequest(RequestView):
 
     __slots__ = ("_session", "_user", "raw")
 
-    def __init__(self, environ: Mapping[str, Any], *, user: Any = None,
-                 session: Any = None) -> None:
+    def __init__(
+        self, environ: Mapping[str, Any], *, user: Any = None, session: Any = None
+    ) -> None:
         self.raw = environ
         self._user = user
         self._session = session

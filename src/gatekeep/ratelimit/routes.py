@@ -28,9 +28,20 @@ from ..decision import Decision
 from .rules import Rule
 from .views import view_exempt, view_rules
 
-__all__ = ["STATE", "LimitProvider", "Resolved", "RouteCheck", "RouteTable", "effective_route",
-           "find_router", "route_label", "route_name", "route_path", "route_providers",
-           "rule_decision"]
+__all__ = [
+    "STATE",
+    "LimitProvider",
+    "Resolved",
+    "RouteCheck",
+    "RouteTable",
+    "effective_route",
+    "find_router",
+    "route_label",
+    "route_name",
+    "route_path",
+    "route_providers",
+    "rule_decision",
+]
 
 #: The scope key where the middleware records what it checked for the route.
 STATE = "gatekeep.ratelimit"
@@ -48,7 +59,7 @@ def route_path(scope: Mapping[str, Any], *, newline: bool = True) -> str:
         if len(path) == len(root):
             path = ""
         elif path[len(root)] == "/":
-            path = path[len(root):]
+            path = path[len(root) :]
     if newline and path.endswith("\n"):
         path = path[:-1]
     return path
@@ -58,12 +69,18 @@ def route_name(label: str) -> str:
     """A counter name for a route label (``"GET /items/{id}"``): the label itself when
     it is short printable ASCII, else a readable start and a digest of the whole
     label, so two routes never share a counter."""
-    if (len(label) <= _MAX_NAME and label.isascii() and label.isprintable()
-            and '"' not in label and "\\" not in label and "#" not in label):
+    if (
+        len(label) <= _MAX_NAME
+        and label.isascii()
+        and label.isprintable()
+        and '"' not in label
+        and "\\" not in label
+        and "#" not in label
+    ):
         return label
     digest = hashlib.sha256(label.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     start = "".join(c if 32 <= ord(c) < 127 and c not in '"\\#' else "_" for c in label)
-    return f"{start[:_MAX_NAME - 17]}#{digest}"
+    return f"{start[: _MAX_NAME - 17]}#{digest}"
 
 
 def route_label(method: str, prefix: str, path: str) -> str:
@@ -84,13 +101,19 @@ def rule_decision(outcome: Any, rule: Rule) -> Decision | None:
         if r is rule:
             break
         start += len(r.rates)
-    own = decision.details[start:start + len(rule.rates)]
+    own = decision.details[start : start + len(rule.rates)]
     if len(own) == 1:
         return own[0]
     tight = min(own, key=lambda d: (d.allowed, d.remaining, -d.retry_after))
-    return Decision(all(d.allowed for d in own), tight.limit, tight.remaining,
-                    max(d.reset_after for d in own), max(d.retry_after for d in own),
-                    tight.rate, own)
+    return Decision(
+        all(d.allowed for d in own),
+        tight.limit,
+        tight.remaining,
+        max(d.reset_after for d in own),
+        max(d.retry_after for d in own),
+        tight.rate,
+        own,
+    )
 
 
 class LimitProvider(Protocol):
@@ -185,8 +208,7 @@ class RouteTable:
             self._cache[cache_key] = resolved
         return resolved
 
-    def _walk(self, routes: Any, scope: dict[str, Any], prefix: str
-              ) -> tuple[Any, str, bool]:
+    def _walk(self, routes: Any, scope: dict[str, Any], prefix: str) -> tuple[Any, str, bool]:
         """(the leaf route the router dispatches to or None, its mount prefix, whether
         the answer may be cached)."""
         cacheable = True
@@ -255,8 +277,9 @@ def effective_route(scope: Mapping[str, Any]) -> Any:
     included router's original route in ``scope["route"]`` and the route as included
     (its full path, the router's dependencies) in its own part of the scope."""
     fastapi_scope = scope.get("fastapi")
-    context = (fastapi_scope.get("effective_route_context")
-               if isinstance(fastapi_scope, dict) else None)
+    context = (
+        fastapi_scope.get("effective_route_context") if isinstance(fastapi_scope, dict) else None
+    )
     return context if context is not None else scope.get("route")
 
 

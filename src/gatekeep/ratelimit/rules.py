@@ -22,9 +22,10 @@ from .keys import KeyFunc
 
 __all__ = ["Pattern", "Rule", "compile_pattern"]
 
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
-                      "CONNECT", "WEBSOCKET"})
-_NAME_RE = re.compile(r'^[!#-\[\]-~ ]{1,64}$')  # printable ASCII without " and \
+_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "WEBSOCKET"}
+)
+_NAME_RE = re.compile(r"^[!#-\[\]-~ ]{1,64}$")  # printable ASCII without " and \
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +51,9 @@ def _methods(spec: str | Sequence[str] | None) -> frozenset[str] | None:
     methods = set()
     for m in items:
         if not isinstance(m, str) or m.upper() not in _METHODS:
-            raise ValueError(f"unknown HTTP method {m!r} in a rule; use one of "
-                             f"{', '.join(sorted(_METHODS))}")
+            raise ValueError(
+                f"unknown HTTP method {m!r} in a rule; use one of {', '.join(sorted(_METHODS))}"
+            )
         methods.add(m.upper())
     if not methods:
         return None
@@ -74,8 +76,10 @@ def compile_pattern(text: str, methods: str | Sequence[str] | None = None) -> Pa
     else:
         path = ""
     if not path.startswith("/"):
-        raise ValueError(f"route pattern {text!r} must be a path starting with '/', optionally "
-                         "preceded by methods, e.g. '/login', 'POST /login', '/api/**'")
+        raise ValueError(
+            f"route pattern {text!r} must be a path starting with '/', optionally "
+            "preceded by methods, e.g. '/login', 'POST /login', '/api/**'"
+        )
     method_set = _methods(methods)
     if not any(c in path for c in "*{"):
         return Pattern(text, method_set, path, None)
@@ -137,8 +141,10 @@ class Rule:
         patterns = tuple(compile_pattern(p, self.methods) for p in paths)
         name = self.name if self.name is not None else ", ".join(p.text for p in patterns)
         if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise ValueError(f"rule name {name!r} must be 1-64 printable ASCII characters "
-                             "without quotes or backslashes; pass name=")
+            raise ValueError(
+                f"rule name {name!r} must be 1-64 printable ASCII characters "
+                "without quotes or backslashes; pass name="
+            )
         if isinstance(self.key, type):
             raise TypeError(f"rule {name!r}: pass key={self.key.__name__}(), not the class")
         if self.key is not None and not callable(self.key):

@@ -21,14 +21,17 @@ _RULES = "__gatekeep_rules__"
 _EXEMPT = "__gatekeep_exempt__"
 
 
-def limit(limits: Limits, *, key: KeyFunc | None = None, name: str | None = None
-          ) -> Callable[[F], F]:
+def limit(
+    limits: Limits, *, key: KeyFunc | None = None, name: str | None = None
+) -> Callable[[F], F]:
     """Mark a view with its own limit; the counter is named after the view unless ``name``."""
+
     def decorate(view: F) -> F:
         label = name or f"{view.__module__}.{view.__qualname__}"[-64:]
         rule = Rule(limits, "/**", key=key, name=label)  # bad limits raise here, at import
         setattr(view, _RULES, (*getattr(view, _RULES, ()), rule))
         return view
+
     return decorate
 
 

@@ -41,8 +41,7 @@ class RateLimitMiddleware:
     Flask, ``gatekeep.flask.RateLimiter`` matches the path Flask routed, exactly.
     """
 
-    def __init__(self, app: WSGIApp, policy: RateLimitPolicy | None = None, **options: Any
-                 ) -> None:
+    def __init__(self, app: WSGIApp, policy: RateLimitPolicy | None = None, **options: Any) -> None:
         if not callable(app):
             raise TypeError(f"app must be a WSGI application, got {app!r}")
         if policy is not None and options:
@@ -50,11 +49,12 @@ class RateLimitMiddleware:
         self.app = app
         self.policy = policy if policy is not None else RateLimitPolicy(**options)
         if self.policy.has_async_keys():
-            raise TypeError("a WSGI app cannot await an async key function; "
-                            "make the key functions plain functions")
+            raise TypeError(
+                "a WSGI app cannot await an async key function; "
+                "make the key functions plain functions"
+            )
 
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse
-                 ) -> Iterable[bytes]:
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         request = WSGIRequest(environ)
         policy = self.policy
         # rules see the app-relative path, as behind ASGI (root_path stripped)
@@ -72,8 +72,7 @@ class RateLimitMiddleware:
         return self.app(environ, with_headers(start_response, outcome.headers))
 
 
-def with_headers(start_response: StartResponse, extra: Iterable[tuple[str, str]]
-                 ) -> StartResponse:
+def with_headers(start_response: StartResponse, extra: Iterable[tuple[str, str]]) -> StartResponse:
     extra = list(extra)
 
     def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -86,8 +85,9 @@ def with_headers(start_response: StartResponse, extra: Iterable[tuple[str, str]]
     return start
 
 
-def deny_wsgi(outcome: Outcome, environ: dict[str, Any], start_response: StartResponse
-              ) -> Iterable[bytes]:
+def deny_wsgi(
+    outcome: Outcome, environ: dict[str, Any], start_response: StartResponse
+) -> Iterable[bytes]:
     denial = outcome.denial
     if not isinstance(denial, Denial):
         # A framework response (werkzeug's Response is a WSGI app of its own).

@@ -95,8 +95,7 @@ class MemoryExecutor:
     The twins never block while the lock is held, so ``arun`` calls ``run``.
     """
 
-    def __init__(self, max_keys: int = 100_000, *, clock: Callable[[], int] | None = None
-                 ) -> None:
+    def __init__(self, max_keys: int = 100_000, *, clock: Callable[[], int] | None = None) -> None:
         self.store = MemoryStore(max_keys)
         self._lock = threading.Lock()
         self._clock = clock or _clock_us

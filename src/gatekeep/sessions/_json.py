@@ -20,8 +20,9 @@ def _refuse(value: object) -> Any:
 
 
 # ASCII output: every value is valid UTF-8 on the wire, lone surrogates included.
-ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False,
-                            default=_refuse)
+ENCODER = json.JSONEncoder(
+    ensure_ascii=True, separators=(",", ":"), allow_nan=False, default=_refuse
+)
 ERRORS = (TypeError, ValueError, RecursionError)
 
 

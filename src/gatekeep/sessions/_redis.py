@@ -55,6 +55,7 @@ __all__ = ["ReplicaReplies", "RedisExecutor", "is_unavailable"]
 IOStep = tuple[list[ScriptCall], bool, "tuple[int, int] | None"]
 IOFlow = Generator[IOStep, list[Any], list[Any]]
 
+
 def is_unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` says the store cannot serve now (:mod:`gatekeep.outage`'s rule)."""
     return is_outage(exc)
@@ -108,9 +109,15 @@ class RedisExecutor:
     ``wait_timeout`` (seconds): durable writes, see the module doc.
     """
 
-    def __init__(self, backend: RedisBackend, *, breaker: CircuitBreaker | None = None,
-                 wait_replicas: int = 0, wait_timeout: float = 0.1,
-                 metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        backend: RedisBackend,
+        *,
+        breaker: CircuitBreaker | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float = 0.1,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.backend = backend
         self.breaker = breaker
         self.wait_replicas = wait_replicas
@@ -120,8 +127,13 @@ class RedisExecutor:
         self._replica: dict[bool, bool] = {}
         self._wire_deadline: bool | None = None
         #: Plain counters (also in metrics snapshots, under ``watched``).
-        self.counters = {"primary_failures": 0, "replica_reads": 0, "write_failures": 0,
-                         "not_replicated": 0, "unreachable": 0}
+        self.counters = {
+            "primary_failures": 0,
+            "replica_reads": 0,
+            "write_failures": 0,
+            "not_replicated": 0,
+            "unreachable": 0,
+        }
         # state, for one log line per change
         self._writes_failing_since: float | None = None
         self._failed_writes = 0
@@ -144,8 +156,7 @@ class RedisExecutor:
             started = time.perf_counter() if timed else 0.0
             try:
                 # a durable write: the scripts and WAIT on one connection, in one trip
-                wait = (self.wait_replicas, self.wait_ms) if writes and self.wait_replicas \
-                    else None
+                wait = (self.wait_replicas, self.wait_ms) if writes and self.wait_replicas else None
                 replies = yield (batch, False, wait)
                 acked = replies.acked if isinstance(replies, Replies) else -1
                 _check(replies)
@@ -191,8 +202,9 @@ class RedisExecutor:
         deadline."""
         if self._wire_deadline is None:
             wire = self.backend.async_deadline()
-            self._wire_deadline = (wire is not None and self.breaker is not None
-                                   and wire <= self.breaker.deadline)
+            self._wire_deadline = (
+                wire is not None and self.breaker is not None and wire <= self.breaker.deadline
+            )
         return self._wire_deadline
 
     def _has_replica(self, *, sync: bool) -> bool:
@@ -227,27 +239,39 @@ class RedisExecutor:
     def _succeeded(self, ticket: int, elapsed: float, writes: bool) -> None:
         if self.breaker is not None:
             self.breaker.success(ticket, elapsed)
-        if self._writes_failing_since is None and self._replica_since is None \
-                and not self._unreachable:
+        if (
+            self._writes_failing_since is None
+            and self._replica_since is None
+            and not self._unreachable
+        ):
             return  # the fast path: nothing to log
         with self._lock:
             now = time.monotonic()
             self._unreachable = False
             if self._replica_since is not None:
-                logger.info("gatekeep sessions: reads are served by the primary again "
-                            "after %.3f s on a replica", now - self._replica_since,
-                            extra={"gatekeep_event": "session_primary_reads",
-                                   "gatekeep_outage_s": round(now - self._replica_since, 3)})
+                logger.info(
+                    "gatekeep sessions: reads are served by the primary again "
+                    "after %.3f s on a replica",
+                    now - self._replica_since,
+                    extra={
+                        "gatekeep_event": "session_primary_reads",
+                        "gatekeep_outage_s": round(now - self._replica_since, 3),
+                    },
+                )
                 self._replica_since = None
             if writes and self._writes_failing_since is not None:
                 outage = now - self._writes_failing_since
                 logger.warning(
                     "gatekeep sessions: writes succeed again (failover seen, or the primary "
-                    "is back) after %.3f s; %d write(s) failed meanwhile", outage,
+                    "is back) after %.3f s; %d write(s) failed meanwhile",
+                    outage,
                     self._failed_writes,
-                    extra={"gatekeep_event": "session_failover_seen",
-                           "gatekeep_outage_s": round(outage, 3),
-                           "gatekeep_failed_writes": self._failed_writes})
+                    extra={
+                        "gatekeep_event": "session_failover_seen",
+                        "gatekeep_outage_s": round(outage, 3),
+                        "gatekeep_failed_writes": self._failed_writes,
+                    },
+                )
                 self._writes_failing_since = None
                 self._failed_writes = 0
 
@@ -257,12 +281,18 @@ class RedisExecutor:
             self._failed_writes += 1
             if self._writes_failing_since is None:
                 self._writes_failing_since = time.monotonic()
-                logger.warning("gatekeep sessions: writes fail, no primary answers (%s)",
-                               _why(cause),
-                               extra={"gatekeep_event": "session_writes_failing",
-                                      "gatekeep_reason": _why(cause)})
-        err = SessionWriteFailed(f"the session could not be saved: no Redis primary answered "
-                                 f"({_why(cause)})", retry_after=self._retry_after())
+                logger.warning(
+                    "gatekeep sessions: writes fail, no primary answers (%s)",
+                    _why(cause),
+                    extra={
+                        "gatekeep_event": "session_writes_failing",
+                        "gatekeep_reason": _why(cause),
+                    },
+                )
+        err = SessionWriteFailed(
+            f"the session could not be saved: no Redis primary answered ({_why(cause)})",
+            retry_after=self._retry_after(),
+        )
         err.__cause__ = cause
         return err
 
@@ -271,14 +301,20 @@ class RedisExecutor:
         with self._lock:
             if not self._unreachable:
                 self._unreachable = True
-                logger.warning("gatekeep sessions: the store is unreachable, sessions load "
-                               "empty (%s)", _why(cause),
-                               extra={"gatekeep_event": "session_store_unreachable",
-                                      "gatekeep_reason": _why(cause)})
+                logger.warning(
+                    "gatekeep sessions: the store is unreachable, sessions load empty (%s)",
+                    _why(cause),
+                    extra={
+                        "gatekeep_event": "session_store_unreachable",
+                        "gatekeep_reason": _why(cause),
+                    },
+                )
         if cause is not None:
             return cause
-        return BackendUnavailable("the session store is unavailable: the circuit breaker is "
-                                  "open and there is no replica", retry_after=self._retry_after())
+        return BackendUnavailable(
+            "the session store is unavailable: the circuit breaker is open and there is no replica",
+            retry_after=self._retry_after(),
+        )
 
     def _from_replica(self, replies: list[Any]) -> list[Any]:
         self.counters["replica_reads"] += 1
@@ -286,10 +322,12 @@ class RedisExecutor:
             with self._lock:
                 if self._replica_since is None:
                     self._replica_since = time.monotonic()
-                    logger.warning("gatekeep sessions: the primary is away, sessions are read "
-                                   "from a replica (read-only: idle deadlines are not "
-                                   "extended, writes fail)",
-                                   extra={"gatekeep_event": "session_replica_reads"})
+                    logger.warning(
+                        "gatekeep sessions: the primary is away, sessions are read "
+                        "from a replica (read-only: idle deadlines are not "
+                        "extended, writes fail)",
+                        extra={"gatekeep_event": "session_replica_reads"},
+                    )
         return ReplicaReplies(normalize(r) for r in replies)
 
     def _done(self, replies: list[Any], acked: int, writes: bool) -> list[Any]:
@@ -298,7 +336,10 @@ class RedisExecutor:
             raise SessionNotReplicated(
                 f"the session was saved on the primary, but {acked} of {self.wait_replicas} "
                 f"replica(s) acknowledged it within {self.wait_ms} ms: a failover now could "
-                "lose it", acknowledged=max(acked, 0), retry_after=1.0)
+                "lose it",
+                acknowledged=max(acked, 0),
+                retry_after=1.0,
+            )
         return [normalize(r) for r in replies]
 
     def _retry_after(self) -> float:

@@ -29,8 +29,9 @@ def size_of(key: str, text: str) -> int:
     try:
         return len(key.encode()) + len(text)
     except UnicodeEncodeError:
-        raise TypeError(f"session key {key!r} cannot be saved: it is not valid "
-                        "Unicode (a lone surrogate)") from None
+        raise TypeError(
+            f"session key {key!r} cannot be saved: it is not valid Unicode (a lone surrogate)"
+        ) from None
 
 
 # The dict's own methods: they read or write the storage without counting a use.
@@ -74,7 +75,8 @@ class TrackedDict(dict[str, Any]):
         return SessionTooLarge(
             f"setting session[{key!r}] would make the session {total} bytes of JSON, over "
             f"max_size={self.max_size}: keep large data elsewhere and its key in the "
-            "session (nothing was changed)")
+            "session (nothing was changed)"
+        )
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._use()

@@ -87,11 +87,23 @@ class SessionMiddleware:
         on_write_error: str = "503",
     ) -> None:
         self.app = app
-        self.core = SessionCore(secret_key, session_cookie, max_age, path, same_site,
-                                https_only, domain, partitioned, store=store,
-                                absolute_max_age=absolute_max_age, host_prefix=host_prefix,
-                                strict=strict, on_write_error=on_write_error, rolling=True,
-                                spelling="starlette")
+        self.core = SessionCore(
+            secret_key,
+            session_cookie,
+            max_age,
+            path,
+            same_site,
+            https_only,
+            domain,
+            partitioned,
+            store=store,
+            absolute_max_age=absolute_max_age,
+            host_prefix=host_prefix,
+            strict=strict,
+            on_write_error=on_write_error,
+            rolling=True,
+            spelling="starlette",
+        )
         self.store = self.core.store
         self.lazy = lazy
         #: The in-process store does no I/O: its sessions load on first use, sync.
@@ -105,7 +117,8 @@ class SessionMiddleware:
             await self.app(scope, receive, send)
             return
         state = self.core.begin(
-            [v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"cookie"])
+            [v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"cookie"]
+        )
         session = scope["session"] = state.session
         if session.state == PENDING:
             if self.in_process:
@@ -130,9 +143,16 @@ class SessionMiddleware:
                 if instead is not None:
                     replaced = True
                     status, headers, body = instead
-                    await send({"type": "http.response.start", "status": status,
-                                "headers": [(k.lower().encode("latin-1"), v.encode("latin-1"))
-                                            for k, v in headers]})
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": status,
+                            "headers": [
+                                (k.lower().encode("latin-1"), v.encode("latin-1"))
+                                for k, v in headers
+                            ],
+                        }
+                    )
                     await send({"type": "http.response.body", "body": body})
                     return
             await send(message)
@@ -144,6 +164,7 @@ class SessionMiddleware:
             if message["type"] == "lifespan.shutdown.complete":
                 await self.store.aclose()
             await send(message)
+
         return wrapped
 
     async def _load(self, state: RequestState, *, touch: bool = True) -> None:
@@ -158,8 +179,9 @@ class SessionMiddleware:
         except STORE_ERRORS as exc:
             self.core.load_failed(state, exc)
 
-    async def _finish(self, state: RequestState, message: Message
-                      ) -> tuple[int, list[tuple[str, str]], bytes] | None:
+    async def _finish(
+        self, state: RequestState, message: Message
+    ) -> tuple[int, list[tuple[str, str]], bytes] | None:
         try:
             cookies = await self.store.arun(self.core.finish(state, message["status"]))
         except SAVE_ERRORS as exc:

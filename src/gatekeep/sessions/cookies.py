@@ -40,13 +40,16 @@ class CookieSigner:
     new key goes first and an old one stays at the end until its cookies expire.
     """
 
-    def __init__(self, secret_key: str | bytes | Sequence[str | bytes], *,
-                 salt: str = "gatekeep.session") -> None:
+    def __init__(
+        self, secret_key: str | bytes | Sequence[str | bytes], *, salt: str = "gatekeep.session"
+    ) -> None:
         keys = [secret_key] if isinstance(secret_key, (str, bytes)) else list(secret_key)
         if not keys or not all(isinstance(k, (str, bytes)) and k for k in keys):
-            raise ValueError("secret_key must be a non-empty string, or a non-empty list of "
-                             "them (the first signs, all verify); generate one with "
-                             "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+            raise ValueError(
+                "secret_key must be a non-empty string, or a non-empty list of "
+                "them (the first signs, all verify); generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
         raw = [k.encode() if isinstance(k, str) else k for k in keys]
         self._signer = TimestampSigner(raw[0], salt=salt, digest_method=hashlib.sha256)
         # The old keys verify only what the first does not: a cookie they verify is
@@ -93,8 +96,7 @@ class CookieSigner:
         got = self._verified[value] = (text, when.timestamp(), old)
         return got
 
-    def pick(self, values: Sequence[str], max_age: float | None
-             ) -> tuple[str, float, bool] | None:
+    def pick(self, values: Sequence[str], max_age: float | None) -> tuple[str, float, bool] | None:
         """The one valid session among a request's cookies of our name, if exactly one."""
         if not values or len(values) > MAX_CANDIDATES:
             return None
@@ -152,23 +154,27 @@ class CookiePolicy:
         if not isinstance(self.name, str) or not _TOKEN_RE.match(self.name):
             raise ValueError(f"session_cookie {self.name!r} is not a valid cookie name")
         if self.same_site.lower() not in _SAME_SITE:
-            raise ValueError(f"same_site must be 'lax', 'strict' or 'none', not "
-                             f"{self.same_site!r}")
+            raise ValueError(f"same_site must be 'lax', 'strict' or 'none', not {self.same_site!r}")
         if self.same_site.lower() == "none" and not self.https_only:
-            raise ValueError("same_site='none' needs https_only=True (browsers require "
-                             "Secure for SameSite=None cookies)")
+            raise ValueError(
+                "same_site='none' needs https_only=True (browsers require "
+                "Secure for SameSite=None cookies)"
+            )
         for attr in ("path", "domain"):
             value = getattr(self, attr)
             if value is not None and (not isinstance(value, str) or not _ATTR_RE.match(value)):
                 raise ValueError(f"{attr} {value!r} must be printable ASCII without ';'")
         if self.partitioned and not self.https_only:
-            raise ValueError("partitioned=True needs https_only=True (browsers accept a "
-                             "Partitioned cookie only with Secure)")
+            raise ValueError(
+                "partitioned=True needs https_only=True (browsers accept a "
+                "Partitioned cookie only with Secure)"
+            )
         if self.spelling not in ("title", "starlette"):
             raise ValueError(f"spelling must be 'title' or 'starlette', not {self.spelling!r}")
         if self.host_prefix and (not self.https_only or self.path != "/" or self.domain):
-            raise ValueError("host_prefix=True (a __Host- cookie) needs https_only=True, "
-                             "path='/' and no domain")
+            raise ValueError(
+                "host_prefix=True (a __Host- cookie) needs https_only=True, path='/' and no domain"
+            )
 
     @property
     def cookie_name(self) -> str:
@@ -206,5 +212,7 @@ class CookiePolicy:
 
     def delete(self) -> str:
         expires = "expires" if self.spelling == "starlette" else "Expires"
-        return (f"{self.cookie_name}=; {self._path()}; Max-Age=0; "
-                f"{expires}=Thu, 01 Jan 1970 00:00:00 GMT; {self._attributes()}")
+        return (
+            f"{self.cookie_name}=; {self._path()}; Max-Age=0; "
+            f"{expires}=Thu, 01 Jan 1970 00:00:00 GMT; {self._attributes()}"
+        )

@@ -26,15 +26,28 @@ from .logs import logger, scrub
 from .session import ADOPTED, LOADED, NEW, PENDING, UNAVAILABLE, Session, SessionTooLarge
 from .store import DAY, SessionStore
 
-__all__ = ["DEFAULT", "ON_WRITE_ERROR", "REFRESH_SHARE", "SAVE_ERRORS", "STORE_ERRORS",
-           "RequestState", "SessionCore", "logger", "unavailable_response"]
+__all__ = [
+    "DEFAULT",
+    "ON_WRITE_ERROR",
+    "REFRESH_SHARE",
+    "SAVE_ERRORS",
+    "STORE_ERRORS",
+    "RequestState",
+    "SessionCore",
+    "logger",
+    "unavailable_response",
+]
 
 #: Errors of the store that a request survives. On load: the session is then
 #: unavailable (empty, not saved). On save: the middleware answers 503 (a
 #: :class:`~gatekeep.errors.SessionWriteFailed`), or lets the response go with
 #: ``session.save_failed`` set (``on_write_error="ignore"``).
-STORE_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError,
-                                                 BackendUnavailable)
+STORE_ERRORS: tuple[type[BaseException], ...] = (
+    RedisError,
+    OSError,
+    TimeoutError,
+    BackendUnavailable,
+)
 
 #: Errors of a save the middleware turn into a response (never a 500): the store's,
 #: and a session grown past ``max_size`` by in-place changes of nested values (the
@@ -44,26 +57,42 @@ SAVE_ERRORS: tuple[type[BaseException], ...] = (*STORE_ERRORS, SessionTooLarge)
 #: What the middleware do when a session cannot be written.
 ON_WRITE_ERROR = ("503", "ignore")
 
-_BODY_503 = (b"Service Unavailable: your session could not be saved just now. "
-             b"Please try again in a moment.\n")
+_BODY_503 = (
+    b"Service Unavailable: your session could not be saved just now. "
+    b"Please try again in a moment.\n"
+)
 
 
-_BODY_507 = (b"Insufficient Storage: this request's session changes are too large to be "
-             b"stored, and were not saved.\n")
+_BODY_507 = (
+    b"Insufficient Storage: this request's session changes are too large to be "
+    b"stored, and were not saved.\n"
+)
 
 
 def unavailable_response(exc: BaseException) -> tuple[int, list[tuple[str, str]], bytes]:
     """The 503 that replaces a response whose session could not be written (507, with
     no Retry-After, when the session is too large: trying again will not help)."""
     if isinstance(exc, SessionTooLarge):
-        return 507, [("Content-Type", "text/plain; charset=utf-8"),
-                     ("Content-Length", str(len(_BODY_507))),
-                     ("Cache-Control", "no-store")], _BODY_507
+        return (
+            507,
+            [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Length", str(len(_BODY_507))),
+                ("Cache-Control", "no-store"),
+            ],
+            _BODY_507,
+        )
     retry = getattr(exc, "retry_after", 1.0)
-    return 503, [("Content-Type", "text/plain; charset=utf-8"),
-                 ("Content-Length", str(len(_BODY_503))),
-                 ("Retry-After", str(max(1, math.ceil(retry)))),
-                 ("Cache-Control", "no-store")], _BODY_503
+    return (
+        503,
+        [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(_BODY_503))),
+            ("Retry-After", str(max(1, math.ceil(retry)))),
+            ("Cache-Control", "no-store"),
+        ],
+        _BODY_503,
+    )
 
 
 class _Default:
@@ -140,31 +169,52 @@ class SessionCore:
         spelling: str = "title",
     ) -> None:
         if on_write_error not in ON_WRITE_ERROR:
-            raise ValueError(f"on_write_error must be '503' (answer 503 Service Unavailable "
-                             f"with Retry-After) or 'ignore' (send the app's response, with "
-                             f"session.save_failed set), got {on_write_error!r}")
+            raise ValueError(
+                f"on_write_error must be '503' (answer 503 Service Unavailable "
+                f"with Retry-After) or 'ignore' (send the app's response, with "
+                f"session.save_failed set), got {on_write_error!r}"
+            )
         self.on_write_error = on_write_error
         self.signer = CookieSigner(secret_key)
-        self.policy = CookiePolicy(session_cookie, path, domain, same_site, bool(https_only),
-                                   bool(host_prefix), bool(partitioned), spelling)
-        if max_age is not DEFAULT and max_age is not None and (
-                isinstance(max_age, bool) or not isinstance(max_age, int)):
+        self.policy = CookiePolicy(
+            session_cookie,
+            path,
+            domain,
+            same_site,
+            bool(https_only),
+            bool(host_prefix),
+            bool(partitioned),
+            spelling,
+        )
+        if (
+            max_age is not DEFAULT
+            and max_age is not None
+            and (isinstance(max_age, bool) or not isinstance(max_age, int))
+        ):
             raise ValueError(f"max_age must be an int of seconds or None, got {max_age!r}")
         if isinstance(store, SessionStore):
             if max_age is not DEFAULT and max_age is not None:
-                raise ValueError("with store=, set the idle timeout on the SessionStore "
-                                 "(idle_timeout=) instead of max_age; max_age=None still "
-                                 "makes a browser-session cookie")
+                raise ValueError(
+                    "with store=, set the idle timeout on the SessionStore "
+                    "(idle_timeout=) instead of max_age; max_age=None still "
+                    "makes a browser-session cookie"
+                )
             self.store = store
         else:
             idle = 14 * DAY if max_age is DEFAULT else max_age
             # max_age <= 0: Starlette's cookie ends at once; so does the record (1 s).
-            self.store = SessionStore(store, idle_timeout=absolute_max_age if idle is None
-                                      else max(idle, 1), absolute_timeout=absolute_max_age,
-                                      strict=strict)
+            self.store = SessionStore(
+                store,
+                idle_timeout=absolute_max_age if idle is None else max(idle, 1),
+                absolute_timeout=absolute_max_age,
+                strict=strict,
+            )
         #: The cookie's Max-Age (None: a browser-session cookie).
-        self.max_age: int | None = None if max_age is None else (
-            self.store.idle_us // 1_000_000 if max_age is DEFAULT else max_age)
+        self.max_age: int | None = (
+            None
+            if max_age is None
+            else (self.store.idle_us // 1_000_000 if max_age is DEFAULT else max_age)
+        )
         self.rolling = bool(rolling)
         #: Whether the cookie carries Max-Age (else it ends with the browser session).
         self.persistent = max_age is not None
@@ -198,9 +248,12 @@ class SessionCore:
         # An outage is logged once by the store (state changes); anything else (a
         # misconfigured server, a foreign key) is worth a warning each time.
         level = 10 if is_unavailable(exc) else 30
-        logger.log(level, "gatekeep sessions: store error on load, continuing with an empty "
-                   "session: %s", scrub(f"{type(exc).__name__}: {exc}"),
-                   extra={"gatekeep_event": "session_load_failed"})
+        logger.log(
+            level,
+            "gatekeep sessions: store error on load, continuing with an empty session: %s",
+            scrub(f"{type(exc).__name__}: {exc}"),
+            extra={"gatekeep_event": "session_load_failed"},
+        )
         state.session.reset(UNAVAILABLE)
 
     # -- step 3: save, and the cookie to send ------------------------------------------------
@@ -212,8 +265,10 @@ class SessionCore:
             return []
         if session.state == UNAVAILABLE:
             if session.unsaved_changes:
-                raise SessionWriteFailed("the session store could not be reached when this "
-                                         "session was loaded: its changes were not saved")
+                raise SessionWriteFailed(
+                    "the session store could not be reached when this "
+                    "session was loaded: its changes were not saved"
+                )
             return []
         destroyed = session.take_destroy()
         if destroyed is not None and destroyed[0] is not None:
@@ -222,14 +277,19 @@ class SessionCore:
             if destroyed and state.had_cookie:
                 return [self.policy.delete()]
             if session.state == LOADED and session.accessed:
-                if state.peeked and session.id is not None and self._due(
-                        session.last_seen_us, self.store.idle_us / 1e6):
+                if (
+                    state.peeked
+                    and session.id is not None
+                    and self._due(session.last_seen_us, self.store.idle_us / 1e6)
+                ):
                     try:
                         yield from self.store.touch_flow(session.id)
                     except STORE_ERRORS as exc:  # best effort: the read went through
-                        logger.debug("gatekeep sessions: touch failed: %s",
-                                     scrub(f"{type(exc).__name__}: {exc}"),
-                                     extra={"gatekeep_event": "session_touch_failed"})
+                        logger.debug(
+                            "gatekeep sessions: touch failed: %s",
+                            scrub(f"{type(exc).__name__}: {exc}"),
+                            extra={"gatekeep_event": "session_touch_failed"},
+                        )
                 return self._refreshed(state)
             return []
         if session.empty and session.user_id is None:
@@ -256,36 +316,53 @@ class SessionCore:
         session = state.session
         if state.signed_at is None or session.id is None or session.state != LOADED:
             return []
-        if state.old_key or (self.rolling and self.max_age is not None and self.max_age > 0
-                             and self._due(state.signed_at * 1e6, self.max_age)):
+        if state.old_key or (
+            self.rolling
+            and self.max_age is not None
+            and self.max_age > 0
+            and self._due(state.signed_at * 1e6, self.max_age)
+        ):
             return [self._set_cookie(session)]
         return []
 
     def _set_cookie(self, session: Session) -> str:
         assert session.id is not None
         max_age = self.max_age if self.persistent and self.rolling else None
-        if self.persistent and not self.rolling and session.absolute_expires_us \
-                and session.last_seen_us:
+        if (
+            self.persistent
+            and not self.rolling
+            and session.absolute_expires_us
+            and session.last_seen_us
+        ):
             max_age = (session.absolute_expires_us - session.last_seen_us) // 1_000_000
         return self.policy.set(self.signer.sign(session.id), max_age)
 
-    def save_failed(self, state: RequestState, exc: BaseException
-                    ) -> tuple[int, list[tuple[str, str]], bytes] | None:
+    def save_failed(
+        self, state: RequestState, exc: BaseException
+    ) -> tuple[int, list[tuple[str, str]], bytes] | None:
         """Record a failed write on the session; the response to send instead, if any."""
         if isinstance(exc, SessionTooLarge):  # a bug of the app's: nothing was written
             state.session.save_error = exc
-            logger.error("gatekeep sessions: the session was not saved: %s", exc,
-                         extra={"gatekeep_event": "session_too_large"})
+            logger.error(
+                "gatekeep sessions: the session was not saved: %s",
+                exc,
+                extra={"gatekeep_event": "session_too_large"},
+            )
             return unavailable_response(exc) if self.on_write_error == "503" else None
         if not isinstance(exc, SessionWriteFailed):
-            err = SessionWriteFailed(f"the session could not be saved: "
-                                     f"{scrub(f'{type(exc).__name__}: {exc}')}")
+            err = SessionWriteFailed(
+                f"the session could not be saved: {scrub(f'{type(exc).__name__}: {exc}')}"
+            )
             err.__cause__ = exc
             exc = err
         state.session.save_error = exc
         level = 10 if is_unavailable(exc.__cause__ or exc) else 30
-        logger.log(level, "gatekeep sessions: the session was not saved: %s",
-                   scrub(str(exc)), extra={"gatekeep_event": "session_save_failed"})
+        logger.log(
+            level,
+            "gatekeep sessions: the session was not saved: %s",
+            scrub(str(exc)),
+            extra={"gatekeep_event": "session_save_failed"},
+        )
         if self.on_write_error == "503":
             return unavailable_response(exc)
         return None

@@ -13,8 +13,10 @@ from ..keys import ROOT
 __all__ = ["SessionMeta", "UserSession", "id_hash", "is_session_id", "new_id", "split_key"]
 
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{47}\Z")
-_KEY_RE = re.compile(r"(?P<prefix>" + re.escape(ROOT) + r"(?:[A-Za-z0-9_.:\-]*:)?)s:"
-                     r"\{(?P<tag>[A-Za-z0-9_-]{4})\}(?P<rest>[A-Za-z0-9_-]{43})\Z")
+_KEY_RE = re.compile(
+    r"(?P<prefix>" + re.escape(ROOT) + r"(?:[A-Za-z0-9_.:\-]*:)?)s:"
+    r"\{(?P<tag>[A-Za-z0-9_-]{4})\}(?P<rest>[A-Za-z0-9_-]{43})\Z"
+)
 
 
 def new_id(tag: str | None = None) -> str:
@@ -35,7 +37,7 @@ def split_key(key: str) -> tuple[str, str] | None:
     m = _KEY_RE.match(key)
     if m is None:
         return None
-    return m["prefix"][len(ROOT):].rstrip(":"), m["tag"] + m["rest"]
+    return m["prefix"][len(ROOT) :].rstrip(":"), m["tag"] + m["rest"]
 
 
 def id_hash(session_id: str) -> str:

@@ -32,24 +32,35 @@ class SessionOperations:
     See :class:`~.store.SessionStore` for the parameters.
     """
 
-    def __init__(self, *, prefix: str, idle_timeout: float, absolute_timeout: float,
-                 strict: bool, max_size: int, max_sessions_per_user: int,
-                 metrics: Metrics | None) -> None:
+    def __init__(
+        self,
+        *,
+        prefix: str,
+        idle_timeout: float,
+        absolute_timeout: float,
+        strict: bool,
+        max_size: int,
+        max_sessions_per_user: int,
+        metrics: Metrics | None,
+    ) -> None:
         self.metrics = metrics
         self._counters: SessionCounters | None = None if metrics is None else metrics.sessions
         self.prefix = make_prefix(prefix)
         self.idle_us = _seconds("idle_timeout", idle_timeout)
         self.absolute_us = _seconds("absolute_timeout", absolute_timeout)
         if self.idle_us > self.absolute_us:
-            raise ValueError(f"idle_timeout ({idle_timeout}) must not exceed absolute_timeout "
-                             f"({absolute_timeout})")
+            raise ValueError(
+                f"idle_timeout ({idle_timeout}) must not exceed absolute_timeout "
+                f"({absolute_timeout})"
+            )
         self.strict = bool(strict)
         if not isinstance(max_size, int) or max_size < 1:
             raise ValueError(f"max_size must be a positive int of bytes, got {max_size!r}")
         self.max_size = max_size
         if not isinstance(max_sessions_per_user, int) or max_sessions_per_user < 1:
-            raise ValueError("max_sessions_per_user must be a positive int, "
-                             f"got {max_sessions_per_user!r}")
+            raise ValueError(
+                f"max_sessions_per_user must be a positive int, got {max_sessions_per_user!r}"
+            )
         self.max_sessions_per_user = max_sessions_per_user
         #: How long a destroyed id stays refused: only a non-strict store needs it.
         self.tombstone_us = 0 if self.strict else self.absolute_us
@@ -77,9 +88,12 @@ class SessionOperations:
         and ``"meta"`` (the metadata) that move nothing (``inspect`` uses these)."""
         keys = (self.key(session_id),)
         if mode == "touch":  # on a replica (the primary away): the same read, no touch
-            return Call("session_load", keys, (self.idle_us, mode),
-                        fallback=Call("session_load", keys, (self.idle_us, "peek"),
-                                      read_only=True))
+            return Call(
+                "session_load",
+                keys,
+                (self.idle_us, mode),
+                fallback=Call("session_load", keys, (self.idle_us, "peek"), read_only=True),
+            )
         return Call("session_load", keys, (self.idle_us, mode), read_only=True)
 
     def _destroy_call(self, session_id: str) -> Call:
@@ -159,9 +173,24 @@ class SessionOperations:
                 final = new_id(sid[:4])
                 keys = (keys[0], self.key(final))
             pairs = [x for kv in changes.set.items() for x in kv]
-            calls = [Call("session_save", keys, (
-                self.idle_us, self.absolute_us, mode, created, "1" if changes.clear else "0",
-                changes.user, self.tombstone_us, len(changes.set), *pairs, *changes.delete))]
+            calls = [
+                Call(
+                    "session_save",
+                    keys,
+                    (
+                        self.idle_us,
+                        self.absolute_us,
+                        mode,
+                        created,
+                        "1" if changes.clear else "0",
+                        changes.user,
+                        self.tombstone_us,
+                        len(changes.set),
+                        *pairs,
+                        *changes.delete,
+                    ),
+                )
+            ]
             old_user, user = session.saved_user_id, session.user_id
             moved = final != sid
             if mode != "new" and old_user is not None and old_user != user:
@@ -170,9 +199,17 @@ class SessionOperations:
             if user is not None and (changes.user or moved):
                 add_at = len(calls)
                 expiry = "" if session.absolute_expires_us is None else session.absolute_expires_us
-                calls.append(self._index_call(
-                    user, "add", self.max_sessions_per_user, final, expiry,
-                    sid if moved and old_user == user else "", self.absolute_us))
+                calls.append(
+                    self._index_call(
+                        user,
+                        "add",
+                        self.max_sessions_per_user,
+                        final,
+                        expiry,
+                        sid if moved and old_user == user else "",
+                        self.absolute_us,
+                    )
+                )
             replies = yield calls
             status = replies[0][0]
             if status == -1:
@@ -191,16 +228,21 @@ class SessionOperations:
                 evicted = replies[add_at]
                 done = yield [self._destroy_call(e) for e in evicted]
                 self._count_destroyed(sum(1 for r in done if r[0] == 1))
-                logger.debug("gatekeep sessions: %d session(s) of user %s destroyed "
-                             "(max_sessions_per_user=%d)", len(evicted), log_id(user or ""),
-                             self.max_sessions_per_user,
-                             extra={"gatekeep_event": "session_evicted",
-                                    "gatekeep_sessions": [log_id(e) for e in evicted]})
+                logger.debug(
+                    "gatekeep sessions: %d session(s) of user %s destroyed "
+                    "(max_sessions_per_user=%d)",
+                    len(evicted),
+                    log_id(user or ""),
+                    self.max_sessions_per_user,
+                    extra={
+                        "gatekeep_event": "session_evicted",
+                        "gatekeep_sessions": [log_id(e) for e in evicted],
+                    },
+                )
             return True
         raise RuntimeError("could not draw an unused session id in 3 attempts")
 
-    def destroy_flow(self, session: Session | str, user_hint: str | None = None
-                     ) -> Flow[bool]:
+    def destroy_flow(self, session: Session | str, user_hint: str | None = None) -> Flow[bool]:
         """Destroy a session (by object or id); ``user_hint``, its user if known, lets the
         index update ride in the same round trip."""
         if isinstance(session, Session):
@@ -260,10 +302,19 @@ class SessionOperations:
             return None
         created, seen, expires, absolute = (int(t) for t in r[1:5])
         at = time.time_ns() // 1000 if now is None else now
-        when = [datetime.fromtimestamp(t / 1e6, timezone.utc)
-                for t in (created, seen, expires, absolute)]
-        return SessionMeta(id_hash(session_id), when[0], when[1], when[2], when[3],
-                           id_hash(r[5]) if r[5] else None, max(0.0, (expires - at) / 1e6))
+        when = [
+            datetime.fromtimestamp(t / 1e6, timezone.utc)
+            for t in (created, seen, expires, absolute)
+        ]
+        return SessionMeta(
+            id_hash(session_id),
+            when[0],
+            when[1],
+            when[2],
+            when[3],
+            id_hash(r[5]) if r[5] else None,
+            max(0.0, (expires - at) / 1e6),
+        )
 
     def _destroy_one_flow(self, user_id: str, hash_: str) -> Flow[bool]:
         [flat] = yield [self._index_call(str(user_id), "list")]

@@ -21,15 +21,22 @@ _len = dict.__len__
 _items = dict.items
 _keys = dict.keys
 
-__all__ = ["NOT_LOADED", "Changes", "Session", "SessionNotLoaded", "SessionTooLarge", "dump_value",
-           "load_value"]
+__all__ = [
+    "NOT_LOADED",
+    "Changes",
+    "Session",
+    "SessionNotLoaded",
+    "SessionTooLarge",
+    "dump_value",
+    "load_value",
+]
 
 # The states of a session, as the store and the middleware see it.
-NEW = "new"                  # no usable cookie: an id is drawn when it is first saved
-PENDING = "pending"          # a valid cookie: the record is loaded on first use
-LOADED = "loaded"            # read from the store
-ADOPTED = "adopted"          # non-strict store: a signed id the store did not know
-GONE = "gone"                # destroyed, or found destroyed / regenerated elsewhere
+NEW = "new"  # no usable cookie: an id is drawn when it is first saved
+PENDING = "pending"  # a valid cookie: the record is loaded on first use
+LOADED = "loaded"  # read from the store
+ADOPTED = "adopted"  # non-strict store: a signed id the store did not know
+GONE = "gone"  # destroyed, or found destroyed / regenerated elsewhere
 UNAVAILABLE = "unavailable"  # the store could not be reached: empty, never saved
 
 
@@ -91,12 +98,33 @@ class Session(TrackedDict):
     :class:`SessionTooLarge`, with nothing changed.
     """
 
-    __slots__ = ("_aloader", "_destroy", "_loader", "_regenerate", "_saved", "_user",
-                 "_user_saved", "absolute_expires_us", "created_us", "expires_us",
-                 "from_replica", "id", "last_seen_us", "save_error", "signed_at_us", "state")
+    __slots__ = (
+        "_aloader",
+        "_destroy",
+        "_loader",
+        "_regenerate",
+        "_saved",
+        "_user",
+        "_user_saved",
+        "absolute_expires_us",
+        "created_us",
+        "expires_us",
+        "from_replica",
+        "id",
+        "last_seen_us",
+        "save_error",
+        "signed_at_us",
+        "state",
+    )
 
-    def __init__(self, data: dict[str, Any] | None = None, *, id: str | None = None,
-                 state: str = NEW, max_size: int | None = None) -> None:
+    def __init__(
+        self,
+        data: dict[str, Any] | None = None,
+        *,
+        id: str | None = None,
+        state: str = NEW,
+        max_size: int | None = None,
+    ) -> None:
         super().__init__(max_size)
         #: JSON text of each top-level value as the store has it.
         self._saved: dict[str, str] = {}
@@ -139,7 +167,8 @@ class Session(TrackedDict):
         if self._loader is None:
             raise SessionNotLoaded(
                 "the session is not loaded yet: `await request.session.aload()` first, "
-                "or use SessionMiddleware(lazy=False)")
+                "or use SessionMiddleware(lazy=False)"
+            )
         self._loader()
 
     def mark_accessed(self) -> None:
@@ -149,8 +178,9 @@ class Session(TrackedDict):
         if self.state == PENDING and self._loader is not None:
             self._loader()
 
-    def set_loaders(self, load: Callable[[], None] | None,
-                    aload: Callable[[], Awaitable[None]] | None) -> None:
+    def set_loaders(
+        self, load: Callable[[], None] | None, aload: Callable[[], Awaitable[None]] | None
+    ) -> None:
         """How a PENDING session loads: ``load`` on first use (no ``await`` possible),
         ``aload`` by :meth:`aload`. For middleware."""
         self._loader, self._aloader = load, aload
@@ -167,8 +197,9 @@ class Session(TrackedDict):
         if self._destroy is not None and self._destroy[0] is not None:
             return True
         if self.state == UNAVAILABLE:
-            return self.accessed and bool(_len(self) or self._cleared or self._regenerate
-                                          or self._user is not None)
+            return self.accessed and bool(
+                _len(self) or self._cleared or self._regenerate or self._user is not None
+            )
         return self.modified
 
     @property
@@ -198,7 +229,11 @@ class Session(TrackedDict):
         dict.clear(self)
         self.state = LOADED
         self.created_us, self.last_seen_us, self.expires_us, self.absolute_expires_us = (
-            int(reply[1]), int(reply[2]), int(reply[3]), int(reply[4]))
+            int(reply[1]),
+            int(reply[2]),
+            int(reply[3]),
+            int(reply[4]),
+        )
         self._user = self._user_saved = reply[5] or None
         saved, sizes = self._saved, self._sizes
         total = 0
@@ -210,14 +245,19 @@ class Session(TrackedDict):
                 continue  # not written by gatekeep: leave it out, it will not be saved back
             saved[key] = text
             size = sizes[key] = len(text) + (
-                len(key) if key.isascii() else len(key.encode("utf-8", "surrogatepass")))
+                len(key) if key.isascii() else len(key.encode("utf-8", "surrogatepass"))
+            )
             total += size
         self._size = total
 
     def mark_saved(self, changes: Changes, reply: list[Any]) -> None:
         """After a successful save (``{1, created, seen, expires, absolute}``)."""
         self.created_us, self.last_seen_us, self.expires_us, self.absolute_expires_us = (
-            int(reply[1]), int(reply[2]), int(reply[3]), int(reply[4]))
+            int(reply[1]),
+            int(reply[2]),
+            int(reply[3]),
+            int(reply[4]),
+        )
         if changes.clear:
             self._saved.clear()
         self._saved.update(changes.set)
@@ -337,7 +377,8 @@ class Session(TrackedDict):
             raise SessionTooLarge(
                 f"the session holds {size} bytes of JSON, over max_size={max_size}: keep "
                 "large data elsewhere and its key in the session (nested values grown in "
-                "place are measured when the session is saved)")
+                "place are measured when the session is saved)"
+            )
         removed = [] if self._cleared else [k for k in saved if k not in sizes]
         if self._user == self._user_saved:
             user = ""

@@ -56,8 +56,16 @@ from .ids import SessionMeta, UserSession, id_hash, is_session_id, new_id, split
 from .operations import SessionOperations, _seconds, _us
 from .session import Session
 
-__all__ = ["DAY", "SessionMeta", "SessionStore", "UserSession", "id_hash", "is_session_id",
-           "new_id", "split_key"]
+__all__ = [
+    "DAY",
+    "SessionMeta",
+    "SessionStore",
+    "UserSession",
+    "id_hash",
+    "is_session_id",
+    "new_id",
+    "split_key",
+]
 
 DAY = 24 * 3600
 T = TypeVar("T")
@@ -129,8 +137,11 @@ class SessionStore(SessionOperations):
             breaker = breaker or backend.breaker
             backend = backend.primary
         self.backend = backend
-        if isinstance(wait_replicas, bool) or not isinstance(wait_replicas, int) \
-                or wait_replicas < 0:
+        if (
+            isinstance(wait_replicas, bool)
+            or not isinstance(wait_replicas, int)
+            or wait_replicas < 0
+        ):
             raise ValueError(f"wait_replicas must be an int >= 0, got {wait_replicas!r}")
         _seconds("wait_timeout", wait_timeout)
         self.executor: Executor
@@ -143,14 +154,27 @@ class SessionStore(SessionOperations):
         elif isinstance(backend, RedisBackend):
             if wait_replicas:
                 _check_wait(backend, wait_timeout)
-            self.executor = RedisExecutor(backend, breaker=breaker, wait_replicas=wait_replicas,
-                                          wait_timeout=wait_timeout, metrics=metrics)
+            self.executor = RedisExecutor(
+                backend,
+                breaker=breaker,
+                wait_replicas=wait_replicas,
+                wait_timeout=wait_timeout,
+                metrics=metrics,
+            )
         else:
-            raise TypeError("backend must be a RedisBackend, a FailoverBackend, a Redis URL, a "
-                            f"MemoryBackend or None (in-process), not {type(backend).__name__}")
-        super().__init__(prefix=prefix, idle_timeout=idle_timeout,
-                         absolute_timeout=absolute_timeout, strict=strict, max_size=max_size,
-                         max_sessions_per_user=max_sessions_per_user, metrics=metrics)
+            raise TypeError(
+                "backend must be a RedisBackend, a FailoverBackend, a Redis URL, a "
+                f"MemoryBackend or None (in-process), not {type(backend).__name__}"
+            )
+        super().__init__(
+            prefix=prefix,
+            idle_timeout=idle_timeout,
+            absolute_timeout=absolute_timeout,
+            strict=strict,
+            max_size=max_size,
+            max_sessions_per_user=max_sessions_per_user,
+            metrics=metrics,
+        )
         if metrics is not None and isinstance(self.executor, RedisExecutor):
             metrics.watch(f"sessions:{self.prefix}", self.executor.watch_source())
 
@@ -183,8 +207,13 @@ class SessionStore(SessionOperations):
         (the idle deadline does not move: EVALSHA_RO, served by a replica if need be)."""
         return self.run(self._meta_flow(session_id, _us(now)), now)
 
-    def create(self, data: dict[str, Any] | None = None, *, user_id: str | None = None,
-               now: float | None = None) -> Session:
+    def create(
+        self,
+        data: dict[str, Any] | None = None,
+        *,
+        user_id: str | None = None,
+        now: float | None = None,
+    ) -> Session:
         """A new session, saved."""
         session = self.new(data)
         if user_id is not None:
@@ -210,8 +239,7 @@ class SessionStore(SessionOperations):
         """The live sessions of ``user_id``, oldest first."""
         return self.run(self._sessions_flow(user_id), now)
 
-    def destroy_user_session(self, user_id: str, id_hash: str, *, now: float | None = None
-                             ) -> bool:
+    def destroy_user_session(self, user_id: str, id_hash: str, *, now: float | None = None) -> bool:
         """Log out one device: the session of ``user_id`` whose ``id_hash`` this is."""
         return self.run(self._destroy_one_flow(user_id, id_hash), now)
 
@@ -233,8 +261,13 @@ class SessionStore(SessionOperations):
     async def ameta(self, session_id: str, *, now: float | None = None) -> SessionMeta | None:
         return await self.arun(self._meta_flow(session_id, _us(now)), now)
 
-    async def acreate(self, data: dict[str, Any] | None = None, *, user_id: str | None = None,
-                      now: float | None = None) -> Session:
+    async def acreate(
+        self,
+        data: dict[str, Any] | None = None,
+        *,
+        user_id: str | None = None,
+        now: float | None = None,
+    ) -> Session:
         session = self.new(data)
         if user_id is not None:
             session.set_user(user_id, regenerate=False)
@@ -251,12 +284,12 @@ class SessionStore(SessionOperations):
     async def adestroy(self, session: Session | str, *, now: float | None = None) -> bool:
         return await self.arun(self.destroy_flow(session), now)
 
-    async def asessions_of(self, user_id: str, *, now: float | None = None
-                           ) -> list[UserSession]:
+    async def asessions_of(self, user_id: str, *, now: float | None = None) -> list[UserSession]:
         return await self.arun(self._sessions_flow(user_id), now)
 
-    async def adestroy_user_session(self, user_id: str, id_hash: str, *,
-                                    now: float | None = None) -> bool:
+    async def adestroy_user_session(
+        self, user_id: str, id_hash: str, *, now: float | None = None
+    ) -> bool:
         return await self.arun(self._destroy_one_flow(user_id, id_hash), now)
 
     async def adestroy_all(self, user_id: str, *, now: float | None = None) -> int:
@@ -269,14 +302,18 @@ class SessionStore(SessionOperations):
             await close()
 
     def __repr__(self) -> str:
-        return (f"SessionStore({self.backend!r}, prefix={self.prefix!r}, "
-                f"idle_timeout={self.idle_us / 1e6:g}, "
-                f"absolute_timeout={self.absolute_us / 1e6:g}, strict={self.strict})")
+        return (
+            f"SessionStore({self.backend!r}, prefix={self.prefix!r}, "
+            f"idle_timeout={self.idle_us / 1e6:g}, "
+            f"absolute_timeout={self.absolute_us / 1e6:g}, strict={self.strict})"
+        )
 
 
 def _check_wait(backend: RedisBackend, wait_timeout: float) -> None:
     if backend.is_cluster:
         raise ValueError("wait_replicas is not supported with Redis Cluster clients")
     if backend.timeout is not None and wait_timeout > backend.timeout / 2:
-        raise ValueError(f"wait_timeout ({wait_timeout} s) must be at most half the backend's "
-                         f"timeout ({backend.timeout} s), or the reply to WAIT may time out")
+        raise ValueError(
+            f"wait_timeout ({wait_timeout} s) must be at most half the backend's "
+            f"timeout ({backend.timeout} s), or the reply to WAIT may time out"
+        )

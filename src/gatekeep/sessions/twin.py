@@ -22,6 +22,7 @@ Reply = list[Any]
 
 # -- helpers standing in for the Redis commands the scripts use -------------------------
 
+
 def _hash(store: Store, key: str, now: int) -> dict[str, str] | None:
     value = store.get(key, now)
     return value if isinstance(value, dict) else None
@@ -44,12 +45,22 @@ def _pexpire(store: Store, key: str, now: int, ttl_ms: int) -> None:
 
 # -- session_prelude.lua ----------------------------------------------------------------
 
+
 def is_data(f: str) -> bool:
     return f[:2] == "d:"
 
 
-def judge(store: Store, key: str, now: int, idle: int, ro: bool, t: str | None,
-          c: str | None, a: str | None, x: str | None) -> tuple[str, int, int, int]:
+def judge(
+    store: Store,
+    key: str,
+    now: int,
+    idle: int,
+    ro: bool,
+    t: str | None,
+    c: str | None,
+    a: str | None,
+    x: str | None,
+) -> tuple[str, int, int, int]:
     if t is not None:
         if int(t) <= now:
             if not ro:
@@ -67,11 +78,13 @@ def judge(store: Store, key: str, now: int, idle: int, ro: bool, t: str | None,
     return "live", ci, ai, xi
 
 
-def meta(store: Store, key: str, now: int, idle: int, ro: bool = False
-         ) -> tuple[str, int, int, int, str | None]:
+def meta(
+    store: Store, key: str, now: int, idle: int, ro: bool = False
+) -> tuple[str, int, int, int, str | None]:
     h = _hash(store, key, now) or {}
-    state, c, a, x = judge(store, key, now, idle, ro, h.get("t"), h.get("c"), h.get("a"),
-                           h.get("x"))
+    state, c, a, x = judge(
+        store, key, now, idle, ro, h.get("t"), h.get("c"), h.get("a"), h.get("x")
+    )
     return state, c, a, x, h.get("u")
 
 
@@ -90,6 +103,7 @@ def bury(store: Store, key: str, now: int, till: int) -> None:
 
 
 # -- session_load.lua --------------------------------------------------------------------
+
 
 def load(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
     key = keys[0]
@@ -111,8 +125,17 @@ def load(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
             out += (f[2:], v)
         elif f in ("c", "a", "x", "u", "t"):
             fields[f] = v
-    state, c, a, x = judge(store, key, now, idle, mode != "touch", fields.get("t"),
-                           fields.get("c"), fields.get("a"), fields.get("x"))
+    state, c, a, x = judge(
+        store,
+        key,
+        now,
+        idle,
+        mode != "touch",
+        fields.get("t"),
+        fields.get("c"),
+        fields.get("a"),
+        fields.get("x"),
+    )
     if state == "none":
         return [0]
     if state == "dead":
@@ -125,6 +148,7 @@ def load(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
 
 
 # -- session_save.lua --------------------------------------------------------------------
+
 
 def save(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
     key = keys[0]
@@ -155,10 +179,10 @@ def save(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
     if state != "live":  # a live session has these already (its c is `created`)
         _hset(store, key, now, {"c": str(c), "x": str(x)})
     n = int(argv[7])
-    pairs = argv[8:8 + 2 * n]
+    pairs = argv[8 : 8 + 2 * n]
     _hset(store, key, now, {"d:" + pairs[i]: pairs[i + 1] for i in range(0, len(pairs), 2)})
     h = _hash(store, key, now) or {}
-    for name in argv[8 + 2 * n:]:
+    for name in argv[8 + 2 * n :]:
         h.pop("d:" + name, None)
     user = argv[5]
     if user == "-":
@@ -177,6 +201,7 @@ def save(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
 
 # -- session_destroy.lua -----------------------------------------------------------------
 
+
 def destroy(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
     key = keys[0]
     state, _c, _a, _x, u = meta(store, key, now, int(argv[0]))
@@ -189,6 +214,7 @@ def destroy(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
 
 
 # -- session_index.lua -------------------------------------------------------------------
+
 
 def index(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
     key, op = keys[0], argv[0]
@@ -236,5 +262,9 @@ def index(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
 
 
 #: Script name -> twin, as :mod:`gatekeep.sessions.store` runs them.
-SCRIPTS = {"session_load": load, "session_save": save, "session_destroy": destroy,
-           "session_index": index}
+SCRIPTS = {
+    "session_load": load,
+    "session_save": save,
+    "session_destroy": destroy,
+    "session_index": index,
+}

@@ -52,17 +52,28 @@ class SessionMiddleware:
         on_write_error: str = "503",
     ) -> None:
         self.app = app
-        self.core = SessionCore(secret_key, session_cookie, max_age, path, same_site,
-                                https_only, domain, partitioned, store=store,
-                                absolute_max_age=absolute_max_age, host_prefix=host_prefix,
-                                strict=strict, on_write_error=on_write_error, rolling=True,
-                                spelling="starlette")
+        self.core = SessionCore(
+            secret_key,
+            session_cookie,
+            max_age,
+            path,
+            same_site,
+            https_only,
+            domain,
+            partitioned,
+            store=store,
+            absolute_max_age=absolute_max_age,
+            host_prefix=host_prefix,
+            strict=strict,
+            on_write_error=on_write_error,
+            rolling=True,
+            spelling="starlette",
+        )
         self.store = self.core.store
         self.lazy = lazy
         self.environ_key = environ_key
 
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse
-                 ) -> Iterable[bytes]:
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         state = self.core.begin([environ.get("HTTP_COOKIE", "")])
         session = environ[self.environ_key] = state.session
         if session.state == PENDING:
@@ -99,8 +110,9 @@ class SessionMiddleware:
         except STORE_ERRORS as exc:
             self.core.load_failed(state, exc)
 
-    def _finish(self, state: RequestState, status: str, headers: list[tuple[str, str]]
-                ) -> list[tuple[str, str]] | tuple[int, list[tuple[str, str]], bytes]:
+    def _finish(
+        self, state: RequestState, status: str, headers: list[tuple[str, str]]
+    ) -> list[tuple[str, str]] | tuple[int, list[tuple[str, str]], bytes]:
         try:
             code = int(status.split(None, 1)[0])
         except ValueError:
