@@ -22,7 +22,14 @@ try:
 except ImportError:  # Python 3.10
     tomllib = None  # type: ignore[assignment]
 
-__all__ = ["Unavailable", "cache_dir", "fetch_sdist", "replace_import", "run_pytest"]
+__all__ = [
+    "Unavailable",
+    "cache_dir",
+    "fetch_sdist",
+    "replace_import",
+    "run_pytest",
+    "sdist_archive",
+]
 
 
 class Unavailable(RuntimeError):
@@ -34,6 +41,49 @@ def cache_dir() -> Path:
     return Path(root) if root else Path.home() / ".cache" / "gatekeep-conformance"
 
 
+def sdist_archive(project: str) -> tuple[str, Path]:
+    """``(version, path)`` of the installed version's sdist, downloaded once into the
+    cache with ``pip download --no-deps --no-binary :all:``."""
+    ver = version(project)
+    download = cache_dir() / "sdists"
+    download.mkdir(parents=True, exist_ok=True)
+    names = (f"{project.replace('-', '_')}-{ver}.tar.gz", f"{project}-{ver}.tar.gz")
+
+    def found() -> Path | None:
+        for path in download.glob("*.tar.gz"):
+            if path.name.lower() in names:
+                return path
+        return None
+
+    archive = found()
+    if archive is not None:
+        return ver, archive
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        "--disable-pip-version-check",
+        f"{project}=={ver}",
+        "-d",
+        str(download),
+    ]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise Unavailable(f"`{' '.join(cmd)}` failed: {exc}") from None
+    archive = found()
+    if done.returncode != 0 or archive is None:
+        raise Unavailable(
+            f"could not download the {project} {ver} sdist: "
+            f"{(done.stderr or done.stdout).strip()[-400:]}"
+        )
+    return ver, archive
+
+
 def fetch_sdist(project: str, members: list[str]) -> tuple[str, Path]:
     """``(version, directory)``: ``members`` (paths inside the sdist, such as
     ``tests/conftest.py`` and ``pyproject.toml``) of the installed version's sdist,
@@ -42,37 +92,7 @@ def fetch_sdist(project: str, members: list[str]) -> tuple[str, Path]:
     target = cache_dir() / f"{project}-{ver}"
     if all((target / m).is_file() for m in members):
         return ver, target
-    download = cache_dir() / "sdists"
-    download.mkdir(parents=True, exist_ok=True)
-    name = f"{project.replace('-', '_')}-{ver}.tar.gz"
-    archive = download / name
-    if not archive.is_file():
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--no-binary",
-            ":all:",
-            "--disable-pip-version-check",
-            f"{project}=={ver}",
-            "-d",
-            str(download),
-        ]
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
-        except subprocess.TimeoutExpired:
-            raise Unavailable(f"`{' '.join(cmd)}` timed out") from None
-        found = sorted(download.glob(f"{project.replace('-', '_')}-{ver}.tar.gz")) + sorted(
-            download.glob(f"{project}-{ver}.tar.gz")
-        )
-        if done.returncode != 0 or not found:
-            raise Unavailable(
-                f"could not download the {project} {ver} sdist: "
-                f"{(done.stderr or done.stdout).strip()[-400:]}"
-            )
-        archive = found[0]
+    ver, archive = sdist_archive(project)
     with tarfile.open(archive) as tar:
         top = tar.getnames()[0].split("/", 1)[0]
         for member in members:
