@@ -114,7 +114,6 @@ class FailoverBackend:
         self.breaker = breaker
         #: Decisions (or deletes) not answered by the primary.
         self.fallback_calls = 0
-        self._wire_deadline: bool | None = None
         #: The last error the primary raised, for diagnostics.
         self.last_error: BaseException | None = None
         self._shares: dict[Plan, Plan] = {}
@@ -170,7 +169,11 @@ class FailoverBackend:
             return self._fall(fallback, None)
         # Where the async round trip enforces the deadline itself, a late answer already
         # failed as a timeout: a clock here would count a stalled event loop too.
-        timed = not (aio and self._wire_times_out())
+        timed = not (
+            aio
+            and isinstance(self.primary, RedisBackend)
+            and self.primary.times_out_async(self.breaker.deadline)
+        )
         started = time.perf_counter() if timed else 0.0
         try:
             result = yield None
@@ -187,13 +190,6 @@ class FailoverBackend:
             raise
         self.breaker.success(ticket, time.perf_counter() - started if timed else 0.0)
         return result
-
-    def _wire_times_out(self) -> bool:
-        """Whether the primary's async round trip enforces (at most) our deadline."""
-        if self._wire_deadline is None:
-            wire = self.primary.async_deadline() if isinstance(self.primary, RedisBackend) else None
-            self._wire_deadline = wire is not None and wire <= self.breaker.deadline
-        return self._wire_deadline
 
     def _fall(self, fallback: Callable[[BaseException | None], T], exc: BaseException | None) -> T:
         self.fallback_calls += 1

@@ -73,6 +73,7 @@ class RedisBackend:
         self._aconns: dict[int, AsyncConnections] = {}
         self._is_cluster: bool | None = None
         self._areplica: Any = areplica
+        self._async_deadline: Any = _UNSET  # see times_out_async
         #: How NOSCRIPT log lines name the server.
         self._where = "redis"
         #: "standalone", "sentinel", "cluster", or "client" (clients were passed).
@@ -151,11 +152,18 @@ class RedisBackend:
             self._aclient = self._factory.aprimary()
         return self._aclient
 
-    def async_deadline(self) -> float | None:
-        """The deadline (seconds) the async round trip itself enforces on the primary, or
-        None. The lean path's deadline discounts a stalled event loop (see ``_wire._Loop``),
-        so a caller needs no clock of its own around it; redis-py's own path (Sentinel,
-        Cluster, a client of another class) times its reads with the loop's lateness in."""
+    def times_out_async(self, deadline: float) -> bool:
+        """Whether the async round trip to the primary itself fails a call that takes
+        longer than ``deadline`` seconds. The lean path's deadline discounts a stalled
+        event loop (see ``_deadlines.Loop``), so a caller then needs no clock of its own
+        around the call (its clock would count the stall); redis-py's own path (Sentinel,
+        Cluster, a client of another class) has no such deadline."""
+        wire = self._async_deadline
+        if wire is _UNSET:
+            wire = self._async_deadline = self._lean_async_timeout()
+        return wire is not None and wire <= deadline
+
+    def _lean_async_timeout(self) -> float | None:
         try:
             client = self.aclient
         except RuntimeError:  # only a sync client

@@ -125,7 +125,6 @@ class RedisExecutor:
         self.metrics = metrics
         self._lock = threading.Lock()
         self._replica: dict[bool, bool] = {}
-        self._wire_deadline: bool | None = None
         #: Plain counters (also in metrics snapshots, under ``watched``).
         self.counters = {
             "primary_failures": 0,
@@ -152,7 +151,9 @@ class RedisExecutor:
         if ticket is not None:
             # only the breaker needs the elapsed time, and not where the async round
             # trip enforces the deadline itself (its clock discounts a stalled loop)
-            timed = self.breaker is not None and (sync or not self._wire_times_out())
+            timed = self.breaker is not None and (
+                sync or not self.backend.times_out_async(self.breaker.deadline)
+            )
             started = time.perf_counter() if timed else 0.0
             try:
                 # a durable write: the scripts and WAIT on one connection, in one trip
@@ -196,16 +197,6 @@ class RedisExecutor:
     async def aclose(self) -> None:
         """Close the backend's idle async connections (when the app shuts down)."""
         await self.backend.aclose()
-
-    def _wire_times_out(self) -> bool:
-        """Whether the async round trip to the primary enforces (at most) the breaker's
-        deadline."""
-        if self._wire_deadline is None:
-            wire = self.backend.async_deadline()
-            self._wire_deadline = (
-                wire is not None and self.breaker is not None and wire <= self.breaker.deadline
-            )
-        return self._wire_deadline
 
     def _has_replica(self, *, sync: bool) -> bool:
         known = self._replica.get(sync)
