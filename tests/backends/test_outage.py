@@ -14,7 +14,6 @@ from gatekeep.backends.failover import FailoverBackend
 from gatekeep.breaker import State
 from gatekeep.errors import BackendUnavailable
 from gatekeep.outage import Verdict, classify, is_outage
-from gatekeep.sessions._redis import is_unavailable
 
 NOW = 1_700_000_000.0
 
@@ -84,8 +83,6 @@ def test_verdict(exc: BaseException, verdict: Verdict | None) -> None:
     assert classify(exc) == verdict
     expected = verdict is not None and verdict.outage
     assert is_outage(exc) is expected
-    # the session executor asks the same rule
-    assert is_unavailable(exc) is expected
 
 
 @pytest.mark.parametrize(("exc", "verdict"), TABLE, ids=lambda v: type(v).__name__)

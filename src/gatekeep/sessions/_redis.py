@@ -47,18 +47,13 @@ from ..outage import classify, is_outage
 from ._engine import Call, normalize, session_script
 from .logs import logger, scrub
 
-__all__ = ["ReplicaReplies", "RedisExecutor", "is_unavailable"]
+__all__ = ["ReplicaReplies", "RedisExecutor"]
 
 #: The I/O one step of the executor's flow asks for: ``(batch, read_only, wait)``, a
 #: script call of the backend (``wait``: WAIT for that many replicas, that long);
 #: the flow yields these, is sent their replies, and returns the replies.
 IOStep = tuple[list[ScriptCall], bool, "tuple[int, int] | None"]
 IOFlow = Generator[IOStep, list[Any], list[Any]]
-
-
-def is_unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` says the store cannot serve now (:mod:`gatekeep.outage`'s rule)."""
-    return is_outage(exc)
 
 
 class ReplicaReplies(list[Any]):
@@ -174,7 +169,7 @@ class RedisExecutor:
             replies = yield ([_script_call(_on_replica(c), now) for c in calls], True, None)
             _check(replies)
         except BaseException as exc:
-            if is_unavailable(exc):
+            if is_outage(exc):
                 raise self._read_failed(exc) from None
             raise
         return self._from_replica(replies)

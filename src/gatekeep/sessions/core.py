@@ -16,11 +16,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import RedisError
-
-from ..errors import BackendUnavailable, SessionWriteFailed
+from ..errors import SessionWriteFailed
+from ..outage import STORE_ERRORS as _STORE_ERRORS
+from ..outage import is_outage
 from ._engine import Flow
-from ._redis import is_unavailable
 from .cookies import CookiePolicy, CookieSigner, cookie_values
 from .logs import logger, scrub
 from .session import ADOPTED, LOADED, NEW, PENDING, UNAVAILABLE, Session, SessionTooLarge
@@ -42,12 +41,8 @@ __all__ = [
 #: unavailable (empty, not saved). On save: the middleware answers 503 (a
 #: :class:`~gatekeep.errors.SessionWriteFailed`), or lets the response go with
 #: ``session.save_failed`` set (``on_write_error="ignore"``).
-STORE_ERRORS: tuple[type[BaseException], ...] = (
-    RedisError,
-    OSError,
-    TimeoutError,
-    BackendUnavailable,
-)
+#: (:data:`gatekeep.outage.STORE_ERRORS`, the one list for limiters and sessions.)
+STORE_ERRORS = _STORE_ERRORS
 
 #: Errors of a save the middleware turn into a response (never a 500): the store's,
 #: and a session grown past ``max_size`` by in-place changes of nested values (the
@@ -247,7 +242,7 @@ class SessionCore:
     def load_failed(state: RequestState, exc: BaseException) -> None:
         # An outage is logged once by the store (state changes); anything else (a
         # misconfigured server, a foreign key) is worth a warning each time.
-        level = 10 if is_unavailable(exc) else 30
+        level = 10 if is_outage(exc) else 30
         logger.log(
             level,
             "gatekeep sessions: store error on load, continuing with an empty session: %s",
@@ -356,7 +351,7 @@ class SessionCore:
             err.__cause__ = exc
             exc = err
         state.session.save_error = exc
-        level = 10 if is_unavailable(exc.__cause__ or exc) else 30
+        level = 10 if is_outage(exc.__cause__ or exc) else 30
         logger.log(
             level,
             "gatekeep sessions: the session was not saved: %s",
