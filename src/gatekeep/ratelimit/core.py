@@ -25,8 +25,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from redis.exceptions import RedisError
-
 from ..algorithms import AlgorithmSpec
 from ..backends.base import Backend, Plan
 from ..backends.failover import FailoverBackend
@@ -36,6 +34,7 @@ from ..errors import BackendUnavailable
 from ..keys import tag
 from ..limiter import BaseLimiter, Limits, _backend_kind
 from ..metrics import METRICS, NEAR_LIMIT_FACTOR, Metrics, RuleCounters
+from ..outage import classify
 from .headers import (
     Denial,
     default_denial,
@@ -419,7 +418,7 @@ class RateLimitPolicy:
         if now - self._last_error_log > 10.0:  # one line per 10 s, not one per request
             self._last_error_log = now
             # A backend outage is expected; anything else is a bug worth a traceback.
-            expected = isinstance(exc, (RedisError, OSError))
+            expected = classify(exc) is not None  # a store error (gatekeep.outage)
             logger.warning(
                 "gatekeep: rate limit check failed (%s: %s); %s",
                 type(exc).__name__,
