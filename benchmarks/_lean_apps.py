@@ -1,0 +1,209 @@
+"""The apps ``bench_lean.py`` calls in-process: each front door with gatekeep, with its
+peer, bare, and as the floor (the bare app plus raw ``PING`` round trips, no client
+library). The ASGI apps are ``bench_middleware``'s and ``bench_sessions``'; the WSGI
+(Flask) and Django ones are here.
+
+Routes everywhere: ``/`` (rate limits), ``/read`` (reads two session keys), ``/write``
+(reads them and increments a counter), ``/seed`` (creates the session the others use:
+a user, a counter, a three-item cart).
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import types
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import flask
+from _common import AsyncPing, SyncPing
+
+SEED = {"user": "alice", "n": 0, "cart": ["apple", "pear", "plum"]}
+SECRET = "benchmark-secret-key-0123456789abcdef"
+
+
+# -- ASGI -------------------------------------------------------------------------------
+
+
+class AsyncFloor:
+    """The app plus one raw round trip before it and, with ``pings=2``, one more when
+    the response starts (where a session save would be)."""
+
+    def __init__(self, app: Any, ping: AsyncPing, pings: int) -> None:
+        self.app, self.ping, self.pings = app, ping, pings
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.ping()
+        if self.pings < 2:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_after_ping(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                await self.ping()
+            await send(message)
+
+        await self.app(scope, receive, send_after_ping)
+
+
+# -- WSGI -------------------------------------------------------------------------------
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def environ(path: str, cookie: str | None = None) -> dict[str, Any]:
+    env: dict[str, Any] = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "SCRIPT_NAME": "",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "bench",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "203.0.113.9",
+        "HTTP_HOST": "bench",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+    if cookie:
+        env["HTTP_COOKIE"] = cookie
+    return env
+
+
+def wsgi_call(app: WSGIApp, path: str, cookie: str | None = None) -> tuple[str, list[Any]]:
+    """One request: its status and headers (the body read, the iterable closed)."""
+    got: list[Any] = []
+
+    def start_response(status: str, headers: list[Any], exc_info: Any = None) -> None:
+        got[:] = [status, headers]
+
+    body = app(environ(path, cookie), start_response)
+    try:
+        for _ in body:
+            pass
+    finally:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+    return got[0], got[1]
+
+
+def set_cookie(headers: list[tuple[str, str]]) -> str:
+    for k, v in headers:
+        if k.lower() == "set-cookie":
+            return v.split(";", 1)[0]
+    raise RuntimeError("no Set-Cookie")
+
+
+class SyncFloor:
+    """The WSGI app plus ``pings`` raw round trips (one before it, one after)."""
+
+    def __init__(self, app: WSGIApp, ping: SyncPing, pings: int) -> None:
+        self.app, self.ping, self.pings = app, ping, pings
+
+    def __call__(self, env: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        self.ping()
+        body = self.app(env, start_response)
+        if self.pings > 1:
+            self.ping()
+        return body
+
+
+def flask_app(sessions: bool = False) -> flask.Flask:
+    app = flask.Flask("bench")
+    app.config["SECRET_KEY"] = SECRET
+
+    def session() -> Any:
+        return flask.session if sessions else {}
+
+    @app.get("/")
+    def home() -> str:
+        return "ok"
+
+    @app.get("/read")
+    def read() -> Any:
+        s = session()
+        return {"user": s.get("user"), "n": s.get("n")}
+
+    @app.get("/write")
+    def write() -> Any:
+        s = session()
+        s["n"] = s.get("n", 0) + 1
+        return {"user": s.get("user"), "n": s["n"]}
+
+    @app.get("/seed")
+    def seed() -> Any:
+        session().update(SEED)
+        return {}
+
+    return app
+
+
+# -- Django -----------------------------------------------------------------------------
+
+
+def django_configure(url: str) -> None:
+    """Settings for every Django handler of this process (once: Django's settings are
+    process-wide); each handler picks its middleware with :func:`django_handler`."""
+    import django
+    from django.conf import settings
+    from django.http import HttpResponse, JsonResponse
+    from django.urls import path
+
+    def session(request: Any) -> Any:
+        return getattr(request, "session", {})
+
+    def home(request: Any) -> Any:
+        return HttpResponse("ok")
+
+    def read(request: Any) -> Any:
+        s = session(request)
+        return JsonResponse({"user": s.get("user"), "n": s.get("n")})
+
+    def write(request: Any) -> Any:
+        s = session(request)
+        s["n"] = s.get("n", 0) + 1
+        return JsonResponse({"user": s.get("user"), "n": s["n"]})
+
+    def seed(request: Any) -> Any:
+        session(request).update(SEED)
+        return JsonResponse({})
+
+    urls = types.ModuleType("bench_lean_urls")
+    urls.urlpatterns = [  # type: ignore[attr-defined]
+        path("", home),
+        path("read", read),
+        path("write", write),
+        path("seed", seed),
+    ]
+    sys.modules[urls.__name__] = urls
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY=SECRET,
+        ALLOWED_HOSTS=["*"],
+        ROOT_URLCONF=urls.__name__,
+        INSTALLED_APPS=["gatekeep.django"],
+        DATABASES={},
+        MIDDLEWARE=[],
+        USE_TZ=True,
+        SESSION_ENGINE="gatekeep.django.sessions",
+        GATEKEEP={
+            "sessions": {"url": url, "prefix": "bench-dj"},
+            "ratelimit": {"default": "1000000/second", "backend": url, "prefix": "bench-dj"},
+        },
+    )
+    django.setup()
+
+
+def django_handler(*middleware: str) -> WSGIApp:
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.test import override_settings
+
+    with override_settings(MIDDLEWARE=list(middleware)):
+        return WSGIHandler()  # loads its middleware now
