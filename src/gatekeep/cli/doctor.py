@@ -2,7 +2,8 @@
 
 A thin I/O layer: :func:`snapshot` reads INFO, CONFIG GET, CLUSTER INFO and
 ``/proc`` into a :class:`NodeSnapshot`; :func:`evaluate` (pure) turns it into
-checks from :mod:`.checks`; :func:`run` adds a real limiter decision, prints
+checks from :mod:`.checks`; :func:`run` adds a real limiter decision's latency
+and the server time of a decision and of a session load (:mod:`.cost`), prints
 text or JSON, and returns the exit status (1 when anything FAILs).
 """
 
@@ -26,6 +27,7 @@ from ..limiter import Limiter
 from . import checks as c
 from .checks import FAIL, OK, WARN, Check
 from .connect import Target, connect, redact
+from .cost import check_server_time, measure_decision, measure_session_load
 
 __all__ = ["NodeSnapshot", "evaluate", "run", "snapshot"]
 
@@ -209,6 +211,9 @@ def diagnose(
             finish_cpu(snap, client, started)
             out += evaluate(snap)
         out.append(c.check_latency(samples, error))
+        # after the CPU sample, which these calls would otherwise inflate
+        out.append(check_server_time(measure_decision(target)))
+        out.append(check_server_time(measure_session_load(target)))
     except (redis.RedisError, RedisClusterException) as exc:
         out.append(Check("read", FAIL, f"lost the server while reading it: {exc}", None))
     finally:
