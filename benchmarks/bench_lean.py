@@ -48,6 +48,7 @@ from _common import (
     Op,
     SyncPing,
     bytes_of_new_keys,
+    inner_commands_counted_twice,
     run_rounds,
 )
 from _lean_report import cost_table, target_tables
@@ -260,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         loop = asyncio.new_event_loop()
         limiters, states = limiter_ops(server.url, server.port)
         requests = Requests(server.url, server.port, loop)
+        lrange, script = inner_commands_counted_twice(probe)
         med, mixes = run_rounds(probe, limiters, args.n, args.rounds)
         rmed, rmixes = run_rounds(probe, requests.ops, args.requests, args.rounds)
         sizes = {
@@ -310,7 +312,10 @@ def main(argv: list[str] | None = None) -> int:
         "script runs both on its own line and inside the script's line, so 'all lines'\n"
         "counts it twice; 'server µs' counts it once (each line weighted by the share of\n"
         "its calls clients sent, from MONITOR). Round trips and commands: MONITOR, in a\n"
-        "pass of its own (nothing here pipelines)."
+        "pass of its own (nothing here pipelines).\n\n"
+        "Check of that accounting, same server: a script running an LRANGE of 20,000 items:\n"
+        f"cmdstat_lrange {lrange:.0f} µs per call, cmdstat_evalsha {script:.0f} µs per call\n"
+        "(the script's line includes its LRANGE, which also has its own line)."
     )
     return 0
 
