@@ -144,18 +144,26 @@ def median(samples: Sequence[Sample]) -> Sample:
 
 
 def run_rounds(
-    probe: redis.Redis, ops: Mapping[str, Op], n: int, rounds: int, mix_n: int = 20
-) -> tuple[dict[str, Sample], dict[str, Mix]]:
-    """Warm every op up, read its command mix, then time ``rounds`` interleaved rounds
-    of ``n`` operations each; medians per op."""
-    for op in ops.values():
+    probe: redis.Redis, ops: Mapping[str, tuple[Op, int]], rounds: int, mix_n: int = 20
+) -> tuple[dict[str, list[Sample]], dict[str, Mix]]:
+    """Warm every op up, read its command mix, then time ``rounds`` interleaved rounds,
+    each op ``n`` times per round (``ops``: name -> (op, n)); every round's samples."""
+    for op, n in ops.values():
         op(max(1, n // 10))
-    mixes = {name: command_mix(probe, op, mix_n) for name, op in ops.items()}
+    mixes = {name: command_mix(probe, op, mix_n) for name, (op, _) in ops.items()}
     samples: dict[str, list[Sample]] = {name: [] for name in ops}
     for _ in range(rounds):
-        for name, op in ops.items():
+        for name, (op, n) in ops.items():
             samples[name].append(measure(probe, op, n, mixes[name]))
-    return {name: median(s) for name, s in samples.items()}, mixes
+    return samples, mixes
+
+
+def ratio(samples: Mapping[str, Sequence[Sample]], a: str, b: str, field: str) -> float:
+    """The median over rounds of ``a``'s ``field`` over ``b``'s in the same round: the two
+    were measured seconds apart, so a change in the machine's load moves both."""
+    return statistics.median(
+        getattr(x, field) / getattr(y, field) for x, y in zip(samples[a], samples[b], strict=True)
+    )
 
 
 def bytes_of_new_keys(probe: redis.Redis, make: Callable[[], object]) -> tuple[int, int]:

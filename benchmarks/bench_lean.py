@@ -17,8 +17,9 @@ per limiter key / per session (``MEMORY USAGE``). Operations:
   socket, no client library), N = 1 for a rate-limited or read-only request, 2 for a
   read + write one.
 
-One throwaway redis-server, interleaved rounds, medians; prints markdown tables with
-issue 12's targets and a pass/fail per row (ratios from one run: absolute µs drift by
+One throwaway redis-server, interleaved rounds (every case in every round), medians;
+a target's ratio is the median over rounds of the two cases' ratio in the same round.
+Prints markdown tables with issue 12's targets and a pass/fail per row (absolute µs drift by
 20-40 % between runs on a shared machine).
 
     python benchmarks/bench_lean.py [--quick] [--rounds 9] [--n 1000] [--requests 400]
@@ -51,7 +52,7 @@ from _common import (
     inner_commands_counted_twice,
     run_rounds,
 )
-from _lean_report import cost_table, target_tables
+from _lean_report import cost_table, floor, target_tables
 
 import gatekeep
 from gatekeep import ALGORITHMS, Limiter, RedisBackend
@@ -169,9 +170,7 @@ class Requests:
             middleware=[Middleware(RateLimitMiddleware, default=RATE, backend=backend, prefix="b")],
         )
         self.asgi("ASGI bare app, /", bare, "/")
-        self.asgi(
-            "ASGI floor: bare + 1 raw round trip, /", apps.AsyncFloor(bare, self.aping, 1), "/"
-        )
+        self.asgi(floor("ASGI", "/"), apps.AsyncFloor(bare, self.aping, 1), "/")
         self.asgi("ASGI gatekeep RateLimitMiddleware", limited, "/")
         self.asgi(
             "ASGI slowapi SlowAPIASGIMiddleware", slowapi_app(SlowAPIASGIMiddleware, self.url), "/"
@@ -186,9 +185,9 @@ class Requests:
                 call(app, "/seed", None)
             )
         for path, what, pings in (("/read", "read-only", 1), ("/write", "read+write", 2)):
-            floor = apps.AsyncFloor(built["bare"], self.aping, pings)
             self.asgi(f"ASGI bare app, {path}", built["bare"], path)
-            self.asgi(f"ASGI floor: bare + {pings} raw round trip(s), {path}", floor, path)
+            base = apps.AsyncFloor(built["bare"], self.aping, pings)
+            self.asgi(floor("ASGI", path), base, path)
             for lib in ("gatekeep", "starsessions"):
                 self.asgi(f"ASGI {lib} session, {what}", built[lib], path, cookies[lib])
 
@@ -201,9 +200,7 @@ class Requests:
         bare = apps.flask_app()
         backend = RedisBackend(self.url)
         self.wsgi("Flask bare app, /", bare, "/")
-        self.wsgi(
-            "Flask floor: bare + 1 raw round trip, /", apps.SyncFloor(bare, self.sping, 1), "/"
-        )
+        self.wsgi(floor("Flask", "/"), apps.SyncFloor(bare, self.sping, 1), "/")
         wrapped = RateLimitMiddleware(apps.flask_app(), default=RATE, backend=backend, prefix="w")
         self.wsgi("WSGI gatekeep.wsgi RateLimitMiddleware (Flask)", wrapped, "/")
         extension = apps.flask_app()
@@ -216,8 +213,7 @@ class Requests:
         self.seeds["Flask gatekeep session"] = lambda: apps.wsgi_call(sessions, "/seed")
         for path, what, pings in (("/read", "read-only", 1), ("/write", "read+write", 2)):
             self.wsgi(f"Flask bare app, {path}", bare, path)
-            floor = apps.SyncFloor(bare, self.sping, pings)
-            self.wsgi(f"Flask floor: bare + {pings} raw round trip(s), {path}", floor, path)
+            self.wsgi(floor("Flask", path), apps.SyncFloor(bare, self.sping, pings), path)
             self.wsgi(f"Flask gatekeep session, {what}", sessions, path, cookie)
 
     def _django(self) -> None:
@@ -226,16 +222,13 @@ class Requests:
         limited = apps.django_handler("gatekeep.django.middleware.RateLimitMiddleware")
         sessions = apps.django_handler("django.contrib.sessions.middleware.SessionMiddleware")
         self.wsgi("Django bare app, /", bare, "/")
-        self.wsgi(
-            "Django floor: bare + 1 raw round trip, /", apps.SyncFloor(bare, self.sping, 1), "/"
-        )
+        self.wsgi(floor("Django", "/"), apps.SyncFloor(bare, self.sping, 1), "/")
         self.wsgi("Django gatekeep RateLimitMiddleware", limited, "/")
         cookie = apps.set_cookie(apps.wsgi_call(sessions, "/seed")[1])
         self.seeds["Django gatekeep session"] = lambda: apps.wsgi_call(sessions, "/seed")
         for path, what, pings in (("/read", "read-only", 1), ("/write", "read+write", 2)):
             self.wsgi(f"Django bare app, {path}", bare, path)
-            floor = apps.SyncFloor(bare, self.sping, pings)
-            self.wsgi(f"Django floor: bare + {pings} raw round trip(s), {path}", floor, path)
+            self.wsgi(floor("Django", path), apps.SyncFloor(bare, self.sping, pings), path)
             self.wsgi(f"Django gatekeep session, {what}", sessions, path, cookie)
 
     def close(self) -> None:
@@ -262,8 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         limiters, states = limiter_ops(server.url, server.port)
         requests = Requests(server.url, server.port, loop)
         lrange, script = inner_commands_counted_twice(probe)
-        med, mixes = run_rounds(probe, limiters, args.n, args.rounds)
-        rmed, rmixes = run_rounds(probe, requests.ops, args.requests, args.rounds)
+        cases = {name: (op, args.n) for name, op in limiters.items()}
+        cases.update((name, (op, args.requests)) for name, op in requests.ops.items())
+        samples, mixes = run_rounds(probe, cases, args.rounds)  # every case in every round
         sizes = {
             name: "{1} B in {0} key(s)".format(*bytes_of_new_keys(probe, make))
             for name, make in states.items()
@@ -276,14 +270,13 @@ def main(argv: list[str] | None = None) -> int:
         requests.close()
         loop.close()
         probe.close()
-    med.update(rmed)
-    mixes.update(rmixes)
-    server_table, client_table = target_tables(med)
+    server_table, client_table = target_tables(samples)
     command = "python benchmarks/bench_lean.py " + " ".join(argv or sys.argv[1:])
     print(f"# Lean on Redis ({time.strftime('%Y-%m-%d %H:%M')} UTC)\n")
     print(
         f"`{command.strip()}`: {args.rounds} interleaved rounds, {args.n} decisions / "
-        f"{args.requests} requests per case and round, medians. gatekeep "
+        f"{args.requests} requests per case and round, medians (a ratio: the median of "
+        f"the rounds' ratios). gatekeep "
         f"{gatekeep.__version__}, redis-server {redis_version} (throwaway, loopback), "
         f"redis-py {version('redis')}, limits {version('limits')}, slowapi "
         f"{version('slowapi')}, starsessions {version('starsessions')}, Starlette "
@@ -298,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         cost_table(
             list(limiters),
-            med,
+            samples,
             mixes,
             sizes,
             f"bytes per key ({MEMORY_HITS} hits at {MEMORY_RATE})",
@@ -306,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         + "\n"
     )
     print("## Per request (in-process calls)\n")
-    print(cost_table(list(requests.ops), med, mixes, sizes, "bytes per session") + "\n")
+    print(cost_table(list(requests.ops), samples, mixes, sizes, "bytes per session") + "\n")
     print(
         "Server µs: INFO commandstats after CONFIG RESETSTAT. Redis 7 counts a command a\n"
         "script runs both on its own line and inside the script's line, so 'all lines'\n"

@@ -29,16 +29,18 @@ def test_quick_rounds_count_round_trips_inner_commands_and_server_time(server_fa
     ping = bench.SyncPing(server.port)
     try:
         ops = {
-            "ping": lambda n: [ping() for _ in range(n)],
-            "script": lambda n: [client.evalsha(sha, 1, "k") for _ in range(n)],
+            "ping": (lambda n: [ping() for _ in range(n)], 50),
+            "script": (lambda n: [client.evalsha(sha, 1, "k") for _ in range(n)], 50),
         }
-        med, mixes = bench.run_rounds(probe, ops, n=50, rounds=2, mix_n=5)
+        samples, mixes = bench.run_rounds(probe, ops, rounds=3, mix_n=5)
     finally:
         ping.close()
     assert (mixes["ping"].sent, mixes["ping"].inner) == ({"ping": 1.0}, {})
     assert mixes["script"].sent == {"evalsha": 1.0}
     assert mixes["script"].inner == {"set": 1.0, "get": 1.0}
     assert (mixes["script"].round_trips, mixes["script"].commands) == (1.0, 3.0)
+    assert [len(s) for s in samples.values()] == [3, 3]
+    med = {name: bench.median(s) for name, s in samples.items()}
     script = med["script"]
     # counted once, the script's line is all its time; summed over every line, its SET
     # and GET count twice
@@ -47,3 +49,6 @@ def test_quick_rounds_count_round_trips_inner_commands_and_server_time(server_fa
     assert med["ping"].server_scripts_us == 0  # (a PING may take < 1 µs: no lower bound)
     for sample in med.values():
         assert sample.wall_us > 0 and sample.cpu_us > 0
+    # the median of the rounds' ratios, not the ratio of medians
+    rounds = [x.cpu_us / y.cpu_us for x, y in zip(samples["script"], samples["ping"], strict=True)]
+    assert bench.ratio(samples, "script", "ping", "cpu_us") == sorted(rounds)[1]
