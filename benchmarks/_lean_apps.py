@@ -18,10 +18,7 @@ from typing import Any
 
 import flask
 from _common import AsyncPing, SyncPing
-
-SEED = {"user": "alice", "n": 0, "cart": ["apple", "pear", "plum"]}
-SECRET = "benchmark-secret-key-0123456789abcdef"
-
+from bench_sessions import SECRET, SEED
 
 # -- ASGI -------------------------------------------------------------------------------
 

@@ -80,8 +80,12 @@ async def write(request: Request) -> JSONResponse:
     return JSONResponse({"user": s.get("user"), "n": s["n"]})
 
 
+#: The session every benchmark request carries: a user, a counter and a small cart.
+SEED = {"user": "alice", "n": 0, "cart": ["apple", "pear", "plum"]}
+
+
 async def seed(request: Request) -> JSONResponse:
-    request.session.update({"user": "alice", "n": 0, "cart": ["apple", "pear", "plum"]})
+    request.session.update(SEED)
     return JSONResponse({})
 
 

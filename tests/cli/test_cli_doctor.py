@@ -281,6 +281,9 @@ def test_cluster(server_factory):
         f"127.0.0.1:{s.port}" for s in nodes
     }
     assert by_name(report)["decision latency"]["status"] in ("OK", "WARN")
+    for name in ("decision cost", "session cost"):  # read on the shard holding the probe
+        assert by_name(report)[name]["status"] == "OK", by_name(report)[name]
+        assert by_name(report)[name]["value"]["usec"] > 0
     assert not [c for c in report["checks"] if c["status"] == "FAIL"]
     assert rc == 0
 
