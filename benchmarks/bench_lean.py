@@ -110,7 +110,7 @@ def limiter_ops(url: str, port: int) -> tuple[dict[str, Op], dict[str, Callable[
     return ops, state
 
 
-def limits(name: str) -> bool:
+def rate_limited(name: str) -> bool:
     """Whether a request case rate-limits (and must send rate-limit headers)."""
     return "RateLimit" in name or "slowapi" in name
 
@@ -133,7 +133,7 @@ class Requests:
 
         status, headers = self.loop.run_until_complete(call(app, path, cookie))
         assert status == 200, (name, status)
-        assert not limits(name) or any(b"ratelimit" in k.lower() for k, _ in headers), name
+        assert not rate_limited(name) or any(b"ratelimit" in k.lower() for k, _ in headers), name
 
         async def many(n: int) -> None:
             for _ in range(n):
@@ -144,7 +144,7 @@ class Requests:
     def wsgi(self, name: str, app: apps.WSGIApp, path: str, cookie: str | None = None) -> None:
         status, headers = apps.wsgi_call(app, path, cookie)
         assert status.startswith("200"), (name, status)
-        assert not limits(name) or any("ratelimit" in k.lower() for k, _ in headers), name
+        assert not rate_limited(name) or any("ratelimit" in k.lower() for k, _ in headers), name
 
         def op(n: int) -> None:
             for _ in range(n):
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         probe.close()
     server_table, client_table = target_tables(samples)
     command = "python benchmarks/bench_lean.py " + " ".join(argv or sys.argv[1:])
-    print(f"# Lean on Redis ({time.strftime('%Y-%m-%d %H:%M')} UTC)\n")
+    print(f"# Lean on Redis ({time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC)\n")
     print(
         f"`{command.strip()}`: {args.rounds} interleaved rounds, {args.n} decisions / "
         f"{args.requests} requests per case and round, medians (a ratio: the median of "
