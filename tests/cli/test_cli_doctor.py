@@ -375,3 +375,7 @@ def test_user_without_scripting_fails(server_factory):
     assert by_name(report)["scripting"]["status"] == "FAIL"
     assert "+@scripting" in by_name(report)["scripting"]["message"]
     assert by_name(report)["decision latency"]["status"] == "FAIL"
+    for name in ("decision cost", "session cost"):
+        assert by_name(report)[name]["message"].startswith(
+            "could not measure: this user may not run it"
+        ), by_name(report)[name]
