@@ -14,7 +14,7 @@ from time import perf_counter_ns
 from typing import Any, NamedTuple
 
 from .algorithms import HIT, PEEK, REFUND, AlgorithmSpec, get_algorithm
-from .backends.base import Backend, Plan
+from .backends.base import Backend, Plan, backend_kind
 from .backends.memory import MemoryBackend
 from .decision import Decision
 from .flows import arun_flow, run_flow
@@ -80,7 +80,7 @@ class BaseLimiter:
         self._counters: RuleCounters | None = None
         if metrics is not None:
             self._counters = metrics.rule(name)
-            self._latency = metrics.latency(_backend_kind(self.backend))
+            self._latency = metrics.latency(backend_kind(self.backend))
             self._ticks = itertools.cycle([False] * (metrics.latency_sample - 1) + [True])
             if isinstance(self.backend, MemoryBackend):
                 metrics.watch(f"{name}:memory", self.backend.store.watch_source())
@@ -213,14 +213,6 @@ class BaseLimiter:
             f"{type(self).__name__}({limits!r}, algorithm={self.algorithm.name!r}, "
             f"backend={self.backend!r})"
         )
-
-
-def _backend_kind(backend: Backend) -> str:
-    """``memory``, ``redis``, ``failover`` ...: the latency histogram's label."""
-    kind = getattr(backend, "metrics_name", None)
-    if isinstance(kind, str):
-        return kind
-    return type(backend).__name__.removesuffix("Backend").lower() or "backend"
 
 
 def _rate_id(rate: Rate) -> str:
