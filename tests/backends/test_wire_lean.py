@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from gatekeep import RedisBackend
 from gatekeep.backends._calls import Trip, commands
-from gatekeep.backends._wire import _lean, _packed, pack
+from gatekeep.backends._wire import _lean, pack, pack_trip
 from gatekeep.scripts import Script
 from gatekeep.sessions import SessionStore
 
@@ -40,8 +40,8 @@ def test_packed_is_pack_per_call(calls, read_only, source, wait):
     if wait is not None:
         want += pack(("WAIT", *wait))
     trip = Trip(calls, read_only, source, wait)
-    assert _packed(trip) == want
-    assert _packed(trip) == want  # and again, from the cache
+    assert pack_trip(trip) == want
+    assert pack_trip(trip) == want  # and again, from the cache
     # the lean path sends exactly what redis-py's pipeline would
     assert b"".join(pack(c) for c in commands(trip)) == want
 

@@ -41,7 +41,7 @@ from redis.exceptions import ConnectionError, ResponseError
 from ._calls import Trip, replies_expected
 from ._deadlines import Loop
 
-__all__ = ["AsyncConnections", "SyncConnections", "fast_pool", "pack", "run_sync"]
+__all__ = ["AsyncConnections", "SyncConnections", "fast_pool", "pack", "pack_trip", "run_sync"]
 
 
 class _Nothing:
@@ -77,9 +77,12 @@ def _head(sha: str, read_only: bool, nkeys: int) -> bytes:
     return head
 
 
-def _packed(trip: Trip) -> bytes:
+def pack_trip(trip: Trip) -> bytes:
     """The trip's commands in RESP: EVALSHA (or EVALSHA_RO) as ``pack`` would make them,
-    with each script's head packed once; EVAL (the script's source) and WAIT by ``pack``."""
+    with each script's head packed once; EVAL (the script's source) and WAIT by ``pack``.
+    A trip packed already (``trip.packed``) is not packed again."""
+    if trip.packed is not None:
+        return trip.packed
     read_only = trip.read_only
     out = []
     if trip.source:
@@ -152,7 +155,7 @@ def run_sync(conns: SyncConnections, trip: Trip) -> list[Any]:
     """
     conn = conns.get()
     try:
-        conn.send_packed_command([_packed(trip)])
+        conn.send_packed_command([pack_trip(trip)])
         replies: list[Any] = []
         for _ in range(replies_expected(trip)):
             try:
@@ -305,7 +308,7 @@ async def _round_trip(conn: Any, trip: Trip) -> list[Any]:
     (redis-py's ``send_packed_command`` and ``read_response`` without their per-call
     bookkeeping). The parser returns an error reply as a ``ResponseError`` value."""
     try:
-        conn._writer.write(_packed(trip))
+        conn._writer.write(pack_trip(trip))
         parser = conn._parser
         replies = []
         for _ in range(replies_expected(trip)):  # a loop: no coroutine frame of its own
@@ -317,7 +320,7 @@ async def _round_trip(conn: Any, trip: Trip) -> list[Any]:
 
 async def _round_trip_public(conn: Any, trip: Trip) -> list[Any]:
     """The same through redis-py's public connection methods."""
-    await conn.send_packed_command([_packed(trip)])
+    await conn.send_packed_command([pack_trip(trip)])
     replies: list[Any] = []
     for _ in range(replies_expected(trip)):
         try:

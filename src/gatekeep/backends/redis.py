@@ -21,6 +21,8 @@ from ._calls import (
     CallFlow,
     ScriptCall,
     Trip,
+    call_async,
+    call_sync,
     commands,
     every_reply,
     first,
@@ -28,7 +30,7 @@ from ._calls import (
     script_flow,
 )
 from ._split import slot_groups, split_flow
-from ._wire import AsyncConnections, SyncConnections, fast_pool, run_sync
+from ._wire import AsyncConnections, SyncConnections, fast_pool, pack_trip, run_sync
 from .base import Plan
 from .connect import ClientFactory
 
@@ -73,6 +75,8 @@ class RedisBackend:
         self._aconns: dict[int, AsyncConnections] = {}
         self._is_cluster: bool | None = None
         self._areplica: Any = areplica
+        #: Limiter trips packed once, by (plan, mode, cost, *keys): see _limit_trip.
+        self._trips: dict[tuple[Any, ...], Trip] = {}
         self._async_deadline: Any = _UNSET  # see times_out_async
         #: How NOSCRIPT log lines name the server.
         self._where = "redis"
@@ -236,7 +240,7 @@ class RedisBackend:
         a :class:`~._calls.Replies`, whose ``acked`` says how many replicas
         acknowledged the writes.
         """
-        return run_flow(script_flow(calls, every_reply, read_only, wait, self._where), self._trip)
+        return call_sync(Trip(calls, read_only, False, wait), self._trip, every_reply, self._where)
 
     def aeval_batch(
         self,
@@ -246,7 +250,8 @@ class RedisBackend:
         wait: tuple[int, int] | None = None,
     ) -> Coroutine[Any, Any, list[Any]]:
         """The same, awaited."""
-        return arun_flow(script_flow(calls, every_reply, read_only, wait, self._where), self._atrip)
+        trip = Trip(calls, read_only, False, wait)
+        return call_async(trip, self._atrip, every_reply, self._where)
 
     def _trip(self, trip: Trip) -> list[Any]:
         """Do one round trip: the lean path for a plain client, else redis-py's pipeline."""
@@ -296,6 +301,27 @@ class RedisBackend:
             where=self._where,
         )
 
+    def _limit_trip(
+        self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
+    ) -> Trip | None:
+        """The first trip of one limiter call; None when its keys span several cluster
+        slots (see _limit_flow). On the server's clock (``now`` None) a call sends the same
+        bytes for the same keys and arguments: they are packed once, and kept."""
+        cache_key = (plan, mode, cost, *keys)  # the plan held here keeps its id unique
+        if now is None:
+            trip = self._trips.get(cache_key)
+            if trip is not None:
+                return trip
+        if len(keys) > 1 and self.is_cluster and len(slot_groups(keys)) > 1:
+            return None
+        trip = Trip([(plan.algorithm.script, keys, (_now(now), mode, cost, *plan.flat))])
+        if now is None:
+            trip = trip._replace(packed=pack_trip(trip))
+            if len(self._trips) >= _TRIP_CACHE:
+                self._trips.clear()
+            self._trips[cache_key] = trip
+        return trip
+
     def _limit_many_flow(
         self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str, cost: int
     ) -> CallFlow[list[list[int]]]:
@@ -317,12 +343,18 @@ class RedisBackend:
     def limit(
         self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
     ) -> list[int]:
-        return run_flow(self._limit_flow(plan, keys, now, mode, cost), self._trip)
+        trip = self._limit_trip(plan, keys, now, mode, cost)
+        if trip is None:  # split by slot
+            return run_flow(self._limit_flow(plan, keys, now, mode, cost), self._trip)
+        return call_sync(trip, self._trip, first, self._where)
 
     def alimit(
         self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
     ) -> Coroutine[Any, Any, list[int]]:
-        return arun_flow(self._limit_flow(plan, keys, now, mode, cost), self._atrip)
+        trip = self._limit_trip(plan, keys, now, mode, cost)
+        if trip is None:
+            return arun_flow(self._limit_flow(plan, keys, now, mode, cost), self._atrip)
+        return call_async(trip, self._atrip, first, self._where)
 
     def limit_many(
         self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str, cost: int
@@ -373,6 +405,8 @@ class RedisBackend:
 
 
 _UNSET: Any = object()
+#: How many packed limiter trips a backend keeps (one per key and plan in use).
+_TRIP_CACHE = 4096
 
 
 def _now(now: int | None) -> int | str:
