@@ -143,3 +143,86 @@ def test_a_connection_without_the_private_stream_is_not_lean():
     conn = NoStream(port=1)  # never connected: no stream writer behind _writer
     assert conn.health_check_interval == 0
     assert not _lean(conn)
+
+
+class CountingSyncConnection(redis.Connection):
+    sent = 0
+
+    def send_packed_command(self, command, check_health=True):  # type: ignore[no-untyped-def]
+        CountingSyncConnection.sent += 1
+        return super().send_packed_command(command, check_health)
+
+
+def test_a_sync_connection_class_that_overrides_its_io_is_driven_through_it(server, prefix):
+    from gatekeep import Limiter
+
+    pool = redis.ConnectionPool(port=server.port, connection_class=CountingSyncConnection)
+    backend = RedisBackend(redis.Redis(connection_pool=pool))
+    limiter = Limiter("2/minute", backend=backend, prefix=prefix)
+    try:
+        limiter.hit("k")  # the script is sent (NOSCRIPT, then EVAL) once
+        CountingSyncConnection.sent = 0
+        assert [limiter.hit("k").allowed for _ in range(2)] == [True, False]
+        assert CountingSyncConnection.sent == 2
+    finally:
+        backend.close()
+
+
+def test_plain_sync_connections_take_the_lean_path(server, prefix, monkeypatch):
+    from gatekeep import Limiter
+    from gatekeep.backends import _wire
+
+    def no_public_trip(*_args):  # type: ignore[no-untyped-def]
+        raise AssertionError("a plain connection took redis-py's public methods")
+
+    backend = RedisBackend(server.url)
+    limiter = Limiter("2/minute", backend=backend, prefix=prefix)
+    try:
+        limiter.hit("k")  # connects (the public path), loads the script
+        monkeypatch.setattr(_wire, "_sync_round_trip_public", no_public_trip)
+        assert [limiter.hit("k").allowed for _ in range(2)] == [True, False]
+    finally:
+        backend.close()
+
+
+class ChangedSocketConnection(redis.Connection):
+    """As if a redis-py release changed what its private ``_sock`` holds: redis-py's
+    own methods still work with it, the lean path must not touch it."""
+
+    @property  # type: ignore[override]
+    def _sock(self):  # type: ignore[no-untyped-def]
+        return self.__dict__.get("_changed_sock")
+
+    @_sock.setter
+    def _sock(self, sock) -> None:  # type: ignore[no-untyped-def]
+        self.__dict__["_changed_sock"] = None if sock is None else _DuckSocket(sock)
+
+
+class _DuckSocket:
+    """A socket by duck typing only: it forwards what redis-py's methods use."""
+
+    def __init__(self, sock: object) -> None:
+        self._inner = sock
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+
+def test_unexpected_private_socket_falls_back_to_the_public_path(server, prefix, monkeypatch):
+    from gatekeep import Limiter
+    from gatekeep.backends import _wire
+
+    def no_lean_trip(*_args):  # type: ignore[no-untyped-def]
+        raise AssertionError("the lean path used a connection it cannot vouch for")
+
+    monkeypatch.setattr(_wire, "_sync_round_trip", no_lean_trip)
+    pool = redis.ConnectionPool(port=server.port, connection_class=ChangedSocketConnection)
+    backend = RedisBackend(redis.Redis(connection_pool=pool))
+    limiter = Limiter("2/minute", backend=backend, prefix=prefix)
+    try:
+        assert [limiter.hit("k").allowed for _ in range(3)] == [True, True, False]
+        [conns] = [c for c in backend._conns.values() if c is not None]
+        conn = conns.get()
+        assert conn._sock is not None and not _wire._lean_sync(conn)
+    finally:
+        backend.close()
