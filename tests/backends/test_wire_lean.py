@@ -226,3 +226,29 @@ def test_unexpected_private_socket_falls_back_to_the_public_path(server, prefix,
         assert conn._sock is not None and not _wire._lean_sync(conn)
     finally:
         backend.close()
+
+
+def test_a_limiter_trip_is_packed_once_and_only_on_the_server_clock(server, prefix):
+    """The command of a limiter call on the server's clock is the same bytes for the
+    same plan, keys, mode and cost: packed once and reused; a call with ``now``, a
+    different cost or different limits is packed for itself, and each still decides
+    by its own arguments."""
+    from gatekeep import Limiter
+    from gatekeep.algorithms import HIT
+
+    backend = RedisBackend(server.url)
+    limiter = Limiter("3/minute", backend=backend, prefix=prefix)
+    try:
+        plan = limiter.plan(None)
+        keys = limiter.keys("k", plan)
+        trip = backend._limit_trip(plan, keys, None, HIT, 1)
+        assert trip is not None and trip.packed == pack_trip(trip._replace(packed=None))
+        assert backend._limit_trip(plan, list(keys), None, HIT, 1) is trip
+        assert backend._limit_trip(plan, keys, None, HIT, 2) is not trip
+        assert backend._limit_trip(plan, keys, 5_000_000, HIT, 1).packed is None
+        assert [limiter.hit("k").remaining for _ in range(2)] == [2, 1]
+        assert limiter.hit("k", cost=2).allowed is False  # 1 left: cost 2 is denied
+        assert limiter.hit("k", "10/minute").remaining == 9  # its own plan and keys
+        assert limiter.hit("k").remaining == 0
+    finally:
+        backend.close()

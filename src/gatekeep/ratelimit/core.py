@@ -245,16 +245,17 @@ class RateLimitPolicy:
     def decide(self, batch: Batch, decision: Decision, request: RequestView) -> Outcome:
         """Headers, metrics and the denial for ``decision`` (``decision_of`` a reply, or
         the fused in-process path's own)."""
-        headers: list[tuple[str, str]] = []
+        headers: list[tuple[str, str]]
         if self.headers:
-            headers.append(("RateLimit-Policy", batch.policy_header))
             if decision.details:
                 value = ratelimit_header(batch.quoted, decision.details)
             else:
                 value = (
                     f"{batch.quoted[0]};r={decision.remaining};t={seconds(decision.reset_after)}"
                 )
-            headers.append(("RateLimit", value))
+            headers = [("RateLimit-Policy", batch.policy_header), ("RateLimit", value)]
+        else:
+            headers = []
         if self.legacy_headers:
             headers.extend(legacy_headers(decision))
         stats = self.stats
