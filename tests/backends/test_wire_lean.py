@@ -84,8 +84,9 @@ async def test_plain_connections_take_the_lean_path(server, prefix):
         await backend.aclose()
 
 
-class _DuckStream:
-    """A stream writer by duck typing only: it forwards what redis-py's methods use."""
+class _Duck:
+    """A stream writer (or a socket) by duck typing only: it forwards what redis-py's
+    methods use."""
 
     def __init__(self, writer: object) -> None:
         self._inner = writer
@@ -94,17 +95,22 @@ class _DuckStream:
         return getattr(self._inner, name)
 
 
-class ChangedPrivatesConnection(redis.asyncio.Connection):
-    """As if a redis-py release changed what its private ``_writer`` holds: redis-py's
-    own methods still work with it, the lean path must not touch it."""
+def _changed_private(base: type, name: str) -> type:
+    """As if a redis-py release changed what the private ``name`` of its connection
+    class ``base`` holds (a stand-in by duck typing): redis-py's own methods still work
+    with it, the lean path must not touch it."""
+    slot = "_changed" + name
 
-    @property  # type: ignore[override]
-    def _writer(self):  # type: ignore[no-untyped-def]
-        return self.__dict__.get("_changed_writer")
+    def get(self):  # type: ignore[no-untyped-def]
+        return self.__dict__.get(slot)
 
-    @_writer.setter
-    def _writer(self, writer) -> None:  # type: ignore[no-untyped-def]
-        self.__dict__["_changed_writer"] = None if writer is None else _DuckStream(writer)
+    def put(self, value) -> None:  # type: ignore[no-untyped-def]
+        self.__dict__[slot] = None if value is None else _Duck(value)
+
+    return type(f"Changed{name}Connection", (base,), {name: property(get, put)})
+
+
+ChangedPrivatesConnection = _changed_private(redis.asyncio.Connection, "_writer")
 
 
 async def test_unexpected_private_attributes_fall_back_to_the_public_path(
@@ -185,27 +191,7 @@ def test_plain_sync_connections_take_the_lean_path(server, prefix, monkeypatch):
         backend.close()
 
 
-class ChangedSocketConnection(redis.Connection):
-    """As if a redis-py release changed what its private ``_sock`` holds: redis-py's
-    own methods still work with it, the lean path must not touch it."""
-
-    @property  # type: ignore[override]
-    def _sock(self):  # type: ignore[no-untyped-def]
-        return self.__dict__.get("_changed_sock")
-
-    @_sock.setter
-    def _sock(self, sock) -> None:  # type: ignore[no-untyped-def]
-        self.__dict__["_changed_sock"] = None if sock is None else _DuckSocket(sock)
-
-
-class _DuckSocket:
-    """A socket by duck typing only: it forwards what redis-py's methods use."""
-
-    def __init__(self, sock: object) -> None:
-        self._inner = sock
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._inner, name)
+ChangedSocketConnection = _changed_private(redis.Connection, "_sock")
 
 
 def test_unexpected_private_socket_falls_back_to_the_public_path(server, prefix, monkeypatch):
@@ -223,6 +209,7 @@ def test_unexpected_private_socket_falls_back_to_the_public_path(server, prefix,
         assert [limiter.hit("k").allowed for _ in range(3)] == [True, True, False]
         [conns] = [c for c in backend._conns.values() if c is not None]
         conn = conns.get()
+        conns.release(conn)
         assert conn._sock is not None and not _wire._lean_sync(conn)
     finally:
         backend.close()

@@ -7,13 +7,11 @@ client, or a Sentinel's ``master_for`` (:meth:`RedisBackend.from_sentinel`).
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Awaitable, Coroutine, Sequence
 from typing import Any
 
 import redis
 import redis.asyncio
-from redis.exceptions import ResponseError
 
 from ..flows import arun_flow, nest, run_flow
 from ..scripts import Script
@@ -23,12 +21,12 @@ from ._calls import (
     Trip,
     call_async,
     call_sync,
-    commands,
     every_reply,
     first,
     raise_first,
     script_flow,
 )
+from ._redispy import masked, sentinels_of, via_client
 from ._split import slot_groups, split_flow
 from ._wire import AsyncConnections, SyncConnections, fast_pool, pack_trip, run_sync
 from .base import Plan
@@ -87,7 +85,7 @@ class RedisBackend:
         if isinstance(client, str):
             self._factory = ClientFactory(client, client_options)
             self.url = client
-            self._where = _masked(client)
+            self._where = masked(client)
             self.kind = self._factory.kind
             self.timeout = self._factory.timeout
             if replica is not None or areplica is not None or aclient is not None:
@@ -262,7 +260,7 @@ class RedisBackend:
             conns = self._conns[id(client)] = None if pool is None else SyncConnections(pool)
         if conns is not None:
             return run_sync(conns, trip)
-        return _via_client(client, trip)  # type: ignore[no-any-return]
+        return via_client(client, trip)  # type: ignore[no-any-return]
 
     def _atrip(self, trip: Trip) -> Awaitable[list[Any]]:
         client = self.areplica if trip.read_only else self.aclient
@@ -271,7 +269,7 @@ class RedisBackend:
             conns = self._aconns[id(client)] = AsyncConnections(client)
         if conns is not None:
             return conns.run(trip)
-        return _via_client(client, trip)  # type: ignore[no-any-return]
+        return via_client(client, trip)  # type: ignore[no-any-return]
 
     # -- limiter backend protocol ----------------------------------------------------
 
@@ -385,7 +383,7 @@ class RedisBackend:
             if client is not None:
                 client.close()
                 if self._factory is not None:  # and the Sentinel connections we made
-                    for sentinel in _sentinels_of(client):
+                    for sentinel in sentinels_of(client):
                         sentinel.close()
 
     async def aclose(self) -> None:
@@ -396,11 +394,11 @@ class RedisBackend:
             if client is not None:
                 await client.aclose()
                 if self._factory is not None:
-                    for sentinel in _sentinels_of(client):
+                    for sentinel in sentinels_of(client):
                         await sentinel.aclose()
 
     def __repr__(self) -> str:
-        where = _masked(self.url) if self.url else type(self._client or self._aclient).__name__
+        where = masked(self.url) if self.url else type(self._client or self._aclient).__name__
         return f"RedisBackend({where!r})"
 
 
@@ -411,39 +409,3 @@ _TRIP_CACHE = 4096
 
 def _now(now: int | None) -> int | str:
     return "" if now is None else now
-
-
-def _masked(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    _, at, tail = rest.rpartition("@")
-    return f"{scheme}{sep}***@{tail}" if at else url
-
-
-def _sentinels_of(client: Any) -> list[Any]:
-    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
-    return list(getattr(manager, "sentinels", ()))
-
-
-def _via_client(client: Any, trip: Trip) -> Any:
-    """One trip through redis-py's own commands (Sentinel, Cluster, clients of other
-    classes): the replies, or (an asyncio client) an awaitable of them, an error reply
-    in place of its command's reply. One command goes alone (a cluster client retries
-    TRYAGAIN quicker than its pipeline)."""
-    todo = commands(trip)
-    if len(todo) == 1:
-        try:
-            reply = client.execute_command(*todo[0])
-        except ResponseError as exc:
-            return [exc]
-        return _alisted(reply) if inspect.isawaitable(reply) else [reply]
-    pipe = client.pipeline(transaction=False)
-    for command in todo:
-        pipe.execute_command(*command)
-    return pipe.execute(raise_on_error=False)
-
-
-async def _alisted(reply: Awaitable[Any]) -> list[Any]:
-    try:
-        return [await reply]
-    except ResponseError as exc:
-        return [exc]
