@@ -7,14 +7,15 @@ sync and async classes differ only in how they call the backend.
 
 from __future__ import annotations
 
+import inspect
 import itertools
-from collections.abc import Awaitable, Coroutine, Generator, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Iterator
 from dataclasses import replace
 from time import perf_counter_ns
-from typing import Any, NamedTuple
+from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 
 from .algorithms import HIT, PEEK, REFUND, AlgorithmSpec, get_algorithm
-from .backends.base import Backend, Plan
+from .backends.base import Backend, Plan, backend_kind
 from .backends.memory import MemoryBackend
 from .decision import Decision
 from .flows import arun_flow, run_flow
@@ -23,6 +24,7 @@ from .metrics import METRICS, NEAR_LIMIT_FACTOR, Metrics, RuleCounters
 from .rates import Rate, parse_rates
 
 from_reply = Decision.from_reply
+T = TypeVar("T")
 
 __all__ = ["AsyncLimiter", "BaseLimiter", "Call", "Limits", "Limiter"]
 
@@ -32,9 +34,10 @@ Limits = str | Rate | Iterable[str | Rate]
 
 
 class Call(NamedTuple):
-    """A backend call of a limiter: ``backend.limit(plan, keys, now, mode, cost)`` (for
-    ``hit_many``, ``keys`` is a list of key lists: ``limit_many``); ``t0``: when it was
-    started, if its latency is one to sample, else 0."""
+    """A backend call of a limiter: ``backend.limit(plan, keys, now, mode, cost)`` (with
+    ``many``, ``keys`` is a list of key lists: ``limit_many``; with mode :data:`DELETE`,
+    ``backend.delete(keys)``); ``t0``: when it was started, if its latency is one to
+    sample, else 0."""
 
     plan: Plan
     keys: Any
@@ -42,6 +45,17 @@ class Call(NamedTuple):
     mode: str
     cost: int
     t0: int
+    many: bool = False
+
+
+#: The mode of a :class:`Call` that forgets its keys (``reset``).
+DELETE = "delete"
+
+#: An operation of a limiter, written once: it yields the backend calls it needs.
+LimitFlow = Generator[Call, Any, T]
+
+F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
 
 
 _PLAN_CACHE_SIZE = 1024
@@ -80,7 +94,7 @@ class BaseLimiter:
         self._counters: RuleCounters | None = None
         if metrics is not None:
             self._counters = metrics.rule(name)
-            self._latency = metrics.latency(_backend_kind(self.backend))
+            self._latency = metrics.latency(backend_kind(self.backend))
             self._ticks = itertools.cycle([False] * (metrics.latency_sample - 1) + [True])
             if isinstance(self.backend, MemoryBackend):
                 metrics.watch(f"{name}:memory", self.backend.store.watch_source())
@@ -137,21 +151,46 @@ class BaseLimiter:
             keys = self.keys(key, plan)
         return self.begin(plan, keys, None if now is None else round(now * 1_000_000), cost)
 
+    # -- the other operations, each written once as a flow (run by the shells below) -----
+
     def _call(
         self, key: str, limits: Limits | None, cost: int, now: float | None, mode: str
-    ) -> Generator[Call, list[int], Decision]:
+    ) -> LimitFlow[Decision]:
         """``peek`` and ``refund``: one backend call, not counted as decisions."""
         plan = self.plan(limits)
         reply = yield Call(plan, self.keys(key, plan), _us(now), mode, _cost(cost), 0)
         return Decision.from_reply(plan.rates, reply)
 
+    def _peek(
+        self, key: str, limits: Limits | None = None, cost: int = 1, *, now: float | None = None
+    ) -> LimitFlow[Decision]:
+        """Would ``hit`` allow ``cost`` now? Consumes nothing; ``remaining`` is what is left."""
+        return self._call(key, limits, cost, now, PEEK)
+
+    def _refund(
+        self, key: str, limits: Limits | None = None, cost: int = 1, *, now: float | None = None
+    ) -> LimitFlow[Decision]:
+        """Give ``cost`` back to every limit, never beyond its capacity."""
+        return self._call(key, limits, cost, now, REFUND)
+
+    def _reset(self, key: str, limits: Limits | None = None) -> LimitFlow[None]:
+        """Forget ``key``'s state under ``limits``: it starts again with full capacity."""
+        plan = self.plan(limits)
+        yield Call(plan, self.keys(key, plan), None, DELETE, 0, 0)
+
     def _hit_many(
-        self, keys: Iterable[str], limits: Limits | None, cost: int, now: float | None
-    ) -> Generator[list[Call], list[list[int]], list[Decision]]:
+        self,
+        keys: Iterable[str],
+        limits: Limits | None = None,
+        cost: int = 1,
+        *,
+        now: float | None = None,
+    ) -> LimitFlow[list[Decision]]:
+        """One ``hit`` per key, pipelined: one round trip for all of them on Redis."""
         plan = self.plan(limits)
         t0 = perf_counter_ns() if next(self._ticks) else 0
-        call = Call(plan, [self.keys(k, plan) for k in keys], _us(now), HIT, _cost(cost), t0)
-        replies = yield [call]
+        lists = [self.keys(k, plan) for k in keys]
+        replies = yield Call(plan, lists, _us(now), HIT, _cost(cost), t0, many=True)
         # one latency sample for the batch
         return [self._decided(plan, r, t0 if i == 0 else 0) for i, r in enumerate(replies)]
 
@@ -215,14 +254,6 @@ class BaseLimiter:
         )
 
 
-def _backend_kind(backend: Backend) -> str:
-    """``memory``, ``redis``, ``failover`` ...: the latency histogram's label."""
-    kind = getattr(backend, "metrics_name", None)
-    if isinstance(kind, str):
-        return kind
-    return type(backend).__name__.removesuffix("Backend").lower() or "backend"
-
-
 def _rate_id(rate: Rate) -> str:
     rid = f"{rate.limit}/{rate.period_us}"
     return f"{rid}b{rate.burst}" if rate.has_burst else rid
@@ -241,6 +272,38 @@ def _cost(cost: int) -> int:
     raise ValueError(f"cost must be >= 0, got {cost}")
 
 
+def _sync(
+    op: Callable[Concatenate[BaseLimiter, P], LimitFlow[T]],
+) -> Callable[Concatenate[Limiter, P], T]:
+    """The sync method of the operation ``op`` (a flow of :class:`BaseLimiter`): its
+    backend calls made by ``self._io``."""
+
+    def method(self: Limiter, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return run_flow(op(self, *args, **kwargs), self._io)
+
+    return _named(method, op)
+
+
+def _async(
+    op: Callable[Concatenate[BaseLimiter, P], LimitFlow[T]],
+) -> Callable[Concatenate[AsyncLimiter, P], Coroutine[Any, Any, T]]:
+    """The async method of ``op``: its backend calls awaited, by ``self._aio``."""
+
+    def method(self: AsyncLimiter, /, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, T]:
+        return arun_flow(op(self, *args, **kwargs), self._aio)
+
+    return _named(method, op)
+
+
+def _named(method: F, op: Callable[..., Any]) -> F:
+    """``method`` as ``op``'s public twin: its name, docstring and parameters."""
+    method.__name__ = method.__qualname__ = op.__name__.lstrip("_")
+    method.__doc__ = op.__doc__
+    sig = inspect.signature(op)
+    method.__signature__ = sig.replace(return_annotation=inspect.Signature.empty)  # type: ignore[attr-defined]
+    return method
+
+
 class Limiter(BaseLimiter):
     """A rate limiter for synchronous code.
 
@@ -253,48 +316,28 @@ class Limiter(BaseLimiter):
     replays; by default Redis scripts read the server's ``TIME``.
     """
 
+    # ``hit`` is written out: the hot path, a decision per request. As a flow it would
+    # step a generator per call (see the commit that made these shells).
     def hit(
         self, key: str, limits: Limits | None = None, cost: int = 1, *, now: float | None = None
     ) -> Decision:
         """Consume ``cost`` from every limit, or from none when one of them denies."""
         c = self._hit(key, limits, cost, now)
-        if not isinstance(c, Call):  # decided in process
-            return c
+        if type(c) is not Call:  # decided in process
+            return c  # type: ignore[return-value]
         return self._decided(c.plan, self.backend.limit(c.plan, c.keys, c.now, HIT, c.cost), c.t0)
 
-    def peek(
-        self, key: str, limits: Limits | None = None, cost: int = 1, *, now: float | None = None
-    ) -> Decision:
-        """Would ``hit`` allow ``cost`` now? Consumes nothing; ``remaining`` is what is left."""
-        return run_flow(self._call(key, limits, cost, now, PEEK), self._limit)
+    peek = _sync(BaseLimiter._peek)
+    refund = _sync(BaseLimiter._refund)
+    reset = _sync(BaseLimiter._reset)
+    hit_many = _sync(BaseLimiter._hit_many)
 
-    def refund(
-        self, key: str, limits: Limits | None = None, cost: int = 1, *, now: float | None = None
-    ) -> Decision:
-        """Give ``cost`` back to every limit, never beyond its capacity."""
-        return run_flow(self._call(key, limits, cost, now, REFUND), self._limit)
-
-    def reset(self, key: str, limits: Limits | None = None) -> None:
-        """Forget ``key``'s state under ``limits``: it starts again with full capacity."""
-        self.backend.delete(self.keys(key, self.plan(limits)))
-
-    def hit_many(
-        self,
-        keys: Iterable[str],
-        limits: Limits | None = None,
-        cost: int = 1,
-        *,
-        now: float | None = None,
-    ) -> list[Decision]:
-        """One ``hit`` per key, pipelined: one round trip for all of them on Redis."""
-        return run_flow(self._hit_many(keys, limits, cost, now), self._limit_many)
-
-    def _limit(self, c: Call) -> list[int]:
+    def _io(self, c: Call) -> Any:
+        if c.mode == DELETE:
+            return self.backend.delete(c.keys)
+        if c.many:
+            return self.backend.limit_many(c.plan, c.keys, c.now, c.mode, c.cost)
         return self.backend.limit(c.plan, c.keys, c.now, c.mode, c.cost)
-
-    def _limit_many(self, calls: list[Call]) -> list[list[int]]:
-        (c,) = calls
-        return self.backend.limit_many(c.plan, c.keys, c.now, c.mode, c.cost)
 
 
 class AsyncLimiter(BaseLimiter):
@@ -307,38 +350,21 @@ class AsyncLimiter(BaseLimiter):
     async def hit(
         self, key: str, limits: Limits | None = None, cost: int = 1, *, now: float | None = None
     ) -> Decision:
+        """Consume ``cost`` from every limit, or from none when one of them denies."""
         c = self._hit(key, limits, cost, now)
-        if not isinstance(c, Call):  # decided in process: nothing to await
-            return c
+        if type(c) is not Call:  # decided in process: nothing to await
+            return c  # type: ignore[return-value]
         reply = await self.backend.alimit(c.plan, c.keys, c.now, HIT, c.cost)
         return self._decided(c.plan, reply, c.t0)
 
-    def peek(
-        self, key: str, limits: Limits | None = None, cost: int = 1, *, now: float | None = None
-    ) -> Coroutine[Any, Any, Decision]:
-        return arun_flow(self._call(key, limits, cost, now, PEEK), self._limit)
+    peek = _async(BaseLimiter._peek)
+    refund = _async(BaseLimiter._refund)
+    reset = _async(BaseLimiter._reset)
+    hit_many = _async(BaseLimiter._hit_many)
 
-    def refund(
-        self, key: str, limits: Limits | None = None, cost: int = 1, *, now: float | None = None
-    ) -> Coroutine[Any, Any, Decision]:
-        return arun_flow(self._call(key, limits, cost, now, REFUND), self._limit)
-
-    def reset(self, key: str, limits: Limits | None = None) -> Coroutine[Any, Any, None]:
-        return self.backend.adelete(self.keys(key, self.plan(limits)))
-
-    def hit_many(
-        self,
-        keys: Iterable[str],
-        limits: Limits | None = None,
-        cost: int = 1,
-        *,
-        now: float | None = None,
-    ) -> Coroutine[Any, Any, list[Decision]]:
-        return arun_flow(self._hit_many(keys, limits, cost, now), self._limit_many)
-
-    def _limit(self, c: Call) -> Awaitable[list[int]]:
+    def _aio(self, c: Call) -> Awaitable[Any]:
+        if c.mode == DELETE:
+            return self.backend.adelete(c.keys)
+        if c.many:
+            return self.backend.alimit_many(c.plan, c.keys, c.now, c.mode, c.cost)
         return self.backend.alimit(c.plan, c.keys, c.now, c.mode, c.cost)
-
-    def _limit_many(self, calls: list[Call]) -> Awaitable[list[list[int]]]:
-        (c,) = calls
-        return self.backend.alimit_many(c.plan, c.keys, c.now, c.mode, c.cost)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from gatekeep import RedisBackend
 from gatekeep.backends._calls import Trip, commands
-from gatekeep.backends._wire import _lean, _packed, pack
+from gatekeep.backends._wire import _lean, pack, pack_trip
 from gatekeep.scripts import Script
 from gatekeep.sessions import SessionStore
 
@@ -40,8 +40,8 @@ def test_packed_is_pack_per_call(calls, read_only, source, wait):
     if wait is not None:
         want += pack(("WAIT", *wait))
     trip = Trip(calls, read_only, source, wait)
-    assert _packed(trip) == want
-    assert _packed(trip) == want  # and again, from the cache
+    assert pack_trip(trip) == want
+    assert pack_trip(trip) == want  # and again, from the cache
     # the lean path sends exactly what redis-py's pipeline would
     assert b"".join(pack(c) for c in commands(trip)) == want
 
@@ -84,8 +84,9 @@ async def test_plain_connections_take_the_lean_path(server, prefix):
         await backend.aclose()
 
 
-class _DuckStream:
-    """A stream writer by duck typing only: it forwards what redis-py's methods use."""
+class _Duck:
+    """A stream writer (or a socket) by duck typing only: it forwards what redis-py's
+    methods use."""
 
     def __init__(self, writer: object) -> None:
         self._inner = writer
@@ -94,17 +95,22 @@ class _DuckStream:
         return getattr(self._inner, name)
 
 
-class ChangedPrivatesConnection(redis.asyncio.Connection):
-    """As if a redis-py release changed what its private ``_writer`` holds: redis-py's
-    own methods still work with it, the lean path must not touch it."""
+def _changed_private(base: type, name: str) -> type:
+    """As if a redis-py release changed what the private ``name`` of its connection
+    class ``base`` holds (a stand-in by duck typing): redis-py's own methods still work
+    with it, the lean path must not touch it."""
+    slot = "_changed" + name
 
-    @property  # type: ignore[override]
-    def _writer(self):  # type: ignore[no-untyped-def]
-        return self.__dict__.get("_changed_writer")
+    def get(self):  # type: ignore[no-untyped-def]
+        return self.__dict__.get(slot)
 
-    @_writer.setter
-    def _writer(self, writer) -> None:  # type: ignore[no-untyped-def]
-        self.__dict__["_changed_writer"] = None if writer is None else _DuckStream(writer)
+    def put(self, value) -> None:  # type: ignore[no-untyped-def]
+        self.__dict__[slot] = None if value is None else _Duck(value)
+
+    return type(f"Changed{name}Connection", (base,), {name: property(get, put)})
+
+
+ChangedPrivatesConnection = _changed_private(redis.asyncio.Connection, "_writer")
 
 
 async def test_unexpected_private_attributes_fall_back_to_the_public_path(
@@ -143,3 +149,93 @@ def test_a_connection_without_the_private_stream_is_not_lean():
     conn = NoStream(port=1)  # never connected: no stream writer behind _writer
     assert conn.health_check_interval == 0
     assert not _lean(conn)
+
+
+class CountingSyncConnection(redis.Connection):
+    sent = 0
+
+    def send_packed_command(self, command, check_health=True):  # type: ignore[no-untyped-def]
+        CountingSyncConnection.sent += 1
+        return super().send_packed_command(command, check_health)
+
+
+def test_a_sync_connection_class_that_overrides_its_io_is_driven_through_it(server, prefix):
+    from gatekeep import Limiter
+
+    pool = redis.ConnectionPool(port=server.port, connection_class=CountingSyncConnection)
+    backend = RedisBackend(redis.Redis(connection_pool=pool))
+    limiter = Limiter("2/minute", backend=backend, prefix=prefix)
+    try:
+        limiter.hit("k")  # the script is sent (NOSCRIPT, then EVAL) once
+        CountingSyncConnection.sent = 0
+        assert [limiter.hit("k").allowed for _ in range(2)] == [True, False]
+        assert CountingSyncConnection.sent == 2
+    finally:
+        backend.close()
+
+
+def test_plain_sync_connections_take_the_lean_path(server, prefix, monkeypatch):
+    from gatekeep import Limiter
+    from gatekeep.backends import _wire
+
+    def no_public_trip(*_args):  # type: ignore[no-untyped-def]
+        raise AssertionError("a plain connection took redis-py's public methods")
+
+    backend = RedisBackend(server.url)
+    limiter = Limiter("2/minute", backend=backend, prefix=prefix)
+    try:
+        limiter.hit("k")  # connects (the public path), loads the script
+        monkeypatch.setattr(_wire, "_sync_round_trip_public", no_public_trip)
+        assert [limiter.hit("k").allowed for _ in range(2)] == [True, False]
+    finally:
+        backend.close()
+
+
+ChangedSocketConnection = _changed_private(redis.Connection, "_sock")
+
+
+def test_unexpected_private_socket_falls_back_to_the_public_path(server, prefix, monkeypatch):
+    from gatekeep import Limiter
+    from gatekeep.backends import _wire
+
+    def no_lean_trip(*_args):  # type: ignore[no-untyped-def]
+        raise AssertionError("the lean path used a connection it cannot vouch for")
+
+    monkeypatch.setattr(_wire, "_sync_round_trip", no_lean_trip)
+    pool = redis.ConnectionPool(port=server.port, connection_class=ChangedSocketConnection)
+    backend = RedisBackend(redis.Redis(connection_pool=pool))
+    limiter = Limiter("2/minute", backend=backend, prefix=prefix)
+    try:
+        assert [limiter.hit("k").allowed for _ in range(3)] == [True, True, False]
+        [conns] = [c for c in backend._conns.values() if c is not None]
+        conn = conns.get()
+        conns.release(conn)
+        assert conn._sock is not None and not _wire._lean_sync(conn)
+    finally:
+        backend.close()
+
+
+def test_a_limiter_trip_is_packed_once_and_only_on_the_server_clock(server, prefix):
+    """The command of a limiter call on the server's clock is the same bytes for the
+    same plan, keys, mode and cost: packed once and reused; a call with ``now``, a
+    different cost or different limits is packed for itself, and each still decides
+    by its own arguments."""
+    from gatekeep import Limiter
+    from gatekeep.algorithms import HIT
+
+    backend = RedisBackend(server.url)
+    limiter = Limiter("3/minute", backend=backend, prefix=prefix)
+    try:
+        plan = limiter.plan(None)
+        keys = limiter.keys("k", plan)
+        trip = backend._limit_trip(plan, keys, None, HIT, 1)
+        assert trip is not None and trip.packed == pack_trip(trip._replace(packed=None))
+        assert backend._limit_trip(plan, list(keys), None, HIT, 1) is trip
+        assert backend._limit_trip(plan, keys, None, HIT, 2) is not trip
+        assert backend._limit_trip(plan, keys, 5_000_000, HIT, 1).packed is None
+        assert [limiter.hit("k").remaining for _ in range(2)] == [2, 1]
+        assert limiter.hit("k", cost=2).allowed is False  # 1 left: cost 2 is denied
+        assert limiter.hit("k", "10/minute").remaining == 9  # its own plan and keys
+        assert limiter.hit("k").remaining == 0
+    finally:
+        backend.close()

@@ -23,11 +23,12 @@ split before it gets here (:mod:`._split`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 from redis.exceptions import NoScriptError, ResponseError
 
+from ..flows import arun_flow, run_flow
 from ..scripts import Script
 
 __all__ = [
@@ -35,12 +36,16 @@ __all__ = [
     "Replies",
     "ScriptCall",
     "Trip",
+    "answered",
+    "call_async",
+    "call_sync",
     "commands",
     "every_reply",
     "first",
     "raise_first",
     "script_flow",
     "script_reloaded",
+    "settled",
 ]
 
 #: One script call: the script, its keys, its arguments.
@@ -59,6 +64,9 @@ class Trip(NamedTuple):
     source: bool = False
     #: ``(replicas, milliseconds)``: end with WAIT; its reply comes last.
     wait: tuple[int, int] | None = None
+    #: The trip in RESP, when the caller packed it once for many calls (see
+    #: ``RedisBackend``); else None and the driver packs it.
+    packed: bytes | None = None
 
 
 class Replies(list[Any]):
@@ -100,7 +108,15 @@ def script_flow(
     """Run ``calls`` in one round trip (two after the server lost its script cache);
     the result is ``finish(replies)``: one reply per call, a ``ResponseError`` in place
     of a failed script's (a :class:`Replies`, with ``acked``, when ``wait`` is given)."""
-    replies = yield Trip(calls, read_only, False, wait)
+    trip = Trip(calls, read_only, False, wait)
+    return (yield from answered(trip, (yield trip), finish, where))
+
+
+def answered(
+    trip: Trip, replies: list[Any], finish: Callable[[list[Any]], T], where: str
+) -> CallFlow[T]:
+    """The rest of a call once its first ``trip`` (by SHA) was answered ``replies``."""
+    calls, read_only, wait = trip.calls, trip.read_only, trip.wait
     if wait is not None:
         replies = Replies(replies)
         replies.acked = _acked(replies)
@@ -113,6 +129,42 @@ def script_flow(
             if _unknown_command(reply):  # Redis < 7: no EVALSHA_RO
                 return (yield from script_flow(calls, finish, False, wait, where))
     return finish(replies)
+
+
+def settled(trip: Trip, replies: list[Any]) -> bool:
+    """Whether :func:`answered` would only return ``finish(replies)``: no error reply
+    (NOSCRIPT, no EVALSHA_RO, a script's error) and no WAIT reply to take off."""
+    if trip.wait is not None:
+        return False
+    for reply in replies:  # noqa: SIM110  (a loop: all() would make a generator per call)
+        if isinstance(reply, ResponseError):
+            return False
+    return True
+
+
+def call_sync(
+    trip: Trip, io: Callable[[Trip], list[Any]], finish: Callable[[list[Any]], T], where: str
+) -> T:
+    """Drive one script call whose first trip is ``trip`` (the sync driver): the usual
+    answer straight to ``finish``, anything else through :func:`answered`. (The same as
+    ``run_flow(script_flow(...), io)``, without stepping a generator per call.)"""
+    replies = io(trip)
+    if settled(trip, replies):
+        return finish(replies)
+    return run_flow(answered(trip, replies, finish, where), io)
+
+
+async def call_async(
+    trip: Trip,
+    io: Callable[[Trip], Awaitable[list[Any]]],
+    finish: Callable[[list[Any]], T],
+    where: str,
+) -> T:
+    """The same, awaiting each trip (the async driver)."""
+    replies = await io(trip)
+    if settled(trip, replies):
+        return finish(replies)
+    return await arun_flow(answered(trip, replies, finish, where), io)
 
 
 def _reload(

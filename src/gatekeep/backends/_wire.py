@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import socket
 import weakref
 from collections import deque
 from collections.abc import Coroutine, Sequence
@@ -37,11 +38,12 @@ from typing import Any
 import redis
 import redis.asyncio
 from redis.exceptions import ConnectionError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._calls import Trip, replies_expected
 from ._deadlines import Loop
 
-__all__ = ["AsyncConnections", "SyncConnections", "fast_pool", "pack", "run_sync"]
+__all__ = ["AsyncConnections", "SyncConnections", "fast_pool", "pack", "pack_trip", "run_sync"]
 
 
 class _Nothing:
@@ -77,9 +79,12 @@ def _head(sha: str, read_only: bool, nkeys: int) -> bytes:
     return head
 
 
-def _packed(trip: Trip) -> bytes:
+def pack_trip(trip: Trip) -> bytes:
     """The trip's commands in RESP: EVALSHA (or EVALSHA_RO) as ``pack`` would make them,
-    with each script's head packed once; EVAL (the script's source) and WAIT by ``pack``."""
+    with each script's head packed once; EVAL (the script's source) and WAIT by ``pack``.
+    A trip packed already (``trip.packed``) is not packed again."""
+    if trip.packed is not None:
+        return trip.packed
     read_only = trip.read_only
     out = []
     if trip.source:
@@ -152,18 +157,71 @@ def run_sync(conns: SyncConnections, trip: Trip) -> list[Any]:
     """
     conn = conns.get()
     try:
-        conn.send_packed_command([_packed(trip)])
-        replies: list[Any] = []
-        for _ in range(replies_expected(trip)):
-            try:
-                replies.append(conn.read_response())
-            except ResponseError as exc:  # read in full: the connection stays usable
-                replies.append(exc)
+        if _lean_sync(conn):
+            replies = _sync_round_trip(conn, trip)
+        else:
+            replies = _sync_round_trip_public(conn, trip)
     except BaseException:
         conn.disconnect()  # a reply may still be on its way: never reuse it
         raise
     conns.release(conn)
     return replies
+
+
+def _sync_round_trip(conn: Any, trip: Trip) -> list[Any]:
+    """One ``sendall`` on the connection's socket, then the replies read by its own
+    parser (redis-py's ``send_packed_command`` and ``read_response`` without their
+    per-call bookkeeping: a health check that is off, the host string of an error
+    message formatted for every read). The parser returns an error reply as a
+    ``ResponseError`` value; socket errors become redis-py's, as its methods raise them."""
+    try:
+        conn._sock.sendall(pack_trip(trip))
+        parser = conn._parser
+        return [parser.read_response() for _ in range(replies_expected(trip))]
+    except TimeoutError as exc:  # socket.timeout
+        raise RedisTimeoutError(f"Timeout reading from {_server(conn)}") from exc
+    except OSError as exc:
+        raise ConnectionError(f"Error while reading from {_server(conn)} : {exc.args}") from exc
+
+
+def _sync_round_trip_public(conn: Any, trip: Trip) -> list[Any]:
+    """The same through redis-py's public connection methods (which connect it)."""
+    conn.send_packed_command([pack_trip(trip)])
+    replies: list[Any] = []
+    for _ in range(replies_expected(trip)):
+        try:
+            replies.append(conn.read_response())
+        except ResponseError as exc:  # read in full: the connection stays usable
+            replies.append(exc)
+    return replies
+
+
+#: redis-py's own sync send and read methods (see _lean_sync).
+_OWN_SYNC_IO = (redis.Connection.send_packed_command, redis.Connection.read_response)
+
+
+def _lean_sync(conn: Any) -> bool:
+    """Whether a sync connection's socket and parser may be used directly: it is
+    connected (``_sock``), redis-py's own methods would do nothing more (no health
+    checks; not overridden by a subclass), and its private ``_sock`` and ``_parser``
+    are what :func:`_sync_round_trip` uses (checked once per class, on a connected
+    instance: a redis-py that changed them gets the public path, not AttributeError)."""
+    if conn.health_check_interval or getattr(conn, "_sock", None) is None:
+        return False
+    lean = _LEAN_CLASSES.get(type(conn))
+    if lean is None:
+        lean = _LEAN_CLASSES[type(conn)] = _lean_sync_class(conn)
+    return lean
+
+
+def _lean_sync_class(conn: Any) -> bool:
+    cls = type(conn)
+    return (
+        (getattr(cls, "send_packed_command", None), getattr(cls, "read_response", None))
+        == _OWN_SYNC_IO
+        and isinstance(conn._sock, socket.socket)
+        and callable(getattr(getattr(conn, "_parser", None), "read_response", None))
+    )
 
 
 class AsyncConnections:
@@ -305,7 +363,7 @@ async def _round_trip(conn: Any, trip: Trip) -> list[Any]:
     (redis-py's ``send_packed_command`` and ``read_response`` without their per-call
     bookkeeping). The parser returns an error reply as a ``ResponseError`` value."""
     try:
-        conn._writer.write(_packed(trip))
+        conn._writer.write(pack_trip(trip))
         parser = conn._parser
         replies = []
         for _ in range(replies_expected(trip)):  # a loop: no coroutine frame of its own
@@ -317,7 +375,7 @@ async def _round_trip(conn: Any, trip: Trip) -> list[Any]:
 
 async def _round_trip_public(conn: Any, trip: Trip) -> list[Any]:
     """The same through redis-py's public connection methods."""
-    await conn.send_packed_command([_packed(trip)])
+    await conn.send_packed_command([pack_trip(trip)])
     replies: list[Any] = []
     for _ in range(replies_expected(trip)):
         try:

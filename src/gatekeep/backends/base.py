@@ -10,7 +10,7 @@ from ..algorithms import AlgorithmSpec
 from ..algorithms._driver import Algorithm, FusedHit
 from ..rates import Rate
 
-__all__ = ["Backend", "Plan"]
+__all__ = ["Backend", "Plan", "backend_kind"]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -63,3 +63,12 @@ class Backend(Protocol):
     ) -> list[list[int]]: ...
 
     async def adelete(self, keys: list[str]) -> None: ...
+
+
+def backend_kind(backend: object) -> str:
+    """``memory``, ``redis``, ``failover`` ...: how metrics label ``backend`` (its
+    latency histogram, its errors). A backend may name itself by ``metrics_name``."""
+    kind = getattr(backend, "metrics_name", None)
+    if isinstance(kind, str):
+        return kind
+    return type(backend).__name__.removesuffix("Backend").lower() or "backend"

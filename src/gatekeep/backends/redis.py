@@ -7,13 +7,11 @@ client, or a Sentinel's ``master_for`` (:meth:`RedisBackend.from_sentinel`).
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Awaitable, Coroutine, Sequence
 from typing import Any
 
 import redis
 import redis.asyncio
-from redis.exceptions import ResponseError
 
 from ..flows import arun_flow, nest, run_flow
 from ..scripts import Script
@@ -21,14 +19,16 @@ from ._calls import (
     CallFlow,
     ScriptCall,
     Trip,
-    commands,
+    call_async,
+    call_sync,
     every_reply,
     first,
     raise_first,
     script_flow,
 )
+from ._redispy import masked, sentinels_of, via_client
 from ._split import slot_groups, split_flow
-from ._wire import AsyncConnections, SyncConnections, fast_pool, run_sync
+from ._wire import AsyncConnections, SyncConnections, fast_pool, pack_trip, run_sync
 from .base import Plan
 from .connect import ClientFactory
 
@@ -73,6 +73,8 @@ class RedisBackend:
         self._aconns: dict[int, AsyncConnections] = {}
         self._is_cluster: bool | None = None
         self._areplica: Any = areplica
+        #: Limiter trips packed once, by (plan, mode, cost, *keys): see _limit_trip.
+        self._trips: dict[tuple[Any, ...], Trip] = {}
         self._async_deadline: Any = _UNSET  # see times_out_async
         #: How NOSCRIPT log lines name the server.
         self._where = "redis"
@@ -83,7 +85,7 @@ class RedisBackend:
         if isinstance(client, str):
             self._factory = ClientFactory(client, client_options)
             self.url = client
-            self._where = _masked(client)
+            self._where = masked(client)
             self.kind = self._factory.kind
             self.timeout = self._factory.timeout
             if replica is not None or areplica is not None or aclient is not None:
@@ -236,7 +238,7 @@ class RedisBackend:
         a :class:`~._calls.Replies`, whose ``acked`` says how many replicas
         acknowledged the writes.
         """
-        return run_flow(script_flow(calls, every_reply, read_only, wait, self._where), self._trip)
+        return call_sync(Trip(calls, read_only, False, wait), self._trip, every_reply, self._where)
 
     def aeval_batch(
         self,
@@ -246,7 +248,8 @@ class RedisBackend:
         wait: tuple[int, int] | None = None,
     ) -> Coroutine[Any, Any, list[Any]]:
         """The same, awaited."""
-        return arun_flow(script_flow(calls, every_reply, read_only, wait, self._where), self._atrip)
+        trip = Trip(calls, read_only, False, wait)
+        return call_async(trip, self._atrip, every_reply, self._where)
 
     def _trip(self, trip: Trip) -> list[Any]:
         """Do one round trip: the lean path for a plain client, else redis-py's pipeline."""
@@ -257,7 +260,7 @@ class RedisBackend:
             conns = self._conns[id(client)] = None if pool is None else SyncConnections(pool)
         if conns is not None:
             return run_sync(conns, trip)
-        return _via_client(client, trip)  # type: ignore[no-any-return]
+        return via_client(client, trip)  # type: ignore[no-any-return]
 
     def _atrip(self, trip: Trip) -> Awaitable[list[Any]]:
         client = self.areplica if trip.read_only else self.aclient
@@ -266,7 +269,7 @@ class RedisBackend:
             conns = self._aconns[id(client)] = AsyncConnections(client)
         if conns is not None:
             return conns.run(trip)
-        return _via_client(client, trip)  # type: ignore[no-any-return]
+        return via_client(client, trip)  # type: ignore[no-any-return]
 
     # -- limiter backend protocol ----------------------------------------------------
 
@@ -296,6 +299,27 @@ class RedisBackend:
             where=self._where,
         )
 
+    def _limit_trip(
+        self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
+    ) -> Trip | None:
+        """The first trip of one limiter call; None when its keys span several cluster
+        slots (see _limit_flow). On the server's clock (``now`` None) a call sends the same
+        bytes for the same keys and arguments: they are packed once, and kept."""
+        cache_key = (plan, mode, cost, *keys)  # the plan held here keeps its id unique
+        if now is None:
+            trip = self._trips.get(cache_key)
+            if trip is not None:
+                return trip
+        if len(keys) > 1 and self.is_cluster and len(slot_groups(keys)) > 1:
+            return None
+        trip = Trip([(plan.algorithm.script, keys, (_now(now), mode, cost, *plan.flat))])
+        if now is None:
+            trip = trip._replace(packed=pack_trip(trip))
+            if len(self._trips) >= _TRIP_CACHE:
+                self._trips.clear()
+            self._trips[cache_key] = trip
+        return trip
+
     def _limit_many_flow(
         self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str, cost: int
     ) -> CallFlow[list[list[int]]]:
@@ -317,12 +341,18 @@ class RedisBackend:
     def limit(
         self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
     ) -> list[int]:
-        return run_flow(self._limit_flow(plan, keys, now, mode, cost), self._trip)
+        trip = self._limit_trip(plan, keys, now, mode, cost)
+        if trip is None:  # split by slot
+            return run_flow(self._limit_flow(plan, keys, now, mode, cost), self._trip)
+        return call_sync(trip, self._trip, first, self._where)
 
     def alimit(
         self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
     ) -> Coroutine[Any, Any, list[int]]:
-        return arun_flow(self._limit_flow(plan, keys, now, mode, cost), self._atrip)
+        trip = self._limit_trip(plan, keys, now, mode, cost)
+        if trip is None:
+            return arun_flow(self._limit_flow(plan, keys, now, mode, cost), self._atrip)
+        return call_async(trip, self._atrip, first, self._where)
 
     def limit_many(
         self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str, cost: int
@@ -353,7 +383,7 @@ class RedisBackend:
             if client is not None:
                 client.close()
                 if self._factory is not None:  # and the Sentinel connections we made
-                    for sentinel in _sentinels_of(client):
+                    for sentinel in sentinels_of(client):
                         sentinel.close()
 
     async def aclose(self) -> None:
@@ -364,52 +394,18 @@ class RedisBackend:
             if client is not None:
                 await client.aclose()
                 if self._factory is not None:
-                    for sentinel in _sentinels_of(client):
+                    for sentinel in sentinels_of(client):
                         await sentinel.aclose()
 
     def __repr__(self) -> str:
-        where = _masked(self.url) if self.url else type(self._client or self._aclient).__name__
+        where = masked(self.url) if self.url else type(self._client or self._aclient).__name__
         return f"RedisBackend({where!r})"
 
 
 _UNSET: Any = object()
+#: How many packed limiter trips a backend keeps (one per key and plan in use).
+_TRIP_CACHE = 4096
 
 
 def _now(now: int | None) -> int | str:
     return "" if now is None else now
-
-
-def _masked(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    _, at, tail = rest.rpartition("@")
-    return f"{scheme}{sep}***@{tail}" if at else url
-
-
-def _sentinels_of(client: Any) -> list[Any]:
-    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
-    return list(getattr(manager, "sentinels", ()))
-
-
-def _via_client(client: Any, trip: Trip) -> Any:
-    """One trip through redis-py's own commands (Sentinel, Cluster, clients of other
-    classes): the replies, or (an asyncio client) an awaitable of them, an error reply
-    in place of its command's reply. One command goes alone (a cluster client retries
-    TRYAGAIN quicker than its pipeline)."""
-    todo = commands(trip)
-    if len(todo) == 1:
-        try:
-            reply = client.execute_command(*todo[0])
-        except ResponseError as exc:
-            return [exc]
-        return _alisted(reply) if inspect.isawaitable(reply) else [reply]
-    pipe = client.pipeline(transaction=False)
-    for command in todo:
-        pipe.execute_command(*command)
-    return pipe.execute(raise_on_error=False)
-
-
-async def _alisted(reply: Awaitable[Any]) -> list[Any]:
-    try:
-        return [await reply]
-    except ResponseError as exc:
-        return [exc]

@@ -123,7 +123,8 @@ class RateLimitMiddleware:
         if not outcome.headers or kind != "http":
             await self.app(scope, receive, send)
             return
-        extra = [(_name(n), v.encode("latin-1")) for n, v in outcome.headers]
+        names = _NAMES
+        extra = [(names.get(n) or _name(n), v.encode("latin-1")) for n, v in outcome.headers]
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

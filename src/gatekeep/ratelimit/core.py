@@ -16,92 +16,36 @@ nothing anywhere), in one backend call: one script, one Redis round trip.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from ..algorithms import AlgorithmSpec
-from ..backends.base import Backend, Plan
+from ..backends.base import Backend, backend_kind
 from ..backends.failover import FailoverBackend
 from ..backends.redis import RedisBackend
 from ..decision import Decision
 from ..errors import BackendUnavailable
-from ..keys import tag
-from ..limiter import BaseLimiter, Limits, _backend_kind
-from ..metrics import METRICS, NEAR_LIMIT_FACTOR, Metrics, RuleCounters
+from ..limiter import BaseLimiter, Limits
+from ..metrics import METRICS, NEAR_LIMIT_FACTOR, Metrics
 from ..outage import classify
-from .headers import (
-    Denial,
-    default_denial,
-    legacy_headers,
-    policy_item,
-    ratelimit_header,
-    seconds,
-    sf_string,
-)
+from .batch import Batch, build_batch, redis_keys
+from .headers import default_denial, legacy_headers, ratelimit_header, seconds
 from .keys import KeyFunc, client_ip
+from .outcome import ALLOW, Outcome, Stats, merge_headers
 from .request import RequestView
 from .rules import Pattern, Rule, compile_pattern
 
-__all__ = ["Batch", "Outcome", "RateLimitPolicy", "Stats"]
+__all__ = ["ALLOW", "Batch", "Outcome", "RateLimitPolicy", "Stats", "merge_headers"]
 
 logger = logging.getLogger("gatekeep.ratelimit")
 
 DenyFunc = Callable[[RequestView, Decision], Any]
 _MATCH_CACHE = 4096
 _ON_ERROR = ("allow", "deny")
-
-
-class Outcome(NamedTuple):
-    """What to do with one request: pass it on (adding ``headers``) or answer ``denial``.
-
-    (A named tuple: one is made per request, and it costs less than a dataclass.)
-    """
-
-    allowed: bool
-    headers: Sequence[tuple[str, str]]
-    #: A :class:`Denial`, or the object a custom ``deny`` returned.
-    denial: Any = None
-    decision: Decision | None = None
-    #: The rules checked, in the order of ``decision.details``.
-    rules: tuple[Rule, ...] = ()
-
-
-ALLOW = Outcome(True, ())
-
-
-@dataclass(slots=True)
-class Stats:
-    """Counters since start-up (shadow mode: ``shadow_denied`` is what would have been)."""
-
-    allowed: int = 0
-    denied: int = 0
-    shadow_denied: int = 0
-    errors: int = 0
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Batch:
-    """The limits of one combination of rules, merged into one plan (cached)."""
-
-    rules: tuple[Rule, ...]
-    plan: Plan
-    #: Per rule: the key tail after the identity tag, and the rule's key suffixes.
-    tails: tuple[tuple[str, tuple[str, ...]], ...]
-    #: One policy name per rate, as the ``RateLimit`` field names them.
-    names: tuple[str, ...]
-    policy_header: str
-    #: ``names`` as structured field strings, for the ``RateLimit`` field.
-    quoted: tuple[str, ...]
-    #: Recent Redis key lists by identity (single-rule batches; never mutated).
-    key_cache: dict[str, list[str]]
-    #: Per rule: its metrics counters (or None) and the slice of ``plan.rates`` it owns.
-    counters: tuple[tuple[RuleCounters | None, slice], ...] = ()
 
 
 class RateLimitPolicy:
@@ -287,55 +231,10 @@ class RateLimitPolicy:
             cached = batch.key_cache.get(keys[0])
             if cached is not None:
                 return batch, cached
-        prefix = self.limiter.prefix
-        redis_keys: list[str] = []
-        for key, (tail, suffixes) in zip(keys, batch.tails, strict=True):
-            base = prefix + tag(key) + tail
-            redis_keys.extend(base + s for s in suffixes)
-        if len(keys) == 1:
-            if len(batch.key_cache) >= _MATCH_CACHE:
-                batch.key_cache.clear()
-            batch.key_cache[keys[0]] = redis_keys
-        return batch, redis_keys
+        return batch, redis_keys(self.limiter.prefix, batch, keys)
 
     def _batch(self, rules: tuple[Rule, ...]) -> Batch:
-        plans = [self.limiter.plan(list(r.rates)) for r in rules]
-        names: list[str] = []
-        for rule, plan in zip(rules, plans, strict=True):
-            if len(plan.rates) == 1:
-                names.append(str(rule.name))
-            else:
-                names.extend(f"{rule.name}.{i}" for i in range(1, len(plan.rates) + 1))
-        rates = tuple(rate for p in plans for rate in p.rates)
-        spans, start = [], 0
-        for rule, plan in zip(rules, plans, strict=True):
-            counters = None if self.metrics is None else self.metrics.rule(str(rule.name))
-            spans.append((counters, slice(start, start + len(plan.rates))))
-            start += len(plan.rates)
-        # One plan for all the rules' rates: one script call checks them together.
-        merged: Plan = dataclasses.replace(
-            plans[0],
-            rates=rates,
-            suffixes=tuple(s for p in plans for s in p.suffixes),
-            params=tuple(x for p in plans for x in p.params),
-            flat=tuple(x for p in plans for x in p.flat),
-            key_cache={},
-            fast=None,  # the first plan's fused path knows only its own rate
-        )
-        fuse = getattr(self.backend, "fused_hit", None)
-        if fuse is not None and len(rates) == 1:  # in-process, one limit: one function
-            # (no counters: decide() counts per rule, for every backend alike)
-            merged = dataclasses.replace(merged, fast=fuse(merged, None))
-        batch = Batch(
-            rules=rules,
-            plan=merged,
-            tails=tuple((f":{r.name}", p.suffixes) for r, p in zip(rules, plans, strict=True)),
-            names=tuple(names),
-            quoted=tuple(sf_string(n) for n in names),
-            key_cache={},
-            counters=tuple(spans),
-            policy_header=", ".join(policy_item(n, r) for n, r in zip(names, rates, strict=True)),
-        )
+        batch = build_batch(self.limiter, self.metrics, rules)
         if len(self._batches) >= _MATCH_CACHE:
             self._batches.clear()
         self._batches[rules] = batch
@@ -346,16 +245,17 @@ class RateLimitPolicy:
     def decide(self, batch: Batch, decision: Decision, request: RequestView) -> Outcome:
         """Headers, metrics and the denial for ``decision`` (``decision_of`` a reply, or
         the fused in-process path's own)."""
-        headers: list[tuple[str, str]] = []
+        headers: list[tuple[str, str]]
         if self.headers:
-            headers.append(("RateLimit-Policy", batch.policy_header))
             if decision.details:
                 value = ratelimit_header(batch.quoted, decision.details)
             else:
                 value = (
                     f"{batch.quoted[0]};r={decision.remaining};t={seconds(decision.reset_after)}"
                 )
-            headers.append(("RateLimit", value))
+            headers = [("RateLimit-Policy", batch.policy_header), ("RateLimit", value)]
+        else:
+            headers = []
         if self.legacy_headers:
             headers.extend(legacy_headers(decision))
         stats = self.stats
@@ -413,7 +313,7 @@ class RateLimitPolicy:
             retry = max(1, math.ceil(exc.retry_after))
             return Outcome(False, (("Retry-After", str(retry)),), default_denial(503, retry))
         if self.metrics is not None:
-            self.metrics.backend_error(_backend_kind(self.backend), exc)
+            self.metrics.backend_error(backend_kind(self.backend), exc)
         now = time.monotonic()
         if now - self._last_error_log > 10.0:  # one line per 10 s, not one per request
             self._last_error_log = now
@@ -436,9 +336,3 @@ class RateLimitPolicy:
             f"default={self.default_rule.rates if self.default_rule else None}, "
             f"backend={self.backend!r})"
         )
-
-
-def merge_headers(denial: Denial, headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The denial's own headers, plus each rate-limit header it did not set itself."""
-    own = {name.lower() for name, _ in denial.headers}
-    return [*denial.headers, *((n, v) for n, v in headers if n.lower() not in own)]

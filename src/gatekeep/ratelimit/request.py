@@ -114,6 +114,8 @@ class WSGIRequest(RequestView):
         # PEP 3333 gives PATH_INFO as latin-1 decoded bytes; undo it for UTF-8 paths.
         script = self.raw.get("SCRIPT_NAME", "") or ""
         path = script + (self.raw.get("PATH_INFO", "") or "")
+        if path.isascii():  # the same in latin-1 and UTF-8
+            return path
         try:
             return path.encode("latin-1").decode("utf-8")
         except (UnicodeEncodeError, UnicodeDecodeError):
@@ -124,6 +126,8 @@ class WSGIRequest(RequestView):
         """The app-relative path (``PATH_INFO``; ``SCRIPT_NAME`` is where the app is
         mounted), as a rule sees it."""
         path = str(self.raw.get("PATH_INFO", "") or "")
+        if path.isascii():  # the same in latin-1 and UTF-8
+            return path
         try:
             return path.encode("latin-1").decode("utf-8")
         except (UnicodeEncodeError, UnicodeDecodeError):

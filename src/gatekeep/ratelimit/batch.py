@@ -1,0 +1,102 @@
+"""A :class:`Batch`: the limits of one combination of rules, merged into one plan.
+
+Built once per combination of rules a request can match (and cached by the policy):
+everything about checking those rules together that does not change from request to
+request, so a request only builds its Redis keys (cached too) and renders its headers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..backends.base import Backend, Plan
+from ..keys import tag
+from ..limiter import BaseLimiter
+from ..metrics import Metrics, RuleCounters
+from .headers import policy_item, sf_string
+from .rules import Rule
+
+__all__ = ["KEY_CACHE", "Batch", "build_batch", "redis_keys"]
+
+#: How many identities' key lists a single-rule batch keeps.
+KEY_CACHE = 4096
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Batch:
+    """The limits of one combination of rules, merged into one plan (cached)."""
+
+    rules: tuple[Rule, ...]
+    plan: Plan
+    #: Per rule: the key tail after the identity tag, and the rule's key suffixes.
+    tails: tuple[tuple[str, tuple[str, ...]], ...]
+    #: One policy name per rate, as the ``RateLimit`` field names them.
+    names: tuple[str, ...]
+    policy_header: str
+    #: ``names`` as structured field strings, for the ``RateLimit`` field.
+    quoted: tuple[str, ...]
+    #: Recent Redis key lists by identity (single-rule batches; never mutated).
+    key_cache: dict[str, list[str]]
+    #: Per rule: its metrics counters (or None) and the slice of ``plan.rates`` it owns.
+    counters: tuple[tuple[RuleCounters | None, slice], ...] = ()
+
+
+def build_batch(limiter: BaseLimiter, metrics: Metrics | None, rules: tuple[Rule, ...]) -> Batch:
+    """The batch of ``rules``: one plan for all their rates, so that one script call
+    checks them together, all-or-nothing."""
+    plans = [limiter.plan(list(r.rates)) for r in rules]
+    names: list[str] = []
+    for rule, plan in zip(rules, plans, strict=True):
+        if len(plan.rates) == 1:
+            names.append(str(rule.name))
+        else:
+            names.extend(f"{rule.name}.{i}" for i in range(1, len(plan.rates) + 1))
+    rates = tuple(rate for p in plans for rate in p.rates)
+    spans, start = [], 0
+    for rule, plan in zip(rules, plans, strict=True):
+        counters = None if metrics is None else metrics.rule(str(rule.name))
+        spans.append((counters, slice(start, start + len(plan.rates))))
+        start += len(plan.rates)
+    merged: Plan = dataclasses.replace(
+        plans[0],
+        rates=rates,
+        suffixes=tuple(s for p in plans for s in p.suffixes),
+        params=tuple(x for p in plans for x in p.params),
+        flat=tuple(x for p in plans for x in p.flat),
+        key_cache={},
+        fast=None,  # the first plan's fused path knows only its own rate
+    )
+    backend: Backend | Any = limiter.backend
+    fuse = getattr(backend, "fused_hit", None)
+    if fuse is not None and len(rates) == 1:  # in-process, one limit: one function
+        # (no counters: the policy counts per rule, for every backend alike)
+        merged = dataclasses.replace(merged, fast=fuse(merged, None))
+    return Batch(
+        rules=rules,
+        plan=merged,
+        tails=tuple((f":{r.name}", p.suffixes) for r, p in zip(rules, plans, strict=True)),
+        names=tuple(names),
+        quoted=tuple(sf_string(n) for n in names),
+        key_cache={},
+        counters=tuple(spans),
+        policy_header=", ".join(policy_item(n, r) for n, r in zip(names, rates, strict=True)),
+    )
+
+
+def redis_keys(prefix: str, batch: Batch, keys: Sequence[Any]) -> list[str]:
+    """The Redis keys of one request: per rule, its identity (``keys``, one per rule)
+    tagged, then the rule's name and each of its rates' suffixes. A single-rule
+    batch keeps the lists it built, by identity."""
+    out: list[str] = []
+    for key, (tail, suffixes) in zip(keys, batch.tails, strict=True):
+        base = prefix + tag(key) + tail
+        out.extend(base + s for s in suffixes)
+    if len(keys) == 1:
+        cache = batch.key_cache
+        if len(cache) >= KEY_CACHE:
+            cache.clear()
+        cache[keys[0]] = out
+    return out
