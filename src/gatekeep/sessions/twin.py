@@ -14,6 +14,7 @@ from typing import Any
 
 from ..algorithms._driver import ms
 from ..backends.memory import MemoryStore as Store
+from . import _loaded
 
 __all__ = ["SCRIPTS", "destroy", "index", "load", "save"]
 
@@ -61,21 +62,11 @@ def judge(
     a: str | None,
     x: str | None,
 ) -> tuple[str, int, int, int]:
-    if t is not None:
-        if int(t) <= now:
-            if not ro:
-                store.delete(key)
-            return "none", 0, 0, 0
-        return "dead", 0, 0, 0
-    if c is None:
-        return "none", 0, 0, 0
-    # A live session has all three (a hash with c alone is an error, as in the Lua).
-    ci, ai, xi = int(c), int(a), int(x)  # type: ignore[arg-type]
-    if xi <= now or now - ai >= idle:
-        if not ro:
-            store.delete(key)
-        return "none", 0, 0, 0
-    return "live", ci, ai, xi
+    # The rule itself is the one the client judges a load's reply by (_loaded.judge).
+    state, ci, ai, xi = _loaded.judge(now, idle, t, c, a, x)
+    if state == "none" and not ro and (t is not None or c is not None):
+        store.delete(key)
+    return state, ci, ai, xi
 
 
 def meta(
@@ -117,34 +108,33 @@ def load(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
             return [-1]
         return [1, c, a, min(a + idle, x), x, u or ""]
 
-    flat = _hash(store, key, now) or {}
-    out: Reply = [1, 0, 0, 0, 0, ""]
-    fields: dict[str, str] = {}
-    for f, v in flat.items():
-        if is_data(f):
-            out += (f[2:], v)
-        elif f in ("c", "a", "x", "u", "t"):
-            fields[f] = v
-    state, c, a, x = judge(
-        store,
-        key,
-        now,
-        idle,
-        mode != "touch",
-        fields.get("t"),
-        fields.get("c"),
-        fields.get("a"),
-        fields.get("x"),
-    )
-    if state == "none":
-        return [0]
-    if state == "dead":
-        return [-1]
-
+    flat: Reply = [v for kv in (_hash(store, key, now) or {}).items() for v in kv]
     if mode == "touch":
-        a = touch(store, key, now, a, x, idle)
-    out[1:6] = c, a, min(a + idle, x), x, fields.get("u") or ""
-    return out
+        fields: dict[str, str] = {}
+        at = 0
+        for i in range(0, len(flat), 2):
+            f = flat[i]
+            if len(f) == 1:  # metadata: one letter (data fields are 'd:' + key)
+                fields[f] = flat[i + 1]
+                if f == "a":
+                    at = i + 1
+        state, c, a, x = judge(
+            store,
+            key,
+            now,
+            idle,
+            False,
+            fields.get("t"),
+            fields.get("c"),
+            fields.get("a"),
+            fields.get("x"),
+        )
+        if state == "none":
+            return [now]
+        if state == "live":
+            flat[at] = str(touch(store, key, now, a, x, idle))
+    flat.append(now)
+    return flat
 
 
 # -- session_save.lua --------------------------------------------------------------------
