@@ -2,8 +2,8 @@
 --
 -- ARGV[1]  now, integer microseconds since the epoch; '' to read the server's TIME
 -- KEYS[1]  the session (or user index) key of the script that follows
--- Returns  nothing: it defines now, ms(), fmt(), is_data(), judge(), meta(), touch()
---          and bury()
+-- Returns  nothing: it defines now, ms(), fmt(), is_data(), each(), judge(), meta(),
+--          touch() and bury()
 --
 -- A session is one hash. Metadata fields:
 --   c  created (µs)          a  last seen (µs)          x  absolute expiry (µs)
@@ -30,6 +30,14 @@ end
 -- Whether a hash field holds data: 'd:' .. key (100 and 58 are 'd' and ':').
 local function is_data(f)
   return string.byte(f, 2) == 58 and string.byte(f, 1) == 100
+end
+
+-- redis.call(cmd, key, ...list), in as few calls as unpack() allows (none for an
+-- empty list); for HSET, `list` is pairs and each call takes whole pairs.
+local function each(cmd, key, list)
+  for i = 1, #list, 4000 do
+    redis.call(cmd, key, unpack(list, i, math.min(i + 3999, #list)))
+  end
 end
 
 -- The state of the session at `key` from its fields t, c, a, x (text, or nil/false when

@@ -162,24 +162,30 @@ def save(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
     if new_key is not None and meta(store, new_key, now, idle)[0] != "none":
         return [-1]
 
+    # The writes: one HSET (the metadata, the touch, the changed keys, the user) and one
+    # HDEL (the removed keys, the user); then the TTL.
     if argv[4] == "1" and state == "live":
         h = _hash(store, key, now) or {}
         for f in [f for f in h if is_data(f)]:
             del h[f]
+    seen = max(a, now)
+    fields = {"a": str(seen)}
     if state != "live":  # a live session has these already (its c is `created`)
-        _hset(store, key, now, {"c": str(c), "x": str(x)})
+        fields.update(c=str(c), x=str(x))
     n = int(argv[7])
     pairs = argv[8 : 8 + 2 * n]
-    _hset(store, key, now, {"d:" + pairs[i]: pairs[i + 1] for i in range(0, len(pairs), 2)})
+    fields.update({"d:" + pairs[i]: pairs[i + 1] for i in range(0, len(pairs), 2)})
+    user = argv[5]
+    if user != "" and user != "-":
+        fields["u"] = user[1:]
+    _hset(store, key, now, fields)
     h = _hash(store, key, now) or {}
     for name in argv[8 + 2 * n :]:
         h.pop("d:" + name, None)
-    user = argv[5]
     if user == "-":
         h.pop("u", None)
-    elif user != "":
-        h["u"] = user[1:]
-    a = touch(store, key, now, a, x, idle)
+    _pexpire(store, key, now, ms(min(seen + idle, x) - now))
+    a = seen
 
     if new_key is not None:
         ttl = store.ttl_us(key, now)
