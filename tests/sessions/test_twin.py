@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gatekeep import RedisBackend
@@ -47,11 +47,15 @@ op = st.one_of(
 
 
 def canonical(o, reply):
-    """Load replies ('touch', 'peek') are the hash in its order, then now: compare the
-    pairs sorted."""
+    """Load replies ('touch', 'peek') are the hash in its order, then now, and the hash
+    of an expired session may still be there on a real server (its PEXPIRE runs on the
+    wall clock, the test's clock is another): compare what the client reads from them,
+    data pairs sorted."""
     if o[0] == "load" and o[2] != "meta":
-        pairs = sorted(zip(reply[:-1:2], reply[1:-1:2], strict=True))
-        return [x for p in pairs for x in p] + reply[-1:]
+        reply = loaded(reply, IDLE)
+        if reply[0] == 1:
+            pairs = sorted(zip(reply[6::2], reply[7::2], strict=True))
+            return reply[:6] + [x for p in pairs for x in p]
     return reply
 
 
@@ -85,6 +89,8 @@ def to_call(o, prefix, created):
     max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(ops=st.lists(st.tuples(step, op), min_size=1, max_size=25))
+# a peek right at the idle expiry: the real server still has the hash, the twin does not
+@example(ops=[(0, ("save", 0, "new", False, 1, False, "", {}, [], 0)), (IDLE, ("load", 1, "peek"))])
 def test_lua_and_twin_agree(server, ops):
     backend = RedisBackend(server.url)
     redis_side = RedisExecutor(backend)
@@ -100,7 +106,7 @@ def test_lua_and_twin_agree(server, ops):
             [want] = twin_side.run([call], now)
             assert canonical(o, got) == canonical(o, want), (o, now - T0)
             if o[0] == "load" and o[2] != "meta":
-                got = loaded(got, IDLE)
+                got = canonical(o, got)
             if o[0] in ("load", "save") and isinstance(got, list) and got and got[0] == 1:
                 target = o[1] if o[0] == "load" or o[4] is None else o[4]
                 created[target] = got[1]
