@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from redis.exceptions import ResponseError
 
 from gatekeep import RedisBackend
-from gatekeep.sessions._engine import Call, MemoryExecutor, session_script
+from gatekeep.sessions._engine import CLOCK_ONLY, Call, MemoryExecutor, session_script
 from gatekeep.sessions._loaded import loaded
 from gatekeep.sessions._redis import RedisExecutor
 
@@ -62,6 +64,8 @@ def canonical(o, reply):
 def to_call(o, prefix, created):
     key = lambda i: f"{prefix}s:{{{TAG}}}{IDS[i][4:]}"  # noqa: E731
     if o[0] == "load":
+        if o[2] == "peek":
+            return Call("session_peek", (key(o[1]),), ())
         return Call("session_load", (key(o[1]),), (IDLE, o[2]))
     if o[0] == "destroy":
         return Call("session_destroy", (key(o[1]),), (IDLE, o[2]))
@@ -114,8 +118,31 @@ def test_lua_and_twin_agree(server, ops):
         backend.close()
 
 
-def test_scripts_are_prelude_plus_operation():
-    for name in ("session_load", "session_save", "session_destroy", "session_index"):
+def test_scripts_are_clock_prelude_and_operation():
+    for name in (
+        "session_load",
+        "session_peek",
+        "session_save",
+        "session_destroy",
+        "session_index",
+    ):
         script = session_script(name)
-        assert script.source.startswith("-- gatekeep: sessions, shared prelude")
+        assert script.source.startswith("-- gatekeep: sessions, the clock")
+        assert ("-- gatekeep: sessions, shared prelude" in script.source) == (
+            name not in CLOCK_ONLY
+        )
         assert len(script.sha) == 40
+    assert {"session_peek"} == CLOCK_ONLY
+
+
+def test_the_load_script_refuses_an_unknown_mode(server):
+    """'peek' is a script of its own now: the load script would touch, so it refuses."""
+    backend = RedisBackend(server.url)
+    try:
+        call = Call("session_load", ("gk:tw:s:{abcd}x",), (IDLE, "peek"))
+        with pytest.raises(ResponseError, match="session_load mode peek"):
+            RedisExecutor(backend).run([call], T0)
+        with pytest.raises(ValueError, match="session_load mode peek"):
+            MemoryExecutor().run([call], T0)
+    finally:
+        backend.close()

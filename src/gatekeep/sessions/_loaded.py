@@ -1,10 +1,10 @@
 """What a session load read: the hash as the load script (or its twin) hands it over,
 judged against the clock that script read.
 
-The load script's ``touch`` and ``peek`` modes return the session hash as HGETALL
-gives it, then ``now``, and leave the layout of the reply to the client: the Lua
-stays a read (plus the touch), which is what a session request costs the one
-Redis thread. :func:`judge` is the expiry rule of ``session_prelude.lua``'s
+The peek script (``session_peek.lua``) and the load script's ``touch`` mode return the
+session hash as HGETALL gives it, then ``now``, and leave the layout of the reply to
+the client: the Lua stays a read (plus the touch), which is what a session request
+costs the one Redis thread. :func:`judge` is the expiry rule of ``session_prelude.lua``'s
 ``judge()``, without the deletion (a read never writes), and :func:`loaded` turns
 the raw reply into the load reply the session takes (:meth:`Session.fill`).
 """

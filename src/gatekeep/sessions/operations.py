@@ -84,18 +84,20 @@ class SessionOperations:
     # -- flows: every operation, once, without I/O -----------------------------------------
 
     def load_call(self, session_id: str, mode: str = "touch") -> Call:
-        """The load script's call for ``session_id``: ``"touch"`` (the idle deadline
-        moves; a replica answers without the touch), or read-only ``"peek"`` (the data)
-        and ``"meta"`` (the metadata) that move nothing (``inspect`` uses these).
-        ``"touch"`` and ``"peek"`` reply with the hash as read: :meth:`loaded` reads it."""
+        """The call that reads ``session_id``: ``"touch"`` (the load script: the idle
+        deadline moves; a replica answers with the peek), or read-only ``"peek"`` (the
+        peek script: the data) and ``"meta"`` (the load script: the metadata) that move
+        nothing (``inspect`` uses these). :meth:`loaded` reads their replies."""
         keys = (self.key(session_id),)
         if mode == "touch":  # on a replica (the primary away): the same read, no touch
             return Call(
                 "session_load",
                 keys,
                 (self.idle_us, mode),
-                fallback=Call("session_load", keys, (self.idle_us, "peek"), read_only=True),
+                fallback=Call("session_peek", keys, (), read_only=True),
             )
+        if mode == "peek":
+            return Call("session_peek", keys, (), read_only=True)
         return Call("session_load", keys, (self.idle_us, mode), read_only=True)
 
     def loaded(self, reply: list[Any], mode: str = "touch") -> list[Any]:

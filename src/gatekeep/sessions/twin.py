@@ -16,7 +16,7 @@ from ..algorithms._driver import ms
 from ..backends.memory import MemoryStore as Store
 from . import _loaded
 
-__all__ = ["SCRIPTS", "destroy", "index", "load", "save"]
+__all__ = ["SCRIPTS", "destroy", "index", "load", "peek", "save"]
 
 Reply = list[Any]
 
@@ -44,7 +44,7 @@ def _pexpire(store: Store, key: str, now: int, ttl_ms: int) -> None:
         store.set(key, value, now + ttl_ms * 1000)
 
 
-# -- session_prelude.lua ----------------------------------------------------------------
+# -- session_prelude.lua (session_clock.lua is the `now` every twin is given) ------------
 
 
 def is_data(f: str) -> bool:
@@ -108,31 +108,42 @@ def load(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
             return [-1]
         return [1, c, a, min(a + idle, x), x, u or ""]
 
+    if mode != "touch":
+        raise ValueError(f"gatekeep: session_load mode {mode}")
+
     flat: Reply = [v for kv in (_hash(store, key, now) or {}).items() for v in kv]
-    if mode == "touch":
-        fields: dict[str, str] = {}
-        at = 0
-        for i in range(0, len(flat), 2):
-            f = flat[i]
-            if len(f) == 1:  # metadata: one letter (data fields are 'd:' + key)
-                fields[f] = flat[i + 1]
-                if f == "a":
-                    at = i + 1
-        state, c, a, x = judge(
-            store,
-            key,
-            now,
-            idle,
-            False,
-            fields.get("t"),
-            fields.get("c"),
-            fields.get("a"),
-            fields.get("x"),
-        )
-        if state == "none":
-            return [now]
-        if state == "live":
-            flat[at] = str(touch(store, key, now, a, x, idle))
+    fields: dict[str, str] = {}
+    at = 0
+    for i in range(0, len(flat), 2):
+        f = flat[i]
+        if len(f) == 1:  # metadata: one letter (data fields are 'd:' + key)
+            fields[f] = flat[i + 1]
+            if f == "a":
+                at = i + 1
+    state, c, a, x = judge(
+        store,
+        key,
+        now,
+        idle,
+        False,
+        fields.get("t"),
+        fields.get("c"),
+        fields.get("a"),
+        fields.get("x"),
+    )
+    if state == "none":
+        return [now]
+    if state == "live":
+        flat[at] = str(touch(store, key, now, a, x, idle))
+    flat.append(now)
+    return flat
+
+
+# -- session_peek.lua --------------------------------------------------------------------
+
+
+def peek(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
+    flat: Reply = [v for kv in (_hash(store, keys[0], now) or {}).items() for v in kv]
     flat.append(now)
     return flat
 
@@ -260,6 +271,7 @@ def index(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
 #: Script name -> twin, as :mod:`gatekeep.sessions.store` runs them.
 SCRIPTS = {
     "session_load": load,
+    "session_peek": peek,
     "session_save": save,
     "session_destroy": destroy,
     "session_index": index,
