@@ -20,7 +20,8 @@
 -- ARGV[9]  n, how many keys to set; then n pairs (key, json); then the keys to remove
 --
 -- Only the top-level keys this request changed are written (HSET) or removed (HDEL),
--- so two requests that change different keys of one session both persist. A save
+-- each command once whatever the number of keys (every redis.call costs the server
+-- more than the command itself), so two requests that change different keys of one session both persist. A save
 -- never brings back a session that is gone: 'update' needs the live session that
 -- was loaded (same created time), so a logout or a regenerate that happened while
 -- this request was in flight wins.
@@ -42,28 +43,37 @@ elseif c ~= created then
 end
 if KEYS[2] and meta(KEYS[2], idle) ~= 'none' then return {-1} end
 
+-- The writes: one HSET (the metadata, the touch, the changed keys, the user) and one
+-- HDEL (the removed keys, the user), whatever their number; then the TTL.
 if ARGV[6] == '1' and state == 'live' then
+  local data = {}
   for _, f in ipairs(redis.call('HKEYS', key)) do
-    if is_data(f) then redis.call('HDEL', key, f) end
+    if is_data(f) then data[#data + 1] = f end
   end
+  each('HDEL', key, data)
 end
+local seen = math.max(a, now)
+local set = {'a', fmt(seen)}
 if state ~= 'live' then  -- a live session has these already (its c is `created`)
-  redis.call('HSET', key, 'c', fmt(c), 'x', fmt(x))
+  set[3], set[4], set[5], set[6] = 'c', fmt(c), 'x', fmt(x)
 end
 local n = tonumber(ARGV[9])
 for i = 10, 9 + 2 * n, 2 do
-  redis.call('HSET', key, 'd:' .. ARGV[i], ARGV[i + 1])
-end
-for i = 10 + 2 * n, #ARGV do
-  redis.call('HDEL', key, 'd:' .. ARGV[i])
+  set[#set + 1] = 'd:' .. ARGV[i]
+  set[#set + 1] = ARGV[i + 1]
 end
 local user = ARGV[7]
-if user == '-' then
-  redis.call('HDEL', key, 'u')
-elseif user ~= '' then
-  redis.call('HSET', key, 'u', string.sub(user, 2))
+if user ~= '' and user ~= '-' then
+  set[#set + 1] = 'u'
+  set[#set + 1] = string.sub(user, 2)
 end
-a = touch(key, a, x, idle)
+each('HSET', key, set)
+local gone = {}
+for i = 10 + 2 * n, #ARGV do gone[#gone + 1] = 'd:' .. ARGV[i] end
+if user == '-' then gone[#gone + 1] = 'u' end
+each('HDEL', key, gone)
+redis.call('PEXPIRE', key, ms(math.min(seen + idle, x) - now))
+a = seen
 
 if KEYS[2] then
   redis.call('RENAME', key, KEYS[2])

@@ -98,8 +98,8 @@ def main() -> None:
             session["n"] = value = next(counter)
             store.save(session)
             reply = ex.backend.eval_batch([_sc(peek)], read_only=True)[0]  # type: ignore[attr-defined]
-            pairs = dict(zip(reply[6::2], reply[7::2], strict=True))
-            if pairs[b"d:n"[2:]] != str(value).encode():
+            pairs = dict(zip(reply[:-1:2], reply[1:-1:2], strict=True))  # the hash, then now
+            if pairs[b"d:n"] != str(value).encode():
                 stale += 1
         width = max(map(len, results))
         print(

@@ -291,7 +291,7 @@ async def test_a_failed_touch_does_not_fail_a_read(store):
             self.inner = inner
 
         def run(self, calls: Any, now: Any) -> Any:
-            if any(c.args[-1] == "touch" for c in calls):
+            if any(c.args[-1:] == ("touch",) for c in calls):
                 raise ConnectionError("down")
             return self.inner.run(calls, now)
 

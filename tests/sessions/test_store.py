@@ -118,6 +118,31 @@ def test_clear_removes_keys_added_by_others(store):
     assert dict(store.load(s.id, now=T + 4)) == {"c": 3}
 
 
+def test_a_save_of_more_keys_than_one_command_takes(store):
+    """The save writes its keys with as few HSET / HDEL calls as Lua's unpack() allows
+    (4,000 values a call): 4,500 keys set (9,000 values: more than one unpack() takes),
+    then removed."""
+    keys = [f"k{i}" for i in range(4500)]
+    s = store.create({"keep": 0}, now=T)
+    loaded = store.load(s.id, now=T + 1)
+    for i, k in enumerate(keys):
+        loaded[k] = i
+    assert store.save(loaded, now=T + 2)
+    again = store.load(s.id, now=T + 3)
+    assert dict(again) == {"keep": 0, **{k: i for i, k in enumerate(keys)}}
+    for k in keys:
+        del again[k]
+    assert store.save(again, now=T + 4)
+    assert dict(store.load(s.id, now=T + 5)) == {"keep": 0}
+    full = store.load(s.id, now=T + 6)
+    full.update({k: 1 for k in keys})
+    assert store.save(full, now=T + 7)
+    full.clear()
+    full["only"] = 1
+    assert store.save(full, now=T + 8)
+    assert dict(store.load(s.id, now=T + 9)) == {"only": 1}
+
+
 def test_non_json_value_raises_a_clear_type_error(store):
     s = store.new()
     with pytest.raises(TypeError, match=r"session\['when'\] cannot be saved.*JSON"):

@@ -155,7 +155,7 @@ _MAX_SHOWN = 2000
 
 def _state_flow(store: SessionStore, session_id: str, mode: str) -> Flow[list[Any]]:
     [reply] = yield [store.load_call(session_id, mode)]
-    return reply  # type: ignore[no-any-return]
+    return store.loaded(reply, mode)
 
 
 def describe_session(client: Any, key: str, *, show_data: bool = False) -> dict[str, Any]:

@@ -26,7 +26,16 @@ from ..flows import arun_flow, run_flow
 from ..scripts import Script, read_lua
 from . import twin
 
-__all__ = ["Call", "Executor", "Flow", "MemoryExecutor", "adrive", "drive", "session_script"]
+__all__ = [
+    "CLOCK_ONLY",
+    "Call",
+    "Executor",
+    "Flow",
+    "MemoryExecutor",
+    "adrive",
+    "drive",
+    "session_script",
+]
 
 T = TypeVar("T")
 
@@ -53,10 +62,20 @@ class Call:
 Flow = Generator[list[Call], list[Any], T]
 
 
+#: Scripts that use none of the prelude's helpers: they get the clock alone (each helper
+#: is a closure the server makes on every call).
+CLOCK_ONLY = frozenset({"session_peek"})
+
+
 @cache
 def session_script(name: str) -> Script:
-    """A session script: the shared prelude, then the operation."""
-    return Script.from_source(name, read_lua("session_prelude") + "\n" + read_lua(name))
+    """A session script: the clock, the shared prelude (unless in :data:`CLOCK_ONLY`),
+    then the operation."""
+    parts = [read_lua("session_clock")]
+    if name not in CLOCK_ONLY:
+        parts.append(read_lua("session_prelude"))
+    parts.append(read_lua(name))
+    return Script.from_source(name, "\n".join(parts))
 
 
 class Executor(Protocol):

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from ..keys import make_prefix, tag
 from ..metrics import Metrics, SessionCounters
 from ._engine import Call, Flow
+from ._loaded import loaded
 from .ids import SessionMeta, UserSession, id_hash, is_session_id, new_id, split_key
 from .logs import log_id, logger
 from .session import ADOPTED, GONE, LOADED, NEW, PENDING, UNAVAILABLE, Session, _datetime
@@ -83,18 +84,27 @@ class SessionOperations:
     # -- flows: every operation, once, without I/O -----------------------------------------
 
     def load_call(self, session_id: str, mode: str = "touch") -> Call:
-        """The load script's call for ``session_id``: ``"touch"`` (the idle deadline
-        moves; a replica answers without the touch), or read-only ``"peek"`` (the data)
-        and ``"meta"`` (the metadata) that move nothing (``inspect`` uses these)."""
+        """The call that reads ``session_id``: ``"touch"`` (the load script: the idle
+        deadline moves; a replica answers with the peek), or read-only ``"peek"`` (the
+        peek script: the data) and ``"meta"`` (the load script: the metadata) that move
+        nothing (``inspect`` uses these). :meth:`loaded` reads their replies."""
         keys = (self.key(session_id),)
         if mode == "touch":  # on a replica (the primary away): the same read, no touch
             return Call(
                 "session_load",
                 keys,
                 (self.idle_us, mode),
-                fallback=Call("session_load", keys, (self.idle_us, "peek"), read_only=True),
+                fallback=Call("session_peek", keys, (), read_only=True),
             )
+        if mode == "peek":
+            return Call("session_peek", keys, (), read_only=True)
         return Call("session_load", keys, (self.idle_us, mode), read_only=True)
+
+    def loaded(self, reply: list[Any], mode: str = "touch") -> list[Any]:
+        """A reply of :meth:`load_call` as ``[1, created, last_seen, expires_at,
+        absolute_expires_at, user, key1, json1, ...]`` (µs), ``[0]`` (no such session)
+        or ``[-1]`` (destroyed)."""
+        return reply if mode == "meta" else loaded(reply, self.idle_us)
 
     def _destroy_call(self, session_id: str) -> Call:
         return Call("session_destroy", (self.key(session_id),), (self.idle_us, self.tombstone_us))
@@ -108,7 +118,7 @@ class SessionOperations:
         if session.state != PENDING or session.id is None:
             return
         replies = yield [self.load_call(session.id, "touch" if touch else "peek")]
-        reply = replies[0]
+        reply = loaded(replies[0], self.idle_us)
         counters = self._counters
         if counters is not None:
             counters.loads += 1
@@ -131,7 +141,8 @@ class SessionOperations:
         if not is_session_id(session_id):
             return None
         session = self.open(session_id)
-        [reply] = yield [self.load_call(session_id, "peek")]
+        [raw] = yield [self.load_call(session_id, "peek")]
+        reply = loaded(raw, self.idle_us)
         if reply[0] != 1:
             return None
         session.fill(reply)
@@ -140,8 +151,8 @@ class SessionOperations:
     def touch_flow(self, session_id: str) -> Flow[bool]:
         """Move a live session's idle deadline to now + the idle timeout (within its
         absolute lifetime); False when there is no such session."""
-        [reply] = yield [self.load_call(session_id, "touch")]
-        return bool(reply[0] == 1)
+        [raw] = yield [self.load_call(session_id, "touch")]
+        return bool(loaded(raw, self.idle_us)[0] == 1)
 
     def with_idle_timeout(self: S, seconds: float) -> S:
         """This store with another idle timeout, for sessions whose expiry differs

@@ -14,8 +14,9 @@ from typing import Any
 
 from ..algorithms._driver import ms
 from ..backends.memory import MemoryStore as Store
+from . import _loaded
 
-__all__ = ["SCRIPTS", "destroy", "index", "load", "save"]
+__all__ = ["SCRIPTS", "destroy", "index", "load", "peek", "save"]
 
 Reply = list[Any]
 
@@ -43,7 +44,7 @@ def _pexpire(store: Store, key: str, now: int, ttl_ms: int) -> None:
         store.set(key, value, now + ttl_ms * 1000)
 
 
-# -- session_prelude.lua ----------------------------------------------------------------
+# -- session_prelude.lua (session_clock.lua is the `now` every twin is given) ------------
 
 
 def is_data(f: str) -> bool:
@@ -61,21 +62,11 @@ def judge(
     a: str | None,
     x: str | None,
 ) -> tuple[str, int, int, int]:
-    if t is not None:
-        if int(t) <= now:
-            if not ro:
-                store.delete(key)
-            return "none", 0, 0, 0
-        return "dead", 0, 0, 0
-    if c is None:
-        return "none", 0, 0, 0
-    # A live session has all three (a hash with c alone is an error, as in the Lua).
-    ci, ai, xi = int(c), int(a), int(x)  # type: ignore[arg-type]
-    if xi <= now or now - ai >= idle:
-        if not ro:
-            store.delete(key)
-        return "none", 0, 0, 0
-    return "live", ci, ai, xi
+    # The rule itself is the one the client judges a load's reply by (_loaded.judge).
+    state, ci, ai, xi = _loaded.judge(now, idle, t, c, a, x)
+    if state == "none" and not ro and (t is not None or c is not None):
+        store.delete(key)
+    return state, ci, ai, xi
 
 
 def meta(
@@ -117,34 +108,44 @@ def load(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
             return [-1]
         return [1, c, a, min(a + idle, x), x, u or ""]
 
-    flat = _hash(store, key, now) or {}
-    out: Reply = [1, 0, 0, 0, 0, ""]
+    if mode != "touch":
+        raise ValueError(f"gatekeep: session_load mode {mode}")
+
+    flat: Reply = [v for kv in (_hash(store, key, now) or {}).items() for v in kv]
     fields: dict[str, str] = {}
-    for f, v in flat.items():
-        if is_data(f):
-            out += (f[2:], v)
-        elif f in ("c", "a", "x", "u", "t"):
-            fields[f] = v
+    at = 0
+    for i in range(0, len(flat), 2):
+        f = flat[i]
+        if len(f) == 1:  # metadata: one letter (data fields are 'd:' + key)
+            fields[f] = flat[i + 1]
+            if f == "a":
+                at = i + 1
     state, c, a, x = judge(
         store,
         key,
         now,
         idle,
-        mode != "touch",
+        False,
         fields.get("t"),
         fields.get("c"),
         fields.get("a"),
         fields.get("x"),
     )
     if state == "none":
-        return [0]
-    if state == "dead":
-        return [-1]
+        return [now]
+    if state == "live":
+        flat[at] = str(touch(store, key, now, a, x, idle))
+    flat.append(now)
+    return flat
 
-    if mode == "touch":
-        a = touch(store, key, now, a, x, idle)
-    out[1:6] = c, a, min(a + idle, x), x, fields.get("u") or ""
-    return out
+
+# -- session_peek.lua --------------------------------------------------------------------
+
+
+def peek(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
+    flat: Reply = [v for kv in (_hash(store, keys[0], now) or {}).items() for v in kv]
+    flat.append(now)
+    return flat
 
 
 # -- session_save.lua --------------------------------------------------------------------
@@ -172,24 +173,30 @@ def save(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
     if new_key is not None and meta(store, new_key, now, idle)[0] != "none":
         return [-1]
 
+    # The writes: one HSET (the metadata, the touch, the changed keys, the user) and one
+    # HDEL (the removed keys, the user); then the TTL.
     if argv[4] == "1" and state == "live":
         h = _hash(store, key, now) or {}
         for f in [f for f in h if is_data(f)]:
             del h[f]
+    seen = max(a, now)
+    fields = {"a": str(seen)}
     if state != "live":  # a live session has these already (its c is `created`)
-        _hset(store, key, now, {"c": str(c), "x": str(x)})
+        fields.update(c=str(c), x=str(x))
     n = int(argv[7])
     pairs = argv[8 : 8 + 2 * n]
-    _hset(store, key, now, {"d:" + pairs[i]: pairs[i + 1] for i in range(0, len(pairs), 2)})
+    fields.update({"d:" + pairs[i]: pairs[i + 1] for i in range(0, len(pairs), 2)})
+    user = argv[5]
+    if user != "" and user != "-":
+        fields["u"] = user[1:]
+    _hset(store, key, now, fields)
     h = _hash(store, key, now) or {}
     for name in argv[8 + 2 * n :]:
         h.pop("d:" + name, None)
-    user = argv[5]
     if user == "-":
         h.pop("u", None)
-    elif user != "":
-        h["u"] = user[1:]
-    a = touch(store, key, now, a, x, idle)
+    _pexpire(store, key, now, ms(min(seen + idle, x) - now))
+    a = seen
 
     if new_key is not None:
         ttl = store.ttl_us(key, now)
@@ -264,6 +271,7 @@ def index(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
 #: Script name -> twin, as :mod:`gatekeep.sessions.store` runs them.
 SCRIPTS = {
     "session_load": load,
+    "session_peek": peek,
     "session_save": save,
     "session_destroy": destroy,
     "session_index": index,
