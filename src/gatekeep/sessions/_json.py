@@ -12,7 +12,7 @@ import json.scanner
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["ENCODER", "ERRORS", "FAST_ENCODE", "dump_value", "load_value"]
+__all__ = ["ENCODER", "ERRORS", "FAST_ENCODE", "dump_value", "load_value", "scan"]
 
 
 def _refuse(value: object) -> Any:
@@ -69,8 +69,11 @@ def dump_value(key: str, value: Any) -> str:
 
 
 _DECODER = json.JSONDecoder()
-# The C scanner where there is one (typeshed has it as a class taking a "context").
-_scan: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(_DECODER)  # type: ignore[arg-type]
+# The C scanner where there is one (typeshed has it as a class taking a "context"):
+#: ``scan(text, 0)`` is ``(value, end)`` for the value at the start of ``text``;
+#: StopIteration when there is none (``load_value`` decides the rest).
+scan: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(_DECODER)  # type: ignore[arg-type]
+_scan = scan
 
 
 def load_value(text: str) -> Any:

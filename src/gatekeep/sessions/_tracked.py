@@ -15,7 +15,12 @@ from typing import Any, SupportsIndex
 
 from ._json import dump_value
 
-__all__ = ["SessionTooLarge", "TrackedDict", "size_of"]
+__all__ = ["SCALARS", "SessionTooLarge", "TrackedDict", "size_of"]
+
+#: Value types that cannot change in place: the JSON text measured when such a value
+#: is set (or loaded) stays its text, so it is kept (``TrackedDict._texts``) and never
+#: encoded again. Exact types only (a subclass may encode otherwise, or change).
+SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 class SessionTooLarge(ValueError):
@@ -46,7 +51,7 @@ _MISSING: Any = object()
 class TrackedDict(dict[str, Any]):
     """A ``dict`` of JSON values whose writes are checked and measured (see the module)."""
 
-    __slots__ = ("_cleared", "_size", "_sizes", "accessed", "max_size")
+    __slots__ = ("_cleared", "_size", "_sizes", "_texts", "accessed", "max_size")
 
     def __init__(self, max_size: int | None = None) -> None:
         #: Set by any read or write of the data.
@@ -57,6 +62,9 @@ class TrackedDict(dict[str, Any]):
         #: changes of nested values are measured again at save time only.
         self._sizes: dict[str, int] = {}
         self._size = 0
+        #: JSON text of each value of a :data:`SCALARS` type, as measured (set or
+        #: loaded): the current value's text, kept by every write.
+        self._texts: dict[str, str] = {}
         #: clear() was called.
         self._cleared = False
 
@@ -66,10 +74,11 @@ class TrackedDict(dict[str, Any]):
 
     # -- writes: measured before they happen -----------------------------------------------
 
-    def _measure(self, key: Any, value: Any) -> int:
+    @staticmethod
+    def _text(key: Any, value: Any) -> str:
         if not isinstance(key, str):
             raise TypeError(f"session keys must be str, not {type(key).__name__}")
-        return size_of(key, dump_value(key, value))
+        return dump_value(key, value)
 
     def _too_large(self, total: int, key: str) -> SessionTooLarge:
         return SessionTooLarge(
@@ -80,7 +89,8 @@ class TrackedDict(dict[str, Any]):
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._use()
-        size = self._measure(key, value)
+        text = self._text(key, value)
+        size = size_of(key, text)
         sizes = self._sizes
         total = self._size - sizes.get(key, 0) + size
         if self.max_size is not None and total > self.max_size:
@@ -88,19 +98,30 @@ class TrackedDict(dict[str, Any]):
         _set(self, key, value)
         sizes[key] = size
         self._size = total
+        if type(value) in SCALARS:
+            self._texts[key] = text
+        else:
+            self._texts.pop(key, None)
 
     def update(self, *args: Any, **kwargs: Any) -> None:
         """``dict.update``, all or nothing: checked in full before any key is set."""
         self._use()
         new = dict(*args, **kwargs)
         sizes = self._sizes
-        measured = {key: self._measure(key, value) for key, value in new.items()}
+        texts = {key: self._text(key, value) for key, value in new.items()}
+        measured = {key: size_of(key, text) for key, text in texts.items()}
         total = self._size + sum(size - sizes.get(key, 0) for key, size in measured.items())
         if self.max_size is not None and total > self.max_size and measured:
             raise self._too_large(total, next(iter(measured)))
         dict.update(self, new)
         sizes.update(measured)
         self._size = total
+        kept = self._texts
+        for key, value in new.items():
+            if type(value) in SCALARS:
+                kept[key] = texts[key]
+            else:
+                kept.pop(key, None)
 
     def __ior__(self, other: Any) -> TrackedDict:  # type: ignore[override]
         self.update(other)
@@ -115,6 +136,7 @@ class TrackedDict(dict[str, Any]):
 
     def _forget(self, key: str) -> None:
         self._size -= self._sizes.pop(key, 0)
+        self._texts.pop(key, None)
 
     def __delitem__(self, key: str) -> None:
         self._use()
@@ -144,6 +166,7 @@ class TrackedDict(dict[str, Any]):
         self._use()
         dict.clear(self)
         self._sizes.clear()
+        self._texts.clear()
         self._size = 0
         self._cleared = True
 

@@ -117,7 +117,12 @@ class SessionMiddleware:
             await self.app(scope, receive, send)
             return
         state = self.core.begin(
-            [v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"cookie"]
+            # names are lowercase in ASGI; any other spelling still counts
+            [
+                v.decode("latin-1")
+                for k, v in scope["headers"]
+                if len(k) == 6 and k.lower() == b"cookie"
+            ]
         )
         session = scope["session"] = state.session
         if session.state == PENDING:
@@ -127,7 +132,11 @@ class SessionMiddleware:
                 session.set_loaders(None, lambda: self._load(state))
             else:  # read now: the session is never PENDING for the app. Not touched,
                 # but for a WebSocket: no response will come to touch it with.
-                await self._load(state, touch=kind == "websocket")
+                # (self._load inline: one coroutine frame less to resume after the I/O)
+                try:
+                    await self.store.arun(self.core.load(state, touch=kind == "websocket"))
+                except STORE_ERRORS as exc:
+                    self.core.load_failed(state, exc)
         if kind == "websocket":  # no response headers to set a cookie on
             await self.app(scope, receive, send)
             return

@@ -10,13 +10,16 @@ cookies of the same name (a subdomain may have tossed one in: use the
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
 import re
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from itsdangerous import BadData, SignatureExpired, TimestampSigner
+from itsdangerous.signer import HMACAlgorithm
 
 from .store import is_session_id
 
@@ -31,6 +34,46 @@ MAX_CANDIDATES = 8
 _VALUE_RE = re.compile(r"[A-Za-z0-9_.\-]+\Z")
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _ATTR_RE = re.compile(r"[\x21-\x3a\x3c-\x7e]*\Z")  # printable ASCII, no ';'
+
+
+class _PreparedHMAC(HMACAlgorithm):
+    """itsdangerous's HMAC, each key's HMAC state prepared once (the key hashed into
+    it): a signature copies it and adds the value, the same bytes as ``hmac.new``."""
+
+    def __init__(self, digest_method: Any) -> None:
+        super().__init__(digest_method)
+        self._prepared: dict[bytes, Any] = {}
+
+    def get_signature(self, key: bytes, value: bytes) -> bytes:
+        base = self._prepared.get(key)
+        if base is None:
+            if len(self._prepared) >= 16:  # derived keys of one signer: a handful
+                self._prepared.clear()
+            base = self._prepared[key] = hmac.new(key, digestmod=self.digest_method)
+        mac = base.copy()
+        mac.update(value)
+        return mac.digest()
+
+
+class _Signer(TimestampSigner):
+    """itsdangerous's ``TimestampSigner``, each secret key's derived key computed once
+    (itsdangerous derives it again for every signature)."""
+
+    def __init__(self, secret_key: bytes | list[bytes], salt: str) -> None:
+        super().__init__(
+            secret_key,
+            salt=salt,
+            digest_method=hashlib.sha256,
+            algorithm=_PreparedHMAC(hashlib.sha256),
+        )
+        self._derived: dict[str | bytes | None, bytes] = {}
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        # secret_key: None (the signing key) or one of self.secret_keys: a handful
+        key = self._derived.get(secret_key)
+        if key is None:
+            key = self._derived[secret_key] = super().derive_key(secret_key)
+        return key
 
 
 class CookieSigner:
@@ -51,12 +94,12 @@ class CookieSigner:
                 "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
             )
         raw = [k.encode() if isinstance(k, str) else k for k in keys]
-        self._signer = TimestampSigner(raw[0], salt=salt, digest_method=hashlib.sha256)
+        self._signer: TimestampSigner = _Signer(raw[0], salt)
         # The old keys verify only what the first does not: a cookie they verify is
         # marked, so the middleware signs it again with the first key.
         self._old: TimestampSigner | None = None
         if len(raw) > 1:  # itsdangerous tries the last key of its list first
-            self._old = TimestampSigner(raw[:0:-1], salt=salt, digest_method=hashlib.sha256)
+            self._old = _Signer(raw[:0:-1], salt)
         #: Cookies already verified: value -> (id, signed_at, old key). Only valid ones
         #: enter, so it cannot be filled with junk; the age is checked again on every hit.
         self._verified: dict[str, tuple[str, float, bool]] = {}
@@ -149,6 +192,11 @@ class CookiePolicy:
     #: ``"title"`` (``Path=/; HttpOnly``, as Werkzeug) or ``"starlette"`` (``path=/;
     #: httponly``, as Starlette): attribute names are case-insensitive (RFC 6265).
     spelling: str = "title"
+    #: What every Set-Cookie of this policy shares, built once: before the value
+    #: (``name=``), after it (``; Path=/``), and its attributes (``; HttpOnly; ...``).
+    _head: str = field(default="", init=False, repr=False, compare=False)
+    _path_part: str = field(default="", init=False, repr=False, compare=False)
+    _tail: str = field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _TOKEN_RE.match(self.name):
@@ -175,6 +223,9 @@ class CookiePolicy:
             raise ValueError(
                 "host_prefix=True (a __Host- cookie) needs https_only=True, path='/' and no domain"
             )
+        object.__setattr__(self, "_head", self.cookie_name + "=")
+        object.__setattr__(self, "_path_part", "; " + self._path())
+        object.__setattr__(self, "_tail", "; " + self._attributes())
 
     @property
     def cookie_name(self) -> str:
@@ -207,8 +258,9 @@ class CookiePolicy:
     def set(self, value: str, max_age: int | None) -> str:
         """A ``Set-Cookie`` value; ``max_age`` None makes a browser-session cookie (0 or
         less: one the browser drops at once, written as given, as Starlette does)."""
-        age = "" if max_age is None else f"; Max-Age={max_age}"
-        return f"{self.cookie_name}={value}; {self._path()}{age}; {self._attributes()}"
+        if max_age is None:
+            return self._head + value + self._path_part + self._tail
+        return f"{self._head}{value}{self._path_part}; Max-Age={max_age}{self._tail}"
 
     def delete(self) -> str:
         expires = "expires" if self.spelling == "starlette" else "Expires"

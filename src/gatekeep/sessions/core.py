@@ -181,6 +181,8 @@ class SessionCore:
             bool(partitioned),
             spelling,
         )
+        #: The cookie's name (``__Host-`` included), read on every request.
+        self.cookie_name = self.policy.cookie_name
         if (
             max_age is not DEFAULT
             and max_age is not None
@@ -224,7 +226,7 @@ class SessionCore:
     # -- step 1: read the cookie (pure) ---------------------------------------------------
 
     def begin(self, cookie_headers: Iterable[str]) -> RequestState:
-        values = cookie_values(cookie_headers, self.policy.cookie_name)
+        values = cookie_values(cookie_headers, self.cookie_name)
         picked = self.signer.pick(values, self.cookie_max_age)
         if picked is None:
             return RequestState(self.store.new(), bool(values))

@@ -9,12 +9,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import islice
 from typing import Any
 
-from ._json import ERRORS as _ERRORS
-from ._json import FAST_ENCODE as _FAST_ENCODE
-from ._json import dump_value, load_value
-from ._tracked import SessionTooLarge, TrackedDict, size_of
+from ._json import dump_value, load_value, scan
+from ._tracked import SCALARS, SessionTooLarge, TrackedDict, size_of
 
 _set = dict.__setitem__
 _len = dict.__len__
@@ -235,15 +234,23 @@ class Session(TrackedDict):
             int(reply[4]),
         )
         self._user = self._user_saved = reply[5] or None
-        saved, sizes = self._saved, self._sizes
+        saved, sizes, texts = self._saved, self._sizes, self._texts
         total = 0
-        for i in range(6, len(reply), 2):
-            key, text = reply[i], reply[i + 1]
-            try:
-                _set(self, key, load_value(text))
-            except ValueError:
-                continue  # not written by gatekeep: leave it out, it will not be saved back
+        pairs = islice(reply, 6, None)
+        for key, text in zip(pairs, pairs, strict=False):  # (key, text) pairs
+            try:  # scan(): load_value's fast path, inline (a call less for each value)
+                value, end = scan(text, 0)
+            except (StopIteration, ValueError):
+                end = -1
+            if end != len(text):
+                try:
+                    value = load_value(text)
+                except ValueError:
+                    continue  # not written by gatekeep: leave it out, it will not be saved back
+            _set(self, key, value)
             saved[key] = text
+            if type(value) in SCALARS:
+                texts[key] = text
             size = sizes[key] = len(text) + (
                 len(key) if key.isascii() else len(key.encode("utf-8", "surrogatepass"))
             )
@@ -272,6 +279,7 @@ class Session(TrackedDict):
         dict.clear(self)
         self._saved.clear()
         self._sizes.clear()
+        self._texts.clear()
         self._size = 0
         self._cleared = self._regenerate = False
         self._user = self._user_saved = None
@@ -350,27 +358,31 @@ class Session(TrackedDict):
         saved = self._saved
         if saved.keys() != _keys(self):
             return True
-        encode = _FAST_ENCODE
-        if encode is not None:
-            try:
-                return any(saved[key] != encode(value) for key, value in _items(self))
-            except _ERRORS:
-                pass  # dump_value below raises it, with its message
-        return any(saved[key] != dump_value(key, value) for key, value in _items(self))
+        texts = self._texts  # scalars: their text is known, no need to encode them again
+        for key, value in _items(self):
+            text = texts.get(key)
+            if saved[key] != (dump_value(key, value) if text is None else text):
+                return True
+        return False
 
     def changes(self, max_size: int | None = None) -> Changes:
         """What a save sends: the keys that differ from the store's copy, and more.
         Each key is measured again (the sizes are exact after it): past ``max_size``
         raises :class:`SessionTooLarge`."""
-        saved = self._saved
+        saved, texts, measured = self._saved, self._texts, self._sizes
         written: dict[str, str] = {}
         sizes: dict[str, int] = {}
         size = 0
+        cleared = self._cleared
         for key, value in _items(self):
-            text = dump_value(key, value)
-            one = sizes[key] = size_of(key, text)
+            text = texts.get(key)
+            if text is None:  # a list or a dict: it may have changed in place
+                text = dump_value(key, value)
+                one = sizes[key] = size_of(key, text)
+            else:  # a scalar: measured when it was set or loaded
+                one = sizes[key] = measured.get(key) or size_of(key, text)
             size += one
-            if self._cleared or saved.get(key) != text:
+            if cleared or saved.get(key) != text:
                 written[key] = text
         self._sizes, self._size = sizes, size
         if max_size is not None and size > max_size:

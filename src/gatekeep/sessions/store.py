@@ -182,11 +182,11 @@ class SessionStore(SessionOperations):
 
     def run(self, flow: Flow[T], now: float | None = None) -> T:
         """Run one of the store's flows (``load_flow``, ``save_flow``, ...) to its end."""
-        return drive(flow, self.executor, _us(now))
+        return drive(flow, self.executor, None if now is None else _us(now))
 
     def arun(self, flow: Flow[T], now: float | None = None) -> Coroutine[Any, Any, T]:
         """The same with asyncio: the coroutine to await."""
-        return adrive(flow, self.executor, _us(now))
+        return adrive(flow, self.executor, None if now is None else _us(now))
 
     # -- sync API ------------------------------------------------------------------------
 
