@@ -128,7 +128,7 @@ class _Cookie:
             samesite=self.samesite,
             partitioned=self.partitioned,
         )
-        response.vary.add("Cookie")
+        _vary_cookie(response)
 
     def delete(self, response: Response) -> None:
         response.delete_cookie(
@@ -140,7 +140,7 @@ class _Cookie:
             samesite=self.samesite,
             partitioned=self.partitioned,
         )
-        response.vary.add("Cookie")
+        _vary_cookie(response)
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,7 +308,7 @@ class GatekeepSessionInterface(SessionInterface):
         if state is None or not isinstance(session, FlaskSession):
             return
         if session.accessed:
-            response.vary.add("Cookie")
+            _vary_cookie(response)
         if response.status_code >= 500:
             return  # nothing is saved, nor refreshed, after a server error
         if session.state == PENDING:  # never used by this request: never loaded
@@ -365,6 +365,17 @@ class GatekeepSessionInterface(SessionInterface):
             return
         value = session.cookie_value or state.permanent_signer.sign(session.id)
         state.cookie.set(response, value, left_us // 1_000_000)
+
+
+def _vary_cookie(response: Response) -> None:
+    """``response.vary.add("Cookie")`` without building werkzeug's HeaderSet (which
+    cost as much as the rest of a read-only request's save): the same header."""
+    headers = response.headers
+    vary = headers.get("Vary")
+    if not vary:
+        headers["Vary"] = "Cookie"
+    elif "cookie" not in [t.strip().lower() for t in vary.split(",")]:
+        headers["Vary"] = vary + ", Cookie"
 
 
 def _lifetime(session: Session) -> int | None:

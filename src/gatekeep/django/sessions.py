@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -64,6 +65,8 @@ EXPIRY_KEY = "_session_expiry"
 USER_KEY = "_auth_user_id"
 
 _lock = threading.Lock()
+_get = dict.get
+_MISSING: Any = object()
 _store: GatekeepStore | None = None
 
 
@@ -89,9 +92,26 @@ def _settings_changed(*, setting: str, **kwargs: Any) -> None:
 setting_changed.connect(_settings_changed)
 
 
+#: Each store's variants with another idle timeout, made once (a copy of the store
+#: per request cost more than the rest of a load's client side).
+_variants: weakref.WeakKeyDictionary[GatekeepStore, dict[int, GatekeepStore]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def _with_idle(store: GatekeepStore, idle_us: int) -> GatekeepStore:
     """``store`` with an idle timeout of ``idle_us`` (a session's own ``set_expiry``)."""
-    return store.with_idle_timeout(idle_us / 1_000_000)
+    if idle_us == store.idle_us:
+        return store
+    known = _variants.get(store)
+    if known is None:
+        known = _variants[store] = {}
+    variant = known.get(idle_us)
+    if variant is None:
+        if len(known) >= 64:  # expiries given as datetimes: a new timeout each time
+            known.clear()
+        variant = known[idle_us] = store.with_idle_timeout(idle_us / 1_000_000)
+    return variant
 
 
 def _fetch(store: GatekeepStore, session_id: str) -> Flow[Session | None]:
@@ -162,10 +182,13 @@ class SessionStore(SessionBase):  # type: ignore[misc]
     def _write_flow(self, gk: Session, data: dict[str, Any]) -> Flow[bool]:
         """Save ``data`` as ``gk`` (changed keys only), with the session's own expiry."""
         store = get_store()
-        for key in [k for k in gk if k not in data]:
+        for key in [k for k in gk if k not in data]:  # (a use: gk.modified looks)
             del gk[key]
         for key, value in data.items():
-            gk[key] = value
+            # The same object (the load shares them with data) needs no write: the save
+            # compares lists and dicts with the store's copy, and measures them again.
+            if _get(gk, key, _MISSING) is not value:
+                gk[key] = value
         uid = data.get(USER_KEY)
         user = str(uid) if isinstance(uid, (str, int)) and str(uid) else None
         if user != gk.user_id:
