@@ -81,6 +81,35 @@ def test_nested_in_place_changes_are_seen_and_saved():
     assert store.load(sid, now=T + 1) == {"cart": {"items": ["apple"]}}
 
 
+def test_a_key_that_held_a_scalar_is_encoded_again_once_it_holds_a_list():
+    # The text of a str/int/float/bool/None value is kept from when it was set or
+    # loaded; a key rewritten by any method with a list or dict must lose it, or an
+    # in-place change of the new value would go unseen.
+    writes = [
+        lambda s, v: s.__setitem__("a", v),
+        lambda s, v: s.update(a=v),
+        lambda s, v: s.__ior__({"a": v}),
+        lambda s, v: (s.pop("a"), s.setdefault("a", v)),
+        lambda s, v: (s.__delitem__("a"), s.__setitem__("a", v)),
+        lambda s, v: (s.clear(), s.update({"a": v, "b": "x"})),
+    ]
+    for write in writes:
+        s = loaded({"a": "x", "b": "x"})
+        items: list[str] = []
+        write(s, items)
+        items.append("apple")  # in place, after the write
+        assert s.modified
+        assert s.changes().set["a"] == '["apple"]'
+        # and back to a scalar: its own text, not the list's
+        s["a"] = 2.5
+        assert s.changes().set["a"] == "2.5"
+    s = loaded({"a": "x", "n": 1, "f": 0.5, "t": True, "z": None})
+    s["n"], s["f"], s["t"], s["z"] = 1, 0.5, True, None  # equal: the same text
+    assert not s.modified and not s.changes()
+    s["n"], s["t"] = True, 1  # equal in Python, not in JSON
+    assert s.changes().set == {"n": "true", "t": "1"}
+
+
 def test_popitem_on_an_empty_session_raises_as_a_dict_does():
     with pytest.raises(KeyError):
         Session().popitem()
