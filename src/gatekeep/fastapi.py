@@ -22,7 +22,11 @@ or non-ASCII one) unless ``name=`` is given. A denial answers 429 with
 :class:`RateLimitExceeded`, an ``HTTPException``).
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: FastAPI reads the signature of the
+# dependency FastAPI is given, ``RateLimit.__call__(request: Request, response:
+# Response)``; FastAPI 0.110 (the floor) resolves string annotations against the
+# callable's ``__globals__`` alone, which an instance does not have, and so would take
+# ``request`` and ``response`` for required query parameters (422 on every request).
 
 import functools
 import inspect

@@ -84,13 +84,17 @@ def sdist_archive(project: str) -> tuple[str, Path]:
     return ver, archive
 
 
-def fetch_sdist(project: str, members: list[str]) -> tuple[str, Path]:
+def fetch_sdist(
+    project: str, members: list[str], optional: tuple[str, ...] = ()
+) -> tuple[str, Path]:
     """``(version, directory)``: ``members`` (paths inside the sdist, such as
     ``tests/conftest.py`` and ``pyproject.toml``) of the installed version's sdist,
-    extracted once into the cache."""
+    extracted once into the cache; each of ``optional`` too where that version has it
+    (a file a later release added)."""
     ver = version(project)
     target = cache_dir() / f"{project}-{ver}"
-    if all((target / m).is_file() for m in members):
+    required = [m for m in members if m not in optional]
+    if all((target / m).is_file() for m in required):
         return ver, target
     ver, archive = sdist_archive(project)
     with tarfile.open(archive) as tar:
@@ -99,6 +103,8 @@ def fetch_sdist(project: str, members: list[str]) -> tuple[str, Path]:
             try:
                 info = tar.getmember(f"{top}/{member}")
             except KeyError:
+                if member in optional:
+                    continue
                 raise Unavailable(f"{member} is not in {archive.name}") from None
             data = tar.extractfile(info)
             assert data is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from fastapi import APIRouter, Depends, FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
 from gatekeep.fastapi import RateLimit, limit
@@ -384,3 +385,14 @@ def test_bad_configuration_raises_at_startup() -> None:
         RateLimit("often")
     with pytest.raises(ValueError, match="burst"):
         limit("1/second burst 5", algorithm="sliding_window")
+
+
+def test_the_dependency_signature_needs_no_globals_to_resolve() -> None:
+    # FastAPI 0.110 (the floor) resolves a dependency's string annotations against
+    # ``call.__globals__`` only; a RateLimit instance has none, so a string annotation
+    # would make ``request`` and ``response`` required query parameters (422).
+    dependency = RateLimit("1/second")
+    assert not hasattr(dependency, "__globals__")
+    params = inspect.signature(dependency).parameters
+    assert params["request"].annotation is Request
+    assert params["response"].annotation is Response

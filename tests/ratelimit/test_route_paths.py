@@ -23,6 +23,17 @@ from gatekeep.ratelimit.routes import route_name, route_path
 RAN: list[str] = []
 
 
+def run(coro: Any) -> Any:
+    """``coro`` on a loop of its own, leaving the thread's current loop alone: asyncio.run
+    replaces it, and pytest-asyncio before 1.0 leaves a fresh loop there after each async
+    test, which would then be dropped unclosed (a ResourceWarning in a later test)."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
+
+
 def endpoint(name: str) -> Any:
     async def run(request: Request) -> PlainTextResponse:
         RAN.append(name)
@@ -198,7 +209,7 @@ def test_a_rule_applies_exactly_when_its_endpoint_runs(
     # ASGI: the path includes root_path (uvicorn --root-path, hypercorn). A server that
     # strips it is out of spec, and Starlette's mounts do not route its requests.
     raw = root + raw
-    applied, ran = asyncio.run(_call(method, raw, root, framework))
+    applied, ran = run(_call(method, raw, root, framework))
     assert len(ran) <= 1
     event(f"{framework} endpoint: {ran[0] if ran else None}")  # --hypothesis-show-statistics
     expected = set(ran) & {name for _, name in RULES}
@@ -228,7 +239,7 @@ def test_known_paths() -> None:
     ]
     for framework in MIDDLEWARES:
         for method, raw, root, expected in cases:
-            applied, ran = asyncio.run(_call(method, raw, root, framework))
+            applied, ran = run(_call(method, raw, root, framework))
             assert applied == expected == set(ran) & {n for _, n in RULES}, (
                 framework,
                 method,
@@ -236,8 +247,8 @@ def test_known_paths() -> None:
                 root,
             )
     # HEAD is GET for a rule: Starlette runs the GET endpoint, FastAPI answers 405
-    assert asyncio.run(_call("HEAD", "/items/1", "", "starlette")) == ({"item"}, ["item"])
-    assert asyncio.run(_call("HEAD", "/items/1", "", "fastapi")) == ({"item"}, [])
+    assert run(_call("HEAD", "/items/1", "", "starlette")) == ({"item"}, ["item"])
+    assert run(_call("HEAD", "/items/1", "", "fastapi")) == ({"item"}, [])
 
 
 def test_route_path_strips_root_path_at_a_segment_boundary() -> None:
