@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from gatekeep import AsyncLimiter, RedisBackend
-from gatekeep.backends._deadlines import GRACE, Loop
+from gatekeep.backends._deadlines import GRACE, Deadline, Loop
 from gatekeep.backends.failover import FailoverBackend
 from gatekeep.breaker import State
 from gatekeep.sessions import SessionStore
@@ -148,3 +148,70 @@ async def test_a_loop_that_keeps_stalling_still_times_out() -> None:
         await task
     await hogging
     assert time.monotonic() - started < 0.1 + GRACE + 0.3
+
+
+# -- the same rule for calls through redis-py's own client (Deadline) ---------------------
+
+
+async def _answer_after(seconds: float, log: list[str]) -> str:
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        log.append("cancelled")
+        raise
+    log.append("answered")
+    return "answered"
+
+
+async def test_a_call_answered_during_a_stall_is_taken() -> None:
+    deadline = Deadline(0.1)
+    log: list[str] = []
+    task = asyncio.ensure_future(deadline.run(_answer_after(0.01, log)))
+    await asyncio.sleep(0)
+    time.sleep(0.2)  # noqa: ASYNC251  (the loop is held past the deadline)
+    assert await task == "answered"
+
+
+async def test_a_hung_call_times_out_within_the_deadline_and_says_so() -> None:
+    told: list[object] = []
+    deadline = Deadline(0.1, told.append)
+    log: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await deadline.run(_answer_after(5, log), "the client")
+    assert 0.1 <= time.monotonic() - started < 0.1 + 0.1
+    assert log == ["cancelled"]  # redis-py closes the connection it was reading
+    assert told == ["the client"]  # which redis-py did not see: see connect.after_timeout
+
+
+async def test_a_stall_gives_a_call_one_grace_and_no_more() -> None:
+    deadline = Deadline(0.1)
+    log: list[str] = []
+    started = time.monotonic()
+    task = asyncio.ensure_future(deadline.run(_answer_after(5, log)))
+    await asyncio.sleep(0)
+    time.sleep(0.2)  # noqa: ASYNC251
+    with pytest.raises(TimeoutError):
+        await task
+    took = time.monotonic() - started
+    assert 0.2 + GRACE - 0.01 <= took < 0.2 + GRACE + 0.15, took
+
+
+async def test_a_cancelled_caller_is_no_timeout() -> None:
+    told: list[object] = []
+    deadline = Deadline(1.0, told.append)
+    log: list[str] = []
+    task = asyncio.ensure_future(deadline.run(_answer_after(5, log), "the client"))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert log == ["cancelled"] and told == []
+
+
+async def test_a_failed_call_raises_its_own_error() -> None:
+    async def refused() -> None:
+        raise ConnectionRefusedError("nothing listens")
+
+    with pytest.raises(ConnectionRefusedError):
+        await Deadline(0.1).run(refused())

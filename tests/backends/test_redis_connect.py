@@ -8,6 +8,7 @@ import redis.asyncio
 import redis.asyncio.sentinel
 import redis.sentinel
 
+from gatekeep.backends._deadlines import BACKSTOP, backstop
 from gatekeep.backends.connect import ClientFactory, Endpoint, connect, parse_url
 from gatekeep.backends.redis import RedisBackend
 
@@ -114,6 +115,16 @@ def test_sentinel_url_builds_sentinel_clients():
     replica = backend.replica
     assert replica is not client and not replica.connection_pool.is_master
     assert not backend.areplica.connection_pool.is_master
+    # async: gatekeep's own deadline (it discounts a stalled event loop), redis-py's
+    # asyncio timeouts (which do not) only a backstop, the Sentinels' too
+    far = backstop(0.2)
+    assert far == BACKSTOP
+    for aclient in (backend.aclient, backend.areplica):
+        akw = _kwargs(aclient)
+        assert (akw["socket_timeout"], akw["socket_connect_timeout"]) == (far, far)
+        asentinel = aclient.connection_pool.sentinel_manager.sentinels[0]
+        assert _kwargs(asentinel)["socket_timeout"] == far
+    assert backend.times_out_async(0.2) and not backend.times_out_async(0.1)
 
 
 def test_client_objects_pass_through():
@@ -135,6 +146,9 @@ def test_cluster_factory_is_lazy_and_configures_no_retries():
     acluster = factory.aprimary()  # the async cluster client connects on first command
     assert isinstance(acluster, redis.asyncio.RedisCluster)
     assert acluster.retry.get_retries() == 0
+    assert factory.async_deadline == 0.05
+    akw = acluster.get_connection_kwargs()
+    assert (akw["socket_timeout"], akw["socket_connect_timeout"]) == (BACKSTOP, BACKSTOP)
     with pytest.raises(redis.exceptions.RedisClusterException):
         factory.primary()  # the sync one connects at once: nothing listens there
 

@@ -4,16 +4,21 @@ Every round trip of one client gets the same timeout, so deadlines come in the o
 the round trips start: they wait in a FIFO behind one timer (:class:`Loop`), and a
 round trip costs an append, not a timer to schedule and cancel (a tenth of a fast
 round trip). A deadline measures the wait for Redis, not the event loop's lateness
-(see :class:`Loop`). Used by :class:`~._wire.AsyncConnections`.
+(see :class:`Loop`). Used by :class:`~._wire.AsyncConnections`, and by :class:`Deadline`
+for the calls made through redis-py's own async clients (Sentinel, Cluster).
 """
 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections import deque
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-__all__ = ["GRACE", "LOOP_STALL", "Loop", "Watch"]
+__all__ = ["BACKSTOP", "GRACE", "LOOP_STALL", "Deadline", "Loop", "Watch", "backstop"]
+
+T = TypeVar("T")
 
 
 class Watch:
@@ -115,3 +120,76 @@ class Loop:
 
 def _deadline(trip: Watch) -> float:
     return trip.deadline
+
+
+#: Seconds (at least) of redis-py's own timeouts on the async clients whose calls a
+#: :class:`Deadline` times: see :func:`backstop`.
+BACKSTOP = 2.0
+
+
+def backstop(timeout: float) -> float:
+    """redis-py's socket timeouts for an async client whose calls a ``Deadline(timeout)``
+    times: far enough not to fire first on a stalled event loop (a stall shorter than
+    this is survived), near enough to end what gatekeep's deadline does not cover."""
+    return max(BACKSTOP, 8 * timeout)
+
+
+class Deadline:
+    """``timeout`` seconds for each async call made through redis-py's own client
+    (Sentinel, Cluster: where the lean round trip of :mod:`._wire` cannot go), by the
+    rule of :class:`Loop`: the deadline measures the wait for Redis, not the event
+    loop's lateness.
+
+    redis-py times each read by ``asyncio.timeout``, which fires on a stalled loop
+    even when the reply arrived during the stall (the loop runs the late timer before
+    the task that would read the reply): a call in flight during a 0.3 s stall failed
+    with a timeout and opened the breaker. So the clients gatekeep builds for this
+    path get redis-py timeouts of :func:`backstop` seconds, and the deadline is this
+    one: when it passes, the call is cancelled (redis-py closes the connection it was
+    reading) and raises ``TimeoutError``. redis-py did not see that timeout, so
+    ``expired(client)`` is told, to let the client recover as it would have (see
+    ``connect.after_timeout``).
+    """
+
+    __slots__ = ("_loops", "expired", "timeout")
+
+    def __init__(self, timeout: float, expired: Callable[[Any], object] | None = None) -> None:
+        self.timeout = timeout
+        self.expired = expired
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Loop] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def run(self, call: Awaitable[T], client: Any = None) -> T:
+        """``await call`` (a call through ``client``), or ``TimeoutError`` once the
+        deadline passed."""
+        task: Any = asyncio.current_task()
+        if task is None or not hasattr(task, "uncancel"):  # Python 3.10
+            return await self._waiting(call, client)
+        loop = asyncio.get_running_loop()
+        state = self._loops.get(loop)
+        if state is None:
+            state = self._loops[loop] = Loop()
+        watch = state.watch(loop, task, self.timeout)
+        try:
+            result = await call
+        except BaseException as exc:
+            if watch.close(exc):
+                self._expired(client)
+                raise TimeoutError(f"no reply within {self.timeout} s") from None
+            raise
+        watch.close(None)
+        return result
+
+    async def _waiting(self, call: Awaitable[T], client: Any) -> T:
+        """The same with ``asyncio.wait_for`` (Python 3.10, or outside a task): a
+        stalled loop counts there."""
+        try:
+            return await asyncio.wait_for(call, self.timeout)
+        except asyncio.TimeoutError:
+            self._expired(client)
+            raise
+
+    def _expired(self, client: Any) -> None:
+        if self.expired is not None:
+            self.expired(client)

@@ -22,10 +22,20 @@ server already ran a script would run it again (redis-py #3554); gatekeep's
 scripts are not idempotent (a hit consumes), so a failed call is reported to
 the caller (and to the circuit breaker of a ``FailoverBackend``) instead.
 Pass ``retry=`` yourself to override, knowing this.
+
+The async Sentinel and Cluster clients are the exception: redis-py times their reads
+with ``asyncio.timeout``, which counts a stalled event loop (CPU-bound code in the
+app) as Redis's lateness. Their calls get gatekeep's own deadline of ``timeout``
+seconds, which does not (``_deadlines.Deadline``, applied by ``RedisBackend``), and
+redis-py's timeouts there are a far backstop (``_deadlines.backstop``: 2 s or 8
+timeouts); :func:`after_timeout` lets a cluster client see a hung node as redis-py
+would have.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -40,10 +50,19 @@ import redis.retry
 import redis.sentinel
 from redis.backoff import AbstractBackoff, NoBackoff
 
+from ._deadlines import backstop
+
 if TYPE_CHECKING:
     from .redis import RedisBackend
 
-__all__ = ["DEFAULT_TIMEOUT", "ClientFactory", "Endpoint", "connect", "parse_url"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "ClientFactory",
+    "Endpoint",
+    "after_timeout",
+    "connect",
+    "parse_url",
+]
 
 #: Seconds a connect or a reply may take before the call fails.
 DEFAULT_TIMEOUT = 0.25
@@ -176,6 +195,10 @@ class ClientFactory:
         options.setdefault("socket_connect_timeout", timeout)
         #: The read timeout of one call, in seconds: a FailoverBackend's default deadline.
         self.timeout = float(options["socket_timeout"])
+        #: The deadline gatekeep itself enforces on each async call through redis-py's
+        #: own client (Sentinel, Cluster), or None (standalone: the lean round trip has
+        #: one, the client's socket timeout). See ``_deadlines.Deadline``.
+        self.async_deadline = self.timeout if self.kind in ("sentinel", "cluster") else None
         self.options = options
 
     # -- the four clients ------------------------------------------------------------
@@ -195,6 +218,13 @@ class ClientFactory:
     def _build(self, *, sync: bool, replica: bool) -> Any:
         opts = dict(self.options)
         opts["retry"] = _no_retry(sync, opts.get("retry"))
+        if not sync and self.async_deadline is not None:
+            # redis-py's asyncio timeouts fire on a stalled event loop: the deadline of
+            # these calls is gatekeep's (Deadline), redis-py's only a backstop
+            # (the Sentinels' too, unless sentinel_kwargs are given)
+            far = backstop(self.async_deadline)
+            for key in ("socket_timeout", "socket_connect_timeout"):
+                opts[key] = max(opts[key] or 0.0, far)
         if self.endpoint is None:
             cls: Any = redis.Redis if sync else redis.asyncio.Redis
             return cls.from_url(_redis_url(self.url), **opts)
@@ -250,6 +280,28 @@ class ClientFactory:
 
     def __repr__(self) -> str:
         return f"ClientFactory({_safe(self.url)!r}, kind={self.kind!r}, timeout={self.timeout})"
+
+
+#: The PINGs of :func:`after_timeout` in flight, per client (a task must be referenced).
+_PROBES: dict[int, asyncio.Task[None]] = {}
+
+
+def after_timeout(client: Any) -> None:
+    """A call through ``client`` was ended by gatekeep's deadline (``_deadlines.Deadline``),
+    which redis-py did not see. A Sentinel client needs nothing: the cancelled call closed
+    its connection, and the next connection asks the Sentinels again. A cluster client
+    refreshes its slot map only after one of its own nodes failed *to it*: its primaries
+    get a PING, in the background, under redis-py's own timeout (the backstop), so that a
+    hung primary times out there and a failover is followed, as it would be without
+    gatekeep's deadline. One PING round per client at a time."""
+    if isinstance(client, redis.asyncio.RedisCluster) and id(client) not in _PROBES:
+        probe = _PROBES[id(client)] = asyncio.ensure_future(_ping_primaries(client))
+        probe.add_done_callback(lambda _: _PROBES.pop(id(client), None))
+
+
+async def _ping_primaries(client: Any) -> None:
+    with contextlib.suppress(Exception):  # what it finds out, redis-py has seen
+        await client.execute_command("PING", target_nodes=client.PRIMARIES)
 
 
 def connect(url: str, **options: Any) -> RedisBackend:

@@ -26,11 +26,12 @@ from ._calls import (
     raise_first,
     script_flow,
 )
+from ._deadlines import Deadline
 from ._redispy import masked, sentinels_of, via_client
 from ._split import slot_groups, split_flow
 from ._wire import AsyncConnections, SyncConnections, fast_pool, pack_trip, run_sync
 from .base import Plan
-from .connect import ClientFactory
+from .connect import ClientFactory, after_timeout
 
 __all__ = ["RedisBackend"]
 
@@ -76,6 +77,8 @@ class RedisBackend:
         #: Limiter trips packed once, by (plan, mode, cost, *keys): see _limit_trip.
         self._trips: dict[tuple[Any, ...], Trip] = {}
         self._async_deadline: Any = _UNSET  # see times_out_async
+        #: gatekeep's deadline on async calls through redis-py's client (see connect)
+        self._deadline: Deadline | None = None
         #: How NOSCRIPT log lines name the server.
         self._where = "redis"
         #: "standalone", "sentinel", "cluster", or "client" (clients were passed).
@@ -88,6 +91,8 @@ class RedisBackend:
             self._where = masked(client)
             self.kind = self._factory.kind
             self.timeout = self._factory.timeout
+            if self._factory.async_deadline is not None:
+                self._deadline = Deadline(self._factory.async_deadline, after_timeout)
             if replica is not None or areplica is not None or aclient is not None:
                 raise ValueError("pass a URL or clients, not both")
         elif client is None:
@@ -158,8 +163,9 @@ class RedisBackend:
         """Whether the async round trip to the primary itself fails a call that takes
         longer than ``deadline`` seconds. The lean path's deadline discounts a stalled
         event loop (see ``_deadlines.Loop``), so a caller then needs no clock of its own
-        around the call (its clock would count the stall); redis-py's own path (Sentinel,
-        Cluster, a client of another class) has no such deadline."""
+        around the call (its clock would count the stall). So does gatekeep's deadline on
+        the async Sentinel and Cluster clients it builds (``_deadlines.Deadline``); clients
+        you pass of another class have only redis-py's own timeouts."""
         wire = self._async_deadline
         if wire is _UNSET:
             wire = self._async_deadline = self._lean_async_timeout()
@@ -171,7 +177,7 @@ class RedisBackend:
         except RuntimeError:  # only a sync client
             return None
         if not AsyncConnections.usable(client):
-            return None
+            return None if self._deadline is None else self._deadline.timeout
         timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
         return float(timeout) if timeout is not None else None
 
@@ -269,6 +275,8 @@ class RedisBackend:
             conns = self._aconns[id(client)] = AsyncConnections(client)
         if conns is not None:
             return conns.run(trip)
+        if self._deadline is not None:
+            return self._deadline.run(via_client(client, trip), client)
         return via_client(client, trip)  # type: ignore[no-any-return]
 
     # -- limiter backend protocol ----------------------------------------------------
@@ -370,7 +378,8 @@ class RedisBackend:
 
     async def adelete(self, keys: list[str]) -> None:
         if keys:
-            await self.aclient.delete(*keys)
+            call = self.aclient.delete(*keys)
+            await (call if self._deadline is None else self._deadline.run(call, self.aclient))
 
     # -- lifecycle ------------------------------------------------------------------
 
