@@ -116,14 +116,14 @@ def test_sentinel_url_builds_sentinel_clients():
     assert replica is not client and not replica.connection_pool.is_master
     assert not backend.areplica.connection_pool.is_master
     # async: gatekeep's own deadline (it discounts a stalled event loop), redis-py's
-    # asyncio timeouts (which do not) only a backstop, the Sentinels' too
+    # asyncio timeouts (which do not) only a backstop; the Sentinels keep theirs
     far = backstop(0.2)
     assert far == BACKSTOP
     for aclient in (backend.aclient, backend.areplica):
         akw = _kwargs(aclient)
         assert (akw["socket_timeout"], akw["socket_connect_timeout"]) == (far, far)
         asentinel = aclient.connection_pool.sentinel_manager.sentinels[0]
-        assert _kwargs(asentinel)["socket_timeout"] == far
+        assert _kwargs(asentinel)["socket_timeout"] == 0.2
     assert backend.times_out_async(0.2) and not backend.times_out_async(0.1)
 
 

@@ -27,9 +27,9 @@ The async Sentinel and Cluster clients are the exception: redis-py times their r
 with ``asyncio.timeout``, which counts a stalled event loop (CPU-bound code in the
 app) as Redis's lateness. Their calls get gatekeep's own deadline of ``timeout``
 seconds, which does not (``_deadlines.Deadline``, applied by ``RedisBackend``), and
-redis-py's timeouts there are a far backstop (``_deadlines.backstop``: 2 s or 8
-timeouts); :func:`after_timeout` lets a cluster client see a hung node as redis-py
-would have.
+redis-py's timeouts on their data nodes are a far backstop (``_deadlines.backstop``:
+2 s or 8 timeouts; the Sentinels keep ``timeout``); :func:`after_timeout` lets the
+client learn from a call the deadline ended what redis-py would have.
 """
 
 from __future__ import annotations
@@ -218,13 +218,6 @@ class ClientFactory:
     def _build(self, *, sync: bool, replica: bool) -> Any:
         opts = dict(self.options)
         opts["retry"] = _no_retry(sync, opts.get("retry"))
-        if not sync and self.async_deadline is not None:
-            # redis-py's asyncio timeouts fire on a stalled event loop: the deadline of
-            # these calls is gatekeep's (Deadline), redis-py's only a backstop
-            # (the Sentinels' too, unless sentinel_kwargs are given)
-            far = backstop(self.async_deadline)
-            for key in ("socket_timeout", "socket_connect_timeout"):
-                opts[key] = max(opts[key] or 0.0, far)
         if self.endpoint is None:
             cls: Any = redis.Redis if sync else redis.asyncio.Redis
             return cls.from_url(_redis_url(self.url), **opts)
@@ -242,7 +235,7 @@ class ClientFactory:
                 client: Any = redis.RedisCluster(startup_nodes=nodes, **opts)
             else:
                 anodes = [redis.asyncio.cluster.ClusterNode(h, p) for h, p in ep.hosts]
-                client = redis.asyncio.RedisCluster(startup_nodes=anodes, **opts)
+                client = redis.asyncio.RedisCluster(startup_nodes=anodes, **_backstopped(opts))
             # MOVED / ASK / TRYAGAIN are retried inside redis-py (nothing ran, so it is
             # safe), up to 16 times with 50 ms pauses after the 8th: 0.4 s of TRYAGAIN.
             # 6 tries still follow any redirection chain, and end within the deadline.
@@ -270,6 +263,8 @@ class ClientFactory:
             skw = dict(skw)
             skw["retry"] = _no_retry(sync, skw.get("retry"))
         opts["db"] = ep.db
+        if not sync:  # the data nodes; the Sentinels keep their timeouts (see after_timeout)
+            opts = _backstopped(opts)
         module: Any = redis.sentinel if sync else redis.asyncio.sentinel
         sentinel = module.Sentinel(
             list(ep.hosts), min_other_sentinels=min_other, sentinel_kwargs=skw, **opts
@@ -287,21 +282,39 @@ _PROBES: dict[int, asyncio.Task[None]] = {}
 
 
 def after_timeout(client: Any) -> None:
-    """A call through ``client`` was ended by gatekeep's deadline (``_deadlines.Deadline``),
-    which redis-py did not see. A Sentinel client needs nothing: the cancelled call closed
-    its connection, and the next connection asks the Sentinels again. A cluster client
-    refreshes its slot map only after one of its own nodes failed *to it*: its primaries
-    get a PING, in the background, under redis-py's own timeout (the backstop), so that a
-    hung primary times out there and a failover is followed, as it would be without
-    gatekeep's deadline. One PING round per client at a time."""
-    if isinstance(client, redis.asyncio.RedisCluster) and id(client) not in _PROBES:
-        probe = _PROBES[id(client)] = asyncio.ensure_future(_ping_primaries(client))
-        probe.add_done_callback(lambda _: _PROBES.pop(id(client), None))
+    """A call through ``client`` was ended by gatekeep's deadline (``_deadlines.Deadline``):
+    cancelled, so redis-py did not see it fail, and learnt nothing from it. What it would
+    have learnt is learnt in the background, under redis-py's own timeouts, one probe per
+    client at a time:
+
+    - a cluster client refreshes its slot map only after a node failed *to it*: its
+      primaries get a PING (a hung one times out at the backstop), and the client then
+      follows a failover;
+    - a Sentinel client finds the primary (or a replica) on each new connection, asking
+      the Sentinels in turn; a hung one would hold every such call to its deadline, the
+      next Sentinel never asked: the probe asks them in turn (each with its own timeout)
+      and redis-py moves the first that answers to the front.
+    """
+    if id(client) in _PROBES:
+        return
+    if isinstance(client, redis.asyncio.RedisCluster):
+        probe = _ping_primaries(client)
+    elif isinstance(client.connection_pool, redis.asyncio.sentinel.SentinelConnectionPool):
+        probe = _discover(client.connection_pool)
+    else:
+        return
+    task = _PROBES[id(client)] = asyncio.ensure_future(probe)
+    task.add_done_callback(lambda _: _PROBES.pop(id(client), None))
 
 
 async def _ping_primaries(client: Any) -> None:
     with contextlib.suppress(Exception):  # what it finds out, redis-py has seen
         await client.execute_command("PING", target_nodes=client.PRIMARIES)
+
+
+async def _discover(pool: Any) -> None:
+    with contextlib.suppress(Exception):  # MasterNotFoundError: none answered
+        await pool.sentinel_manager.discover_master(pool.service_name)
 
 
 def connect(url: str, **options: Any) -> RedisBackend:
@@ -336,6 +349,16 @@ def _no_retry(sync: bool, given: Any) -> Any:
     if sync:
         return redis.retry.Retry(NoBackoff(), 0)
     return redis.asyncio.retry.Retry(NoBackoff(), 0)
+
+
+def _backstopped(opts: dict[str, Any]) -> dict[str, Any]:
+    """``opts`` for an async client whose calls gatekeep times itself (``Deadline``):
+    redis-py's asyncio timeouts fire on a stalled event loop, so they become a backstop."""
+    far = backstop(opts["socket_timeout"])
+    return {
+        **opts,
+        **{k: max(opts[k] or 0.0, far) for k in ("socket_timeout", "socket_connect_timeout")},
+    }
 
 
 def _redis_url(url: str) -> str:
