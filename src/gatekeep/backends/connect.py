@@ -277,7 +277,7 @@ class ClientFactory:
         return f"ClientFactory({_safe(self.url)!r}, kind={self.kind!r}, timeout={self.timeout})"
 
 
-#: The PINGs of :func:`after_timeout` in flight, per client (a task must be referenced).
+#: The probes of :func:`after_timeout` in flight, per client (a task must be referenced).
 _PROBES: dict[int, asyncio.Task[None]] = {}
 
 
