@@ -215,3 +215,16 @@ async def test_a_failed_call_raises_its_own_error() -> None:
 
     with pytest.raises(ConnectionRefusedError):
         await Deadline(0.1).run(refused())
+
+
+async def test_without_task_uncancel_the_deadline_is_asyncio_wait_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Python 3.10 (no Task.uncancel), or outside a task: a stalled loop counts there
+    monkeypatch.setattr(asyncio, "current_task", lambda: None)
+    told: list[object] = []
+    log: list[str] = []
+    assert await Deadline(0.1, told.append).run(_answer_after(0.01, log), "c") == "answered"
+    with pytest.raises(asyncio.TimeoutError):
+        await Deadline(0.1, told.append).run(_answer_after(5, log), "the client")
+    assert log == ["answered", "cancelled"] and told == ["the client"]
