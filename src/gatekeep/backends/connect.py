@@ -61,6 +61,7 @@ __all__ = [
     "Endpoint",
     "after_timeout",
     "connect",
+    "end_probe",
     "parse_url",
 ]
 
@@ -305,6 +306,17 @@ def after_timeout(client: Any) -> None:
         return
     task = _PROBES[id(client)] = asyncio.ensure_future(probe)
     task.add_done_callback(lambda _: _PROBES.pop(id(client), None))
+
+
+async def end_probe(client: Any) -> None:
+    """Cancel ``client``'s probe (see :func:`after_timeout`), if one runs, and wait for
+    it: before the client is closed (a probe started later would open a connection on
+    the closed client, left open when its event loop ends)."""
+    task = _PROBES.get(id(client))
+    if task is not None:
+        task.cancel()
+        if task.get_loop() is asyncio.get_running_loop():
+            await asyncio.wait([task])
 
 
 async def _ping_primaries(client: Any) -> None:

@@ -31,7 +31,7 @@ from ._redispy import masked, sentinels_of, via_client
 from ._split import slot_groups, split_flow
 from ._wire import AsyncConnections, SyncConnections, fast_pool, pack_trip, run_sync
 from .base import Plan
-from .connect import ClientFactory, after_timeout
+from .connect import ClientFactory, after_timeout, end_probe
 
 __all__ = ["RedisBackend"]
 
@@ -401,6 +401,7 @@ class RedisBackend:
         self._aconns.clear()
         for client in (self._aclient, self._areplica):
             if client is not None:
+                await end_probe(client)
                 await client.aclose()
                 if self._factory is not None:
                     for sentinel in sentinels_of(client):
