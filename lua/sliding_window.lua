@@ -13,7 +13,7 @@
 -- very end (the same worst case as a fixed window, and rare in real traffic).
 
 local function load(key, period)
-  local start = math.floor(now / period) * period
+  local start = floor(now / period) * period
   local v = redis.call('GET', key)
   if v then
     local s, cur, prev = string.match(v, '^(%d+) (%d+) (%d+)$')
@@ -49,25 +49,35 @@ local function check(key, limit, period)
   if not allowed then
     if cost > limit then retry = -1 else retry = wait(limit, period, elapsed, cur, prev) end
   end
-  return {allowed, math.max(math.floor(limit - estimate), 0), reset_in(start, period, cur, prev),
-          retry, math.max(math.floor(limit - estimate - cost), 0),
-          reset_in(start, period, cur + cost, prev), {start, cur + cost, prev},
-          reset_in(start, period, cur + cost, prev)}
+  local remaining, remaining_if_hit = floor(limit - estimate), floor(limit - estimate - cost)
+  if remaining < 0 then remaining = 0 end
+  if remaining_if_hit < 0 then remaining_if_hit = 0 end
+  local reset_if_hit = reset_in(start, period, cur + cost, prev)
+  return allowed, remaining, reset_in(start, period, cur, prev), retry,
+         remaining_if_hit, reset_if_hit, reset_if_hit, start, cur + cost, prev
 end
 
-local function commit(key, c)
-  redis.call('SET', key, string.format('%d %d %d', c[STATE][1], c[STATE][2], c[STATE][3]), 'PX', ms(c[TTL]))
+-- A key that held a count of this window lives until the next window's end already.
+local function commit(key, ttl, start, cur, prev)
+  local v = string.format('%d %d %d', start, cur, prev)
+  if keepttl and cur > cost then
+    redis.call('SET', key, v, 'KEEPTTL')
+  else
+    redis.call('SET', key, v, 'PX', ms(ttl))
+  end
 end
 
 local function refund(key, limit, period)
   local start, cur, prev = load(key, period)
-  cur = math.max(cur - cost, 0)
+  cur = cur - cost
+  if cur < 0 then cur = 0 end
   if cur == 0 and prev == 0 then
     redis.call('DEL', key)
   else
     redis.call('SET', key, string.format('%d %d %d', start, cur, prev), 'PX',
                ms(reset_in(start, period, cur, prev)))
   end
-  local estimate = prev * (period - (now - start)) / period + cur
-  return math.max(math.floor(limit - estimate), 0), reset_in(start, period, cur, prev)
+  local remaining = floor(limit - (prev * (period - (now - start)) / period + cur))
+  if remaining < 0 then remaining = 0 end
+  return remaining, reset_in(start, period, cur, prev)
 end
