@@ -16,7 +16,10 @@ Adding an algorithm
    table, which would cost server time on every call), ``commit(key, ttl, state...)``
    writing the state with a lifetime of ``ttl`` (the time until that state stops
    mattering), and ``refund(key, a, b)``. ``now``, ``mode``, ``cost``, ``floor``,
-   ``ms`` and ``keepttl`` are the prelude's.
+   ``ms`` and ``keepttl`` are the prelude's. Optionally, at the top, the common
+   call (``mode == 'hit'`` and one key) inlined and returning the driver's reply:
+   kept only where ``benchmarks/bench_server_lua.py --ref`` shows it pays (the
+   definitions below it are then not reached, so no closure is made).
 2. ``src/gatekeep/algorithms/<name>.py``: the same functions with the same names,
    arguments and integer arithmetic (``check`` returns a :class:`Check`, the Lua's
    values in the same order), plus
