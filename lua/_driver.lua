@@ -5,13 +5,14 @@
 -- Returns a flat array, four integers per limit, in KEYS order:
 --   allowed (1/0), remaining, reset_after (µs), retry_after (µs, -1 = never)
 local n = #KEYS
-if n == 1 and mode ~= 'refund' then  -- the common case, without the loops (same result)
-  local c = check(KEYS[1], tonumber(ARGV[4]), tonumber(ARGV[5]))
-  if c[ALLOWED] and mode == 'hit' then
-    commit(KEYS[1], c)
-    return {1, c[REMAINING_IF_HIT], c[RESET_IF_HIT], 0}
+if n == 1 and mode ~= 'refund' then  -- the common case, without tables or loops (same result)
+  local allowed, remaining, reset, retry, remaining_if_hit, reset_if_hit, ttl, s1, s2, s3, s4 =
+    check(KEYS[1], tonumber(ARGV[4]), tonumber(ARGV[5]))
+  if allowed and mode == 'hit' then
+    commit(KEYS[1], ttl, s1, s2, s3, s4)
+    return {1, remaining_if_hit, reset_if_hit, 0}
   end
-  return {c[ALLOWED] and 1 or 0, c[REMAINING], c[RESET], c[RETRY]}
+  return {allowed and 1 or 0, remaining, reset, retry}
 end
 
 local out = {}
@@ -26,28 +27,30 @@ if mode == 'refund' then
   return out
 end
 
+-- c[1] .. c[6]: allowed, remaining, reset, retry, remaining_if_hit, reset_if_hit;
+-- c[7] ..: what commit takes (the lifetime, then the state)
 local checks = {}
 local all_allowed = true
 for i = 1, n do
-  local c = check(KEYS[i], tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i]))
+  local c = {check(KEYS[i], tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i]))}
   checks[i] = c
-  if not c[ALLOWED] then all_allowed = false end
+  if not c[1] then all_allowed = false end
 end
 
 local consume = all_allowed and mode == 'hit'
 for i = 1, n do
   local c = checks[i]
   if consume then
-    commit(KEYS[i], c)
+    commit(KEYS[i], unpack(c, 7))
     out[#out + 1] = 1
-    out[#out + 1] = c[REMAINING_IF_HIT]
-    out[#out + 1] = c[RESET_IF_HIT]
+    out[#out + 1] = c[5]
+    out[#out + 1] = c[6]
     out[#out + 1] = 0
   else
-    out[#out + 1] = c[ALLOWED] and 1 or 0
-    out[#out + 1] = c[REMAINING]
-    out[#out + 1] = c[RESET]
-    out[#out + 1] = c[RETRY]
+    out[#out + 1] = c[1] and 1 or 0
+    out[#out + 1] = c[2]
+    out[#out + 1] = c[3]
+    out[#out + 1] = c[4]
   end
 end
 return out

@@ -7,23 +7,33 @@
 -- KEYS[i]  the key of limit i; all keys share one hash tag, so one cluster slot
 -- Needs Redis >= 5 (or Valkey): scripts replicate their effects, so reading TIME
 -- before writing is allowed.
+--
+-- Each algorithm defines check(key, a, b), which returns (as values, not a table:
+-- a table per call costs server time) allowed; remaining and reset_after µs as
+-- things are; retry_after µs (-1: never); remaining and reset_after once committed;
+-- then the lifetime in µs of the state a commit writes (the time until that state
+-- stops mattering), and that state (one to four values). commit(key, ttl, state...)
+-- writes it; refund(key, a, b) gives cost back. gatekeep/algorithms/_driver.py:
+-- Check names the same fields.
 
 local now = tonumber(ARGV[1])
+-- On the server's clock a window's end stays where it is: a write within a window
+-- whose key already lives until that end may keep its TTL (SET KEEPTTL, Redis >= 6,
+-- a third of the cost of SET PX). REDIS_VERSION_NUM is there from Redis 7.0 on.
+-- With a clock of the caller's, every write sets its TTL.
+local keepttl = false
 if not now then
   local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  now = t[1] * 1000000 + t[2]
+  keepttl = redis.REDIS_VERSION_NUM ~= nil
 end
 local mode = ARGV[2]
 local cost = tonumber(ARGV[3])
+local floor = math.floor
 
 -- PEXPIRE/PX take milliseconds: round up, never 0.
 local function ms(us)
-  return math.max(1, math.ceil(us / 1000))
+  local m = math.ceil(us / 1000)
+  if m < 1 then return 1 end
+  return m
 end
-
--- The fields of the table check() returns, by name (gatekeep/algorithms/_driver.py:
--- Check): allowed; remaining and reset_after µs as things are; retry_after µs (-1:
--- never); remaining and reset_after once committed; the state commit() writes, and
--- its lifetime in µs (the time until that state stops mattering).
-local ALLOWED, REMAINING, RESET, RETRY, REMAINING_IF_HIT, RESET_IF_HIT, STATE, TTL =
-  1, 2, 3, 4, 5, 6, 7, 8

@@ -7,22 +7,32 @@
 -- ARGV[3+2i]   period: the window length in microseconds
 -- Returns      see _driver.lua: allowed, remaining, reset_after µs, retry_after µs
 
--- How many entries are newer than now - period (a binary search: newest first),
--- and the newest entry (or nil).
+-- How many entries are newer than now - period, the newest entry (or nil) and the
+-- list's length. The oldest entry is read first: when it is live, every entry is
+-- (the common case: commit trims the expired ones); else a binary search, newest first.
 local function load(key, period)
+  local n = redis.call('LLEN', key)
+  if n == 0 then return 0, nil, 0 end
   local horizon = now - period
-  local lo, hi = 0, redis.call('LLEN', key)
-  while lo < hi do
-    local mid = math.floor((lo + hi) / 2)
-    if tonumber(redis.call('LINDEX', key, mid)) > horizon then lo = mid + 1 else hi = mid end
+  local last = tonumber(redis.call('LINDEX', key, n - 1))
+  if n == 1 then
+    if last > horizon then return 1, last, 1 end
+    return 0, nil, 1
   end
-  local head = nil
-  if lo > 0 then head = tonumber(redis.call('LINDEX', key, 0)) end
-  return lo, head
+  local lo, hi = n, n
+  if last <= horizon then
+    lo, hi = 0, n - 1
+    while lo < hi do
+      local mid = floor((lo + hi) / 2)
+      if tonumber(redis.call('LINDEX', key, mid)) > horizon then lo = mid + 1 else hi = mid end
+    end
+  end
+  if lo == 0 then return 0, nil, n end
+  return lo, tonumber(redis.call('LINDEX', key, 0)), n
 end
 
 local function check(key, limit, period)
-  local count, head = load(key, period)
+  local count, head, n = load(key, period)
   local allowed = count + cost <= limit
   local retry = 0
   if not allowed then
@@ -36,15 +46,22 @@ local function check(key, limit, period)
   local reset = 0
   if head then reset = head + period - now end
   -- keep the log sorted even if the clock steps back
-  local ts = math.max(now, head or now)
+  local ts = now
+  if head and head > now then ts = head end
   local reset_hit = reset
   if cost > 0 then reset_hit = ts + period - now end
-  return {allowed, limit - count, reset, retry, limit - count - cost, reset_hit,
-          {ts, cost, count + cost}, reset_hit}
+  return allowed, limit - count, reset, retry, limit - count - cost, reset_hit,
+         reset_hit, ts, cost, count + cost, n
 end
 
-local function commit(key, c)
-  local ts, keep = string.format('%d', c[STATE][1]), c[STATE][3]
+-- n: the list's length before; when every entry was live (n == count), the pushed
+-- list holds exactly "keep" entries and needs no LTRIM.
+local function commit(key, ttl, ts, cost, keep, n)
+  if keep == 0 then
+    redis.call('DEL', key)
+    return
+  end
+  ts = string.format('%d', ts)
   local batch = {}
   for _ = 1, cost do
     batch[#batch + 1] = ts
@@ -54,17 +71,14 @@ local function commit(key, c)
     end
   end
   if #batch > 0 then redis.call('LPUSH', key, unpack(batch)) end
-  if keep == 0 then
-    redis.call('DEL', key)
-  else
-    redis.call('LTRIM', key, 0, keep - 1)  -- drop expired entries
-    redis.call('PEXPIRE', key, ms(c[TTL]))
-  end
+  if n + cost > keep then redis.call('LTRIM', key, 0, keep - 1) end  -- drop expired entries
+  redis.call('PEXPIRE', key, ms(ttl))
 end
 
 local function refund(key, limit, period)
-  local count, head = load(key, period)
-  local give = math.min(cost, count)
+  local count, head, n = load(key, period)
+  local give = cost
+  if give > count then give = count end
   if give == count then
     redis.call('DEL', key)
   elseif give > 0 then

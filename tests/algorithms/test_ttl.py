@@ -218,3 +218,40 @@ def _close_clients():
     for backend in _clients.values():
         backend.close()
     _clients.clear()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("kind", ["redis", "valkey"])
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_lua_ttl_on_the_server_clock(servers, kind, algorithm, data):
+    """On the server's TIME (no ``now``), where the window algorithms keep a key's TTL
+    (SET KEEPTTL) for a later hit in the same window: after every allowed hit, the
+    key lives as long as the reply says its state matters (``reset_after``), within
+    the millisecond of PX rounding and the time the script and the PTTL read took."""
+    spec = ALGORITHMS[algorithm]
+    limits = data.draw(rates(spec.bucket, S // 4), label="limits")
+    costs = data.draw(st.lists(st.integers(0, 3), min_size=1, max_size=8), label="costs")
+    pauses = data.draw(st.lists(st.sampled_from([0, 0, 0, 0.002, 0.05]), min_size=len(costs)))
+
+    backend = _backend(servers, kind)
+    planner = BaseLimiter(algorithm=algorithm, prefix="ttl")
+    plan = planner.plan(limits)
+    keys = planner.keys(uuid.uuid4().hex, plan)
+    client = backend.client
+    for i, (cost, pause) in enumerate(zip(costs, pauses, strict=False)):
+        time.sleep(pause)
+        t0 = time.monotonic()
+        reply = backend.limit(plan, keys, None, HIT, cost)
+        pttls = [client.pttl(k) for k in keys]
+        slack = math.ceil((time.monotonic() - t0) * 1000) + 1
+        if not all(reply[0::4]):
+            continue  # a denied hit writes nothing
+        for j, (key, pttl) in enumerate(zip(keys, pttls, strict=True)):
+            span = reply[4 * j + 2]
+            what = f"hit {i} (cost={cost}): {key} has PTTL {pttl} ms, reset_after {span} µs"
+            if pttl == -2:  # none, or it expired before the read
+                assert ms(span) <= slack + 1, what
+            else:
+                assert ms(span) - slack - 1 <= pttl <= ms(span) + 1, what

@@ -11,12 +11,18 @@ all-or-nothing).
 Adding an algorithm
 -------------------
 1. ``lua/<name>.lua``: a header (KEYS, ARGV with units, what it stores), then
-   ``check(key, a, b)`` returning the table whose fields ``lua/_prelude.lua``
-   names (``c[ALLOWED]`` .. ``c[TTL]``), ``commit(key, c)`` writing ``c[STATE]``
-   with a lifetime of ``c[TTL]`` (the time until that state stops mattering), and
-   ``refund(key, a, b)``. ``now``, ``mode`` and ``cost`` are the prelude's.
+   ``check(key, a, b)`` returning the values ``lua/_prelude.lua`` lists (allowed ..
+   reset_if_hit, then the state's lifetime ``ttl`` and the state: values, not a
+   table, which would cost server time on every call), ``commit(key, ttl, state...)``
+   writing the state with a lifetime of ``ttl`` (the time until that state stops
+   mattering), and ``refund(key, a, b)``. ``now``, ``mode``, ``cost``, ``floor``,
+   ``ms`` and ``keepttl`` are the prelude's. Optionally, at the top, the common
+   call (``mode == 'hit'`` and one key) inlined and returning the driver's reply:
+   kept only where ``benchmarks/bench_server_lua.py --ref`` shows it pays (the
+   definitions below it are then not reached, so no closure is made).
 2. ``src/gatekeep/algorithms/<name>.py``: the same functions with the same names,
-   arguments and integer arithmetic (``check`` returns a :class:`Check`), plus
+   arguments and integer arithmetic (``check`` returns a :class:`Check`, the Lua's
+   values in the same order), plus
    ``NAME``, ``SHORT`` and ``BURST``. Optionally ``fused_hit``: an inlined
    in-process ``hit`` for one limit, kept only where a benchmark shows it pays
    (``benchmarks/bench_memory.py``; without one, ``MemoryBackend`` runs

@@ -38,8 +38,9 @@ REFUND = "refund"
 
 
 class Check(NamedTuple):
-    """What ``check`` returns: the Lua table ``c``, whose fields ``lua/_prelude.lua``
-    names with the same words in capitals (``c[STATE]`` is ``c.state``)."""
+    """What ``check`` returns: the values the Lua ``check`` returns, in the same order
+    (``lua/_prelude.lua``; the Lua returns them as values, not as a table, and its
+    ``commit(key, ttl, state...)`` takes the last two fields as values too)."""
 
     #: The cost fits now.
     allowed: bool
@@ -51,10 +52,10 @@ class Check(NamedTuple):
     #: ``remaining`` and ``reset_us`` once the cost is committed.
     remaining_if_hit: int
     reset_if_hit_us: int
-    #: What ``commit`` writes, and the key's lifetime then: the time until that state
-    #: stops mattering.
-    state: Any
+    #: The key's lifetime once committed (the time until that state stops mattering),
+    #: and what ``commit`` writes.
     ttl_us: int
+    state: Any
 
 
 class Store(Protocol):

@@ -49,8 +49,8 @@ def check(store: Store, key: str, now: int, cost: int, limit: int, period: int) 
         retry,
         limit - count - cost,
         reset_hit,
-        (start, count + cost),
         reset_hit,
+        (start, count + cost),
     )
 
 

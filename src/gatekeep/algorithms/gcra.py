@@ -47,8 +47,8 @@ def check(store: Store, key: str, now: int, cost: int, interval: int, burst: int
         retry,
         math.floor((tolerance - new_backlog) / interval),
         new_backlog,
-        now + new_backlog,
         new_backlog,
+        now + new_backlog,
     )
 
 

@@ -21,7 +21,10 @@ BURST = False
 
 
 def load(store: Store, key: str, now: int, period: int) -> tuple[list[int], int, int | None]:
-    """The log, how many entries are newer than now - period, and the newest one."""
+    """The log, how many entries are newer than now - period, and the newest one.
+
+    (The Lua reads the oldest entry first: when it is live, every entry is; else it
+    searches, as ``bisect_right`` does here. The count is the same.)"""
     log: list[int] = store.get(key, now) or []
     count = len(log) - bisect_right(log, now - period)
     head = log[-1] if count > 0 else None
@@ -49,20 +52,23 @@ def check(store: Store, key: str, now: int, cost: int, limit: int, period: int) 
         retry,
         limit - count - cost,
         reset_hit,
-        (ts, cost, count + cost),
         reset_hit,
+        (ts, cost, count + cost, len(log)),
     )
 
 
 def commit(store: Store, key: str, now: int, c: Check) -> None:
-    ts, cost, keep = c.state
-    log: list[int] = store.get(key, now) or []
-    log.extend([ts] * cost)
+    # n: the log's length before; when every entry was live (n == count), the log
+    # holds exactly ``keep`` entries after the push and the Lua skips its LTRIM
+    ts, cost, keep, n = c.state
     if keep == 0:
         store.delete(key)
-    else:
+        return
+    log: list[int] = store.get(key, now) or []
+    log.extend([ts] * cost)
+    if n + cost > keep:
         del log[:-keep]  # drop expired entries
-        store.set(key, log, now + ms(c.ttl_us) * 1000)
+    store.set(key, log, now + ms(c.ttl_us) * 1000)
 
 
 def refund(store: Store, key: str, now: int, cost: int, limit: int, period: int) -> tuple[int, int]:

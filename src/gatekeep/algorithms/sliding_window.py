@@ -73,8 +73,8 @@ def check(store: Store, key: str, now: int, cost: int, limit: int, period: int) 
         retry,
         max(math.floor(limit - estimate - cost), 0),
         reset_in(now, start, period, cur + cost, prev),
-        (start, cur + cost, prev),
         reset_in(now, start, period, cur + cost, prev),
+        (start, cur + cost, prev),
     )
 
 

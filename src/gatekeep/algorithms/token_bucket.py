@@ -25,19 +25,20 @@ SHORT = "tb"
 BURST = True
 
 
-def load(store: Store, key: str, now: int, interval: int, burst: int) -> tuple[int, int]:
-    capacity = burst * interval
+def load(store: Store, key: str, now: int, capacity: int) -> tuple[int, int]:
     v = store.get(key, now)
     if v is None:
         return capacity, now
     level, ts = v
-    level = min(capacity, level + max(0, now - ts))
-    return level, max(ts, now)
+    if ts < now:  # refill; a clock that stepped back refills nothing
+        level = min(capacity, level + now - ts)
+        ts = now
+    return level, ts
 
 
 def check(store: Store, key: str, now: int, cost: int, interval: int, burst: int) -> Check:
     capacity = burst * interval
-    level, ts = load(store, key, now, interval, burst)
+    level, ts = load(store, key, now, capacity)
     need = cost * interval
     allowed = need <= level
     retry = 0
@@ -51,8 +52,8 @@ def check(store: Store, key: str, now: int, cost: int, interval: int, burst: int
         retry,
         math.floor(left / interval),
         capacity - left,
-        (left, ts),
         capacity - left,
+        (left, ts),
     )
 
 
@@ -64,7 +65,7 @@ def refund(
     store: Store, key: str, now: int, cost: int, interval: int, burst: int
 ) -> tuple[int, int]:
     capacity = burst * interval
-    level, ts = load(store, key, now, interval, burst)
+    level, ts = load(store, key, now, capacity)
     level = min(capacity, level + cost * interval)
     if level == capacity:
         store.delete(key)  # a full bucket is the same as no bucket
