@@ -227,6 +227,7 @@ def test_known_paths() -> None:
         ("POST", "/login", "", {"login"}),
         ("POST", "/%6Cogin", "", {"login"}),  # decoded by the server
         ("POST", "/login%0A", "", {"login"}),  # Starlette's "$" takes a final newline
+        ("POST", "/login/%0A", "", {"login-step"}),  # ... and "{step}" can be that newline
         ("POST", "/login/", "", set()),  # redirected, the endpoint does not run
         ("POST", "//login", "", set()),
         ("POST", "/a/../login", "", set()),  # servers do not resolve dot segments
@@ -259,7 +260,18 @@ def test_route_path_strips_root_path_at_a_segment_boundary() -> None:
     assert rp("/apilogin", "/api") == "/apilogin"
     assert rp("/api", "/api") == ""
     assert rp("/login", "/api") == "/login"
-    assert rp("/login\n") == "/login"
+    assert rp("/login\n") == "/login\n"  # both readings are matched: match_routed
+
+
+def test_match_routed_reads_a_final_newline_both_ways() -> None:
+    from gatekeep.ratelimit.core import RateLimitPolicy
+
+    exact, step = Rule("5/minute", "POST /login"), Rule("5/minute", "POST /login/*")
+    policy = RateLimitPolicy([exact, step])
+    assert policy.match_routed("POST", "/login\n") == (exact,)
+    assert policy.match_routed("POST", "/login/\n") == (step,)
+    assert policy.match("POST", "/login/\n") == (step,)
+    assert policy.match_routed("POST", "/other\n") is None
 
 
 def test_route_names_never_collide() -> None:

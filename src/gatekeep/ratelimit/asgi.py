@@ -93,8 +93,9 @@ class RateLimitMiddleware:
             return
         policy = self.policy
         table = self._table
+        path = route_path(scope)
         if table is None:
-            rules = policy.match(method, route_path(scope))
+            rules = policy.match_routed(method, path)
             check = None
         else:
             try:
@@ -107,8 +108,8 @@ class RateLimitMiddleware:
             rules = (
                 None
                 if resolved.exempt
-                else policy.match(
-                    method, route_path(scope, newline=resolved.routed), resolved.rules
+                else (policy.match_routed if resolved.routed else policy.match)(
+                    method, path, resolved.rules
                 )
             )
         if rules is None:

@@ -185,6 +185,25 @@ class RateLimitPolicy:
         self._matches[cache_key] = found
         return found
 
+    def match_routed(
+        self, method: str, path: str, extra: tuple[Rule, ...] = ()
+    ) -> tuple[Rule, ...] | None:
+        """As :meth:`match`, for a router whose route regexes end in ``$`` (Starlette's):
+        ``$`` also matches before one final newline, so ``/login\\n`` reaches ``/login``
+        and ``/login/\\n`` reaches ``/login/{step}`` (with the step ``"\\n"``). A rule
+        applies where either reading of the path leads; exempt only when both are."""
+        found = self.match(method, path, extra)
+        if not path.endswith("\n"):
+            return found
+        other = self.match(method, path[:-1], extra)
+        default = (self.default_rule,)
+        if found is None or found == default:
+            return other if other is not None else found
+        if other is None or other == default:
+            return found
+        both = {id(r) for r in found} | {id(r) for r in other}
+        return tuple(r for r in (*self.rules, *extra) if id(r) in both)
+
     # -- 2. identify (the shell awaits what is awaitable) --------------------------------
 
     def identify(self, request: RequestView, rules: tuple[Rule, ...]) -> list[Any]:

@@ -6,9 +6,11 @@
 means the app's ``/login`` whether it is served at ``/`` or behind
 ``--root-path /api``. Paths inside a ``Mount`` keep the mount's prefix
 (``/admin/login``). Starlette's route regexes end in ``$``, which also matches
-before one final newline, so ``/login%0A`` reaches the ``/login`` endpoint: when
-the router reaches an endpoint (or when there is no router to ask), the rule path
-drops that newline too, so a rule applies wherever its endpoint runs.
+before one final newline, so ``/login%0A`` reaches the ``/login`` endpoint and
+``/login/%0A`` the ``/login/{step}`` one (the step is the newline): when the router
+reaches an endpoint (or when there is no router to ask), a rule applies where either
+reading of the path leads (``RateLimitPolicy.match_routed``), so it applies wherever
+its endpoint runs.
 
 :class:`RouteTable` asks a Starlette or FastAPI router, with the routes' own
 ``matches()``, which endpoint a request will reach, before the app runs: the
@@ -49,9 +51,8 @@ _MAX_NAME = 64
 _CACHE = 4096
 
 
-def route_path(scope: Mapping[str, Any], *, newline: bool = True) -> str:
-    """The app-relative path a rule is matched against (see the module's docstring);
-    ``newline``: drop one final newline."""
+def route_path(scope: Mapping[str, Any]) -> str:
+    """The app-relative path a rule is matched against (see the module's docstring)."""
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
     # ASGI: path includes root_path; strip it only at a segment boundary, as Starlette does.
@@ -60,8 +61,6 @@ def route_path(scope: Mapping[str, Any], *, newline: bool = True) -> str:
             path = ""
         elif path[len(root)] == "/":
             path = path[len(root) :]
-    if newline and path.endswith("\n"):
-        path = path[:-1]
     return path
 
 
