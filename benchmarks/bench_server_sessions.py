@@ -19,11 +19,16 @@ Server µs per operation is reported two ways:
            EVALSHA already includes the commands its script runs, and those commands
            also have their own lines: this counts them twice.
   scripts  usec of what the clients sent (EVALSHA, EVAL, their _RO forms, and for
-           starsessions GET and SET): each command counted once.
+           starsessions GET and SET; gatekeep's peek, TIME and HGETALL sent as plain
+           commands, at their per-call usec, once per request of the cases in PLAIN):
+           each command counted once.
 
 With ``--breakdown``, each gatekeep case's commands: calls and usec per request.
+With ``--cpu``, also the server process's CPU time per operation (INFO cpu, user +
+system): what commandstats leaves out too (reading, parsing and answering each
+command; event loop work), which plain commands pay once each.
 
-    python benchmarks/bench_server_sessions.py [--rounds 7] [--n 2000] [--breakdown]
+    python benchmarks/bench_server_sessions.py [--rounds 7] [--n 2000] [--breakdown] [--cpu]
 """
 
 from __future__ import annotations
@@ -55,6 +60,10 @@ from gatekeep.testing import ServerProcess, find_server
 SECRET = "benchmark-secret-key-0123456789abcdef"
 #: Commands a client sends (never run inside a script in these cases).
 SENT = ("evalsha", "evalsha_ro", "eval", "eval_ro", "get", "set")
+#: Plain commands a case's client sends per operation (the peek: TIME and HGETALL,
+#: pipelined); scripts run the same commands, so their lines mix both: these are
+#: counted at the line's usec per call, this many per operation.
+PLAIN = {"gk read": ("time", "hgetall"), "gk write": ("time", "hgetall")}
 #: The probe's own commands.
 PROBE = ("info", "config|resetstat")
 
@@ -190,15 +199,31 @@ def usec(stats: dict[str, Any]) -> dict[str, tuple[int, int]]:
     return out
 
 
+def cpu_us(probe: redis.Redis) -> float:
+    info = probe.info("cpu")
+    return (float(info["used_cpu_user"]) + float(info["used_cpu_sys"])) * 1e6
+
+
+#: Server CPU µs per operation of the last measure() (see --cpu).
+CPU: dict[str, list[float]] = {}
+
+
 async def measure(
-    probe: redis.Redis, fn: Callable[[], Any], n: int
+    probe: redis.Redis, fn: Callable[[], Any], n: int, plain: tuple[str, ...] = (), name: str = ""
 ) -> tuple[float, float, dict[str, tuple[int, int]]]:
     probe.config_resetstat()
+    cpu0 = cpu_us(probe)
     for _ in range(n):
         await fn()
+    CPU.setdefault(name, []).append((cpu_us(probe) - cpu0) / n)
     stats = usec(probe.info("commandstats"))
     total = sum(u for _c, u in stats.values())
     sent = sum(u for cmd, (_c, u) in stats.items() if cmd in SENT)
+    for cmd in plain:
+        calls, used = stats.get(cmd, (0, 0))
+        if calls < n:
+            raise RuntimeError(f"{cmd}: {calls} calls for {n} operations: not sent plain")
+        sent += used / calls * n
     return total / n, sent / n, stats
 
 
@@ -213,7 +238,7 @@ async def run(args: argparse.Namespace, url: str, probe: redis.Redis) -> None:
     last: dict[str, dict[str, tuple[int, int]]] = {}
     for _round in range(args.rounds):
         for name, fn in fns.items():
-            total, own, stats = await measure(probe, fn, args.n)
+            total, own, stats = await measure(probe, fn, args.n, PLAIN.get(name, ()), name)
             sums[name].append(total)
             sent[name].append(own)
             last[name] = stats
@@ -231,6 +256,11 @@ async def run(args: argparse.Namespace, url: str, probe: redis.Redis) -> None:
             f"| {name} | {med[name]:.1f} | {med[name] / base:.2f} | "
             f"{med_sent[name]:.1f} | {med_sent[name] / base_sent:.2f} |"
         )
+    if args.cpu:
+        cpu = {name: statistics.median(CPU[name]) for name in fns}
+        print("\n| per operation | server CPU µs (INFO cpu) | x limits fixed |\n|---|---:|---:|")
+        for name in fns:
+            print(f"| {name} | {cpu[name]:.1f} | {cpu[name] / cpu['limits fixed']:.2f} |")
     if args.breakdown:
         print("\nLast round, per operation: command calls / usec")
         for name, stats in last.items():
@@ -246,6 +276,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--breakdown", action="store_true", help="commands per case")
+    parser.add_argument("--cpu", action="store_true", help="server CPU time per case")
     args = parser.parse_args()
     with ServerProcess.start(find_server("redis")) as server:
         probe = redis.Redis(port=server.port)

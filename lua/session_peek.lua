@@ -1,6 +1,8 @@
 -- gatekeep: sessions, peek. Reads a session without moving anything: EVALSHA_RO, on a
--- replica too. Prepended with session_clock.lua only (no helpers: this is the read of
--- every read-only request, and the leanest script a session has).
+-- replica too. Prepended with session_clock.lua only (no helpers). The executor sends
+-- the same read as plain commands (TIME, HGETALL pipelined: no script to pay for) but
+-- on a cluster, where TIME, having no key, would go to another node: this script runs
+-- there (gatekeep.sessions._redis).
 --
 -- KEYS[1]  the session key
 -- ARGV[1]  now (see session_clock.lua)

@@ -10,7 +10,13 @@ from hypothesis import strategies as st
 from redis.exceptions import ResponseError
 
 from gatekeep import RedisBackend
-from gatekeep.sessions._engine import CLOCK_ONLY, Call, MemoryExecutor, session_script
+from gatekeep.sessions._engine import (
+    CLOCK_ONLY,
+    Call,
+    MemoryExecutor,
+    normalize,
+    session_script,
+)
 from gatekeep.sessions._loaded import loaded
 from gatekeep.sessions._redis import RedisExecutor
 
@@ -109,6 +115,10 @@ def test_lua_and_twin_agree(server, ops):
             [got] = redis_side.run([call], now)
             [want] = twin_side.run([call], now)
             assert canonical(o, got) == canonical(o, want), (o, now - T0)
+            if o[0] == "load" and o[2] == "peek":  # the executor sends plain commands:
+                # the script (a cluster's peek) must read alike too
+                script = backend.eval(session_script("session_peek"), call.keys, (now,))
+                assert canonical(o, normalize(script)) == canonical(o, want), (o, now - T0)
             if o[0] == "load" and o[2] != "meta":
                 got = canonical(o, got)
             if o[0] in ("load", "save") and isinstance(got, list) and got and got[0] == 1:

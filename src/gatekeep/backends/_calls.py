@@ -33,6 +33,7 @@ from ..scripts import Script
 
 __all__ = [
     "CallFlow",
+    "Command",
     "Replies",
     "ScriptCall",
     "Trip",
@@ -52,6 +53,19 @@ __all__ = [
 ScriptCall = tuple[Script, Sequence[str], Sequence[Any]]
 
 logger = logging.getLogger("gatekeep.redis")
+
+
+class Command(Script):
+    """A plain Redis command in a trip, in place of a script: ``(Command.of("HGETALL"),
+    keys, args)`` sends ``HGETALL *keys *args``, one command, one reply (never NOSCRIPT;
+    the same command in a read-only trip). For a read that needs no script (no write
+    to keep atomic): a few commands pipelined cost the server less than one script."""
+
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, name: str) -> Command:
+        return cls(name, "", "")
 
 
 class Trip(NamedTuple):
@@ -198,7 +212,10 @@ def commands(trip: Trip) -> list[tuple[Any, ...]]:
         out = [(name, s.source, len(k), *k, *a) for s, k, a in trip.calls]
     else:
         name = "EVALSHA_RO" if trip.read_only else "EVALSHA"
-        out = [(name, s.sha, len(k), *k, *a) for s, k, a in trip.calls]
+        out = [
+            (s.name, *k, *a) if type(s) is Command else (name, s.sha, len(k), *k, *a)
+            for s, k, a in trip.calls
+        ]
     if trip.wait is not None:
         out.append(("WAIT", *trip.wait))
     return out

@@ -40,7 +40,7 @@ import redis.asyncio
 from redis.exceptions import ConnectionError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ._calls import Trip, replies_expected
+from ._calls import Command, Trip, replies_expected
 from ._deadlines import Loop
 
 __all__ = ["AsyncConnections", "SyncConnections", "fast_pool", "pack", "pack_trip", "run_sync"]
@@ -81,7 +81,8 @@ def _head(sha: str, read_only: bool, nkeys: int) -> bytes:
 
 def pack_trip(trip: Trip) -> bytes:
     """The trip's commands in RESP: EVALSHA (or EVALSHA_RO) as ``pack`` would make them,
-    with each script's head packed once; EVAL (the script's source) and WAIT by ``pack``.
+    with each script's head packed once; EVAL (the script's source), a plain
+    :class:`~._calls.Command` and WAIT by ``pack``.
     A trip packed already (``trip.packed``) is not packed again."""
     if trip.packed is not None:
         return trip.packed
@@ -92,6 +93,9 @@ def pack_trip(trip: Trip) -> bytes:
         out = [pack((command, s.source, len(k), *k, *a)) for s, k, a in trip.calls]
     else:
         for s, k, a in trip.calls:
+            if type(s) is Command:
+                out.append(pack((s.name, *k, *a)))
+                continue
             nkeys = len(k)
             out.append(b"*%d\r\n" % (3 + nkeys + len(a)))
             out.append(_HEADS.get((s.sha, read_only, nkeys)) or _head(s.sha, read_only, nkeys))

@@ -1,12 +1,13 @@
 """What a session load read: the hash as the load script (or its twin) hands it over,
 judged against the clock that script read.
 
-The peek script (``session_peek.lua``) and the load script's ``touch`` mode return the
-session hash as HGETALL gives it, then ``now``, and leave the layout of the reply to
-the client: the Lua stays a read (plus the touch), which is what a session request
-costs the one Redis thread. :func:`judge` is the expiry rule of ``session_prelude.lua``'s
-``judge()``, without the deletion (a read never writes), and :func:`loaded` turns
-the raw reply into the load reply the session takes (:meth:`Session.fill`).
+The peek (``session_peek.lua``, or its plain TIME and HGETALL: ``._redis``) and the load
+script's ``touch`` mode return the session hash as HGETALL gives it, then ``now``, and
+leave the layout of the reply to the client: the Lua stays a read (plus the touch),
+which is what a session request costs the one Redis thread. :func:`judge` is the
+expiry rule of ``session_prelude.lua``'s ``judge()``, without the deletion (a read
+never writes), and :func:`loaded` turns the raw reply into the load reply the session
+takes (:meth:`Session.fill`).
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from typing import Any
 
-from ..backends._calls import Replies, ScriptCall
+from ..backends._calls import Command, Replies, ScriptCall
 from ..backends.redis import RedisBackend
 from ..breaker import CircuitBreaker
 from ..errors import BackendUnavailable, SessionNotReplicated, SessionWriteFailed
@@ -69,6 +69,61 @@ def needs_primary(calls: Sequence[Call]) -> bool:
 
 def _script_call(call: Call, now: int | None) -> ScriptCall:
     return (session_script(call.script), call.keys, ("" if now is None else now, *call.args))
+
+
+#: The peek (``session_peek.lua``, the read of every read-only request) sent as plain
+#: commands: ``TIME`` (unless the caller gave ``now``) and ``HGETALL``, pipelined in the
+#: batch's one round trip. A read has nothing to keep atomic, and the two commands cost
+#: the server a few µs where the script costs ~18 (Redis 7.0: a script's call and its
+#: first ``redis.call`` are most of it). Not on a cluster (``TIME`` has no key: it would
+#: go to another node), where the script goes.
+PEEK = "session_peek"
+_TIME, _HGETALL = Command.of("TIME"), Command.of("HGETALL")
+
+
+def _batch(calls: list[Call], now: int | None, plain: bool) -> list[ScriptCall]:
+    """The backend's calls for ``calls``: a script call each, or a peek's plain commands."""
+    if not plain:
+        return [_script_call(c, now) for c in calls]
+    out: list[ScriptCall] = []
+    for c in calls:
+        if c.script == PEEK:
+            if now is None:
+                out.append((_TIME, (), ()))
+            out.append((_HGETALL, c.keys, ()))
+        else:
+            out.append(_script_call(c, now))
+    return out
+
+
+def _joined(calls: list[Call], replies: list[Any], now: int | None) -> list[Any]:
+    """One reply per call from :func:`_batch`'s replies: a peek's as its script gives it
+    (the hash as HGETALL gives it, then now)."""
+    out = []
+    i = 0
+    for c in calls:
+        if c.script != PEEK:
+            out.append(replies[i])
+            i += 1
+            continue
+        clock: Any = now
+        if now is None:
+            clock = replies[i]
+            i += 1
+        out.append(_peeked(replies[i], clock))
+        i += 1
+    return out
+
+
+def _peeked(fields: Any, clock: Any) -> Any:
+    """HGETALL's reply (a flat list; a dict through redis-py's pipelines or RESP3), then
+    now: ``clock`` as given, or TIME's reply (seconds, microseconds); an error as it is."""
+    for reply in (clock, fields):
+        if isinstance(reply, Exception):
+            return reply
+    flat = [x for kv in fields.items() for x in kv] if isinstance(fields, dict) else list(fields)
+    flat.append(clock if type(clock) is int else int(clock[0]) * 1_000_000 + int(clock[1]))
+    return flat
 
 
 def _on_replica(call: Call) -> Call:
@@ -120,6 +175,8 @@ class RedisExecutor:
         self.metrics = metrics
         self._lock = threading.Lock()
         self._replica: dict[bool, bool] = {}
+        #: Whether a peek may go as plain commands (not on a cluster); known on first use.
+        self._plain: bool | None = None
         #: Plain counters (also in metrics snapshots, under ``watched``).
         self.counters = {
             "primary_failures": 0,
@@ -139,7 +196,11 @@ class RedisExecutor:
     def _flow(self, calls: list[Call], now: int | None, sync: bool) -> IOFlow:
         """Every step of running one batch, without I/O: it yields the script call to
         make (see ``IOStep``) and is sent its replies, or has its exception thrown in."""
-        batch = [_script_call(c, now) for c in calls]
+        plain = self._plain
+        if plain is None:
+            plain = self._plain = not self.backend.is_cluster
+        split = plain and any(c.script == PEEK for c in calls)
+        batch = _batch(calls, now, split)
         writes = needs_primary(calls)
         ticket = self._allow()
         cause: BaseException | None = None
@@ -155,6 +216,8 @@ class RedisExecutor:
                 wait = (self.wait_replicas, self.wait_ms) if writes and self.wait_replicas else None
                 replies = yield (batch, False, wait)
                 acked = replies.acked if isinstance(replies, Replies) else -1
+                if split:
+                    replies = _joined(calls, replies, now)
                 _check(replies)
             except BaseException as exc:
                 cause = self._failed(ticket, exc)
@@ -165,8 +228,12 @@ class RedisExecutor:
             raise self._write_failed(cause)
         if not self._has_replica(sync=sync):
             raise self._read_failed(cause)
+        calls = [_on_replica(c) for c in calls]
+        split = plain and any(c.script == PEEK for c in calls)
         try:
-            replies = yield ([_script_call(_on_replica(c), now) for c in calls], True, None)
+            replies = yield (_batch(calls, now, split), True, None)
+            if split:
+                replies = _joined(calls, replies, now)
             _check(replies)
         except BaseException as exc:
             if is_outage(exc):
