@@ -7,6 +7,7 @@
 -- A session is one hash. Metadata fields:
 --   c  created (µs)          a  last seen (µs)          x  absolute expiry (µs)
 --   u  user id (optional)    t  tombstone: destroyed until t (µs); no other field then
+--   i  the idle timeout (µs) the key's TTL was last set with (by a touch)
 -- Data fields are 'd:' .. top-level key, each holding that value's JSON text.
 -- Expiry is checked against `now` (so a caller's clock drives it), and PEXPIRE
 -- bounds memory in real time; both agree when `now` is the server's clock.

@@ -51,17 +51,19 @@ local function judge(key, idle, ro, t, c, a, x)
   return 'live', c, a, x
 end
 
--- The metadata of the session at `key` (one HMGET, no data): judge()'s, then u.
+-- The metadata of the session at `key` (one HMGET, no data): judge()'s, then u and i
+-- (the idle timeout of the last touch, µs, as text).
 local function meta(key, idle, ro)
-  local m = redis.call('HMGET', key, 't', 'c', 'a', 'x', 'u')
+  local m = redis.call('HMGET', key, 't', 'c', 'a', 'x', 'u', 'i')
   local state, c, a, x = judge(key, idle, ro, m[1], m[2], m[3], m[4])
-  return state, c, a, x, m[5]
+  return state, c, a, x, m[5], m[6]
 end
 
 -- Bring a live session's idle deadline forward to now; returns the new last-seen time.
+-- i records the idle timeout its TTL was set with (see session_save.lua's lazy touch).
 local function touch(key, a, x, idle)
   local seen = math.max(a, now)
-  redis.call('HSET', key, 'a', fmt(seen))
+  redis.call('HSET', key, 'a', fmt(seen), 'i', fmt(idle))
   redis.call('PEXPIRE', key, ms(math.min(seen + idle, x) - now))
   return seen
 end

@@ -29,7 +29,7 @@ local key = KEYS[1]
 local idle, lifetime = tonumber(ARGV[2]), tonumber(ARGV[3])
 local mode, created = ARGV[4], tonumber(ARGV[5])
 
-local state, c, a, x = meta(key, idle)
+local state, c, a, x, _, ti = meta(key, idle)
 if mode == 'new' then
   if state ~= 'none' then return {-1} end
   c, a, x = now, now, now + lifetime
@@ -44,7 +44,8 @@ end
 if KEYS[2] and meta(KEYS[2], idle) ~= 'none' then return {-1} end
 
 -- The writes: one HSET (the metadata, the touch, the changed keys, the user) and one
--- HDEL (the removed keys, the user), whatever their number; then the TTL.
+-- HDEL (the removed keys, the user), whatever their number; then the TTL (if touched;
+-- a RENAME keeps it).
 if ARGV[6] == '1' and state == 'live' then
   local data = {}
   for _, f in ipairs(redis.call('HKEYS', key)) do
@@ -52,10 +53,21 @@ if ARGV[6] == '1' and state == 'live' then
   end
   each('HDEL', key, data)
 end
-local seen = math.max(a, now)
-local set = {'a', fmt(seen)}
-if state ~= 'live' then  -- a live session has these already (its c is `created`)
-  set[3], set[4], set[5], set[6] = 'c', fmt(c), 'x', fmt(x)
+-- The touch is lazy, as a read's: a live session last seen less than a tenth of the
+-- idle timeout ago, with its TTL set for this idle timeout (its field i), keeps its
+-- last-seen time and its TTL, min(a + idle, x): never earlier than a tenth of the idle
+-- timeout before now + idle. Such a save spares the PEXPIRE (and 'a' and 'i'). A
+-- regenerate (KEYS[2]: a log-in, rare) always touches: the new key starts afresh.
+local touch = state ~= 'live' or KEYS[2] ~= nil or 10 * (now - a) >= idle
+  or tonumber(ti) ~= idle
+local seen = a
+local set = {}
+if touch then
+  seen = math.max(a, now)
+  set = {'a', fmt(seen), 'i', fmt(idle)}
+end
+if state ~= 'live' then  -- (touched) a live session has these already (c is `created`)
+  set[5], set[6], set[7], set[8] = 'c', fmt(c), 'x', fmt(x)
 end
 local n = tonumber(ARGV[9])
 for i = 10, 9 + 2 * n, 2 do
@@ -72,7 +84,7 @@ local gone = {}
 for i = 10 + 2 * n, #ARGV do gone[#gone + 1] = 'd:' .. ARGV[i] end
 if user == '-' then gone[#gone + 1] = 'u' end
 each('HDEL', key, gone)
-redis.call('PEXPIRE', key, ms(math.min(seen + idle, x) - now))
+if touch then redis.call('PEXPIRE', key, ms(math.min(seen + idle, x) - now)) end
 a = seen
 
 if KEYS[2] then

@@ -43,7 +43,7 @@ class SessionMiddleware:
     - Redis, ``lazy=False`` (default): read before the app runs (one round trip,
       needed because a sync ``request.session[...]`` cannot await), without moving
       its idle deadline; the deadline moves when the app used the session: by the
-      save if it changed it, else by a touch at response time once more than a
+      save if it changed it, else by a touch at response time, either once a
       tenth of the idle timeout has passed since it was last moved (a WebSocket's
       read moves it at once: there is no response to do it with);
     - Redis, ``lazy=True``: nothing before the app; it awaits

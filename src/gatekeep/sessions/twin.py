@@ -71,17 +71,17 @@ def judge(
 
 def meta(
     store: Store, key: str, now: int, idle: int, ro: bool = False
-) -> tuple[str, int, int, int, str | None]:
+) -> tuple[str, int, int, int, str | None, str | None]:
     h = _hash(store, key, now) or {}
     state, c, a, x = judge(
         store, key, now, idle, ro, h.get("t"), h.get("c"), h.get("a"), h.get("x")
     )
-    return state, c, a, x, h.get("u")
+    return state, c, a, x, h.get("u"), h.get("i")
 
 
 def touch(store: Store, key: str, now: int, a: int, x: int, idle: int) -> int:
     seen = max(a, now)
-    _hset(store, key, now, {"a": str(seen)})
+    _hset(store, key, now, {"a": str(seen), "i": str(idle)})
     _pexpire(store, key, now, ms(min(seen + idle, x) - now))
     return seen
 
@@ -101,7 +101,7 @@ def load(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
     idle = int(argv[0])
     mode = argv[1]
     if mode == "meta":
-        state, c, a, x, u = meta(store, key, now, idle, True)
+        state, c, a, x, u, _i = meta(store, key, now, idle, True)
         if state == "none":
             return [0]
         if state == "dead":
@@ -157,7 +157,7 @@ def save(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
     idle, lifetime = int(argv[0]), int(argv[1])
     mode, created = argv[2], int(argv[3])
 
-    state, c, a, x, _u = meta(store, key, now, idle)
+    state, c, a, x, _u, ti = meta(store, key, now, idle)
     if mode == "new":
         if state != "none":
             return [-1]
@@ -179,9 +179,20 @@ def save(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
         h = _hash(store, key, now) or {}
         for f in [f for f in h if is_data(f)]:
             del h[f]
-    seen = max(a, now)
-    fields = {"a": str(seen)}
-    if state != "live":  # a live session has these already (its c is `created`)
+    # The touch is lazy, as a read's (see session_save.lua).
+    touch = (
+        state != "live"
+        or new_key is not None
+        or 10 * (now - a) >= idle
+        or ti is None
+        or int(ti) != idle
+    )
+    seen = a
+    fields = {}
+    if touch:
+        seen = max(a, now)
+        fields = {"a": str(seen), "i": str(idle)}
+    if state != "live":  # (touched) a live session has these already (c is `created`)
         fields.update(c=str(c), x=str(x))
     n = int(argv[7])
     pairs = argv[8 : 8 + 2 * n]
@@ -195,7 +206,8 @@ def save(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
         h.pop("d:" + name, None)
     if user == "-":
         h.pop("u", None)
-    _pexpire(store, key, now, ms(min(seen + idle, x) - now))
+    if touch:
+        _pexpire(store, key, now, ms(min(seen + idle, x) - now))
     a = seen
 
     if new_key is not None:
@@ -211,7 +223,7 @@ def save(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
 
 def destroy(store: Store, keys: list[str], now: int, argv: list[str]) -> Reply:
     key = keys[0]
-    state, _c, _a, _x, u = meta(store, key, now, int(argv[0]))
+    state, _c, _a, _x, u, _i = meta(store, key, now, int(argv[0]))
     if state == "dead":
         return [0, ""]
     bury(store, key, now, now + int(argv[1]))
