@@ -34,9 +34,11 @@ out only when the id changes (new session, regenerate) or the session ends (Flas
 cookie carries the data, so Flask sends it on every change). A tampered, expired or
 unknown cookie gives a fresh session.
 
-The session loads on first use (one round trip; a request that never touches it
-costs none), and is saved, when changed, after the response is built (one round
-trip), never after a 5xx. Store errors are never a 500: a session that cannot be
+The session loads on first use (one read-only round trip; a request that never
+touches it costs none), and is saved, when changed, after the response is built (one
+round trip), never after a 5xx. Its idle deadline moves with the save, or with a
+touch once a tenth of the idle timeout has passed since it last moved (as in the
+ASGI middleware). Store errors are never a 500: a session that cannot be
 loaded is empty; one that cannot be written turns the response into a 503 with
 ``Retry-After`` (``on_write_error="ignore"`` keeps the view's response).
 """
@@ -299,7 +301,8 @@ class GatekeepSessionInterface(SessionInterface):
     @staticmethod
     def _load(store: SessionStore, session: Session) -> None:
         try:
-            store.load_into(session)
+            # a read without the touch: finish() touches it if due (RequestState.peeked)
+            store.run(store.load_flow(session, touch=False))
         except STORE_ERRORS as exc:
             SessionCore.load_failed(RequestState(session, True), exc)
 
@@ -322,7 +325,7 @@ class GatekeepSessionInterface(SessionInterface):
         # Flask's rule (should_set_cookie): a permanent session's cookie goes out on
         # every response with SESSION_REFRESH_EACH_REQUEST, else when it changed.
         resend = permanent and (state.refresh or session.modified)
-        request_state = RequestState(session, session.had_cookie)
+        request_state = RequestState(session, session.had_cookie, peeked=True)
         try:
             cookies = state.store.run(state.core.finish(request_state, response.status_code))
         except SAVE_ERRORS as exc:

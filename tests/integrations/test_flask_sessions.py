@@ -3,6 +3,7 @@ test client, on the in-process store and on real servers."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -287,6 +288,24 @@ def test_round_trips() -> None:
     counting.batches = 0
     c.get("/inc", base_url=BASE)
     assert counting.batches == 2  # load + save
+
+
+def test_a_read_touches_only_when_due(store: SessionStore) -> None:
+    """A read-only request reads without the touch; the response touches the session
+    once a tenth of the idle timeout has passed since it last moved (as ASGI's)."""
+    s = store.create({"n": 1}, now=time.time() - 400)  # idle timeout 3600 s
+    counting = Counting(store.executor)
+    store.executor = counting  # type: ignore[assignment]
+    c = make_app(store).test_client(use_cookies=False)
+    value = CookieSigner("flask-secret").sign(s.id or "")
+    headers = {"Cookie": f"session={value}"}
+    assert c.get("/show", base_url=BASE, headers=headers).get_json() == {"n": 1, "user": None}
+    assert counting.batches == 2  # the read, then the touch (400 s > a tenth)
+    counting.batches = 0
+    assert c.get("/show", base_url=BASE, headers=headers).get_json() == {"n": 1, "user": None}
+    assert counting.batches == 1  # fresh: the read alone
+    meta = store.meta(s.id or "")
+    assert meta is not None and meta.ttl > 3590  # moved to now + 3600 s
 
 
 def test_store_down_never_500(prefix: str) -> None:

@@ -110,14 +110,15 @@ def test_wsgi_round_trips(server_factory):
     try:
         cookie = f"session={wsgi_call(app, '/inc').cookie()}"
         wsgi_call(app, "/", cookie)
-        c0 = commands(probe)
-        wsgi_call(app, "/", cookie)
-        c1 = commands(probe)
-        wsgi_call(app, "/inc", cookie)
+        c0, p0 = commands(probe), plain_reads(probe)
+        wsgi_call(app, "/", cookie)  # the plain read alone (no touch: not due)
+        c1, p1 = commands(probe), plain_reads(probe)
+        wsgi_call(app, "/inc", cookie)  # the plain read, the save
         c2 = commands(probe)
         wsgi_call(app, "/nothing", cookie)
         c3 = commands(probe)
-        assert (c1 - c0, c2 - c1, c3 - c2) == (1, 2, 0)
+        assert (c1 - c0, c2 - c1, c3 - c2) == (0, 1, 0)
+        assert (p1[0] - p0[0], p1[1] - p0[1]) == (1, 1)
     finally:
         backend.close()
         probe.close()

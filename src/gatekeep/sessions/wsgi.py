@@ -4,10 +4,11 @@
 ...                                  store=SessionStore(RedisBackend(url)))  # doctest: +SKIP
 
 It behaves as the ASGI middleware does (same parameters, same core), loading
-lazily by default: on the first use of the session (one round trip, which moves
-its idle deadline), so a request that never touches it costs no round trip and
-does not extend it. ``lazy=False`` reads it before the app runs, without moving
-the deadline (moved, as in ASGI, only if the app uses the session).
+lazily by default: on the first use of the session (one read-only round trip),
+so a request that never touches it costs no round trip and does not extend it.
+``lazy=False`` reads it before the app runs. Either way the read does not move the
+idle deadline: as in ASGI, the save moves it, or a touch with the response once a
+tenth of the idle timeout has passed since it last moved.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ class SessionMiddleware:
         state = self.core.begin([environ.get("HTTP_COOKIE", "")])
         session = environ[self.environ_key] = state.session
         if session.state == PENDING:
-            session.set_loaders(lambda: self._load(state), None)
+            # a read without the touch (the response touches it if due, as ASGI's)
+            session.set_loaders(lambda: self._load(state, touch=False), None)
             if not self.lazy:
                 self._load(state, touch=False)
         finished = False
