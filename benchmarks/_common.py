@@ -42,19 +42,22 @@ Op = Callable[[int], object]
 
 @dataclass
 class Mix:
-    """Per operation: commands clients sent (round trips, nothing here pipelines) and
-    commands scripts ran, by lower-case name."""
+    """Per operation: commands clients sent and commands scripts ran, by lower-case
+    name, and the round trips (the server's socket reads: a pipeline is one)."""
 
     sent: dict[str, float]
     inner: dict[str, float]
+    #: ``total_reads_processed`` per operation; None where the server has no such field
+    #: (before Redis 7.0): then one round trip per command sent.
+    reads: float | None = None
 
     @property
     def round_trips(self) -> float:
-        return sum(self.sent.values())
+        return self.reads if self.reads is not None else sum(self.sent.values())
 
     @property
     def commands(self) -> float:
-        return self.round_trips + sum(self.inner.values())
+        return sum(self.sent.values()) + sum(self.inner.values())
 
     def client_share(self, name: str) -> float:
         sent, inner = self.sent.get(name, 0.0), self.inner.get(name, 0.0)
@@ -109,6 +112,7 @@ def measure(probe: redis.Redis, op: Op, n: int, mix: Mix) -> Sample:
 def command_mix(probe: redis.Redis, op: Op, n: int) -> Mix:
     """Run ``op(n)`` under ``MONITOR`` and sort what the server saw into commands clients
     sent and commands scripts ran (``MONITOR`` slows the server: never time this)."""
+    reads = _socket_reads(probe, op, n)
     pool = probe.connection_pool
     marker = pool.get_connection()  # connected before MONITOR starts: its handshake unseen
     try:
@@ -120,7 +124,18 @@ def command_mix(probe: redis.Redis, op: Op, n: int) -> Mix:
             sent, inner = _sort_monitored(monitor)
     finally:
         pool.release(marker)
-    return Mix({k: v / n for k, v in sent.items()}, {k: v / n for k, v in inner.items()})
+    return Mix({k: v / n for k, v in sent.items()}, {k: v / n for k, v in inner.items()}, reads)
+
+
+def _socket_reads(probe: redis.Redis, op: Op, n: int) -> float | None:
+    """Round trips per ``op``: the server's socket reads while it runs (a pipelined
+    batch is one read), less the one that reads the closing ``INFO``."""
+    before = probe.info("stats").get("total_reads_processed")
+    if before is None:
+        return None
+    op(n)
+    after = int(probe.info("stats")["total_reads_processed"])
+    return (after - int(before) - 1) / n
 
 
 def _sort_monitored(monitor: Any) -> tuple[Counter[str], Counter[str]]:

@@ -107,7 +107,7 @@ def cost_table(
                 f"{s.server_all_lines_us:.1f}",
                 f"{s.server_scripts_us:.1f}",
                 f"{mix.round_trips:g}",
-                f"{mix.round_trips:g} + {inner:g}",
+                f"{mix.commands - inner:g} + {inner:g}",
                 size.get(name, "-"),
             )
         )

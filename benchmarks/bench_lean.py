@@ -4,7 +4,8 @@ and each front door against the physical floor of a request that needs Redis.
 Per operation: client µs (wall), client CPU µs (``time.process_time``), server µs
 (``INFO commandstats`` after ``CONFIG RESETSTAT``: counted once, summed over every line
 as issue 12 first measured it, and the EVALSHA / EVAL lines alone; see ``_common``),
-round trips and commands (from ``MONITOR``, in a pass of its own), and Redis bytes
+round trips (the server's socket reads, ``total_reads_processed``: a pipeline is
+one) and commands (from ``MONITOR``), in a pass of their own, and Redis bytes
 per limiter key / per session (``MEMORY USAGE``). Operations:
 
 - every gatekeep algorithm (and a token bucket with two limits) and `limits`' fixed
@@ -304,8 +305,9 @@ def main(argv: list[str] | None = None) -> int:
         "Server µs: INFO commandstats after CONFIG RESETSTAT. Redis 7 counts a command a\n"
         "script runs both on its own line and inside the script's line, so 'all lines'\n"
         "counts it twice; 'server µs' counts it once (each line weighted by the share of\n"
-        "its calls clients sent, from MONITOR). Round trips and commands: MONITOR, in a\n"
-        "pass of its own (nothing here pipelines).\n\n"
+        "its calls clients sent, from MONITOR). Round trips: the server's socket reads\n"
+        "(INFO stats total_reads_processed; a pipeline is one); commands: MONITOR; both in\n"
+        "a pass of their own.\n\n"
         "Check of that accounting, same server: a script running an LRANGE of 20,000 items:\n"
         f"cmdstat_lrange {lrange:.0f} µs per call, cmdstat_evalsha {script:.0f} µs per call\n"
         "(the script's line includes its LRANGE, which also has its own line)."
