@@ -217,10 +217,10 @@ async def test_a_failed_call_raises_its_own_error() -> None:
         await Deadline(0.1).run(refused())
 
 
-async def test_without_task_uncancel_the_deadline_is_asyncio_wait_for(
+async def test_outside_a_task_the_deadline_is_asyncio_wait_for(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Python 3.10 (no Task.uncancel), or outside a task: a stalled loop counts there
+    # no task to cancel: asyncio.wait_for, where a stalled loop counts
     monkeypatch.setattr(asyncio, "current_task", lambda: None)
     told: list[object] = []
     log: list[str] = []

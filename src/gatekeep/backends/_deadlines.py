@@ -30,11 +30,11 @@ class Watch:
         self.deadline = deadline
         #: Given a grace once already, after a stall of the event loop.
         self.graced = False
-        #: The task making the round trip (an ``asyncio.Task`` of Python >= 3.11: it
-        #: has ``cancelling()`` and ``uncancel()``); None once the round trip is over.
+        #: The task making the round trip; None once the round trip is over.
         self.task: Any = task
-        #: The task's pending cancellations when the round trip began.
-        self.cancelling = task.cancelling()
+        #: The task's pending cancellations when the round trip began (Python >= 3.11
+        #: counts them: ``cancelling()``, ``uncancel()``; None before).
+        self.cancelling: int | None = task.cancelling() if hasattr(task, "uncancel") else None
         #: The deadline passed and the task was cancelled for it.
         self.expired = False
 
@@ -45,6 +45,8 @@ class Watch:
         task, self.task = self.task, None
         if not self.expired or task is None:
             return False
+        if self.cancelling is None:  # Python 3.10 counts no cancellations: ours it is
+            return isinstance(exc, asyncio.CancelledError)
         return task.uncancel() <= self.cancelling and isinstance(exc, asyncio.CancelledError)
 
 
@@ -164,7 +166,7 @@ class Deadline:
         """``await call`` (a call through ``client``), or ``TimeoutError`` once the
         deadline passed."""
         task: Any = asyncio.current_task()
-        if task is None or not hasattr(task, "uncancel"):  # Python 3.10
+        if task is None:
             return await self._waiting(call, client)
         loop = asyncio.get_running_loop()
         state = self._loops.get(loop)
@@ -182,8 +184,8 @@ class Deadline:
         return result
 
     async def _waiting(self, call: Awaitable[T], client: Any) -> T:
-        """The same with ``asyncio.wait_for`` (Python 3.10, or outside a task): a
-        stalled loop counts there."""
+        """The same with ``asyncio.wait_for`` (outside a task): a stalled loop counts
+        there."""
         try:
             return await asyncio.wait_for(call, self.timeout)
         except asyncio.TimeoutError:

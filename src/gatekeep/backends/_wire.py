@@ -279,7 +279,7 @@ class AsyncConnections:
             watch = None
         else:
             task = asyncio.current_task()
-            if task is None or not hasattr(task, "uncancel"):  # Python 3.10
+            if task is None:
                 return await self._run_waiting(conn, idle, trip, timeout)
             watch = state.watch(loop, task, timeout)
         try:
@@ -298,7 +298,7 @@ class AsyncConnections:
     async def _run_waiting(
         self, conn: Any, idle: deque[Any], trip: Trip, timeout: float
     ) -> list[Any]:
-        """The same with ``asyncio.wait_for`` (Python 3.10, or outside a task)."""
+        """The same with ``asyncio.wait_for`` (outside a task)."""
         try:
             replies = await asyncio.wait_for(_connected_trip(conn, trip), timeout)
         except BaseException:
