@@ -7,6 +7,7 @@ import pytest
 from gatekeep.cli import checks as c
 from gatekeep.cli.checks import FAIL, OK, WARN, Check
 from gatekeep.cli.doctor import NodeSnapshot, evaluate
+from gatekeep.cli.topology import check_cluster, check_replication
 
 MIB = 1048576
 
@@ -166,7 +167,7 @@ def _replica(i, offset, state="online", lag=0):
 
 
 def test_replication_primary():
-    alone = c.check_replication({"role": "master", "connected_slaves": 0})
+    alone = check_replication({"role": "master", "connected_slaves": 0})
     assert [x.status for x in alone] == [OK]
     info = {
         "role": "master",
@@ -176,7 +177,7 @@ def test_replication_primary():
         **_replica(1, 1_000_000),
         **_replica(2, 5_000_000, state="wait_bgsave"),
     }
-    statuses = [(x.name, x.status) for x in c.check_replication(info)]
+    statuses = [(x.name, x.status) for x in check_replication(info)]
     assert statuses == [
         ("replication", OK),
         ("replica lag", OK),
@@ -184,7 +185,7 @@ def test_replication_primary():
         ("replica lag", WARN),
     ]
     assert (
-        c.check_replication(
+        check_replication(
             {
                 "role": "master",
                 "connected_slaves": 1,
@@ -197,7 +198,7 @@ def test_replication_primary():
 
 
 def test_replication_replica_is_a_failure():
-    up = c.check_replication(
+    up = check_replication(
         {
             "role": "slave",
             "master_host": "10.0.0.1",
@@ -206,7 +207,7 @@ def test_replication_replica_is_a_failure():
         }
     )
     assert up[0].status == FAIL and "read-only" in up[0].message
-    down = c.check_replication(
+    down = check_replication(
         {
             "role": "slave",
             "master_host": "10.0.0.1",
@@ -226,11 +227,11 @@ def test_cluster():
         "cluster_slots_fail": "0",
         "cluster_known_nodes": "3",
     }
-    assert [x.status for x in c.check_cluster(healthy)] == [OK, OK]
+    assert [x.status for x in check_cluster(healthy)] == [OK, OK]
     partial = {**healthy, "cluster_state": "fail", "cluster_slots_assigned": "10923"}
-    assert [x.status for x in c.check_cluster(partial)] == [FAIL, FAIL]
+    assert [x.status for x in check_cluster(partial)] == [FAIL, FAIL]
     pfail = {**healthy, "cluster_slots_pfail": "5461"}
-    assert [x.status for x in c.check_cluster(pfail)] == [OK, WARN]
+    assert [x.status for x in check_cluster(pfail)] == [OK, WARN]
 
 
 def test_latency():

@@ -19,17 +19,16 @@ __all__ = [
     "WARN",
     "Check",
     "check_clients",
-    "check_cluster",
     "check_cpu",
     "check_evictions",
     "check_latency",
     "check_maxmemory",
     "check_memory_usage",
     "check_policy",
-    "check_replication",
     "check_scripting",
     "check_swap",
     "check_version",
+    "int_or_none",
     "setting",
     "worst",
 ]
@@ -45,8 +44,6 @@ CLIENTS_WARN, CLIENTS_FAIL = 0.80, 0.95
 CPU_WARN = 0.90
 #: Median latency of one limiter decision (seconds) that warns, and that fails.
 LATENCY_WARN, LATENCY_FAIL = 0.005, 0.050
-#: A replica further behind than this (bytes of replication stream, or seconds) warns.
-LAG_WARN_BYTES, LAG_WARN_SECONDS = 1_048_576, 10
 #: Below this much used memory, the fragmentation ratio says nothing about swap.
 _FRAG_MEANINGFUL_BYTES = 64 * 1024 * 1024
 
@@ -80,7 +77,7 @@ def setting(name: str, config: Mapping[str, Any] | None, info: Mapping[str, Any]
     return info.get(name.replace("-", "_"))
 
 
-def _int(value: Any) -> int | None:
+def int_or_none(value: Any) -> int | None:
     try:
         return int(value)
     except (TypeError, ValueError):
@@ -142,7 +139,7 @@ def check_scripting(error: str | None) -> Check:
 
 
 def check_maxmemory(maxmemory: Any) -> Check:
-    mm = _int(maxmemory)
+    mm = int_or_none(maxmemory)
     if mm is None:
         return Check(
             "maxmemory",
@@ -174,7 +171,7 @@ def check_policy(policy: Any, maxmemory: Any) -> Check:
     ``noeviction`` loses nothing but rejects writes once full, so decisions
     fail (gatekeep then fails open or closed as configured).
     """
-    mm = _int(maxmemory)
+    mm = int_or_none(maxmemory)
     if policy is None:
         return Check(
             "maxmemory-policy",
@@ -228,7 +225,7 @@ def check_policy(policy: Any, maxmemory: Any) -> Check:
 
 
 def check_evictions(stats: Mapping[str, Any]) -> Check:
-    evicted = _int(stats.get("evicted_keys"))
+    evicted = int_or_none(stats.get("evicted_keys"))
     if evicted is None:
         return Check("evictions", WARN, "cannot read evicted_keys from INFO stats", None)
     if evicted > 0:
@@ -244,14 +241,14 @@ def check_evictions(stats: Mapping[str, Any]) -> Check:
 
 
 def check_memory_usage(memory: Mapping[str, Any], maxmemory: Any) -> Check:
-    used = _int(memory.get("used_memory"))
-    mm = _int(maxmemory)
+    used = int_or_none(memory.get("used_memory"))
+    mm = int_or_none(maxmemory)
     if used is None:
         return Check("memory", WARN, "cannot read used_memory from INFO memory", None)
     if not mm:
         return Check("memory", OK, f"{_mib(used)} used, no maxmemory to compare with", None)
     # Replication and AOF buffers do not count towards eviction (INFO says how much).
-    counted = used - (_int(memory.get("mem_not_counted_for_evict")) or 0)
+    counted = used - (int_or_none(memory.get("mem_not_counted_for_evict")) or 0)
     share = counted / mm
     text = f"{_mib(counted)} of {_mib(mm)} ({share:.0%})"
     if share > MEMORY_FAIL:
@@ -269,7 +266,7 @@ def check_swap(memory: Mapping[str, Any], vmswap_bytes: int | None, local_note: 
     """Swap in use. Only a local server's ``/proc/<pid>/status`` says for sure
     (``vmswap_bytes``); remotely, a fragmentation ratio below 1 on a sizeable
     dataset (RSS smaller than what Redis allocated) is the only hint."""
-    used = _int(memory.get("used_memory")) or 0
+    used = int_or_none(memory.get("used_memory")) or 0
     if vmswap_bytes is not None:
         if vmswap_bytes == 0:
             return Check("swap", OK, "no swap in use (VmSwap 0 in /proc)", 0)
@@ -310,8 +307,8 @@ def check_swap(memory: Mapping[str, Any], vmswap_bytes: int | None, local_note: 
 
 
 def check_clients(clients: Mapping[str, Any], maxclients: Any) -> Check:
-    connected = _int(clients.get("connected_clients"))
-    mc = _int(maxclients)
+    connected = int_or_none(clients.get("connected_clients"))
+    mc = int_or_none(maxclients)
     if connected is None:
         return Check("clients", WARN, "cannot read connected_clients", None)
     if not mc:
@@ -345,108 +342,6 @@ def check_cpu(before: Mapping[str, Any], after: Mapping[str, Any], seconds: floa
             round(share, 4),
         )
     return Check("cpu", OK, text, round(share, 4))
-
-
-# -- replication and cluster ---------------------------------------------------------
-
-
-def check_replication(replication: Mapping[str, Any]) -> list[Check]:
-    role = replication.get("role")
-    if role == "slave":
-        where = f"{replication.get('master_host')}:{replication.get('master_port')}"
-        link = replication.get("master_link_status")
-        status_text = f"replica of {where}, link {link}"
-        if link != "up":
-            return [
-                Check(
-                    "replication",
-                    FAIL,
-                    f"{status_text}: the primary is unreachable "
-                    "and this replica is read-only; gatekeep must write to the "
-                    "primary (use its URL, or Sentinel)",
-                    "replica",
-                )
-            ]
-        return [
-            Check(
-                "replication",
-                FAIL,
-                f"{status_text}: a replica is read-only, every "
-                "decision writes; point gatekeep at the primary (or at Sentinel)",
-                "replica",
-            )
-        ]
-    if role != "master":
-        return [Check("replication", WARN, f"unknown role {role!r}", role)]
-    count = _int(replication.get("connected_slaves")) or 0
-    if count == 0:
-        return [Check("replication", OK, "primary with no replicas (no failover copy)", 0)]
-    checks = [Check("replication", OK, f"primary with {count} connected replica(s)", count)]
-    offset = _int(replication.get("master_repl_offset")) or 0
-    for i in range(count):
-        replica = replication.get(f"slave{i}")
-        if not isinstance(replica, Mapping):
-            continue
-        name = f"{replica.get('ip')}:{replica.get('port')}"
-        behind = max(0, offset - (_int(replica.get("offset")) or 0))
-        lag = _int(replica.get("lag")) or 0
-        text = f"replica {name} {replica.get('state')}, {behind} bytes and {lag} s behind"
-        if replica.get("state") != "online":
-            checks.append(Check("replica lag", WARN, f"{text}: not online (syncing?)", behind))
-        elif behind > LAG_WARN_BYTES or lag > LAG_WARN_SECONDS:
-            checks.append(
-                Check(
-                    "replica lag",
-                    WARN,
-                    f"{text}: after a failover it would lose recent decisions and session writes",
-                    behind,
-                )
-            )
-        else:
-            checks.append(Check("replica lag", OK, text, behind))
-    return checks
-
-
-def check_cluster(cluster_info: Mapping[str, Any]) -> list[Check]:
-    """``CLUSTER INFO``: state, slot coverage, failing slots."""
-    state = cluster_info.get("cluster_state")
-    assigned = _int(cluster_info.get("cluster_slots_assigned")) or 0
-    failing = _int(cluster_info.get("cluster_slots_fail")) or 0
-    pfail = _int(cluster_info.get("cluster_slots_pfail")) or 0
-    nodes = _int(cluster_info.get("cluster_known_nodes")) or 0
-    checks = []
-    if state == "ok":
-        checks.append(Check("cluster state", OK, f"ok, {nodes} known nodes", state))
-    else:
-        checks.append(
-            Check(
-                "cluster state",
-                FAIL,
-                f"{state}: the cluster refuses commands (slots uncovered or a primary down)",
-                state,
-            )
-        )
-    if assigned < 16384:
-        checks.append(
-            Check(
-                "cluster slots",
-                FAIL,
-                f"{assigned} of 16384 slots assigned: keys hashing to the others cannot be served",
-                assigned,
-            )
-        )
-    elif failing or pfail:
-        checks.append(
-            Check(
-                "cluster slots",
-                WARN,
-                f"all slots assigned, {failing} failing, {pfail} possibly failing",
-                assigned,
-            )
-        )
-    else:
-        checks.append(Check("cluster slots", OK, "all 16384 slots assigned and healthy", assigned))
-    return checks
 
 
 # -- the limiter itself -----------------------------------------------------------------

@@ -28,6 +28,7 @@ from . import checks as c
 from .checks import FAIL, OK, WARN, Check
 from .connect import Target, connect, redact
 from .cost import check_server_time, measure_decision, measure_session_load
+from .topology import check_cluster, check_replication
 
 __all__ = ["NodeSnapshot", "evaluate", "run", "snapshot"]
 
@@ -81,10 +82,10 @@ def evaluate(snap: NodeSnapshot) -> list[Check]:
         c.check_swap(info, snap.vmswap_bytes, snap.swap_note),
         c.check_clients(info, c.setting("maxclients", config, info)),
         c.check_cpu(info, snap.cpu_after, snap.cpu_seconds),
-        *c.check_replication(info),
+        *check_replication(info),
     ]
     if snap.cluster_info is not None:
-        out += c.check_cluster(snap.cluster_info)
+        out += check_cluster(snap.cluster_info)
     return [Check(x.name, x.status, x.message, x.value, snap.node) for x in out]
 
 
