@@ -52,6 +52,21 @@ async def test_a_stalled_loop_during_a_limiter_call_is_not_an_outage(
 
 
 @pytest.mark.redis
+async def test_a_stalled_loop_during_a_reset_is_not_an_outage(servers: Any, prefix: str) -> None:
+    backend = FailoverBackend(RedisBackend(servers.get("redis").url))
+    limiter = AsyncLimiter("100/minute", backend=backend, prefix=prefix)
+    try:
+        await limiter.hit("k")
+        await limiter.hit("k")
+        await _in_flight_then_stall(limiter.reset("k"))
+        assert backend.breaker.counters.failures == 0
+        assert backend.breaker.state is State.CLOSED
+        assert (await limiter.hit("k")).remaining == 99  # the reset reached Redis
+    finally:
+        await backend.primary.aclose()  # type: ignore[attr-defined]
+
+
+@pytest.mark.redis
 async def test_a_stalled_loop_during_a_session_load_is_not_an_outage(
     servers: Any, prefix: str
 ) -> None:

@@ -17,6 +17,7 @@ from ..flows import arun_flow, nest, run_flow
 from ..scripts import Script
 from ._calls import (
     CallFlow,
+    Command,
     ScriptCall,
     Trip,
     call_async,
@@ -377,9 +378,14 @@ class RedisBackend:
             self.client.delete(*keys)
 
     async def adelete(self, keys: list[str]) -> None:
-        if keys:
+        if not keys:
+            return
+        if self.is_cluster:  # redis-py splits a DEL of keys in several slots
             call = self.aclient.delete(*keys)
             await (call if self._deadline is None else self._deadline.run(call, self.aclient))
+            return
+        # a trip like any other: the lean round trip's deadline (a stall is no timeout)
+        raise_first(await self._atrip(Trip(((_DEL, keys, ()),), False)))
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -415,6 +421,9 @@ class RedisBackend:
 _UNSET: Any = object()
 #: How many packed limiter trips a backend keeps (one per key and plan in use).
 _TRIP_CACHE = 4096
+
+
+_DEL = Command.of("DEL")
 
 
 def _now(now: int | None) -> int | str:
