@@ -39,8 +39,10 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
+import bench_sessions
 import redis
 import redis.asyncio
+from bench_sessions import set_cookie
 from limits import parse
 from limits.storage import RedisStorage
 from limits.strategies import FixedWindowRateLimiter
@@ -87,46 +89,10 @@ async def seed(request: Request) -> JSONResponse:
 ROUTES = [Route("/read", read), Route("/write", write), Route("/seed", seed)]
 
 
-def scope(path: str, cookie: bytes | None) -> dict[str, Any]:
-    headers = [(b"host", b"bench")]
-    if cookie:
-        headers.append((b"cookie", cookie))
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 40000),
-        "server": ("bench", 80),
-    }
-
-
 async def call(app: Any, path: str, cookie: bytes | None) -> list[tuple[bytes, bytes]]:
-    start: dict[str, Any] = {}
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            start.update(message)
-
-    await app(scope(path, cookie), receive, send)
-    assert start["status"] == 200, start
-    return list(start.get("headers", []))
-
-
-def set_cookie(headers: list[tuple[bytes, bytes]]) -> bytes:
-    for k, v in headers:
-        if k.lower() == b"set-cookie":
-            return v.split(b";", 1)[0]
-    raise RuntimeError("no Set-Cookie")
+    status, headers = await bench_sessions.call(app, path, cookie)
+    assert status == 200, status
+    return headers
 
 
 class Cases:
