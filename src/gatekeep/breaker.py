@@ -124,6 +124,21 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._probe_at: float | None = None  # when the current probe was let through
 
+    def sibling(self, name: str) -> CircuitBreaker:
+        """A new, closed breaker with this one's settings, clock and listeners (the
+        breaker of another shard of the same deployment, see :mod:`gatekeep.shards`)."""
+        other = CircuitBreaker(
+            failures=self.failure_threshold,
+            recovery_time=self.recovery_time,
+            deadline=self.deadline,
+            open_on_timeout=self.open_on_timeout,
+            probe_timeout=self.probe_timeout,
+            name=name,
+            clock=self.clock,
+        )
+        other.listeners = self.listeners  # the same list: a listener added later hears all
+        return other
+
     # -- reading ----------------------------------------------------------------
 
     @property

@@ -24,6 +24,8 @@ Metric names follow Prometheus conventions (``_total`` counters, base units)::
     gatekeep_backend_errors_total{backend, error}
     gatekeep_circuit_breaker_state{breaker, state}     (1 for the current state)
     gatekeep_circuit_breaker_transitions_total{breaker}
+    gatekeep_shard_breaker_state{breaker, shard, state} (Cluster: one breaker per primary)
+    gatekeep_shard_fallback_decisions_total{breaker, shard}
     gatekeep_session_operations_total{operation="load|hit|miss|save|regenerate|destroy"}
     gatekeep_session_hit_ratio
     gatekeep_memory_keys{store}, gatekeep_memory_evictions_total{store}
@@ -88,6 +90,20 @@ def samples(stats: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, str], f
                 {"breaker": name},
                 watched.get("fallback_calls", 0),
             )
+            for shard, one in watched.get("shards", {}).items():
+                for state in _BREAKER_STATES:
+                    yield (
+                        "gatekeep_shard_breaker_state",
+                        "gauge",
+                        {"breaker": name, "shard": shard, "state": state},
+                        float(one["state"] == state),
+                    )
+                yield (
+                    "gatekeep_shard_fallback_decisions",
+                    "counter",
+                    {"breaker": name, "shard": shard},
+                    one["fallback_calls"],
+                )
         elif kind == "memory_store":
             yield "gatekeep_memory_keys", "gauge", {"store": name}, watched["keys"]
             yield ("gatekeep_memory_evictions", "counter", {"store": name}, watched["evictions"])
@@ -105,6 +121,8 @@ _KINDS = {
     "gatekeep_circuit_breaker_transitions": "counter",
     "gatekeep_memory_keys": "gauge",
     "gatekeep_memory_evictions": "counter",
+    "gatekeep_shard_breaker_state": "gauge",
+    "gatekeep_shard_fallback_decisions": "counter",
 }
 
 _HELP = {
@@ -117,6 +135,8 @@ _HELP = {
     "gatekeep_circuit_breaker_state": "1 for the circuit breaker's current state.",
     "gatekeep_circuit_breaker_transitions": "Circuit breaker state changes.",
     "gatekeep_memory_keys": "Keys held by an in-process store.",
+    "gatekeep_shard_breaker_state": "1 for the current state of one shard's circuit breaker.",
+    "gatekeep_shard_fallback_decisions": "Calls for one shard's keys answered by the fallback.",
     "gatekeep_memory_evictions": "Keys an in-process store evicted to stay bounded.",
     "gatekeep_backend_latency_seconds": "Latency of one backend call (sampled).",
 }

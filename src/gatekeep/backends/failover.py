@@ -28,42 +28,25 @@ a Redis exception, except :class:`BackendUnavailable` under ``"closed"``.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
-from ..algorithms import HIT
 from ..breaker import CircuitBreaker
 from ..errors import BackendUnavailable
 from ..metrics import METRICS, Metrics
 from ..outage import STORE_ERRORS
-from ..rates import Rate
+from ..shards import ShardBreakers
 from .base import Backend, Plan
 from .connect import DEFAULT_TIMEOUT
 from .memory import MemoryBackend
+from .policies import POLICIES, LocalShares, Policy, allow_all, local_share
 from .redis import RedisBackend
 
 __all__ = ["POLICIES", "FailoverBackend", "Policy", "local_share"]
 
-Policy = Literal["local", "open", "closed"]
-POLICIES: tuple[str, ...] = ("local", "open", "closed")
-
 T = TypeVar("T")
-
-
-def local_share(rate: Rate, instances: int) -> Rate:
-    """The part of ``rate`` one of ``instances`` processes enforces on its own.
-
-    Limit and burst are divided and rounded down (at least 1), so the shares
-    never add up to more than the rate unless the limit is smaller than
-    ``instances``: then each process still admits 1 per period.
-    """
-    if instances == 1:
-        return rate
-    burst = max(1, rate.burst // instances) if rate.has_burst else 0
-    return Rate(max(1, rate.limit // instances), rate.period_us, burst)
 
 
 class FailoverBackend:
@@ -110,12 +93,18 @@ class FailoverBackend:
             breaker = CircuitBreaker(
                 failures=failures, recovery_time=recovery_time, deadline=deadline, name=name
             )
+        #: The breaker of a deployment with one shard, and the settings of every shard's.
         self.breaker = breaker
+        #: One breaker per shard on a cluster (:mod:`gatekeep.shards`); else only ``breaker``.
+        locate = getattr(primary, "shard", None) if getattr(primary, "is_cluster", False) else None
+        self.breakers = ShardBreakers(breaker, locate)
         #: Decisions (or deletes) not answered by the primary.
         self.fallback_calls = 0
+        #: The same, per breaker name (per shard on a cluster).
+        self.fallback_by_breaker: dict[str, int] = {}
         #: The last error the primary raised, for diagnostics.
         self.last_error: BaseException | None = None
-        self._shares: dict[Plan, Plan] = {}
+        self._shares = LocalShares(instances)
         self.name = name
         self.metrics = metrics
         if metrics is not None:
@@ -133,55 +122,87 @@ class FailoverBackend:
             if backend is None:
                 return {"kind": "breaker", "state": "closed", "transitions": 0, "fallback_calls": 0}
             c = backend.breaker.counters
-            return {
+            out: dict[str, Any] = {
                 "kind": "breaker",
                 "state": str(backend.breaker.state),
                 "transitions": c.opened + c.half_opened + c.closed,
                 "fallback_calls": backend.fallback_calls,
                 **c.as_dict(),
             }
+            if backend.breakers.sharded:
+                out["shards"] = {
+                    shard: {
+                        "state": str(b.state),
+                        "transitions": b.counters.opened
+                        + b.counters.half_opened
+                        + b.counters.closed,
+                        "fallback_calls": backend.fallback_by_breaker.get(b.name, 0),
+                    }
+                    for shard, b in backend.breakers.items()
+                    if shard is not None
+                }
+            return out
 
         return read
 
     # -- the guarded call, sync and async: the only place that talks to the primary ----
 
-    def run(self, call: Callable[[], T], fallback: Callable[[BaseException | None], T]) -> T:
-        """``call()`` under the breaker; ``fallback(error)`` when it fails or is skipped.
+    def run(
+        self,
+        call: Callable[[], T],
+        fallback: Callable[[BaseException | None], T],
+        breaker: CircuitBreaker | None = None,
+    ) -> T:
+        """``call()`` under ``breaker`` (the shard's: see :meth:`breaker_for`; the
+        default one when None); ``fallback(error)`` when it fails or is skipped.
 
         ``error`` is None when the breaker was open and ``call`` was not made.
         Session stores and other callers reuse this with their own fallback.
         """
-        ticket, started = self._enter(aio=False)
+        breaker = breaker or self.breaker
+        ticket, started = self._enter(breaker, aio=False)
         if ticket is None:
-            return self._fall(fallback, None)
+            return self._fall(breaker, fallback, None)
         try:
             result = call()
         except BaseException as exc:
-            return self._failed(ticket, exc, fallback)
-        self._answered(ticket, started)
+            return self._failed(breaker, ticket, exc, fallback)
+        self._answered(breaker, ticket, started)
         return result
 
     async def arun(
-        self, call: Callable[[], Awaitable[T]], fallback: Callable[[BaseException | None], T]
+        self,
+        call: Callable[[], Awaitable[T]],
+        fallback: Callable[[BaseException | None], T],
+        breaker: CircuitBreaker | None = None,
     ) -> T:
         """The same, ``call()`` awaited (``fallback`` stays synchronous)."""
-        ticket, started = self._enter(aio=True)
+        breaker = breaker or self.breaker
+        ticket, started = self._enter(breaker, aio=True)
         if ticket is None:
-            return self._fall(fallback, None)
+            return self._fall(breaker, fallback, None)
         try:
             result = await call()
         except BaseException as exc:
-            return self._failed(ticket, exc, fallback)
-        self._answered(ticket, started)
+            return self._failed(breaker, ticket, exc, fallback)
+        self._answered(breaker, ticket, started)
         return result
+
+    def breaker_for(self, keys: Sequence[str], aio: bool = False) -> CircuitBreaker:
+        """The breaker of the shard of ``keys`` (of the first key: a call whose keys span
+        shards is one call, decided by the fallback when any part of it fails)."""
+        breakers = self.breakers
+        if not breakers.sharded or not keys:
+            return self.breaker
+        return breakers.for_key(keys[0], aio)
 
     # The guarded call's three steps, without I/O (run and arun only make the call).
     # Not a generator flow: driving one cost ~3 µs per decision (benchmarks/RESULTS.md).
 
-    def _enter(self, aio: bool) -> tuple[int | None, float]:
+    def _enter(self, breaker: CircuitBreaker, aio: bool) -> tuple[int | None, float]:
         """A breaker ticket (None: do not call), and the clock when the call starts
         (0.0 when the call is not timed here)."""
-        ticket = self.breaker.allow()
+        ticket = breaker.allow()
         if ticket is None:
             return None, 0.0
         # Where the async round trip enforces the deadline itself, a late answer already
@@ -189,30 +210,43 @@ class FailoverBackend:
         if (
             aio
             and isinstance(self.primary, RedisBackend)
-            and self.primary.times_out_async(self.breaker.deadline)
+            and self.primary.times_out_async(breaker.deadline)
         ):
             return ticket, 0.0
         return ticket, time.perf_counter()
 
-    def _answered(self, ticket: int, started: float) -> None:
-        self.breaker.success(ticket, time.perf_counter() - started if started else 0.0)
+    @staticmethod
+    def _answered(breaker: CircuitBreaker, ticket: int, started: float) -> None:
+        breaker.success(ticket, time.perf_counter() - started if started else 0.0)
 
     def _failed(
-        self, ticket: int, exc: BaseException, fallback: Callable[[BaseException | None], T]
+        self,
+        breaker: CircuitBreaker,
+        ticket: int,
+        exc: BaseException,
+        fallback: Callable[[BaseException | None], T],
     ) -> T:
         if not isinstance(exc, STORE_ERRORS):  # cancelled, or a bug: not Redis being away
-            self.breaker.release(ticket)  # the probe, if it was one, is given back
+            breaker.release(ticket)  # the probe, if it was one, is given back
             raise exc
         self.last_error = exc
         if self.metrics is not None:
             self.metrics.backend_error(self.name, exc)
         # a reply error from a live server is decided by the fallback too, but the
         # breaker does not count it (gatekeep.outage)
-        self.breaker.failed(ticket, exc)
-        return self._fall(fallback, exc)
+        breaker.failed(ticket, exc)
+        return self._fall(breaker, fallback, exc)
 
-    def _fall(self, fallback: Callable[[BaseException | None], T], exc: BaseException | None) -> T:
+    def _fall(
+        self,
+        breaker: CircuitBreaker,
+        fallback: Callable[[BaseException | None], T],
+        exc: BaseException | None,
+    ) -> T:
         self.fallback_calls += 1
+        if breaker is not self.breaker:
+            by = self.fallback_by_breaker
+            by[breaker.name] = by.get(breaker.name, 0) + 1
         return fallback(exc)
 
     # -- the limiter backend protocol -------------------------------------------------
@@ -223,6 +257,7 @@ class FailoverBackend:
         return self.run(
             lambda: self.primary.limit(plan, keys, now, mode, cost),
             lambda exc: self._decide(exc, plan, keys, now, mode, cost),
+            self.breaker_for(keys),
         )
 
     def alimit(
@@ -231,32 +266,77 @@ class FailoverBackend:
         return self.arun(
             lambda: self.primary.alimit(plan, keys, now, mode, cost),
             lambda exc: self._decide(exc, plan, keys, now, mode, cost),
+            self.breaker_for(keys, aio=True),
         )
 
     def limit_many(
         self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str, cost: int
     ) -> list[list[int]]:
-        return self.run(
-            lambda: self.primary.limit_many(plan, keys, now, mode, cost),
-            lambda exc: self._decide_many(exc, plan, keys, now, mode, cost),
-        )
+        groups = self._by_shard(keys, aio=False)
+        if groups is None:
+            return self.run(
+                lambda: self.primary.limit_many(plan, keys, now, mode, cost),
+                lambda exc: self._decide_many(exc, plan, keys, now, mode, cost),
+            )
+        out: list[list[int]] = [[] for _ in keys]
+        for breaker, at in groups:  # one call per shard, each under its shard's breaker
+            sub = [keys[i] for i in at]
+            replies = self.run(
+                lambda sub=sub: self.primary.limit_many(plan, sub, now, mode, cost),  # type: ignore[misc]
+                lambda exc, sub=sub: self._decide_many(exc, plan, sub, now, mode, cost),  # type: ignore[misc]
+                breaker,
+            )
+            for i, reply in zip(at, replies, strict=True):
+                out[i] = reply
+        return out
 
-    def alimit_many(
+    async def alimit_many(
         self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str, cost: int
-    ) -> Coroutine[Any, Any, list[list[int]]]:
-        return self.arun(
-            lambda: self.primary.alimit_many(plan, keys, now, mode, cost),
-            lambda exc: self._decide_many(exc, plan, keys, now, mode, cost),
-        )
+    ) -> list[list[int]]:
+        groups = self._by_shard(keys, aio=True)
+        if groups is None:
+            return await self.arun(
+                lambda: self.primary.alimit_many(plan, keys, now, mode, cost),
+                lambda exc: self._decide_many(exc, plan, keys, now, mode, cost),
+            )
+        out: list[list[int]] = [[] for _ in keys]
+        for breaker, at in groups:
+            sub = [keys[i] for i in at]
+            replies = await self.arun(
+                lambda sub=sub: self.primary.alimit_many(plan, sub, now, mode, cost),  # type: ignore[misc]
+                lambda exc, sub=sub: self._decide_many(exc, plan, sub, now, mode, cost),  # type: ignore[misc]
+                breaker,
+            )
+            for i, reply in zip(at, replies, strict=True):
+                out[i] = reply
+        return out
+
+    def _by_shard(
+        self, keys: Sequence[list[str]], aio: bool
+    ) -> list[tuple[CircuitBreaker, list[int]]] | None:
+        """The calls of a batch grouped by their shard's breaker; None when they all
+        share one (always, but on a cluster)."""
+        if not self.breakers.sharded:
+            return None
+        groups: dict[int, tuple[CircuitBreaker, list[int]]] = {}
+        for i, k in enumerate(keys):
+            breaker = self.breaker_for(k, aio)
+            groups.setdefault(id(breaker), (breaker, []))[1].append(i)
+        if len(groups) == 1:
+            ((breaker, _),) = groups.values()
+            return [(breaker, list(range(len(keys))))]
+        return list(groups.values())
 
     def delete(self, keys: list[str]) -> None:
         # The local state is reset too: it is what decides during the next outage.
         self.fallback.delete(keys)
-        self.run(lambda: self.primary.delete(keys), self._deleted)
+        self.run(lambda: self.primary.delete(keys), self._deleted, self.breaker_for(keys))
 
     async def adelete(self, keys: list[str]) -> None:
         self.fallback.delete(keys)
-        await self.arun(lambda: self.primary.adelete(keys), self._deleted)
+        await self.arun(
+            lambda: self.primary.adelete(keys), self._deleted, self.breaker_for(keys, aio=True)
+        )
 
     # -- policies (no I/O) ----------------------------------------------------------------
 
@@ -272,7 +352,7 @@ class FailoverBackend:
         if self.policy == "local":
             return self.fallback.limit(self.share(plan), keys, now, mode, cost)
         if self.policy == "open":
-            return _allow_all(plan, mode, cost)
+            return allow_all(plan, mode, cost)
         raise self._unavailable(exc)
 
     def _decide_many(
@@ -294,27 +374,14 @@ class FailoverBackend:
         why = f"{type(exc).__name__}: {exc}" if exc is not None else "the circuit breaker is open"
         err = BackendUnavailable(
             f"Redis is unavailable ({why}) and policy='closed'",
-            retry_after=max(self.breaker.retry_after(), 1.0),
+            retry_after=max(1.0, *(b.retry_after() for _, b in self.breakers.items())),
         )
         err.__cause__ = exc
         return err
 
     def share(self, plan: Plan) -> Plan:
         """``plan`` with every rate cut to this instance's share (cached)."""
-        if self.instances == 1:
-            return plan
-        shared = self._shares.get(plan)
-        if shared is None:
-            rates = tuple(local_share(r, self.instances) for r in plan.rates)
-            params = tuple(plan.algorithm.params(r) for r in rates)
-            # Same keys (and algorithm), smaller numbers.
-            shared = dataclasses.replace(
-                plan, rates=rates, params=params, flat=tuple(x for p in params for x in p)
-            )
-            if len(self._shares) >= 1024:
-                self._shares.clear()
-            self._shares[plan] = shared
-        return shared
+        return plan if self.instances == 1 else self._shares.of(plan)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -333,12 +400,3 @@ class FailoverBackend:
             f"FailoverBackend({self.primary!r}, policy={self.policy!r}, "
             f"instances={self.instances}, breaker={self.breaker.state.value})"
         )
-
-
-def _allow_all(plan: Plan, mode: str, cost: int) -> list[int]:
-    reply: list[int] = []
-    for rate in plan.rates:
-        capacity = rate.burst
-        remaining = max(0, capacity - cost) if mode == HIT else capacity
-        reply += (1, remaining, 0, 0)
-    return reply

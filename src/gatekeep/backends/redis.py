@@ -291,6 +291,22 @@ class RedisBackend:
             )
         return self._is_cluster
 
+    def shard(self, key: str, aio: bool = False) -> str | None:
+        """The shard ``key`` lives on: on a cluster, the ``host:port`` of its primary as
+        the (sync or async) client's slot map says, without I/O; None where there is one
+        shard, or while the client has no map yet (see :mod:`gatekeep.shards`)."""
+        if not self.is_cluster:
+            return None
+        locate = getattr(self._aclient if aio else self._client, "get_node_from_key", None)
+        if locate is None:
+            return None
+        try:
+            node = locate(key)
+        except Exception:  # no slot map yet (SlotNotCoveredError)
+            return None
+        name = getattr(node, "name", None)
+        return name if isinstance(name, str) else None
+
     def _limit_flow(
         self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
     ) -> CallFlow[list[int]]:
