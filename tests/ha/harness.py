@@ -135,12 +135,10 @@ class Run:
 
     def report(self, rate: Rate, name: str) -> dict[str, float]:
         assert self.t_fault is not None
-        share = local_share(rate, self.backend.instances)
         local = [e for e in self.events if e.local]
         admitted_local = sum(e.allowed for e in local)
         span = (local[-1].t - local[0].t) if local else 0.0
-        # A fresh local bucket holds `burst` tokens and refills one per interval.
-        bound = share.burst + math.floor(span * 1e6 / share.interval_us) + 1
+        bound = fallback_bound(rate, self.backend.instances, span)
         after = [e for e in self.events if e.t >= self.t_fault]
         open_at = next((t for t in self.opened if t >= self.t_fault), None)
         back = next(
@@ -174,6 +172,14 @@ class Run:
         errors = [e.error for e in self.events if e.error]
         assert not errors, f"{len(errors)} exceptions reached the caller, e.g. {errors[:3]}"
         return figures
+
+
+def fallback_bound(rate: Rate, instances: int, span: float) -> int:
+    """The most one process's fallback may admit for one key in ``span`` seconds of
+    decisions (the README's "Guarantees"): a fresh local bucket holds its share's
+    burst and refills one token per interval, plus one."""
+    share = local_share(rate, instances)
+    return share.burst + math.floor(span * 1e6 / share.interval_us) + 1
 
 
 def watch_promotion(

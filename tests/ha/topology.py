@@ -80,7 +80,13 @@ class SentinelTopology:
     sentinels: list[SentinelProcess] = field(default_factory=list)
 
     @classmethod
-    def start(cls, binary: str) -> SentinelTopology:
+    def start(
+        cls,
+        binary: str,
+        *,
+        down_after_ms: int = DOWN_AFTER_MS,
+        failover_timeout_ms: int = FAILOVER_TIMEOUT_MS,
+    ) -> SentinelTopology:
         primary = ServerProcess.start(binary, args=NODE_ARGS)
         topo = cls(primary, primary)
         try:
@@ -94,8 +100,8 @@ class SentinelTopology:
                 lines = [
                     f"sentinel myid {ids[i]}",
                     f"sentinel monitor {SERVICE} 127.0.0.1 {primary.port} 2",
-                    f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}",
-                    f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}",
+                    f"sentinel down-after-milliseconds {SERVICE} {down_after_ms}",
+                    f"sentinel failover-timeout {SERVICE} {failover_timeout_ms}",
                     f"sentinel parallel-syncs {SERVICE} 1",
                     f"sentinel known-replica {SERVICE} 127.0.0.1 {topo.replica.port}",
                     *(
@@ -165,6 +171,46 @@ class SentinelTopology:
         p.close()
         r.close()
 
+    def rejoin(self, killed: bool, timeout: float = 15) -> None:
+        """After a failover to ``replica``: the old primary (SIGKILLed: started again on
+        its port; SIGSTOPped: continued) becomes the new primary's replica, the two swap
+        places here, and this returns once it has synced and every Sentinel sees it as
+        a healthy replica (a candidate for the next failover)."""
+        old, new = self.primary, self.replica
+        follow = ("--replicaof", "127.0.0.1", str(new.port))
+        if killed:
+            old.stop()
+            old = ServerProcess.start(old.binary, port=old.port, args=(*NODE_ARGS, *follow))
+        else:
+            old.signal(signal.SIGCONT)
+            c = redis.Redis(port=old.port, socket_timeout=2, decode_responses=True)
+            try:  # at once: the Sentinels would do it too, but only seconds later
+                c.execute_command("REPLICAOF", "127.0.0.1", new.port)
+            finally:
+                c.close()
+        self.primary, self.replica = new, old
+        self.wait_ready(timeout)
+        self.wait_replica_caught_up(timeout)
+
+        def healthy(c: redis.Redis) -> bool:
+            replicas = c.sentinel_slaves(SERVICE)
+            named = c.sentinel_get_master_addr_by_name(SERVICE)
+            return (
+                named is not None
+                and int(named[1]) == new.port
+                and len(replicas) == 1
+                and int(replicas[0]["port"]) == old.port
+                and not replicas[0]["is_sdown"]
+                and not replicas[0]["is_disconnected"]
+            )
+
+        for s in self.sentinels:
+            c = s.client()
+            try:
+                wait_until(lambda c=c: healthy(c), timeout, "the sentinels to see the replica up")
+            finally:
+                c.close()
+
     def stop(self) -> None:
         for s in self.sentinels:
             s.stop()
@@ -208,7 +254,7 @@ def _known_nodes(c: redis.Redis) -> int:
     return int(info.split("cluster_known_nodes:")[1].split()[0])
 
 
-def _start_cluster_node(binary: str) -> ServerProcess:
+def _start_cluster_node(binary: str, extra: tuple[str, ...] = ()) -> ServerProcess:
     # The cluster bus listens on port + 10000, so the port must stay below 55536.
     # (We pick it ourselves: ServerProcess's own retry reuses a directory its
     # failed attempt deleted.)
@@ -220,6 +266,7 @@ def _start_cluster_node(binary: str) -> ServerProcess:
         "nodes.conf",
         "--cluster-node-timeout",
         str(NODE_TIMEOUT_MS),
+        *extra,
     )
     error: Exception | None = None
     for _ in range(20):
@@ -240,11 +287,13 @@ class ClusterTopology:
     nodes: list[ServerProcess]
 
     @classmethod
-    def start(cls, binary: str) -> ClusterTopology:
+    def start(cls, binary: str, args: tuple[str, ...] = ()) -> ClusterTopology:
+        """``args``: more options for every node (``("--cluster-require-full-coverage",
+        "no")``)."""
         topo = cls([])
         try:
             for _ in range(6):
-                topo.nodes.append(_start_cluster_node(binary))
+                topo.nodes.append(_start_cluster_node(binary, args))
             topo._assemble()
             topo.wait_ok()
         except BaseException:
@@ -337,6 +386,31 @@ class ClusterTopology:
         finally:
             c.close()
         raise LookupError(f"slot {slot} is not served")
+
+    def wait_replicas_caught_up(self, timeout: float = 5) -> None:
+        """Until every live replica's offset has reached its master's (as it is now)."""
+        for n in self.live():
+            c = self.client(n)
+            try:
+                info = c.info("replication")
+                if info["role"] != "master":
+                    continue
+                offset = info["master_repl_offset"]
+                for key, value in info.items():
+                    if not (key.startswith("slave") and isinstance(value, dict)):
+                        continue
+                    r = self.client(self.node(int(value["port"])))
+                    try:
+                        wait_until(
+                            lambda r=r: r.info("replication").get("slave_repl_offset", -1)
+                            >= offset,
+                            timeout,
+                            f"the replica of {n.port} to catch up",
+                        )
+                    finally:
+                        r.close()
+            finally:
+                c.close()
 
     def node(self, port: int) -> ServerProcess:
         return next(n for n in self.nodes if n.port == port)
