@@ -284,6 +284,10 @@ def test_cluster(server_factory):
     for name in ("decision cost", "session cost"):  # read on the shard holding the probe
         assert by_name(report)[name]["status"] == "OK", by_name(report)[name]
         assert by_name(report)[name]["value"]["usec"] > 0
+    # one breaker per shard: a decision on each primary, each answered by Redis
+    breakers = [c for c in report["checks"] if c["name"] == "breaker"]
+    assert [c["status"] for c in breakers] == ["OK"] * 3
+    assert {c["node"] for c in breakers} == {f"127.0.0.1:{s.port}" for s in nodes}
     assert not [c for c in report["checks"] if c["status"] == "FAIL"]
     assert rc == 0
 
@@ -307,6 +311,17 @@ def test_cluster(server_factory):
     assert main(["inspect", key, "--url", nodes[2].url, "--json"], out=out) == 0
     assert json.loads(out.getvalue())["limiter"]["remaining"] == 3
     rc_client.close()
+
+    # one primary killed: its shard's breaker opens, the two others stay closed
+    nodes[2].stop()
+    rc, report = doctor(f"redis+cluster://127.0.0.1:{nodes[0].port}")
+    assert rc == 1
+    breakers = {c["node"]: c for c in report["checks"] if c["name"] == "breaker"}
+    dead = f"127.0.0.1:{nodes[2].port}"
+    assert breakers[dead]["status"] == "FAIL" and breakers[dead]["value"] == "open"
+    assert "in-process fallback" in breakers[dead]["message"]
+    assert [breakers[f"127.0.0.1:{s.port}"]["status"] for s in nodes[:2]] == ["OK", "OK"]
+    assert [c["node"] for c in report["checks"] if c["name"] == "read"] == [dead]
 
 
 def test_sentinel(server_factory, tmp_path):

@@ -48,6 +48,7 @@ class Run:
                 self.opened if new is State.OPEN else self.closed if new is State.CLOSED else []
             ).append(time.monotonic())
 
+        # every shard's breaker shares the default one's listeners (gatekeep.shards)
         self.backend.breaker.listeners.append(listen)
 
     # -- recording ------------------------------------------------------------------
@@ -127,11 +128,19 @@ class Run:
         """Closed again after the fault, with Redis answering for ``settle`` seconds."""
         if self.t_fault is None or not self.closed or self.closed[-1] < self.t_fault:
             return False
-        if not self.backend.breaker.is_closed or self.opened[-1] > self.closed[-1]:
+        if self.backend.breakers.open_shards() or self.opened[-1] > self.closed[-1]:
             return False
         return time.monotonic() - self.closed[-1] >= settle
 
     # -- the figures -------------------------------------------------------------------
+
+    def counters(self) -> dict[str, int]:
+        """The breakers' counters, summed over every shard's (Cluster: one per primary)."""
+        total: dict[str, int] = {}
+        for _, breaker in self.backend.breakers.items():
+            for k, v in breaker.counters.as_dict().items():
+                total[k] = total.get(k, 0) + v
+        return total
 
     def report(self, rate: Rate, name: str) -> dict[str, float]:
         assert self.t_fault is not None
@@ -166,7 +175,7 @@ class Run:
             "median_local_latency_us": (
                 round(statistics.median(lat_local) * 1e6, 1) if lat_local else math.nan
             ),
-            "breaker": dict(self.backend.breaker.counters.as_dict()),  # type: ignore[dict-item]
+            "breaker": self.counters(),  # type: ignore[dict-item]
         }
         print(f"\n[{name}] " + ", ".join(f"{k}={v}" for k, v in figures.items()))
         errors = [e.error for e in self.events if e.error]

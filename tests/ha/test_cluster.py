@@ -208,15 +208,38 @@ def test_master_sigkill_failover(cluster, prefix):
     slot = key_slot(limiter.keys("victim", limiter.plan(None))[0].encode())
     victim = cluster.master_of_slot(slot)
     survivor = next(n for n in cluster.nodes if n.port != victim)
+    # a key on each of the two healthy shards, hit beside the victim's key
+    healthy = {}
+    for i in range(1000):
+        owner = cluster.master_of_slot(
+            key_slot(limiter.keys(f"h{i}", limiter.plan(None))[0].encode())
+        )
+        if owner != victim:
+            healthy.setdefault(owner, f"h{i}")
+        if len(healthy) == 2:
+            break
+    others = Limiter("100000/second", backend=backend, prefix=prefix)
+    # As the README recommends: with the default `yes`, every node answers CLUSTERDOWN
+    # while one shard has no primary, and the healthy shards' breakers open too (rightly:
+    # Redis refuses to serve them).
+    for node in cluster.live():
+        c = cluster.client(node)
+        c.config_set("cluster-require-full-coverage", "no")
+        c.close()
     run = Run(backend)
     stop = threading.Event()
 
     def current() -> int | None:
         return cluster.master_of_slot(slot, via=survivor)
 
+    def decide() -> bool:
+        for key in healthy.values():
+            others.hit(key)
+        return limiter.hit("victim").allowed
+
     try:
         run.drive(
-            lambda: limiter.hit("victim").allowed,
+            decide,
             lambda: cluster.node(victim).signal(signal.SIGKILL),
             watch=lambda: watch_promotion(run, current, victim, stop),
         )
@@ -225,4 +248,10 @@ def test_master_sigkill_failover(cluster, prefix):
     figures = run.report(rate, "cluster master SIGKILL")
     assert_outage(figures, deadline=DEADLINE)
     assert figures["max_latency_ms"] < 1000 * (2 * DEADLINE + 0.4)
+    # one breaker per shard: only the victim's keys went to the fallback
+    assert list(backend.fallback_by_breaker) == [f"redis[127.0.0.1:{victim}]"], (
+        backend.fallback_by_breaker
+    )
+    assert backend.fallback_by_breaker[f"redis[127.0.0.1:{victim}]"] == figures["local_decisions"]
+    assert all(backend.breakers.get(f"127.0.0.1:{port}").counters.failures == 0 for port in healthy)
     backend.close()

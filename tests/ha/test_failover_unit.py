@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 
 import pytest
 import redis
@@ -207,3 +208,29 @@ def test_bad_configuration_is_refused():
         FailoverBackend(MemoryBackend(), instances=0)
     with pytest.raises(TypeError, match="primary"):
         FailoverBackend(object())  # type: ignore[arg-type]
+
+
+class SlowFirst(MemoryBackend):
+    """Answers every call, each after ``delays.pop(0)`` seconds (then at once)."""
+
+    def __init__(self, *delays: float) -> None:
+        super().__init__()
+        self.delays = list(delays)
+
+    def limit(self, *a, **kw):
+        if self.delays:
+            time.sleep(self.delays.pop(0))
+        return super().limit(*a, **kw)
+
+
+def test_a_cold_clients_first_call_is_not_timed_later_calls_are():
+    """A client's first call sets it up (a cluster client asks for the slot map): it is
+    not held to the deadline; from then on a late answer opens the breaker."""
+    primary = SlowFirst(0.08, 0.0, 0.08)
+    backend = FailoverBackend(primary, deadline=0.05, metrics=None)
+    limiter = Limiter("100/minute", backend=backend, prefix="cold")
+    assert limiter.hit("k").remaining == 99  # slow, but the first: still closed
+    assert backend.breaker.state is State.CLOSED
+    assert limiter.hit("k").remaining == 98
+    assert limiter.hit("k").remaining == 97  # slow again: the answer is used, the breaker opens
+    assert backend.breaker.state is State.OPEN and backend.breaker.counters.timeouts == 1

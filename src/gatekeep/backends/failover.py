@@ -105,6 +105,8 @@ class FailoverBackend:
         #: The last error the primary raised, for diagnostics.
         self.last_error: BaseException | None = None
         self._shares = LocalShares(instances)
+        #: Whether the sync [0] and async [1] clients have answered once (see _enter).
+        self._warm = [False, False]
         self.name = name
         self.metrics = metrics
         if metrics is not None:
@@ -168,6 +170,7 @@ class FailoverBackend:
         except BaseException as exc:
             return self._failed(breaker, ticket, exc, fallback)
         self._answered(breaker, ticket, started)
+        self._warm[False] = True
         return result
 
     async def arun(
@@ -186,6 +189,7 @@ class FailoverBackend:
         except BaseException as exc:
             return self._failed(breaker, ticket, exc, fallback)
         self._answered(breaker, ticket, started)
+        self._warm[True] = True
         return result
 
     def breaker_for(self, keys: Sequence[str], aio: bool = False) -> CircuitBreaker:
@@ -205,6 +209,11 @@ class FailoverBackend:
         ticket = breaker.allow()
         if ticket is None:
             return None, 0.0
+        # A client's first call sets it up (a cluster client asks for the slot map and
+        # connects): not a reply that came late. A server that does not answer still
+        # fails it by the client's own timeouts.
+        if not self._warm[aio]:
+            return ticket, 0.0
         # Where the async round trip enforces the deadline itself, a late answer already
         # failed as a timeout: a clock here would count a stalled event loop too.
         if (

@@ -28,6 +28,7 @@ from . import checks as c
 from .checks import FAIL, OK, WARN, Check
 from .connect import Target, connect, redact
 from .cost import check_server_time, measure_decision, measure_session_load
+from .shards import check_breakers
 from .topology import check_cluster, check_replication
 
 __all__ = ["NodeSnapshot", "evaluate", "run", "snapshot"]
@@ -204,8 +205,12 @@ def diagnose(
     ]
     try:
         started = time.monotonic()
-        nodes = target.nodes()
-        snaps = [(snapshot(name, client), client) for name, client in nodes]
+        snaps = []
+        for name, client in target.nodes():
+            try:
+                snaps.append((snapshot(name, client), client))
+            except (redis.RedisError, RedisClusterException) as exc:  # one node down
+                out.append(Check("read", FAIL, f"cannot read this server: {exc}", None, name))
         samples, error = latency_samples(target)
         time.sleep(max(0.0, cpu_seconds - (time.monotonic() - started)))
         for snap, client in snaps:
@@ -213,6 +218,7 @@ def diagnose(
             out += evaluate(snap)
         out.append(c.check_latency(samples, error))
         # after the CPU sample, which these calls would otherwise inflate
+        out += check_breakers(target)
         out.append(check_server_time(measure_decision(target)))
         out.append(check_server_time(measure_session_load(target)))
     except (redis.RedisError, RedisClusterException) as exc:

@@ -23,15 +23,13 @@ Durable writes (``wait_replicas=N``): each write batch is followed, on the same
 connection and in the same pipeline, by ``WAIT N <timeout>``; fewer
 acknowledgements raise :class:`~gatekeep.errors.SessionNotReplicated`.
 
-Logs (logger ``gatekeep.sessions``, fields in ``extra=``): one line per change
-of state, never one per request: writes failing, writes succeeding again (a
-failover seen), reads served by a replica, reads back on the primary, the store
-unreachable.
+Each batch is judged under its shard's circuit breaker (:mod:`gatekeep.shards`: one
+per Cluster primary): a failing shard sends only its own sessions to replicas and
+fails only their writes. Counters and logs: :mod:`._outcomes`.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
@@ -40,12 +38,13 @@ from typing import Any
 from ..backends._calls import Command, Replies, ScriptCall
 from ..backends.redis import RedisBackend
 from ..breaker import CircuitBreaker
-from ..errors import BackendUnavailable, SessionNotReplicated, SessionWriteFailed
+from ..errors import SessionNotReplicated
 from ..flows import arun_flow, run_flow
 from ..metrics import Metrics
-from ..outage import classify, is_outage
+from ..outage import is_outage
+from ..shards import ShardBreakers
 from ._engine import Call, normalize, session_script
-from .logs import logger, scrub
+from ._outcomes import Outcomes
 
 __all__ = ["ReplicaReplies", "RedisExecutor"]
 
@@ -153,10 +152,13 @@ def _check(replies: list[Any]) -> list[Any]:
 class RedisExecutor:
     """Runs the session scripts on Redis through a :class:`RedisBackend`.
 
-    ``breaker``: a :class:`~gatekeep.breaker.CircuitBreaker` (e.g. a
-    ``FailoverBackend``'s, shared with the limiters): while it is open, reads go
-    straight to a replica and writes fail at once. ``wait_replicas`` /
-    ``wait_timeout`` (seconds): durable writes, see the module doc.
+    ``breakers``: the :class:`~gatekeep.shards.ShardBreakers` of a deployment (e.g. a
+    ``FailoverBackend``'s, shared with the limiters), or ``breaker``: one
+    :class:`~gatekeep.breaker.CircuitBreaker` (on a cluster, each shard gets one like
+    it). A batch is judged under the breaker of its first key's shard: while that is
+    open, its reads go straight to a replica and its writes fail at once; sessions on
+    the other shards load and save as usual. ``wait_replicas`` / ``wait_timeout``
+    (seconds): durable writes, see the module doc.
     """
 
     def __init__(
@@ -164,32 +166,37 @@ class RedisExecutor:
         backend: RedisBackend,
         *,
         breaker: CircuitBreaker | None = None,
+        breakers: ShardBreakers | None = None,
         wait_replicas: int = 0,
         wait_timeout: float = 0.1,
         metrics: Metrics | None = None,
     ) -> None:
         self.backend = backend
-        self.breaker = breaker
+        if breakers is None and breaker is not None:
+            breakers = ShardBreakers(breaker, backend.shard if backend.is_cluster else None)
+        #: One breaker per shard (None: no breaker, every call tries the primary).
+        self.breakers = breakers
+        #: The breaker of a deployment with one shard (and the settings of every shard's).
+        self.breaker = None if breakers is None else breakers.default
+        self._sharded = breakers is not None and breakers.sharded
         self.wait_replicas = wait_replicas
         self.wait_ms = max(1, round(wait_timeout * 1000))
         self.metrics = metrics
-        self._lock = threading.Lock()
         self._replica: dict[bool, bool] = {}
         #: Whether a peek may go as plain commands (not on a cluster); known on first use.
         self._plain: bool | None = None
+        self.outcomes = Outcomes(metrics)
         #: Plain counters (also in metrics snapshots, under ``watched``).
-        self.counters = {
-            "primary_failures": 0,
-            "replica_reads": 0,
-            "write_failures": 0,
-            "not_replicated": 0,
-            "unreachable": 0,
-        }
-        # state, for one log line per change
-        self._writes_failing_since: float | None = None
-        self._failed_writes = 0
-        self._replica_since: float | None = None
-        self._unreachable = False
+        self.counters = self.outcomes.counters
+
+    def breaker_for(self, calls: Sequence[Call], sync: bool = True) -> CircuitBreaker | None:
+        """The breaker a batch is judged under: its first key's shard's (see
+        :mod:`gatekeep.shards`; a batch whose keys span shards, a save that moves a
+        user's index, is one round trip, judged with its session's shard)."""
+        if not self._sharded:
+            return self.breaker
+        assert self.breakers is not None
+        return self.breakers.for_key(calls[0].keys[0], not sync)
 
     # -- one flow, two drivers --------------------------------------------------------------
 
@@ -202,13 +209,15 @@ class RedisExecutor:
         split = plain and any(c.script == PEEK for c in calls)
         batch = _batch(calls, now, split)
         writes = needs_primary(calls)
-        ticket = self._allow()
+        breaker = self.breaker if not self._sharded else self.breaker_for(calls, sync)
+        ticket = 0 if breaker is None else breaker.allow()
+        out = self.outcomes
         cause: BaseException | None = None
         if ticket is not None:
             # only the breaker needs the elapsed time, and not where the async round
             # trip enforces the deadline itself (its clock discounts a stalled loop)
-            timed = self.breaker is not None and (
-                sync or not self.backend.times_out_async(self.breaker.deadline)
+            timed = breaker is not None and (
+                sync or not self.backend.times_out_async(breaker.deadline)
             )
             started = time.perf_counter() if timed else 0.0
             try:
@@ -220,14 +229,16 @@ class RedisExecutor:
                     replies = _joined(calls, replies, now)
                 _check(replies)
             except BaseException as exc:
-                cause = self._failed(ticket, exc)
+                cause = out.failed(breaker, ticket, exc)
             else:
-                self._succeeded(ticket, time.perf_counter() - started if timed else 0.0, writes)
+                out.succeeded(
+                    breaker, ticket, time.perf_counter() - started if timed else 0.0, writes
+                )
                 return self._done(replies, acked, writes)
         if writes:
-            raise self._write_failed(cause)
+            raise out.write_failed(breaker, cause)
         if not self._has_replica(sync=sync):
-            raise self._read_failed(cause)
+            raise out.read_failed(breaker, cause)
         calls = [_on_replica(c) for c in calls]
         split = plain and any(c.script == PEEK for c in calls)
         try:
@@ -237,9 +248,10 @@ class RedisExecutor:
             _check(replies)
         except BaseException as exc:
             if is_outage(exc):
-                raise self._read_failed(exc) from None
+                raise out.read_failed(breaker, exc) from None
             raise
-        return self._from_replica(replies)
+        out.from_replica(breaker)
+        return ReplicaReplies(normalize(r) for r in replies)
 
     def run(self, calls: list[Call], now: int | None) -> list[Any]:
         return run_flow(self._flow(calls, now, sync=True), self._io)
@@ -271,118 +283,6 @@ class RedisExecutor:
             self._replica[sync] = known
         return known
 
-    # -- outcomes (no I/O) -----------------------------------------------------------------
-
-    def _allow(self) -> int | None:
-        return 0 if self.breaker is None else self.breaker.allow()
-
-    def _failed(self, ticket: int, exc: BaseException) -> BaseException:
-        """A primary call failed: re-raise what is not an outage, else return it."""
-        if self.breaker is not None:
-            verdict = self.breaker.failed(ticket, exc, scrub(f"{type(exc).__name__}: {exc}"))
-        else:
-            verdict = classify(exc)
-        if verdict is None or not verdict.outage:
-            raise exc
-        self.counters["primary_failures"] += 1
-        if self.metrics is not None:
-            self.metrics.backend_error("sessions", exc)
-        return exc
-
-    def _succeeded(self, ticket: int, elapsed: float, writes: bool) -> None:
-        if self.breaker is not None:
-            self.breaker.success(ticket, elapsed)
-        if (
-            self._writes_failing_since is None
-            and self._replica_since is None
-            and not self._unreachable
-        ):
-            return  # the fast path: nothing to log
-        with self._lock:
-            now = time.monotonic()
-            self._unreachable = False
-            if self._replica_since is not None:
-                logger.info(
-                    "gatekeep sessions: reads are served by the primary again "
-                    "after %.3f s on a replica",
-                    now - self._replica_since,
-                    extra={
-                        "gatekeep_event": "session_primary_reads",
-                        "gatekeep_outage_s": round(now - self._replica_since, 3),
-                    },
-                )
-                self._replica_since = None
-            if writes and self._writes_failing_since is not None:
-                outage = now - self._writes_failing_since
-                logger.warning(
-                    "gatekeep sessions: writes succeed again (failover seen, or the primary "
-                    "is back) after %.3f s; %d write(s) failed meanwhile",
-                    outage,
-                    self._failed_writes,
-                    extra={
-                        "gatekeep_event": "session_failover_seen",
-                        "gatekeep_outage_s": round(outage, 3),
-                        "gatekeep_failed_writes": self._failed_writes,
-                    },
-                )
-                self._writes_failing_since = None
-                self._failed_writes = 0
-
-    def _write_failed(self, cause: BaseException | None) -> SessionWriteFailed:
-        self.counters["write_failures"] += 1
-        with self._lock:
-            self._failed_writes += 1
-            if self._writes_failing_since is None:
-                self._writes_failing_since = time.monotonic()
-                logger.warning(
-                    "gatekeep sessions: writes fail, no primary answers (%s)",
-                    _why(cause),
-                    extra={
-                        "gatekeep_event": "session_writes_failing",
-                        "gatekeep_reason": _why(cause),
-                    },
-                )
-        err = SessionWriteFailed(
-            f"the session could not be saved: no Redis primary answered ({_why(cause)})",
-            retry_after=self._retry_after(),
-        )
-        err.__cause__ = cause
-        return err
-
-    def _read_failed(self, cause: BaseException | None) -> BaseException:
-        self.counters["unreachable"] += 1
-        with self._lock:
-            if not self._unreachable:
-                self._unreachable = True
-                logger.warning(
-                    "gatekeep sessions: the store is unreachable, sessions load empty (%s)",
-                    _why(cause),
-                    extra={
-                        "gatekeep_event": "session_store_unreachable",
-                        "gatekeep_reason": _why(cause),
-                    },
-                )
-        if cause is not None:
-            return cause
-        return BackendUnavailable(
-            "the session store is unavailable: the circuit breaker is open and there is no replica",
-            retry_after=self._retry_after(),
-        )
-
-    def _from_replica(self, replies: list[Any]) -> list[Any]:
-        self.counters["replica_reads"] += 1
-        if self._replica_since is None:
-            with self._lock:
-                if self._replica_since is None:
-                    self._replica_since = time.monotonic()
-                    logger.warning(
-                        "gatekeep sessions: the primary is away, sessions are read "
-                        "from a replica (read-only: idle deadlines are not "
-                        "extended, writes fail)",
-                        extra={"gatekeep_event": "session_replica_reads"},
-                    )
-        return ReplicaReplies(normalize(r) for r in replies)
-
     def _done(self, replies: list[Any], acked: int, writes: bool) -> list[Any]:
         if writes and self.wait_replicas and acked < self.wait_replicas:
             self.counters["not_replicated"] += 1
@@ -395,11 +295,6 @@ class RedisExecutor:
             )
         return [normalize(r) for r in replies]
 
-    def _retry_after(self) -> float:
-        if self.breaker is not None:
-            return max(1.0, self.breaker.retry_after())
-        return 1.0
-
     def watch_source(self) -> Callable[[], dict[str, Any]]:
         """The counters, for :meth:`gatekeep.metrics.Metrics.watch` (without keeping
         this executor alive)."""
@@ -411,9 +306,3 @@ class RedisExecutor:
             return {"kind": "sessions", **counters}
 
         return read
-
-
-def _why(exc: BaseException | None) -> str:
-    if exc is None:
-        return "the circuit breaker is open"
-    return scrub(f"{type(exc).__name__}: {exc}")[:200]

@@ -50,6 +50,7 @@ from ..backends.memory import MemoryBackend
 from ..backends.redis import RedisBackend
 from ..breaker import CircuitBreaker
 from ..metrics import METRICS, Metrics
+from ..shards import ShardBreakers
 from ._engine import Executor, Flow, MemoryExecutor, adrive, drive
 from ._redis import RedisExecutor
 from .ids import SessionMeta, UserSession, id_hash, is_session_id, new_id, split_key
@@ -106,12 +107,12 @@ class SessionStore(SessionOperations):
       round trip) until that many replicas have it, at most ``wait_timeout`` seconds
       (default 0.1; at most half the backend's timeout); fewer acknowledgements raise
       :class:`~gatekeep.errors.SessionNotReplicated` (the write is on the primary);
-    - ``breaker``: a :class:`~gatekeep.breaker.CircuitBreaker` (taken from a
-      ``FailoverBackend`` passed as ``backend``): while open, loads go straight to a
-      replica and writes fail at once.
+    - ``breaker``: a :class:`~gatekeep.breaker.CircuitBreaker`: while open, loads go
+      straight to a replica and writes fail at once (on a cluster, each shard gets a
+      breaker like it, and only the failing shard's sessions are affected).
 
     Passing a :class:`~gatekeep.backends.failover.FailoverBackend` shares its
-    Redis and its circuit breaker with the limiters.
+    Redis and its circuit breakers (one per shard on a cluster) with the limiters.
     """
 
     def __init__(
@@ -131,10 +132,11 @@ class SessionStore(SessionOperations):
     ) -> None:
         if isinstance(backend, str):
             backend = RedisBackend(backend)
+        breakers: ShardBreakers | None = None
         if isinstance(backend, FailoverBackend):
             if not isinstance(backend.primary, RedisBackend):
                 raise TypeError("a FailoverBackend for sessions must wrap a RedisBackend")
-            breaker = breaker or backend.breaker
+            breakers = None if breaker is not None else backend.breakers
             backend = backend.primary
         self.backend = backend
         if (
@@ -157,6 +159,7 @@ class SessionStore(SessionOperations):
             self.executor = RedisExecutor(
                 backend,
                 breaker=breaker,
+                breakers=breakers,
                 wait_replicas=wait_replicas,
                 wait_timeout=wait_timeout,
                 metrics=metrics,

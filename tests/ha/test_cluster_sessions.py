@@ -1,0 +1,106 @@
+"""Sessions on a real Redis Cluster with one shard's master down: only that shard's
+sessions lose their writes (503) and are read from its replica; the others load and
+save as usual.
+
+One 3-master cluster (a replica each, node timeout 1000 ms) serves the module, with
+``cluster-require-full-coverage no`` (else every node answers CLUSTERDOWN while one
+shard is down: nothing a client can do). The test that stops a master runs last;
+its replica is told not to fail over, so the shard stays down while it runs.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+import redis
+from redis.crc import key_slot
+
+from gatekeep.backends.connect import connect
+from gatekeep.backends.failover import FailoverBackend
+from gatekeep.errors import SessionWriteFailed
+from gatekeep.sessions import SessionStore
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+DEADLINE = 0.25
+
+
+def config_all(cluster, *args) -> None:
+    for node in cluster.live():
+        c = cluster.client(node)
+        try:
+            c.config_set(*args)
+        finally:
+            c.close()
+
+
+def replicas_of(cluster, slot: int) -> list[int]:
+    c = cluster.client(cluster.live()[0])
+    try:
+        for start, end, _master, *replicas in c.execute_command("CLUSTER", "SLOTS"):
+            if start <= slot <= end:
+                return [int(r[1]) for r in replicas]
+    finally:
+        c.close()
+    raise LookupError(slot)
+
+
+def sessions_by_master(cluster, store: SessionStore, n: int = 12) -> dict[int, list]:
+    """``n`` sessions per master, created now."""
+    out: dict[int, list] = {}
+    while len(out) < 3 or any(len(v) < n for v in out.values()):
+        s = store.create({"n": 1})
+        port = cluster.master_of_slot(key_slot(store.key(s.id).encode()))
+        if len(out.setdefault(port, [])) < n:
+            out[port].append(s)
+    return out
+
+
+def test_a_stopped_master_fails_only_its_own_shards_sessions(cluster, prefix):
+    config_all(cluster, "cluster-require-full-coverage", "no")
+    backend = FailoverBackend(
+        connect(cluster.url, timeout=DEADLINE), recovery_time=0.5, metrics=None
+    )
+    store = SessionStore(backend, prefix=prefix, metrics=None)
+    by_master = sessions_by_master(cluster, store)
+    victim = next(iter(by_master))
+    # let the replicas catch up, and keep the victim's shard down while this runs
+    time.sleep(0.1)
+    for port in replicas_of(cluster, key_slot(store.key(by_master[victim][0].id).encode())):
+        c = redis.Redis(port=port)
+        c.config_set("cluster-replica-no-failover", "yes")
+        c.close()
+    cluster.node(victim).signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        failed_writes = healthy = 0
+        for _round in range(3):
+            for port, sessions in by_master.items():
+                for s in sessions:
+                    if port == victim:
+                        s["n"] = 2
+                        with pytest.raises(SessionWriteFailed):
+                            store.save(s)
+                        failed_writes += 1
+                        continue
+                    loaded = store.load(s.id)
+                    assert loaded is not None and loaded["n"] == 1 and not loaded.from_replica
+                    loaded["seen"] = _round
+                    assert store.save(loaded)
+                    healthy += 1
+        elapsed = time.monotonic() - started
+    finally:
+        cluster.node(victim).signal(signal.SIGCONT)
+    breakers = backend.breakers
+    print(
+        f"\n[cluster sessions, master SIGSTOP] {healthy} healthy loads+saves, "
+        f"{failed_writes} writes refused, {elapsed:.3f} s; open: {breakers.open_shards()}; "
+        f"store: {store.executor.counters}"
+    )
+    assert breakers.open_shards() == [f"127.0.0.1:{victim}"]
+    # one timeout opened the victim's breaker; the other writes failed at once
+    assert store.executor.counters["primary_failures"] <= 2
+    assert elapsed < 2.0
+    backend.close()
