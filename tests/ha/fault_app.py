@@ -124,7 +124,10 @@ def build(url: str) -> Any:
         async def marked(message: Any) -> None:
             if message["type"] == "http.response.start":
                 who = b"fallback" if mark[0] else b"redis"
-                message = {**message, "headers": [*message.get("headers", ()), (b"x-decided-by", who)]}
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", ()), (b"x-decided-by", who)],
+                }
             await send(message)
 
         try:
@@ -138,6 +141,10 @@ def build(url: str) -> Any:
 if __name__ == "__main__":
     port, url = int(sys.argv[1]), sys.argv[2]
     uvicorn.run(
-        build(url), host="127.0.0.1", port=port, log_level="warning", lifespan="off",
+        build(url),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
         access_log=False,
     )

@@ -402,8 +402,9 @@ class ClusterTopology:
                     r = self.client(self.node(int(value["port"])))
                     try:
                         wait_until(
-                            lambda r=r: r.info("replication").get("slave_repl_offset", -1)
-                            >= offset,
+                            lambda r=r, offset=offset: (
+                                r.info("replication").get("slave_repl_offset", -1) >= offset
+                            ),
                             timeout,
                             f"the replica of {n.port} to catch up",
                         )
