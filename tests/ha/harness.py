@@ -125,8 +125,20 @@ class Run:
             await asyncio.sleep(INTERVAL)
 
     def recovered(self, settle: float = 0.3) -> bool:
-        """Closed again after the fault, with Redis answering for ``settle`` seconds."""
-        if self.t_fault is None or not self.closed or self.closed[-1] < self.t_fault:
+        """Closed again after the fault, with Redis answering for ``settle`` seconds.
+
+        On a cluster, Redis answering for ``settle`` seconds since the fallback last
+        decided after the fault: a promoted replica is a new shard whose breaker is made
+        closed (no state change to wait for), and the failed primary's breaker stays
+        open, no longer asked."""
+        if self.t_fault is None:
+            return False
+        if self.backend.breakers.sharded:
+            last_local = next((e.t for e in reversed(self.events) if e.local), None)
+            if last_local is None or last_local < self.t_fault or self.events[-1].local:
+                return False
+            return time.monotonic() - last_local >= settle
+        if not self.closed or self.closed[-1] < self.t_fault:
             return False
         if self.backend.breakers.open_shards() or self.opened[-1] > self.closed[-1]:
             return False
