@@ -367,7 +367,10 @@ def _check(
         "healthy_writes_failed": len(failed_healthy_writes),
         "failed_shard_reads_in_outage": len(victim_reads),
         "of_them_from_replica": sum(bool(e.data and e.data["replica"]) for e in victim_reads),
-        "failed_shard_reads_empty_or_wrong": len(wrong_victim_reads),
+        "failed_shard_reads_empty_or_wrong": [
+            f"{e.data} at fault{e.t - t_fault:+.3f} s, promotion{e.t - t_promoted:+.3f} s"
+            for e in wrong_victim_reads
+        ],
         "failed_shard_writes_503": len(victim_503),
         "hot_local_admitted": sum(e.status == 200 for e in hot_local),
         "hot_local_denied": sum(e.status == 429 for e in hot_local),
