@@ -30,6 +30,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -74,11 +75,13 @@ class AppProcess:
     def __init__(self, url: str) -> None:
         self.port = free_port()
         src = str(Path(gatekeep.__file__).resolve().parents[1])  # the gatekeep under test
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+        path = os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])
+        # its output to a file: a pipe nobody reads could fill and block the app
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop())
         self.proc = subprocess.Popen(
             [sys.executable, str(APP), str(self.port), url],
-            env=env,
-            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": path},
+            stdout=self.log,
             stderr=subprocess.STDOUT,
         )
         try:
@@ -89,8 +92,7 @@ class AppProcess:
 
     def _up(self) -> bool:
         if self.proc.poll() is not None:
-            out = self.proc.stdout.read().decode() if self.proc.stdout else ""
-            raise RuntimeError(f"the app exited: {out}")
+            raise RuntimeError(f"the app exited: {self.output()}")
         try:
             return self.get("/_stats")[0] == 200
         except OSError:
@@ -107,6 +109,10 @@ class AppProcess:
         finally:
             c.close()
 
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
     def stop(self) -> str:
         self.proc.terminate()
         try:
@@ -114,9 +120,8 @@ class AppProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        out = self.proc.stdout.read().decode() if self.proc.stdout else ""
-        if self.proc.stdout:
-            self.proc.stdout.close()
+        out = self.output()
+        self.log.close()
         return out
 
 
