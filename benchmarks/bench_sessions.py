@@ -120,14 +120,20 @@ class Floor:
         await self.app(scope, receive, send_wrapper)
 
 
+def gatekeep_app(store: SessionStore) -> Starlette:
+    """The routes behind gatekeep's SessionMiddleware on ``store``."""
+    app = Starlette(routes=ROUTES)
+    app.add_middleware(SessionMiddleware, secret_key=SECRET, store=store, https_only=False)
+    return app
+
+
 def make_apps(url: str) -> tuple[dict[str, Any], list[Callable[[], Any]]]:
     closers: list[Callable[[], Any]] = []
     bare = Starlette(routes=ROUTES)
 
-    gk = Starlette(routes=ROUTES)
     backend = RedisBackend(url)
     store = SessionStore(backend, prefix="bench")
-    gk.add_middleware(SessionMiddleware, secret_key=SECRET, store=store, https_only=False)
+    gk = gatekeep_app(store)
     closers += [store.aclose, backend.aclose]
 
     star = Starlette(routes=ROUTES)
