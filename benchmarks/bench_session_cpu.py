@@ -43,9 +43,10 @@ from importlib.metadata import version
 from typing import Any
 
 import redis
-from _common import AsyncPing, SyncPing
+from _common import AsyncPing
 from _inprocess import set_cookie
 from _session_apps import (
+    SyncPing,
     asgi_apps,
     asgi_call,
     django_apps,
