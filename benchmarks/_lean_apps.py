@@ -108,11 +108,13 @@ def flask_app(sessions: bool = False, floor: dict[str, Any] | None = None) -> fl
 # -- Django -----------------------------------------------------------------------------
 
 
-def django_configure(url: str, floor: dict[str, Any] | None = None) -> None:
+def django_configure(
+    url: str, floor: dict[str, Any] | None = None, home_type: str | None = None
+) -> None:
     """Settings for every Django handler of this process (once: Django's settings are
     process-wide); each handler picks its middleware with :func:`django_handler`. A
     request without session middleware uses ``floor`` (a new empty dict where there is
-    none)."""
+    none); ``/`` answers "ok" as ``home_type`` (None: Django's default, text/html)."""
     import django
     from django.conf import settings
     from django.http import HttpResponse, JsonResponse
@@ -122,7 +124,7 @@ def django_configure(url: str, floor: dict[str, Any] | None = None) -> None:
         return getattr(request, "session", {} if floor is None else floor)
 
     def home(request: Any) -> Any:
-        return HttpResponse("ok")
+        return HttpResponse("ok", content_type=home_type)
 
     def read(request: Any) -> Any:
         s = session(request)
