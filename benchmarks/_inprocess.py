@@ -157,7 +157,8 @@ class WsgiResponse:
     __slots__ = ("headers", "status")
 
     def __init__(self) -> None:
-        self.status, self.headers = "", []
+        self.status = ""
+        self.headers: list[Any] = []
 
     def start_response(
         self, status: str, headers: list[Any], exc_info: Any = None
@@ -221,5 +222,5 @@ def set_cookie(headers: Iterable[tuple[AnyStr, AnyStr]]) -> AnyStr:
     bytes or WSGI's str pairs, returned as given)."""
     for name, value in headers:
         if name.lower() in (b"set-cookie", "set-cookie"):
-            return value.split(b";" if isinstance(value, bytes) else ";", 1)[0]  # type: ignore[arg-type]
+            return value.split(b";" if isinstance(value, bytes) else ";", 1)[0]
     raise RuntimeError("no Set-Cookie")

@@ -58,7 +58,8 @@ class SyncPing(BufferedSyncPing):
 
 def floor_session() -> dict[str, Any]:
     """A copy of the seeded session (the floor's writes change the copy only)."""
-    return json.loads(json.dumps(SEED))
+    copy: dict[str, Any] = json.loads(json.dumps(SEED))
+    return copy
 
 
 async def asgi_call(app: Any, path: str, cookie: bytes | None) -> tuple[int, list[Any], float]:
