@@ -212,9 +212,14 @@ class AsyncPing:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def __call__(self) -> None:
+    async def open(self) -> None:
+        """Connect now rather than on the first call (a no-op once connected)."""
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+
+    async def __call__(self) -> None:
+        if self.writer is None:
+            await self.open()
         assert self.reader is not None
         self.writer.write(PING)
         if await self.reader.readexactly(len(PONG)) != PONG:
