@@ -14,8 +14,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from _common import PING, PONG, AsyncPing
-from _common import SyncPing as BufferedSyncPing
+from _common import AsyncPing, SyncPing
 from _inprocess import WSGIApp, asgi_call_cpu, wsgi_call_cpu
 from _lean_apps import (
     FLOOR_PINGS,
@@ -37,23 +36,6 @@ REMOTE_ADDR = "127.0.0.1"
 
 #: A front door: its floor for each path, the app behind gatekeep, gatekeep's store.
 Door = tuple[dict[str, Any], Any, SessionStore]
-
-
-class SyncPing(BufferedSyncPing):
-    """``_common.SyncPing``'s socket, its ``PONG`` read with ``recv`` rather than into a
-    buffer: what this benchmark's blocking floors have always spent (``_common``'s read
-    costs ~1.6 µs more CPU per PING, measured interleaved in one process)."""
-
-    def __call__(self) -> None:
-        self.sock.sendall(PING)
-        got = b""
-        while len(got) < len(PONG):
-            chunk = self.sock.recv(len(PONG) - len(got))
-            if not chunk:
-                raise RuntimeError("connection closed")
-            got += chunk
-        if got != PONG:
-            raise RuntimeError("not PONG")
 
 
 def floor_session() -> dict[str, Any]:

@@ -50,21 +50,7 @@ GROUPS = ("asgi", "wsgi", "django", "hit")
 # -- the variants: each an async or sync callable that serves one request ------------
 
 
-class AsyncPing(_common.AsyncPing):
-    """``_common.AsyncPing``'s stream, with an inline ``PING`` read up to its line end:
-    what this benchmark's async floors have always spent (``_common``'s costs ~4 µs
-    less CPU per PING, measured interleaved in one process)."""
-
-    async def __call__(self) -> None:
-        if self.writer is None:
-            await self.open()
-        assert self.reader is not None
-        self.writer.write(b"PING\r\n")
-        if await self.reader.readuntil(b"\r\n") != b"+PONG\r\n":
-            raise RuntimeError("no PONG")
-
-
-class AsyncRaw(AsyncPing):
+class AsyncRaw(_common.AsyncPing):
     """One raw command (``payload``, one RESP array reply of ``lines`` lines)."""
 
     def __init__(self, port: int, payload: bytes, lines: int) -> None:
@@ -83,18 +69,7 @@ class AsyncRaw(AsyncPing):
             raise RuntimeError(data)
 
 
-class SyncPing(_common.SyncPing):
-    """``_common.SyncPing``'s socket, with an inline ``PING`` and one ``recv``: what this
-    benchmark's blocking floors have always spent (``_common``'s costs ~1.8 µs more CPU
-    per PING)."""
-
-    def __call__(self) -> None:
-        self.sock.sendall(b"PING\r\n")
-        if self.sock.recv(64) != b"+PONG\r\n":
-            raise RuntimeError("no PONG")
-
-
-class SyncRaw(SyncPing):
+class SyncRaw(_common.SyncPing):
     def __init__(self, port: int, payload: bytes, lines: int) -> None:
         super().__init__(port)
         self.payload, self.lines = payload, lines
@@ -108,7 +83,7 @@ class SyncRaw(SyncPing):
             raise RuntimeError(data)
 
 
-def asgi_caller(app: Any, ping: AsyncPing | None) -> Callable[[], Any]:
+def asgi_caller(app: Any, ping: _common.AsyncPing | None) -> Callable[[], Any]:
     sent: list[Any] = []
 
     async def send(message: dict[str, Any]) -> None:
@@ -126,7 +101,7 @@ def asgi_caller(app: Any, ping: AsyncPing | None) -> Callable[[], Any]:
     return one
 
 
-def wsgi_caller(app: Any, ping: SyncPing | None) -> Callable[[], Any]:
+def wsgi_caller(app: Any, ping: _common.SyncPing | None) -> Callable[[], Any]:
     got: list[Any] = []
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -205,7 +180,7 @@ def main() -> None:
     loop = asyncio.new_event_loop()
     closers: list[Callable[[], Any]] = []
     try:
-        aping, sping = AsyncPing(server.port), SyncPing(server.port)
+        aping, sping = _common.AsyncPing(server.port), _common.SyncPing(server.port)
         loop.run_until_complete(aping.open())
         sync_fns: dict[str, Callable[[], Any]] = {}
         async_fns: dict[str, Callable[[], Any]] = {}
