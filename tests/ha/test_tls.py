@@ -1,0 +1,289 @@
+"""TLS for real: servers listening on TLS only, certificates made in the test.
+
+A CA, a server certificate (127.0.0.1, localhost) and client certificates
+(``certs.py``); every server requires a client certificate (``tls-auth-clients
+yes``). Covered: ``rediss://`` URLs with ``ssl_ca_certs`` / ``ssl_certfile`` /
+``ssl_keyfile`` query options, the sync and async limiters (on the lean round trip,
+which drives redis-py's SSL connections' socket and stream directly), the session
+store, ``python -m gatekeep doctor``, refusals (no client certificate, a client
+certificate of another CA, a server certificate the client's CA did not sign),
+``rediss+sentinel://`` through a failover, ``rediss+cluster://`` over several slots.
+
+The binary is the first that starts with TLS (``tls.find_tls_binary``); with none,
+the tests are skipped, and fail under ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+from redis.crc import key_slot
+
+from gatekeep import AsyncLimiter, Limiter
+from gatekeep.backends.connect import connect
+from gatekeep.backends.failover import FailoverBackend
+from gatekeep.rates import parse_rate
+from gatekeep.sessions import SessionStore, id_hash
+from gatekeep.testing import ServerNotFound, ServerProcess
+
+from .certs import Certs, make_certs
+from .harness import Run, assert_outage, watch_promotion
+from .tls import (
+    TLSCluster,
+    TLSSentinelTopology,
+    find_tls_binary,
+    start_tls_node,
+    tls_client,
+    url_options,
+)
+
+pytestmark = [pytest.mark.redis]
+
+DEADLINE = 0.25
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")  # as tests/conftest.py
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(str(tmp_path_factory.mktemp("certs")))
+
+
+@pytest.fixture(scope="module")
+def tls_binary(certs: Certs) -> str:
+    try:
+        return find_tls_binary(certs)
+    except ServerNotFound as exc:  # as tests/conftest.py's no_server
+        if IN_CI:
+            pytest.fail(f"CI=true and no server with TLS could be started: {exc}")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def tls_server(tls_binary: str, certs: Certs) -> Iterator[ServerProcess]:
+    """One TLS-only server for the module's standalone tests."""
+    server = start_tls_node(tls_binary, certs)
+    yield server
+    server.stop()
+
+
+def tls_url(server: ServerProcess, certs: Certs, **options: object) -> str:
+    return f"rediss://127.0.0.1:{server.port}/0?{url_options(certs, **options)}"  # type: ignore[arg-type]
+
+
+def no_public_trip(*_args: object) -> None:
+    raise AssertionError("a TLS connection took redis-py's public methods, not the lean trip")
+
+
+# -- one server ------------------------------------------------------------------------
+
+
+def test_sync_limiter_over_tls(tls_server, certs, prefix, monkeypatch):
+    from gatekeep.backends import _wire
+
+    backend = connect(tls_url(tls_server, certs))
+    limiter = Limiter("3/minute", backend=backend, prefix=prefix)
+    try:
+        assert limiter.hit("k").remaining == 2  # connects (the public path), loads the script
+        monkeypatch.setattr(_wire, "_sync_round_trip_public", no_public_trip)
+        assert [limiter.hit("k").allowed for _ in range(3)] == [True, True, False]
+        assert [d.remaining for d in limiter.hit_many(["a", "b", "k"])] == [2, 2, 0]
+        limiter.reset("k")
+        assert limiter.hit("k").remaining == 2
+        assert isinstance(backend.client.connection_pool.get_connection(), redis.SSLConnection)
+    finally:
+        backend.close()
+    # the counts are in the server
+    check = tls_client(certs, tls_server.port)
+    assert all(check.exists(key) for key in limiter.keys("k", limiter.plan(None)))
+    check.close()
+
+
+async def test_async_limiter_over_tls(tls_server, certs, prefix, monkeypatch):
+    from gatekeep.backends import _wire
+
+    backend = connect(tls_url(tls_server, certs))
+    limiter = AsyncLimiter("3/minute", backend=backend, prefix=prefix)
+    try:
+        assert (await limiter.hit("k")).remaining == 2
+        monkeypatch.setattr(_wire, "_round_trip_public", no_public_trip)
+        assert [(await limiter.hit("k")).allowed for _ in range(3)] == [True, True, False]
+        assert [d.remaining for d in await limiter.hit_many(["a", "k"])] == [2, 0]
+        await limiter.reset("k")
+        assert (await limiter.hit("k")).remaining == 2
+        assert backend.aclient.connection_pool.connection_class is redis.asyncio.SSLConnection
+    finally:
+        await backend.aclose()
+        backend.close()
+
+
+async def test_sessions_over_tls(tls_server, certs, prefix):
+    backend = connect(tls_url(tls_server, certs))
+    store = SessionStore(backend, prefix=prefix, metrics=None)
+    try:
+        session = store.create({"theme": "dark"}, user_id="u1")
+        assert store.load(session.id)["theme"] == "dark"
+        loaded = await store.aload(session.id)
+        loaded["n"] = 1
+        await store.asave(loaded)
+        assert dict(store.load(session.id)) == {"theme": "dark", "n": 1}
+        assert [s.id_hash for s in store.sessions_of("u1")] == [id_hash(session.id)]
+        assert await store.adestroy(session.id)
+        assert store.load(session.id) is None
+    finally:
+        await store.aclose()
+        backend.close()
+
+
+def test_doctor_over_tls(tls_server, certs):
+    from gatekeep.cli import main
+
+    out = io.StringIO()
+    code = main(["doctor", tls_url(tls_server, certs)], out=out)
+    assert code == 0, out.getvalue()
+    assert f"127.0.0.1:{tls_server.port}" in out.getvalue()
+
+
+def refused(url: str) -> str:
+    """Call through a plain (not failover) backend: a ConnectionError within a second,
+    not a hang. Its text depends on when the server's alert arrives (while the client
+    writes its first command, or reads): the server's log says why it refused."""
+    backend = connect(url)
+    limiter = Limiter("3/minute", backend=backend)
+    started = time.monotonic()
+    try:
+        with pytest.raises(redis.ConnectionError) as info:
+            limiter.hit("k")
+    finally:
+        backend.close()
+    assert time.monotonic() - started < 1.0
+    return str(info.value)
+
+
+def server_log(server: ServerProcess) -> str:
+    return server.log_tail(lines=100_000)
+
+
+def test_a_client_without_certificate_is_refused(tls_server, certs):
+    seen = server_log(tls_server).count("peer did not return a certificate")
+    refused(tls_url(tls_server, certs, client_cert=False))
+    assert server_log(tls_server).count("peer did not return a certificate") == seen + 1
+    # a FailoverBackend decides in process, and counts the failure
+    backend = FailoverBackend(connect(tls_url(tls_server, certs, client_cert=False)))
+    limiter = Limiter("3/minute", backend=backend)
+    assert limiter.hit("k").allowed
+    assert backend.fallback_calls == 1 and backend.breaker.counters.failures == 1
+    backend.close()
+
+
+def test_a_client_certificate_of_another_ca_is_refused(tls_server, certs):
+    url = (
+        f"rediss://127.0.0.1:{tls_server.port}/0?ssl_ca_certs={certs.ca}"
+        f"&ssl_certfile={certs.other_client_cert}&ssl_keyfile={certs.other_client_key}"
+    )
+    seen = server_log(tls_server).count("certificate verify failed")
+    refused(url)
+    assert server_log(tls_server).count("certificate verify failed") == seen + 1
+
+
+def test_a_server_certificate_of_another_ca_is_refused(tls_server, certs):
+    message = refused(tls_url(tls_server, certs, ca=certs.other_ca))
+    assert "certificate verify failed" in message
+
+
+# -- Sentinel --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_sentinel_failover_over_tls(tls_binary, certs, prefix):
+    """SIGKILL the primary: decisions keep flowing (in process during the outage) and
+    come back to Redis, on the promoted replica, found by the Sentinels over TLS; a
+    session written before the fault is read after it."""
+    topo = TLSSentinelTopology.start(tls_binary, certs)
+    stop = threading.Event()
+    try:
+        backend = FailoverBackend(
+            connect(topo.url, timeout=DEADLINE), policy="local", instances=2, recovery_time=0.5
+        )
+        limiter = Limiter("200/second burst 20", backend=backend, prefix=prefix)
+        store = SessionStore(backend, prefix=prefix, metrics=None)
+        session = store.create({"before": "failover"})
+        topo.wait_replica_caught_up()
+        run = Run(backend)
+        old = topo.primary.port
+        run.drive(
+            lambda: limiter.hit("client").allowed,
+            lambda: topo.primary.signal(signal.SIGKILL),
+            watch=lambda: watch_promotion(run, topo.master_port, old, stop),
+        )
+        figures = run.report(parse_rate("200/second burst 20"), "sentinel SIGKILL over TLS")
+        assert_outage(figures, deadline=DEADLINE)
+        pool = backend.primary.client.connection_pool
+        assert pool.get_master_address()[1] == topo.replica.port
+        assert dict(store.load(session.id)) == {"before": "failover"}
+        session["after"] = True
+        assert store.save(session)
+        backend.close()
+    finally:
+        stop.set()
+        topo.stop()
+
+
+# -- Cluster ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(tls_binary: str, certs: Certs) -> Iterator[TLSCluster]:
+    topo = TLSCluster.start_tls(tls_binary, certs)
+    yield topo
+    topo.stop()
+
+
+KEYS = ["user:42", "a{b}c", "ünï:cödé", "10.0.0.1", "x" * 50, "k7"]
+
+
+@pytest.mark.slow
+def test_cluster_limiter_over_tls(tls_cluster, prefix):
+    backend = FailoverBackend(connect(tls_cluster.url, timeout=DEADLINE))
+    limiter = Limiter("3/minute; 10/hour", backend=backend, prefix=prefix)
+    try:
+        # connected to every node first (a cold client's set-up over TLS is not timed here)
+        backend.primary.client.ping(target_nodes=redis.RedisCluster.ALL_NODES)
+        slots = set()
+        for key in KEYS:
+            slots.add(key_slot(limiter.keys(key, limiter.plan(None))[0].encode()))
+            assert [limiter.hit(key).allowed for _ in range(4)] == [True, True, True, False]
+        assert len({tls_cluster.master_of_slot(s) for s in slots}) > 1  # several nodes
+        assert not any(d.allowed for d in limiter.hit_many(KEYS))
+        store = SessionStore(backend, prefix=prefix, metrics=None)
+        session = store.create({"where": "cluster"})
+        assert dict(store.load(session.id)) == {"where": "cluster"}
+        assert backend.fallback_calls == 0 and backend.breaker.counters.failures == 0
+    finally:
+        backend.close()
+
+
+@pytest.mark.slow
+async def test_cluster_async_limiter_and_sessions_over_tls(tls_cluster, prefix):
+    backend = FailoverBackend(connect(tls_cluster.url, timeout=DEADLINE))
+    limiter = AsyncLimiter("2/minute", backend=backend, prefix=prefix)
+    store = SessionStore(backend, prefix=prefix, metrics=None)
+    try:
+        # connected to every node first (a cold client's set-up over TLS is not timed here)
+        await backend.primary.aclient.ping(target_nodes=redis.asyncio.RedisCluster.ALL_NODES)
+        assert [(await limiter.hit(k)).remaining for k in KEYS] == [1] * len(KEYS)
+        session = await store.acreate({"where": "cluster"}, user_id="u1")
+        assert dict(await store.aload(session.id)) == {"where": "cluster"}
+        assert [s.id_hash for s in await store.asessions_of("u1")] == [id_hash(session.id)]
+        assert await store.adestroy(session.id)
+        assert backend.fallback_calls == 0 and backend.breaker.counters.failures == 0
+    finally:
+        await store.aclose()
+        await backend.aclose()
+        backend.close()
