@@ -15,6 +15,7 @@ the tests are skipped, and fail under ``CI=true``.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import signal
@@ -118,6 +119,34 @@ async def test_async_limiter_over_tls(tls_server, certs, prefix, monkeypatch):
         await limiter.reset("k")
         assert (await limiter.hit("k")).remaining == 2
         assert backend.aclient.connection_pool.connection_class is redis.asyncio.SSLConnection
+    finally:
+        await backend.aclose()
+        backend.close()
+
+
+async def test_async_burst_on_a_cold_tls_backend(tls_server, certs, prefix, monkeypatch):
+    """8 concurrent calls on a fresh backend open 8 TLS connections. redis-py built an
+    SSL context for each (the system CA store loaded: ~60 ms of CPU on the event loop
+    each), and the connects queued behind them timed out (at the default 0.25 s, 4 of
+    8 failed); the lean path's connections now share one context (``backends._ssl``)."""
+    import ssl
+
+    built = []
+    create_default_context = ssl.create_default_context
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        built.append(1)
+        return create_default_context(*args, **kwargs)
+
+    monkeypatch.setattr(ssl, "create_default_context", counting)
+    # 1 s, not 0.25: redis-py's connect timeout is an asyncio timer, which a loaded CI
+    # machine's handshakes can outlast; what this asserts is the context count
+    backend = connect(tls_url(tls_server, certs), timeout=1.0)
+    limiter = AsyncLimiter("3/minute", backend=backend, prefix=prefix)
+    try:
+        decisions = await asyncio.gather(*(limiter.hit(f"k{i}") for i in range(8)))
+        assert [d.remaining for d in decisions] == [2] * 8
+        assert len(built) == 1
     finally:
         await backend.aclose()
         backend.close()

@@ -42,6 +42,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._calls import Command, Trip, replies_expected
 from ._deadlines import Loop
+from ._ssl import SharedSSLContext
 
 __all__ = ["AsyncConnections", "SyncConnections", "fast_pool", "pack", "pack_trip", "run_sync"]
 
@@ -241,6 +242,7 @@ class AsyncConnections:
         options["socket_timeout"] = None
         self._options = options
         self._connection_class = pool.connection_class
+        self._share_ssl = SharedSSLContext().share  # TLS: one context, not one per connection
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Loop] = (
             weakref.WeakKeyDictionary()
         )
@@ -273,7 +275,7 @@ class AsyncConnections:
         loop = asyncio.get_running_loop()
         state = self._loop_state(loop)
         idle = state.idle
-        conn = idle.pop() if idle else self._connection_class(**self._options)
+        conn = idle.pop() if idle else self._share_ssl(self._connection_class(**self._options))
         timeout = self._timeout
         if timeout is None:
             watch = None

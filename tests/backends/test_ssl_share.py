@@ -1,0 +1,32 @@
+"""The lean path's asyncio TLS connections of one client share one SSL context
+(``backends._ssl``); on real TLS servers in ``tests/ha/test_tls.py``."""
+
+from __future__ import annotations
+
+import redis.asyncio
+from redis.asyncio.connection import RedisSSLContext
+
+from gatekeep.backends._ssl import SharedSSLContext
+
+
+def test_tls_connections_share_the_first_ones_context():
+    share = SharedSSLContext().share
+    first = share(redis.asyncio.SSLConnection(host="127.0.0.1", ssl_ca_certs="ca.pem"))
+    second = redis.asyncio.SSLConnection(host="127.0.0.1", ssl_ca_certs="ca.pem")
+    assert share(second) is second
+    assert second.ssl_context is first.ssl_context
+    assert second.ssl_context.ca_certs == "ca.pem"
+
+
+class OwnContext(RedisSSLContext):
+    pass
+
+
+def test_other_connections_keep_their_own():
+    share = SharedSSLContext().share
+    plain = redis.asyncio.Connection()
+    assert share(plain) is plain and not hasattr(plain, "ssl_context")
+    share(redis.asyncio.SSLConnection(host="127.0.0.1"))
+    custom = redis.asyncio.SSLConnection(host="127.0.0.1")
+    custom.ssl_context = own = OwnContext(ca_certs="other.pem")
+    assert share(custom).ssl_context is own
