@@ -16,6 +16,7 @@ the tests are skipped, and fail under ``CI=true``.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import io
 import os
 import signal
@@ -124,14 +125,12 @@ async def test_async_limiter_over_tls(tls_server, certs, prefix, monkeypatch):
         backend.close()
 
 
-async def test_async_burst_on_a_cold_tls_backend(tls_server, certs, prefix, monkeypatch):
-    """8 concurrent calls on a fresh backend open 8 TLS connections. redis-py built an
-    SSL context for each (the system CA store loaded: ~60 ms of CPU on the event loop
-    each), and the connects queued behind them timed out (at the default 0.25 s, 4 of
-    8 failed); the lean path's connections now share one context (``backends._ssl``)."""
+@pytest.fixture
+def contexts_built(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the SSL contexts redis-py builds (``ssl.create_default_context``)."""
     import ssl
 
-    built = []
+    built: list[int] = []
     create_default_context = ssl.create_default_context
 
     def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -139,16 +138,46 @@ async def test_async_burst_on_a_cold_tls_backend(tls_server, certs, prefix, monk
         return create_default_context(*args, **kwargs)
 
     monkeypatch.setattr(ssl, "create_default_context", counting)
-    # 1 s, not 0.25: redis-py's connect timeout is an asyncio timer, which a loaded CI
-    # machine's handshakes can outlast; what this asserts is the context count
+    return built
+
+
+# 1 s, not 0.25: on a loaded CI machine 8 handshakes at once can outlast 0.25 s (redis-py's
+# connect timeout is an asyncio timer); what these two assert is the number of contexts.
+
+
+async def test_async_burst_on_a_cold_tls_backend(tls_server, certs, prefix, contexts_built):
+    """8 concurrent calls on a fresh backend open 8 TLS connections. redis-py built an
+    SSL context for each (the system CA store loaded: ~60 ms of CPU on the event loop
+    each), and the connects queued behind them timed out (at the default 0.25 s, 4 of
+    8 failed); the lean path's connections now share one context (``backends._ssl``)."""
     backend = connect(tls_url(tls_server, certs), timeout=1.0)
     limiter = AsyncLimiter("3/minute", backend=backend, prefix=prefix)
     try:
         decisions = await asyncio.gather(*(limiter.hit(f"k{i}") for i in range(8)))
         assert [d.remaining for d in decisions] == [2] * 8
-        assert len(built) == 1
+        assert len(contexts_built) == 1
     finally:
         await backend.aclose()
+        backend.close()
+
+
+def test_threaded_burst_on_a_cold_tls_backend(tls_server, certs, prefix, contexts_built):
+    """The same with 8 threads: 8 connects, each building its context (4 threads at
+    once opened a FailoverBackend's breaker: answers after 0.27-0.32 s)."""
+    backend = connect(tls_url(tls_server, certs), timeout=1.0)
+    limiter = Limiter("3/minute", backend=backend, prefix=prefix)
+    limiter.hit("first")  # one connection, then 7 more at once
+    barrier = threading.Barrier(8)
+
+    def hit(i: int) -> int:
+        barrier.wait()
+        return limiter.hit(f"k{i}").remaining
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            assert list(pool.map(hit, range(8))) == [2] * 8
+        assert len(contexts_built) == 1
+    finally:
         backend.close()
 
 

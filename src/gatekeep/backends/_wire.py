@@ -42,7 +42,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._calls import Command, Trip, replies_expected
 from ._deadlines import Loop
-from ._ssl import SharedSSLContext
+from ._ssl import SharedSSLContext, sync_class
 
 __all__ = ["AsyncConnections", "SyncConnections", "fast_pool", "pack", "pack_trip", "run_sync"]
 
@@ -133,7 +133,8 @@ class SyncConnections:
 
     def __init__(self, pool: Any) -> None:
         self._options = dict(pool.connection_kwargs)
-        self._connection_class = pool.connection_class
+        self._connection_class = sync_class(pool.connection_class)
+        self._share_ssl = SharedSSLContext().share  # TLS: one context, not one per connect
         self._idle: deque[Any] = deque()
         self._pid = os.getpid()
 
@@ -143,7 +144,7 @@ class SyncConnections:
         try:
             return self._idle.pop()
         except IndexError:
-            return self._connection_class(**self._options)
+            return self._share_ssl(self._connection_class(**self._options))
 
     def release(self, conn: Any) -> None:
         if self._pid == os.getpid():
