@@ -45,6 +45,7 @@ from .tls import (
     tls_client,
     url_options,
 )
+from .topology import wait_until
 
 pytestmark = [pytest.mark.redis]
 
@@ -345,3 +346,26 @@ async def test_cluster_async_limiter_and_sessions_over_tls(tls_cluster, prefix):
         await store.aclose()
         await backend.aclose()
         backend.close()
+
+
+@pytest.mark.slow
+def test_doctor_over_tls_cluster(tls_cluster):
+    """The doctor examines every node, replicas included (a replica used to fail it)."""
+    import json
+
+    from gatekeep.cli import main
+
+    def replicas_listed() -> bool:
+        c = tls_cluster.client(tls_cluster.nodes[0])
+        try:
+            return all(len(r) == 4 for r in c.execute_command("CLUSTER", "SLOTS"))
+        finally:
+            c.close()
+
+    wait_until(replicas_listed, 10, "CLUSTER SLOTS to list the replicas")
+    out = io.StringIO()
+    code = main(["doctor", tls_cluster.url, "--json"], out=out)
+    report = json.loads(out.getvalue())
+    replication = {c["node"]: c["status"] for c in report["checks"] if c["name"] == "replication"}
+    assert replication == {f"127.0.0.1:{n.port}": "OK" for n in tls_cluster.nodes}
+    assert code == 0, [c for c in report["checks"] if c["status"] == "FAIL"]
