@@ -277,6 +277,9 @@ def test_sentinel_failover_over_tls(tls_binary, certs, prefix):
         )
         limiter = Limiter("200/second burst 20", backend=backend, prefix=prefix)
         store = SessionStore(backend, prefix=prefix, metrics=None)
+        # connected first: a cold client's first call builds SSL contexts for a Sentinel
+        # and the primary (0.15-0.35 s under load, past the deadline; see README, TLS)
+        backend.primary.client.ping()
         session = store.create({"before": "failover"})
         topo.wait_replica_caught_up()
         run = Run(backend)
@@ -294,9 +297,26 @@ def test_sentinel_failover_over_tls(tls_binary, certs, prefix):
         session["after"] = True
         assert store.save(session)
         backend.close()
+        asyncio.run(async_after_failover(topo.url, prefix))
     finally:
         stop.set()
         topo.stop()
+
+
+async def async_after_failover(url: str, prefix: str) -> None:
+    """An async client asks the Sentinels (over TLS) and finds the new primary."""
+    backend = FailoverBackend(connect(url, timeout=1.0))
+    limiter = AsyncLimiter("3/minute", backend=backend, prefix=prefix)
+    store = SessionStore(backend, prefix=prefix, metrics=None)
+    try:
+        assert [(await limiter.hit("a")).remaining for _ in range(2)] == [2, 1]
+        session = await store.acreate({"async": True})
+        assert dict(await store.aload(session.id)) == {"async": True}
+        assert backend.fallback_calls == 0
+    finally:
+        await store.aclose()
+        await backend.aclose()
+        backend.close()
 
 
 # -- Cluster ---------------------------------------------------------------------------
