@@ -1,23 +1,33 @@
-"""One SSL context per client for the lean round trip's TLS connections.
+"""One SSL context per client for TLS connections, not one per connection.
 
 redis-py builds an ``ssl.SSLContext`` per connection with
 ``ssl.create_default_context()``, which loads the system's CA store: 50-65 ms of CPU
-per new connection (Debian, OpenSSL 3.0; the handshake itself is ~3 ms on loopback).
-asyncio: on the event loop, once per connection object. Sync: at every connect. A
-burst of concurrent calls on a cold client paid it per new connection, in turn:
-8 concurrent async calls on a fresh ``rediss://`` backend (timeout 0.25 s) had 4
-connects time out; 4 threads opened a ``FailoverBackend``'s breaker (answers after
-0.37 s). The lean path's connections of one client are made alike (the pool's
-options), so they share the context the first one built.
+per new connection on an idle machine, 270 ms under load (Debian, OpenSSL 3.0; the
+handshake itself is ~3 ms on loopback). asyncio: once per connection object. Sync: at
+every connect. What that cost, measured (``tests/ha/test_tls.py``):
 
-- asyncio: the first connection's ``RedisSSLContext`` (its public ``ssl_context``
-  attribute) is given to the next ones, when it is exactly a ``RedisSSLContext``.
-- sync: :class:`SharedContextSSLConnection` replaces ``redis.SSLConnection`` (exactly
-  that class, nothing derived from it) when redis-py's private
-  ``_wrap_socket_with_ssl(sock)`` is there to override (:data:`SYNC_SHARING`); the
-  first connect builds the context as redis-py does, and the SSL socket's public
-  ``context`` is kept for the next connects. OCSP validation (done after the wrap)
-  always takes redis-py's own path. Without the private method, nothing changes.
+- 8 concurrent async calls on a fresh ``rediss://`` backend (timeout 0.25 s): 4
+  connects timed out; 4 threads opened a ``FailoverBackend``'s breaker (0.27-0.32 s);
+- a Sentinel failover over TLS: the probe that finds the new primary reconnected to
+  two Sentinels, building two contexts; the slowest decision took 0.66-1.87 s.
+
+The connections of one pool are made alike, so they can share the context the first
+one built:
+
+- asyncio, the lean path's connections (``_wire.AsyncConnections``): the first
+  connection's ``RedisSSLContext`` (its public ``ssl_context`` attribute) is given to
+  the next ones, when it is exactly a ``RedisSSLContext``;
+- sync, the lean path's connections and a Sentinel client's pools (the Sentinels' and
+  the data nodes'; ``share_pool``): connections of ``redis.SSLConnection`` or
+  ``SentinelManagedSSLConnection`` (exactly those) are made as their subclass here,
+  which overrides redis-py's private ``_wrap_socket_with_ssl(sock)``, when that is
+  there with that signature (:data:`SYNC_SHARING`; else nothing changes). The first
+  connect builds the context as redis-py does; the SSL socket's public ``context`` is
+  kept for the pool's next connects. OCSP validation (done after the wrap) always
+  takes redis-py's own path.
+
+A Cluster client's pools are made by redis-py per node, as plain ``SSLConnection``
+ones: not shared (see the README's TLS paragraph).
 """
 
 from __future__ import annotations
@@ -26,13 +36,21 @@ import inspect
 from typing import Any
 
 import redis
+import redis.sentinel
 
 try:
     from redis.asyncio.connection import RedisSSLContext
 except ImportError:  # pragma: no cover - a redis-py without it: nothing is shared
     RedisSSLContext = None  # type: ignore[assignment,misc]
 
-__all__ = ["SYNC_SHARING", "SharedContextSSLConnection", "SharedSSLContext", "sync_class"]
+__all__ = [
+    "SYNC_SHARING",
+    "SharedContextSSLConnection",
+    "SharedContextSentinelSSLConnection",
+    "SharedSSLContext",
+    "share_pool",
+    "sync_class",
+]
 
 
 def _overridable() -> bool:
@@ -48,17 +66,14 @@ SYNC_SHARING = _overridable()
 
 
 class SharedSSLContext:
-    """The context the first TLS connection of a client built, given to the next ones."""
+    """The context the first TLS connection of a pool built, for the next ones."""
 
     def __init__(self) -> None:
         #: asyncio: a ``RedisSSLContext``; sync: an ``ssl.SSLContext``.
         self.context: Any = None
 
     def share(self, conn: Any) -> Any:
-        """``conn``, set to share this context when it is a TLS connection it knows."""
-        if type(conn) is SharedContextSSLConnection:
-            conn.shared_ssl = self
-            return conn
+        """An asyncio connection, set to share this context when it is a TLS one."""
         own = getattr(conn, "ssl_context", None)
         if RedisSSLContext is None or type(own) is not RedisSSLContext:
             return conn
@@ -69,27 +84,59 @@ class SharedSSLContext:
         return conn
 
 
-class SharedContextSSLConnection(redis.SSLConnection):
-    """``redis.SSLConnection`` whose connects reuse the ``ssl.SSLContext`` of its
-    :class:`SharedSSLContext` (set by ``share``), once the first one built it."""
+class _SharesContext:
+    """Mixin of a redis-py sync TLS connection class: ``shared_ssl=`` (a
+    :class:`SharedSSLContext`, in the pool's connection options) holds the context."""
 
-    shared_ssl: SharedSSLContext | None = None
+    def __init__(self, *args: Any, shared_ssl: SharedSSLContext | None = None, **kwargs: Any):
+        self.shared_ssl = shared_ssl
+        super().__init__(*args, **kwargs)
 
     def _wrap_socket_with_ssl(self, sock: Any) -> Any:
+        conn: Any = self
         shared = self.shared_ssl
         context = None if shared is None else shared.context
-        if context is None or self.ssl_validate_ocsp or self.ssl_validate_ocsp_stapled:
-            sslsock = super()._wrap_socket_with_ssl(sock)  # type: ignore[no-untyped-call]
-            if shared is not None and not (
-                self.ssl_validate_ocsp or self.ssl_validate_ocsp_stapled
-            ):
+        ocsp = conn.ssl_validate_ocsp or conn.ssl_validate_ocsp_stapled
+        if context is None or ocsp:
+            sslsock = super()._wrap_socket_with_ssl(sock)  # type: ignore[misc]
+            if shared is not None and not ocsp:
                 shared.context = sslsock.context
             return sslsock
-        return context.wrap_socket(sock, server_hostname=self.host)
+        return context.wrap_socket(sock, server_hostname=conn.host)
 
 
-def sync_class(connection_class: type) -> type:
-    """The class the lean path makes a sync pool's connections with."""
-    if connection_class is redis.SSLConnection and SYNC_SHARING:
-        return SharedContextSSLConnection
-    return connection_class
+class SharedContextSSLConnection(_SharesContext, redis.SSLConnection):
+    """``redis.SSLConnection`` sharing its pool's SSL context."""
+
+
+class SharedContextSentinelSSLConnection(
+    _SharesContext, redis.sentinel.SentinelManagedSSLConnection
+):
+    """``SentinelManagedSSLConnection`` sharing its pool's SSL context."""
+
+
+_SHARING: dict[type, type] = {
+    redis.SSLConnection: SharedContextSSLConnection,
+    redis.sentinel.SentinelManagedSSLConnection: SharedContextSentinelSSLConnection,
+}
+
+
+def sync_class(
+    connection_class: type, options: dict[str, Any], shared: SharedSSLContext | None = None
+) -> type:
+    """The class to make a sync pool's connections with; when it is a sharing one,
+    ``options`` (the connections' keyword arguments) get the ``shared_ssl`` holder
+    (``shared``, for pools whose TLS options are the same, else a new one)."""
+    sharing = _SHARING.get(connection_class) if SYNC_SHARING else None
+    if sharing is None:
+        return connection_class
+    options["shared_ssl"] = shared or SharedSSLContext()
+    return sharing
+
+
+def share_pool(pool: Any, shared: SharedSSLContext | None = None) -> None:
+    """Make a redis-py sync pool's TLS connections, yet to be made, share a context
+    (``connection_class`` and ``connection_kwargs`` are its public attributes)."""
+    options = getattr(pool, "connection_kwargs", None)
+    if isinstance(options, dict):
+        pool.connection_class = sync_class(pool.connection_class, options, shared)

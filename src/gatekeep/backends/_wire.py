@@ -133,8 +133,8 @@ class SyncConnections:
 
     def __init__(self, pool: Any) -> None:
         self._options = dict(pool.connection_kwargs)
-        self._connection_class = sync_class(pool.connection_class)
-        self._share_ssl = SharedSSLContext().share  # TLS: one context, not one per connect
+        # TLS: one SSL context for these connections, not one per connect (see _ssl)
+        self._connection_class = sync_class(pool.connection_class, self._options)
         self._idle: deque[Any] = deque()
         self._pid = os.getpid()
 
@@ -144,7 +144,7 @@ class SyncConnections:
         try:
             return self._idle.pop()
         except IndexError:
-            return self._share_ssl(self._connection_class(**self._options))
+            return self._connection_class(**self._options)
 
     def release(self, conn: Any) -> None:
         if self._pid == os.getpid():

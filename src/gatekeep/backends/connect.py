@@ -51,6 +51,7 @@ import redis.sentinel
 from redis.backoff import AbstractBackoff, NoBackoff
 
 from ._deadlines import backstop
+from ._ssl import SharedSSLContext, share_pool
 
 if TYPE_CHECKING:
     from .redis import RedisBackend
@@ -278,9 +279,13 @@ class ClientFactory:
         sentinel = module.Sentinel(
             list(ep.hosts), min_other_sentinels=min_other, sentinel_kwargs=skw, **opts
         )
-        if replica:
-            return sentinel.slave_for(ep.service)
-        return sentinel.master_for(ep.service)
+        client = sentinel.slave_for(ep.service) if replica else sentinel.master_for(ep.service)
+        if sync:  # TLS: one SSL context for the data nodes, one for the Sentinels (see _ssl)
+            share_pool(client.connection_pool)
+            sentinels = SharedSSLContext()  # the same sentinel_kwargs
+            for s in sentinel.sentinels:
+                share_pool(s.connection_pool, sentinels)
+        return client
 
     def __repr__(self) -> str:
         return f"ClientFactory({_safe(self.url)!r}, kind={self.kind!r}, timeout={self.timeout})"
