@@ -147,3 +147,30 @@ async def test_async_acquire_on_every_backend(backend: object, prefix: str) -> N
     started = time.monotonic()
     assert (await limiter.acquire("k", timeout=1)).allowed
     assert 0.015 <= time.monotonic() - started < 0.5
+
+
+def test_concurrent_acquires_are_spaced_at_the_rate(backend: object, prefix: str) -> None:
+    """6 threads x 4 acquires of a 100/second bucket holding 1: all 24 pass, one per
+    10 ms of the backend's clock, never two at once (the waits race; the script decides)."""
+    import threading
+
+    metrics = Metrics()
+    limiter = Limiter(
+        "100/second burst 1", backend=backend, prefix=prefix, metrics=metrics, name="c"
+    )  # type: ignore[arg-type]
+    results: list[bool] = []
+
+    def worker() -> None:
+        results.extend(limiter.acquire("k", timeout=5).allowed for _ in range(4))
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    assert results == [True] * 24
+    assert 0.23 <= elapsed < 3.0
+    counts = metrics.stats()["decisions"]["c"]
+    assert counts["allowed"] == 24 and counts["denied"] == 0 and counts["waits"] >= 23
