@@ -67,7 +67,8 @@ class Held(NamedTuple):
     plan: Plan
     keys: list[str]
     cost: int
-    ttl_us: int
+    #: The reservation's lifetime; None: the longest period of its limits.
+    ttl_us: int | None
     #: The ``now`` (µs) the reservation was made at, when the caller gave one.
     now_us: int | None
     counters: RuleCounters | None
@@ -84,11 +85,10 @@ def reserve_flow(
     """The flow of ``limiter.reserve(...)``: one hit of the estimate."""
     plan = limiter.plan(limits)
     keys = limiter.keys(key, plan)
-    if ttl is None:
-        ttl_us = max(rate.period_us for rate in plan.rates)
-    elif isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0:
-        raise ValueError(f"ttl must be a number of seconds > 0, got {ttl!r}")
-    else:
+    ttl_us = None  # the default, worked out only if a settlement asks (see expired)
+    if ttl is not None:
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0:
+            raise ValueError(f"ttl must be a number of seconds > 0, got {ttl!r}")
         ttl_us = round(ttl * 1_000_000)
     decision = yield from limiter.hit_flow(key, limits, cost, now)
     now_us = None if now is None else round(now * 1_000_000)
@@ -128,9 +128,12 @@ class BaseReservation:
         ``now``: seconds since the epoch, judged against the ``now`` of ``reserve``
         (tests, replays); else the time since ``reserve`` on this process's clock."""
         held = self.held
+        ttl_us = held.ttl_us
+        if ttl_us is None:
+            ttl_us = max(rate.period_us for rate in held.plan.rates)
         if now is not None and held.now_us is not None:
-            return round(now * 1_000_000) - held.now_us >= held.ttl_us
-        return (time.monotonic() - self._t0) * 1_000_000 >= held.ttl_us
+            return round(now * 1_000_000) - held.now_us >= ttl_us
+        return (time.monotonic() - self._t0) * 1_000_000 >= ttl_us
 
     def _settle_flow(self, actual: int, now: float | None) -> LimitFlow[Decision | None]:
         if isinstance(actual, bool) or not isinstance(actual, int) or actual < 0:

@@ -168,11 +168,12 @@ async def test_settle_after_a_streamed_body_ends() -> None:
         assert r.headers["ratelimit"].startswith('"s";r=2;')  # 7 + 1
 
 
-def test_settle_in_wsgi_when_the_server_closes_the_body() -> None:
+def test_settle_in_wsgi_when_the_server_closes_the_body(backend, prefix) -> None:
     wsgi = WSGIMiddleware(
         tokens_wsgi,
         rules=[Rule("10/minute", name="llm", settle="x-tokens-used")],
-        backend=MemoryBackend(clock=lambda: T0),
+        backend=backend,
+        prefix=prefix,
     )
     status, headers, body = call_wsgi(wsgi, "used=6", close=False)
     assert status == "200 OK" and dict(headers)["RateLimit"].startswith('"llm";r=9;')
