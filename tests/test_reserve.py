@@ -165,6 +165,31 @@ def _budget_run(limiter: Limiter, ops, advance_time: bool) -> None:
         assert short_us == charged * INTERVAL
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    algorithm=st.sampled_from(["token_bucket", "gcra"]),
+    before=st.integers(0, 10),
+    estimate=st.integers(0, 10),
+    fewer=st.integers(0, 10),
+    later=st.integers(0, 120_000_000),
+)
+def test_a_refund_is_as_if_the_actual_cost_was_charged_at_reserve(
+    algorithm, before, estimate, fewer, later
+) -> None:
+    """A bucket refunded at settle time ends where charging ``actual`` up front would have."""
+    limiter = Limiter("10/minute", algorithm=algorithm, metrics=None)
+    actual = max(0, estimate - fewer)
+    for key in ("reserved", "ideal"):
+        limiter.hit(key, cost=before, now=NOW)
+    r = limiter.reserve("reserved", cost=estimate, now=NOW)
+    ideal = limiter.hit("ideal", cost=actual, now=NOW)
+    assert r.allowed == (estimate <= 10 - before) and ideal.allowed == (actual <= 10 - before)
+    if r:
+        at = NOW + later / 1e6
+        r.settle(actual, now=at)
+        assert limiter.peek("reserved", now=at) == limiter.peek("ideal", now=at)
+
+
 @settings(max_examples=120, deadline=None)
 @given(ops=requests, advance_time=st.booleans())
 def test_llm_budget_never_negative_never_overcharged(ops, advance_time) -> None:

@@ -8,7 +8,11 @@ made even when it goes beyond what the limits have left: the state records the
 debt (the token bucket's level goes below zero, GCRA's TAT runs past the
 tolerance, a window's count past its limit), ``remaining`` reads 0 and later
 requests wait until the debt is paid off. So the limits count exactly the
-actual usage, never less and never more.
+actual usage, never less and never more (token bucket and GCRA: with no other
+traffic between, a refund leaves the state that charging the actual cost at
+``reserve`` would have left, refill included; a window
+algorithm applies a settlement made after its reservation's window ended to the
+current window, as its ``refund`` does).
 
 - A denied reservation took nothing: ``settle`` and ``cancel`` do nothing and
   return None.
