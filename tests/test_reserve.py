@@ -190,7 +190,7 @@ def test_a_refund_is_as_if_the_actual_cost_was_charged_at_reserve(
         assert limiter.peek("reserved", now=at) == limiter.peek("ideal", now=at)
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(ops=requests, advance_time=st.booleans())
 def test_llm_budget_never_negative_never_overcharged(ops, advance_time) -> None:
     _budget_run(Limiter(f"{BUDGET}/minute", metrics=None), ops, advance_time)
