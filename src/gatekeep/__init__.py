@@ -17,11 +17,13 @@ from .errors import BackendUnavailable, GatekeepError
 from .limiter import AsyncLimiter, Limiter, Limits
 from .metrics import METRICS, Metrics
 from .rates import Rate, parse_rate, parse_rates
+from .reservations import AsyncReservation, Reservation, ReservationSettled
 from .sessions import Session, SessionStore, SessionTooLarge
 
 __all__ = [
     "ALGORITHMS",
     "AsyncLimiter",
+    "AsyncReservation",
     "Backend",
     "BackendUnavailable",
     "CircuitBreaker",
@@ -35,6 +37,8 @@ __all__ = [
     "Metrics",
     "Rate",
     "RedisBackend",
+    "Reservation",
+    "ReservationSettled",
     "Session",
     "SessionStore",
     "SessionTooLarge",

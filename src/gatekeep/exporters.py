@@ -19,6 +19,7 @@ Metric names follow Prometheus conventions (``_total`` counters, base units)::
 
     gatekeep_decisions_total{rule, result="allowed|denied|shadow_denied"}
     gatekeep_near_limit_total{rule}
+    gatekeep_waits_total{rule}, gatekeep_settled_total{rule}
     gatekeep_fallback_decisions_total{breaker}
     gatekeep_backend_latency_seconds{backend}          (histogram)
     gatekeep_backend_errors_total{backend, error}
@@ -61,6 +62,8 @@ def samples(stats: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, str], f
         for result in _RESULTS:
             yield "gatekeep_decisions", "counter", {"rule": rule, "result": result}, c[result]
         yield "gatekeep_near_limit", "counter", {"rule": rule}, c["near_limit"]
+        yield "gatekeep_waits", "counter", {"rule": rule}, c["waits"]
+        yield "gatekeep_settled", "counter", {"rule": rule}, c["settled"]
     for key, n in stats["backend_errors"].items():
         backend, _, error = key.partition(":")
         yield "gatekeep_backend_errors", "counter", {"backend": backend, "error": error}, n
@@ -113,6 +116,8 @@ def samples(stats: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, str], f
 _KINDS = {
     "gatekeep_decisions": "counter",
     "gatekeep_near_limit": "counter",
+    "gatekeep_waits": "counter",
+    "gatekeep_settled": "counter",
     "gatekeep_fallback_decisions": "counter",
     "gatekeep_backend_errors": "counter",
     "gatekeep_session_operations": "counter",
@@ -128,6 +133,8 @@ _KINDS = {
 _HELP = {
     "gatekeep_decisions": "Rate-limit decisions by rule and result.",
     "gatekeep_near_limit": "Allowed decisions with less than 20% of the limit remaining.",
+    "gatekeep_waits": "Requests that slept before passing (acquire, a rule's delay).",
+    "gatekeep_settled": "Reservations settled (reserve then settle, a rule's settle).",
     "gatekeep_fallback_decisions": "Calls answered by the fallback policy, not Redis.",
     "gatekeep_backend_errors": "Errors raised by a backend, by exception type.",
     "gatekeep_session_operations": "Session store operations.",

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import inspect
 import itertools
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import replace
 from time import perf_counter_ns
-from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from . import waiting
+from ._steps import DELETE, Call, LimitFlow, Wait
 from .algorithms import HIT, PEEK, REFUND, AlgorithmSpec, get_algorithm
 from .backends.base import Backend, Plan, backend_kind
 from .backends.memory import MemoryBackend
@@ -22,6 +24,7 @@ from .flows import arun_flow, run_flow
 from .keys import make_prefix, tag
 from .metrics import METRICS, NEAR_LIMIT_FACTOR, Metrics, RuleCounters
 from .rates import Rate, parse_rates
+from .reservations import AsyncReservation, Reservation, reserve_flow
 
 from_reply = Decision.from_reply
 T = TypeVar("T")
@@ -32,27 +35,6 @@ __all__ = ["AsyncLimiter", "BaseLimiter", "Call", "Limits", "Limiter"]
 #: a :class:`Rate`, or a list of either.
 Limits = str | Rate | Iterable[str | Rate]
 
-
-class Call(NamedTuple):
-    """A backend call of a limiter: ``backend.limit(plan, keys, now, mode, cost)`` (with
-    ``many``, ``keys`` is a list of key lists: ``limit_many``; with mode :data:`DELETE`,
-    ``backend.delete(keys)``); ``t0``: when it was started, if its latency is one to
-    sample, else 0."""
-
-    plan: Plan
-    keys: Any
-    now: int | None
-    mode: str
-    cost: int
-    t0: int
-    many: bool = False
-
-
-#: The mode of a :class:`Call` that forgets its keys (``reset``).
-DELETE = "delete"
-
-#: An operation of a limiter, written once: it yields the backend calls it needs.
-LimitFlow = Generator[Call, Any, T]
 
 F = TypeVar("F", bound=Callable[..., Any])
 P = ParamSpec("P")
@@ -151,6 +133,21 @@ class BaseLimiter:
             keys = self.keys(key, plan)
         return self.begin(plan, keys, None if now is None else round(now * 1_000_000), cost)
 
+    @property
+    def counters(self) -> RuleCounters | None:
+        """This limiter's metrics counters (None with ``metrics=None``)."""
+        return self._counters
+
+    def hit_flow(
+        self, key: str, limits: Limits | None, cost: int, now: float | None
+    ) -> LimitFlow[Decision]:
+        """``hit`` as a flow, for the operations built on it (``acquire``, ``reserve``)."""
+        c = self._hit(key, limits, cost, now)
+        if type(c) is not Call:  # decided in process
+            return c  # type: ignore[return-value]
+        reply = yield c
+        return self._decided(c.plan, reply, c.t0)
+
     # -- the other operations, each written once as a flow (run by the shells below) -----
 
     def _call(
@@ -172,6 +169,22 @@ class BaseLimiter:
     ) -> LimitFlow[Decision]:
         """Give ``cost`` back to every limit, never beyond its capacity."""
         return self._call(key, limits, cost, now, REFUND)
+
+    def _acquire(
+        self,
+        key: str,
+        limits: Limits | None = None,
+        cost: int = 1,
+        *,
+        timeout: float | None = None,
+    ) -> LimitFlow[Decision]:
+        """Wait until every limit allows ``cost``, then take it: the allowing decision.
+
+        Sleeps a denial's ``retry_after`` exactly, then hits again (no polling). The
+        denial is returned at once when it can never pass or its ``retry_after``
+        exceeds what is left of ``timeout`` (seconds; None: none). See
+        :mod:`gatekeep.waiting`."""
+        return waiting.acquire_flow(self, key, limits, cost, timeout)
 
     def _reset(self, key: str, limits: Limits | None = None) -> LimitFlow[None]:
         """Forget ``key``'s state under ``limits``: it starts again with full capacity."""
@@ -331,8 +344,29 @@ class Limiter(BaseLimiter):
     refund = _sync(BaseLimiter._refund)
     reset = _sync(BaseLimiter._reset)
     hit_many = _sync(BaseLimiter._hit_many)
+    acquire = _sync(BaseLimiter._acquire)
 
-    def _io(self, c: Call) -> Any:
+    def reserve(
+        self,
+        key: str,
+        limits: Limits | None = None,
+        cost: int = 1,
+        *,
+        ttl: float | None = None,
+        now: float | None = None,
+    ) -> Reservation:
+        """Take ``cost`` (an estimate) as ``hit`` does; ``.settle(actual)`` it later, or
+        ``.cancel()`` it. Unsettled, it stands at its estimate after ``ttl`` seconds
+        (default: the longest period of the limits). See :mod:`gatekeep.reservations`."""
+        held = run_flow(reserve_flow(self, key, limits, cost, ttl, now), self._io)
+        return Reservation(held, self._drive)
+
+    def _drive(self, flow: LimitFlow[T]) -> T:
+        return run_flow(flow, self._io)
+
+    def _io(self, c: Call | Wait) -> Any:
+        if isinstance(c, Wait):
+            return waiting.sleep(c.seconds)
         if c.mode == DELETE:
             return self.backend.delete(c.keys)
         if c.many:
@@ -361,8 +395,27 @@ class AsyncLimiter(BaseLimiter):
     refund = _async(BaseLimiter._refund)
     reset = _async(BaseLimiter._reset)
     hit_many = _async(BaseLimiter._hit_many)
+    acquire = _async(BaseLimiter._acquire)
 
-    def _aio(self, c: Call) -> Awaitable[Any]:
+    async def reserve(
+        self,
+        key: str,
+        limits: Limits | None = None,
+        cost: int = 1,
+        *,
+        ttl: float | None = None,
+        now: float | None = None,
+    ) -> AsyncReservation:
+        """As :meth:`Limiter.reserve`; ``await r.settle(actual)``."""
+        held = await arun_flow(reserve_flow(self, key, limits, cost, ttl, now), self._aio)
+        return AsyncReservation(held, self._drive)
+
+    def _drive(self, flow: LimitFlow[T]) -> Coroutine[Any, Any, T]:
+        return arun_flow(flow, self._aio)
+
+    def _aio(self, c: Call | Wait) -> Awaitable[Any]:
+        if isinstance(c, Wait):
+            return waiting.asleep(c.seconds)
         if c.mode == DELETE:
             return self.backend.adelete(c.keys)
         if c.many:

@@ -153,3 +153,18 @@ def test_inspect_unreachable_server():
     rc, text = inspect("gk:{k}:tb:10/1000000", "--url", f"redis://127.0.0.1:{free_port()}/0")
     assert rc == 1
     assert "error reading" in text or "cannot connect" in text
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("algorithm", ["token_bucket", "gcra", "fixed_window"])
+def test_inspect_shows_a_settled_debt(server, prefix, algorithm):
+    backend = RedisBackend(server.url)
+    limiter = Limiter("10/minute", backend=backend, algorithm=algorithm, prefix=prefix)
+    limiter.reserve("llm", cost=4).settle(13)  # 3 beyond the limit
+    [key] = limiter.keys("llm", limiter.plan(None))
+    lim = json.loads(inspect(key, "--url", server.url, "--json")[1])["limiter"]
+    assert (lim["remaining"], lim["debt"], lim["next_request"]) == (0, 3, "denied")
+    rc, text = inspect(key, "--url", server.url)
+    assert rc == 0
+    assert re.search(r"^debt +3 beyond the limit", text, re.M)
+    backend.close()

@@ -99,6 +99,47 @@ def test_rules_keyed_by_different_identities_split_by_slot(cluster, prefix):
     backend.close()
 
 
+def test_reserve_settle_acquire_and_rule_shaping_on_a_cluster(cluster, prefix):
+    """Issue 14 on a cluster: a reservation's settlement and acquire are one-slot calls;
+    a settle= rule beside a rule keyed in another slot settles its own keys only."""
+    from gatekeep.ratelimit import Rule, header
+    from gatekeep.ratelimit.wsgi import RateLimitMiddleware
+
+    backend = FailoverBackend(connect(cluster.url, timeout=DEADLINE))
+    backend.primary.client.ping(target_nodes=redis.RedisCluster.ALL_NODES)
+    limiter = Limiter("10/minute; 100/hour", backend=backend, prefix=prefix)
+    r = limiter.reserve("llm", cost=5)
+    assert [d.remaining for d in r.settle(2).details] == [8, 98]
+    assert limiter.reserve("llm", cost=1).settle(12).remaining == 0  # 4 tokens of debt
+    assert not limiter.acquire("llm", timeout=0.5)  # 30 s away: decided at once
+    fast = Limiter("50/second", backend=backend, prefix=prefix)
+    assert fast.hit("k", cost=50) and fast.acquire("k", timeout=1)
+
+    def app(environ, start_response):
+        start_response("200 OK", [("X-Tokens-Used", "4")])
+        return [b"ok"]
+
+    wsgi = RateLimitMiddleware(
+        app,
+        rules=[
+            Rule("100/minute", name="per-ip"),
+            Rule("10/minute", name="llm", key=header("x-api-key"), settle="x-tokens-used"),
+        ],
+        backend=backend,
+        prefix=prefix,
+        metrics=None,
+    )
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "REMOTE_ADDR": "10.0.0.1"}
+    seen = []
+    for _ in range(4):
+        body = wsgi({**environ, "HTTP_X_API_KEY": "k1"}, lambda s, h, e=None: seen.append(s))
+        getattr(body, "close", lambda: None)()  # the server's close: the settlement
+    # 4 + 4 + 4 used of 10 (the third admitted at 1 of the 2 left): a debt, then 429
+    assert seen == ["200 OK"] * 3 + ["429 Too Many Requests"]
+    assert backend.fallback_calls == 0 and backend.breaker.counters.failures == 0
+    backend.close()
+
+
 def _cmd(cluster, port: int, *args, asking: bool = False):
     c = redis.Redis(port=port, single_connection_client=True, socket_timeout=1)
     try:

@@ -42,9 +42,9 @@ from types import ModuleType
 from ..rates import Rate
 from ..scripts import Script, limiter_script
 from . import fixed_window, gcra, sliding_log, sliding_window, token_bucket
-from ._driver import HIT, PEEK, REFUND, Algorithm, bucket_params, run, window_params
+from ._driver import CHARGE, HIT, PEEK, REFUND, Algorithm, bucket_params, run, window_params
 
-__all__ = ["ALGORITHMS", "AlgorithmSpec", "HIT", "PEEK", "REFUND", "get_algorithm", "run"]
+__all__ = ["ALGORITHMS", "AlgorithmSpec", "CHARGE", "HIT", "PEEK", "REFUND", "get_algorithm", "run"]
 
 
 @dataclass(frozen=True, eq=False)

@@ -32,6 +32,7 @@ from ..metrics import Metrics
 from ..rates import Rate, parse_rate
 from ..testing import ServerNotFound, ServerProcess, find_server
 from .connect import redact
+from .demo_settle import patience
 from .display import Progress, format_table, percentile
 
 __all__ = ["Tally", "open_backend", "run", "summary_rows"]
@@ -231,14 +232,16 @@ def traffic(
 def print_metrics(stats: dict[str, Any], out: TextIO) -> None:
     """What gatekeep's own metrics (``gatekeep.metrics``) counted during the demo."""
     print(
-        "\n4. gatekeep.metrics, as /metrics would export them "
-        "(gatekeep_decisions_total, gatekeep_backend_latency_seconds):",
+        "\n6. gatekeep.metrics, as /metrics would export them (gatekeep_decisions_total, "
+        "gatekeep_waits_total, gatekeep_settled_total, gatekeep_backend_latency_seconds):",
         file=out,
     )
     rows = [
-        (rule, c["allowed"], c["denied"], c["near_limit"]) for rule, c in stats["decisions"].items()
+        (rule, c["allowed"], c["denied"], c["near_limit"], c["waits"], c["settled"])
+        for rule, c in stats["decisions"].items()
     ]
-    print(format_table(("rule", "allowed", "denied", "near limit (<20% left)"), rows), file=out)
+    headers = ("rule", "allowed", "denied", "near limit (<20% left)", "waits", "settled")
+    print(format_table(headers, rows), file=out)
     for backend, hist in stats["latency"].items():
         if hist["count"]:
             under = [
@@ -327,9 +330,12 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             file=out,
         )
         print(format_table(SUMMARY_HEADERS, summary_rows(tallies, args.clients)), file=out)
+        patience(backend, rate, prefix, metrics, out)
         print_metrics(metrics.stats(), out)
         if args.url is not None:  # leave nothing behind on a server we did not start
             for limiter in limiters.values():
                 for key in ["burst", *(f"client-{i}" for i in range(1, args.clients + 1))]:
                     limiter.reset(key)
+            Limiter(rate, backend=backend, prefix=prefix).reset("wait")
+            Limiter("1000/minute", backend=backend, prefix=prefix).reset("org")
     return 0

@@ -131,7 +131,8 @@ def describe(
     if limiter.prefix + tag(lk.name) + rule + plan.suffixes[0] != key:
         out["limiter"] = None  # never peek at another key than the one named
         return out
-    d = Decision.from_reply(plan.rates, limiter.backend.limit(plan, [key], None, PEEK, 1))
+    reply = limiter.backend.limit(plan, [key], None, PEEK, 1)
+    d = Decision.from_reply(plan.rates, reply)
     out["limiter"] = {
         "algorithm": lk.algorithm.name,
         "rate": str(lk.rate),
@@ -140,6 +141,8 @@ def describe(
         "rule": lk.rule,
         "limit": d.limit,
         "remaining": d.remaining,
+        # units charged beyond the limit (a reservation settled above it): waited out first
+        "debt": max(0, -reply[1]),
         "reset_after": d.reset_after,
         "retry_after": None if math.isinf(d.retry_after) else d.retry_after,
         "next_request": "allowed" if d.allowed else "denied",
@@ -211,6 +214,11 @@ def _render(info: dict[str, Any], out: TextIO) -> None:
             ("limiter key", lim["key"]),
             ("rule", lim["rule"] or "(none: a Limiter's key)"),
             ("remaining", f"{lim['remaining']} of {lim['limit']}"),
+            *(
+                [("debt", f"{lim['debt']} beyond the limit (a settlement above it)")]
+                if lim.get("debt")
+                else []
+            ),
             ("reset", f"{lim['reset_after']:.3f} s until full capacity"),
             (
                 "next request",

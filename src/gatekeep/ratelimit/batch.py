@@ -18,6 +18,7 @@ from ..limiter import BaseLimiter
 from ..metrics import Metrics, RuleCounters
 from .headers import policy_item, sf_string
 from .rules import Rule
+from .shaping import Settler, Smoothing, shaping
 
 __all__ = ["KEY_CACHE", "Batch", "build_batch", "redis_keys"]
 
@@ -42,12 +43,15 @@ class Batch:
     key_cache: dict[str, list[str]]
     #: Per rule: its metrics counters (or None) and the slice of ``plan.rates`` it owns.
     counters: tuple[tuple[RuleCounters | None, slice], ...] = ()
+    #: The rules with ``delay`` and with ``settle`` (see :mod:`.shaping`).
+    delays: tuple[Smoothing, ...] = ()
+    settles: tuple[Settler, ...] = ()
 
 
 def build_batch(limiter: BaseLimiter, metrics: Metrics | None, rules: tuple[Rule, ...]) -> Batch:
     """The batch of ``rules``: one plan for all their rates, so that one script call
     checks them together, all-or-nothing."""
-    plans = [limiter.plan(list(r.rates)) for r in rules]
+    plans = [limiter.plan(list(r.plan_rates)) for r in rules]
     names: list[str] = []
     for rule, plan in zip(rules, plans, strict=True):
         if len(plan.rates) == 1:
@@ -74,6 +78,8 @@ def build_batch(limiter: BaseLimiter, metrics: Metrics | None, rules: tuple[Rule
     if fuse is not None and len(rates) == 1:  # in-process, one limit: one function
         # (no counters: the policy counts per rule, for every backend alike)
         merged = dataclasses.replace(merged, fast=fuse(merged, None))
+    delays, settles = shaping(rules, merged, spans)
+    declared = tuple(rate for r in rules for rate in r.rates)  # the headers show these
     return Batch(
         rules=rules,
         plan=merged,
@@ -82,7 +88,9 @@ def build_batch(limiter: BaseLimiter, metrics: Metrics | None, rules: tuple[Rule
         quoted=tuple(sf_string(n) for n in names),
         key_cache={},
         counters=tuple(spans),
-        policy_header=", ".join(policy_item(n, r) for n, r in zip(names, rates, strict=True)),
+        policy_header=", ".join(policy_item(n, r) for n, r in zip(names, declared, strict=True)),
+        delays=delays,
+        settles=settles,
     )
 
 

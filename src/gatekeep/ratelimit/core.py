@@ -38,6 +38,7 @@ from .keys import KeyFunc, client_ip
 from .outcome import ALLOW, Outcome, Stats, merge_headers
 from .request import RequestView
 from .rules import Pattern, Rule, compile_pattern
+from .shaping import smooth
 
 __all__ = ["ALLOW", "Batch", "Outcome", "RateLimitPolicy", "Stats", "merge_headers"]
 
@@ -143,8 +144,13 @@ class RateLimitPolicy:
     def check_rule(self, rule: Rule) -> None:
         """Raise ``ValueError`` when this policy cannot check ``rule`` (e.g. a burst
         under a window algorithm): for limits that join the policy per request."""
+        if rule.delay and not self.limiter.algorithm.bucket:
+            raise ValueError(
+                f"rule {rule.name!r}: delay= smooths requests at the rate of a bucket; "
+                f"use algorithm='token_bucket' or 'gcra', not {self.limiter.algorithm.name!r}"
+            )
         try:
-            self.limiter.plan(list(rule.rates))
+            self.limiter.plan(list(rule.plan_rates))
         except ValueError as exc:
             raise ValueError(f"rule {rule.name!r}: {exc}") from None
 
@@ -264,6 +270,9 @@ class RateLimitPolicy:
     def decide(self, batch: Batch, decision: Decision, request: RequestView) -> Outcome:
         """Headers, metrics and the denial for ``decision`` (``decision_of`` a reply, or
         the fused in-process path's own)."""
+        delay = 0.0
+        if batch.delays:  # the declared limits, and the wait
+            decision, delay = smooth(batch.delays, decision, not self.shadow)
         headers: list[tuple[str, str]]
         if self.headers:
             if decision.details:
@@ -282,6 +291,8 @@ class RateLimitPolicy:
             self._count(batch, decision)
         if decision.allowed:
             stats.allowed += 1
+            if delay and not self.shadow:
+                return Outcome(True, headers, None, decision, batch.rules, delay)
             return Outcome(True, headers, None, decision, batch.rules)
         if self.shadow:
             stats.shadow_denied += 1
