@@ -17,6 +17,7 @@ from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 from .algorithms import HIT, PEEK, REFUND, AlgorithmSpec, get_algorithm
 from .backends.base import Backend, Plan, backend_kind
 from .backends.memory import MemoryBackend
+from .blocks import BlockSpec, as_block, encode
 from .decision import Decision
 from .flows import arun_flow, run_flow
 from .keys import make_prefix, tag
@@ -74,8 +75,11 @@ class BaseLimiter:
         prefix: str = "",
         name: str = "default",
         metrics: Metrics | None = METRICS,
+        block: BlockSpec = None,
     ) -> None:
         self.algorithm = get_algorithm(algorithm)
+        #: The penalty block after a denied hit (:mod:`gatekeep.blocks`), or None.
+        self.block = as_block(block)
         self.backend: Backend = MemoryBackend() if backend is None else backend
         if not isinstance(self.backend, Backend):
             raise TypeError(
@@ -228,6 +232,15 @@ class BaseLimiter:
             flat=tuple(x for p in params for x in p),
             twin=algo.algorithm,
         )
+        if self.block is not None:  # one group: every limit, under one block key
+            tail = encode([(1, len(rates), self.block)])
+            plan = replace(
+                plan,
+                algorithm=algo.with_blocks,
+                flat=plan.flat + tail,
+                blocks=tail,
+                block_suffix="".join(plan.suffixes) + ":blk",
+            )
         fuse = getattr(self.backend, "fused_hit", None)
         fast = fuse(plan, self._counters) if fuse is not None else None  # it counts, too
         return plan if fast is None else replace(plan, fast=fast)
@@ -241,6 +254,8 @@ class BaseLimiter:
         if keys is None:
             base = self.prefix + tag(key)
             keys = [base + s for s in plan.suffixes]
+            if plan.block_suffix:
+                keys.append(base + plan.block_suffix)
             if len(cache) >= _KEY_CACHE_SIZE:
                 cache.clear()
             cache[key] = keys

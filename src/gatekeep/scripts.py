@@ -51,7 +51,9 @@ def read_lua(name: str) -> str:
 
 
 @cache
-def limiter_script(name: str) -> Script:
-    """A limiter algorithm's script: the shared prelude, the algorithm, the shared driver."""
-    source = "\n".join((read_lua("_prelude"), read_lua(name), read_lua("_driver")))
-    return Script.from_source(name, source)
+def limiter_script(name: str, blocks: bool = False) -> Script:
+    """A limiter algorithm's script: the shared prelude, the algorithm, the shared driver
+    (``blocks``: the driver of plans with penalty blocks, ``_driver_blocks``)."""
+    driver = "_driver_blocks" if blocks else "_driver"
+    source = "\n".join((read_lua("_prelude"), read_lua(name), read_lua(driver)))
+    return Script.from_source(f"{name}+blocks" if blocks else name, source)
