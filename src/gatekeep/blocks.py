@@ -16,11 +16,15 @@ never run: they cost the server what they did.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["Block", "BlockSpec", "encode"]
+if TYPE_CHECKING:
+    from .backends.base import Plan
+
+__all__ = ["Block", "BlockSpec", "Group", "as_block", "decode", "encode", "with_block"]
 
 _MAX_US = 366 * 86_400_000_000
 
@@ -60,9 +64,9 @@ class Block:
         else:
             self.window_us = _us(window, "block window")
 
-    def args(self, first: int, last: int) -> tuple[int, ...]:
-        """This block's ARGV for the group of limits ``first``..``last`` (1-based)."""
-        return (first, last, self.window_us, len(self.lengths_us), *self.lengths_us)
+    def group(self, first: int, last: int) -> Group:
+        """This block over the limits ``first``..``last`` (1-based, inclusive)."""
+        return (first, last, self.window_us, self.lengths_us)
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -79,6 +83,10 @@ class Block:
         return f"Block({lengths}, window={self.window_us / 1_000_000})"
 
 
+#: A group of limits under one block key: first, last (1-based, inclusive), window µs,
+#: block lengths µs.
+Group = tuple[int, int, int, tuple[int, ...]]
+
 #: What ``block=`` accepts: seconds, a list of escalating seconds, or a :class:`Block`.
 BlockSpec = float | Sequence[float] | Block | None
 
@@ -92,8 +100,35 @@ def as_block(spec: BlockSpec) -> Block | None:
     return Block(spec)
 
 
-def encode(groups: Sequence[tuple[int, int, Block]]) -> tuple[int, ...]:
-    """The ARGV tail of ``lua/_driver_blocks.lua`` for ``(first, last, block)`` groups:
-    each group's arguments, then how many they are."""
-    tail = tuple(x for first, last, block in groups for x in block.args(first, last))
+def encode(groups: Sequence[Group]) -> tuple[int, ...]:
+    """The ARGV tail of ``lua/_driver_blocks.lua`` for ``groups``: per group first,
+    last, window, the number of lengths and the lengths; then how many they are."""
+    tail = tuple(
+        x
+        for first, last, window, lengths in groups
+        for x in (first, last, window, len(lengths), *lengths)
+    )
     return (*tail, len(tail))
+
+
+def decode(tail: Sequence[int]) -> list[Group]:
+    """The groups ``encode`` made ``tail`` of."""
+    groups, at, end = [], 0, len(tail) - 1
+    while at < end:
+        first, last, window, k = tail[at : at + 4]
+        groups.append((first, last, window, tuple(tail[at + 4 : at + 4 + k])))
+        at += 4 + k
+    return groups
+
+
+def with_block(plan: Plan, block: Block) -> Plan:
+    """A limiter's ``plan`` with ``block``: one group, every limit, under one block key
+    (the limits' key suffixes then ``:blk``, after the caller key's tag)."""
+    tail = encode([block.group(1, len(plan.rates))])
+    return dataclasses.replace(
+        plan,
+        algorithm=plan.algorithm.with_blocks,
+        flat=plan.flat + tail,
+        blocks=tail,
+        block_suffix="".join(plan.suffixes) + ":blk",
+    )

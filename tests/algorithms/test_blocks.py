@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from gatekeep import ALGORITHMS, Limiter, MemoryBackend, Rate, RedisBackend
 from gatekeep.algorithms import HIT, PEEK, REFUND
-from gatekeep.blocks import Block, encode
+from gatekeep.blocks import Block, Group, decode, encode
 from gatekeep.limiter import BaseLimiter
 
 S = 1_000_000
@@ -42,16 +42,16 @@ def rates(draw: st.DrawFn, bucket: bool) -> list[Rate]:
 
 
 @st.composite
-def groups(draw: st.DrawFn, n: int) -> list[tuple[int, int, Block]]:
+def groups(draw: st.DrawFn, n: int) -> list[Group]:
     """Contiguous runs of the n limits; each run has a block or not (at least one has)."""
-    out: list[tuple[int, int, Block]] = []
+    out: list[Group] = []
     first = 1
     while first <= n:
         last = draw(st.integers(first, n))
         if draw(st.booleans()) or (not out and last == n):
             lengths = draw(st.lists(st.integers(1, 900), min_size=1, max_size=3))
             window = draw(st.sampled_from([None, 0, 1, 600, 3600]))
-            out.append((first, last, Block(lengths, window)))
+            out.append(Block(lengths, window).group(first, last))
         first = last + 1
     return out
 
@@ -67,7 +67,7 @@ steps = st.lists(
 )
 
 
-def blocked_plan(algorithm: str, limits: list[Rate], parts: list[tuple[int, int, Block]], key: str):
+def blocked_plan(algorithm: str, limits: list[Rate], parts: list[Group], key: str):
     """A plan of ``limits`` with the block groups ``parts``, and its keys."""
     planner = BaseLimiter(algorithm=algorithm, prefix="blk")
     plan = planner.plan(limits)
@@ -94,6 +94,7 @@ def test_block_driver_matches_python_twin(servers, kind, algorithm, data):
     parts = data.draw(groups(len(limits)), label="groups")
     ops = data.draw(steps, label="ops")
     plan, keys = blocked_plan(algorithm, limits, parts, uuid.uuid4().hex)
+    assert decode(plan.blocks) == parts
     lua_backend, twin = _backend(servers, kind), MemoryBackend()
     now = BASE
     for i, (advance, mode, cost) in enumerate(ops):

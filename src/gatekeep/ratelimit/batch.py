@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backends.base import Backend, Plan
+from ..blocks import Block, encode
 from ..keys import tag
 from ..limiter import BaseLimiter
 from ..metrics import Metrics, RuleCounters
@@ -42,6 +43,8 @@ class Batch:
     key_cache: dict[str, list[str]]
     #: Per rule: its metrics counters (or None) and the slice of ``plan.rates`` it owns.
     counters: tuple[tuple[RuleCounters | None, slice], ...] = ()
+    #: Per rule with a penalty block: its index and its block key's tail (``:<name>:blk``).
+    blocks: tuple[tuple[int, str], ...] = ()
 
 
 def build_batch(limiter: BaseLimiter, metrics: Metrics | None, rules: tuple[Rule, ...]) -> Batch:
@@ -69,6 +72,16 @@ def build_batch(limiter: BaseLimiter, metrics: Metrics | None, rules: tuple[Rule
         key_cache={},
         fast=None,  # the first plan's fused path knows only its own rate
     )
+    blocked = [
+        (i, rule.block, span)
+        for i, (rule, (_, span)) in enumerate(zip(rules, spans, strict=True))
+        if isinstance(rule.block, Block)
+    ]
+    if blocked:  # one group per rule with a block (lua/_driver_blocks.lua)
+        tail = encode([b.group(span.start + 1, span.stop) for _, b, span in blocked])
+        merged = dataclasses.replace(
+            merged, algorithm=merged.algorithm.with_blocks, flat=merged.flat + tail, blocks=tail
+        )
     backend: Backend | Any = limiter.backend
     fuse = getattr(backend, "fused_hit", None)
     if fuse is not None and len(rates) == 1:  # in-process, one limit: one function
@@ -82,6 +95,7 @@ def build_batch(limiter: BaseLimiter, metrics: Metrics | None, rules: tuple[Rule
         quoted=tuple(sf_string(n) for n in names),
         key_cache={},
         counters=tuple(spans),
+        blocks=tuple((i, f":{rules[i].name}:blk") for i, _, _ in blocked),
         policy_header=", ".join(policy_item(n, r) for n, r in zip(names, rates, strict=True)),
     )
 
@@ -94,6 +108,8 @@ def redis_keys(prefix: str, batch: Batch, keys: Sequence[Any]) -> list[str]:
     for key, (tail, suffixes) in zip(keys, batch.tails, strict=True):
         base = prefix + tag(key) + tail
         out.extend(base + s for s in suffixes)
+    for i, tail in batch.blocks:  # the block keys follow the limits' keys
+        out.append(prefix + tag(keys[i]) + tail)
     if len(keys) == 1:
         cache = batch.key_cache
         if len(cache) >= KEY_CACHE:

@@ -8,6 +8,7 @@ from a key function or the backend becomes the ``on_error`` outcome, never a 500
 from __future__ import annotations
 
 import inspect
+from time import monotonic_ns
 from typing import Any
 
 from ..algorithms import HIT
@@ -33,12 +34,21 @@ def check_sync(policy: RateLimitPolicy, request: RequestView, rules: tuple[Rule,
         if prepared is None:
             return ALLOW
         batch, redis_keys = prepared
+        denials = policy.limiter.denials
+        if denials is not None and denials.entries:  # a denial held in process?
+            held = denials.check(batch.plan, redis_keys, 1)
+            if held is not None:
+                return policy.decide(batch, held, request)
         c = policy.limiter.begin(batch.plan, redis_keys, None, 1)  # the limiter's path
         if not isinstance(c, Call):  # decided in process
             return policy.decide(batch, c, request)
+        sent = monotonic_ns()
         reply = policy.backend.limit(c.plan, c.keys, None, HIT, 1)
         policy.limiter.end(c)
-        return policy.decide(batch, policy.decision_of(batch, reply), request)
+        decision = policy.decision_of(batch, reply)
+        if not decision[0]:
+            policy.limiter.remember(c, decision, sent)
+        return policy.decide(batch, decision, request)
     except Exception as exc:
         return policy.failed(exc)
 
@@ -55,12 +65,21 @@ async def check_async(
         if prepared is None:
             return ALLOW
         batch, redis_keys = prepared
+        denials = policy.limiter.denials
+        if denials is not None and denials.entries:  # a denial held in process?
+            held = denials.check(batch.plan, redis_keys, 1)
+            if held is not None:
+                return policy.decide(batch, held, request)
         c = policy.limiter.begin(batch.plan, redis_keys, None, 1)  # the limiter's path
         if not isinstance(c, Call):  # decided in process: nothing to await
             return policy.decide(batch, c, request)
+        sent = monotonic_ns()
         reply = await policy.backend.alimit(c.plan, c.keys, None, HIT, 1)
         policy.limiter.end(c)
-        return policy.decide(batch, policy.decision_of(batch, reply), request)
+        decision = policy.decision_of(batch, reply)
+        if not decision[0]:
+            policy.limiter.remember(c, decision, sent)
+        return policy.decide(batch, decision, request)
     except Exception as exc:
         return policy.failed(exc)
 

@@ -16,6 +16,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ..blocks import Block, BlockSpec, as_block
 from ..limiter import Limits
 from ..rates import Rate, parse_rates
 from .keys import KeyFunc
@@ -119,7 +120,9 @@ class Rule:
     ``key``: the key function (the middleware's default key when None). When it
     returns None for a request, this rule does not apply to that request.
     ``name`` names the counter (in Redis keys and in the ``RateLimit`` headers):
-    keep it stable across deployments.
+    keep it stable across deployments. ``block``: a penalty block after a denial by
+    this rule (seconds, escalating seconds, or a :class:`~gatekeep.Block`): see
+    :mod:`gatekeep.blocks`; ``Retry-After`` then says when it ends.
     """
 
     limits: Limits
@@ -127,6 +130,7 @@ class Rule:
     methods: str | Sequence[str] | None = None
     key: KeyFunc | None = None
     name: str | None = None
+    block: BlockSpec | Block = None
     rates: tuple[Rate, ...] = field(init=False, repr=False)
     patterns: tuple[Pattern, ...] = field(init=False, repr=False)
 
@@ -149,6 +153,10 @@ class Rule:
             raise TypeError(f"rule {name!r}: pass key={self.key.__name__}(), not the class")
         if self.key is not None and not callable(self.key):
             raise TypeError(f"rule {name!r}: key must be a key function, got {self.key!r}")
+        try:
+            object.__setattr__(self, "block", as_block(self.block))
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"rule {name!r}: {exc}") from None
         object.__setattr__(self, "rates", rates)
         object.__setattr__(self, "patterns", patterns)
         object.__setattr__(self, "name", name)

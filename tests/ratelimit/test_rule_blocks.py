@@ -1,0 +1,72 @@
+"""``Rule(..., block=...)``: a penalty block per rule, over every backend; the headers and
+``Retry-After`` say when it ends; rules without a block are left alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from gatekeep import Block
+from gatekeep.ratelimit import Rule, header
+from gatekeep.ratelimit.asgi import RateLimitMiddleware
+
+
+async def hello(request: Request) -> Response:
+    return PlainTextResponse("hello")
+
+
+def client(app: Any) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.5", 5000))
+    return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+
+def app_with(rules: list[Rule], backend: Any, prefix: str) -> RateLimitMiddleware:
+    routes = [Route("/login", hello, methods=["POST"]), Route("/x", hello)]
+    return RateLimitMiddleware(
+        Starlette(routes=routes), rules=rules, backend=backend, prefix=prefix
+    )
+
+
+async def test_a_rule_blocks_after_a_denial(abackend: Any, prefix: str) -> None:
+    rules = [
+        Rule("2/minute", "POST /login", name="login", block=[600, 3600]),
+        Rule("100/minute", "/**", name="global"),
+    ]
+    app = app_with(rules, abackend, prefix)
+    async with client(app) as c:
+        assert [(await c.post("/login")).status_code for _ in range(3)] == [200, 200, 429]
+        r = await c.post("/login")  # blocked: the block's end, not the limit's refill
+        assert r.status_code == 429
+        assert 599 <= int(r.headers["retry-after"]) <= 600
+        assert r.json()["retry_after"] == int(r.headers["retry-after"])
+        assert r.headers["ratelimit"].startswith('"login";r=0;t=6')
+        assert (await c.get("/x")).status_code == 200  # the global rule has no block
+
+
+async def test_each_rule_has_its_own_block_key(abackend: Any, prefix: str) -> None:
+    rules = [
+        Rule("1/minute", "/x", name="per-key", key=header("x-api-key"), block=Block(120)),
+        Rule("5/minute", "/x", name="per-ip"),
+    ]
+    app = app_with(rules, abackend, prefix)
+    async with client(app) as c:
+        assert (await c.get("/x", headers={"x-api-key": "a"})).status_code == 200
+        r = await c.get("/x", headers={"x-api-key": "a"})
+        assert r.status_code == 429 and int(r.headers["retry-after"]) == 120
+        assert (await c.get("/x", headers={"x-api-key": "b"})).status_code == 200
+        r = await c.get("/x", headers={"x-api-key": "a"})
+        assert r.status_code == 429 and 119 <= int(r.headers["retry-after"]) <= 120
+        # the denials spent nothing from per-ip: 5 - 2 allowed = 3 left
+        r = await c.get("/x", headers={"x-api-key": "c"})
+        assert r.status_code == 200 and '"per-ip";r=2;' in r.headers["ratelimit"]
+
+
+def test_a_bad_block_is_a_start_up_error() -> None:
+    with pytest.raises(ValueError, match=r"rule 'login'.*366 days"):
+        Rule("1/second", "/login", name="login", block=-1)
