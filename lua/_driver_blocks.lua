@@ -16,10 +16,7 @@
 -- ARGV[#ARGV]     how many ARGV the groups take
 -- Returns         as _driver.lua; a blocked limit: 0, 0, block left, block left
 -- (µs); a limit whose denial starts a block: its retry_after is at least the block.
-local tail = tonumber(ARGV[#ARGV])
-local n = (#ARGV - 4 - tail) / 2
-local m = #KEYS - n
-
+-- (_blocks_head.lua, before the algorithm, has read the first group's block key.)
 if mode == 'refund' then  -- a refund gives cost back and leaves blocks as they are
   local out = {}
   for i = 1, n do
@@ -32,21 +29,44 @@ if mode == 'refund' then  -- a refund gives cost back and leaves blocks as they 
   return out
 end
 
+if n == 1 and m == 1 then  -- the common call (one limit, its block), without tables
+  local allowed, remaining, reset, retry, remaining_if_hit, reset_if_hit, ttl, s1, s2, s3, s4 =
+    check(KEYS[1], tonumber(ARGV[4]), tonumber(ARGV[5]))
+  if allowed then  -- (not blocked: the head answered that)
+    if mode == 'hit' then
+      commit(KEYS[1], ttl, s1, s2, s3, s4)
+      return {1, remaining_if_hit, reset_if_hit, 0}
+    end
+    return {1, remaining, reset, 0}
+  end
+  if mode == 'hit' then  -- a breach
+    local b = breaches1 + 1
+    local length = tonumber(ARGV[at1 + 3 + math.min(b, tonumber(ARGV[at1 + 3]))])
+    redis.call('SET', KEYS[2], string.format('%d %d', now + length, b),
+               'PX', ms(length + tonumber(ARGV[at1 + 2])))
+    if retry >= 0 and retry < length then retry = length end
+  end
+  return {0, remaining, reset, retry}
+end
+
 local group, first, last, window, lengths, count = {}, {}, {}, {}, {}, {}
 local ends, breaches = {}, {}
 local blocked = false
-local at = 4 + 2 * n
+local at = at1
 for g = 1, m do
   first[g], last[g] = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
   window[g], count[g], lengths[g] = tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3]), at + 4
   at = at + 4 + count[g]
   for i = first[g], last[g] do group[i] = g end
-  local until_, b = 0, 0
-  local v = redis.call('GET', KEYS[n + g])
-  if v then
-    local u, c = string.match(v, '^(%d+) (%d+)$')
-    until_, b = tonumber(u), tonumber(c)
-    if until_ + window[g] <= now then b = 0 end  -- the count is over, on this clock too
+  local until_, b = until1, breaches1  -- the head read the first group's block
+  if g > 1 then
+    until_, b = 0, 0
+    local v = redis.call('GET', KEYS[n + g])
+    if v then
+      local u, c = string.match(v, '^(%d+) (%d+)$')
+      until_, b = tonumber(u), tonumber(c)
+      if until_ + window[g] <= now then b = 0 end  -- the count is over, on this clock too
+    end
   end
   ends[g], breaches[g] = until_, b
   if until_ > now then blocked = true end
