@@ -19,6 +19,7 @@ from gatekeep import AsyncLimiter, FailoverBackend, Limiter, MemoryBackend, Redi
 from gatekeep.denials import DenialCache
 from gatekeep.exporters import samples
 from gatekeep.metrics import Metrics
+from gatekeep.testing import free_port
 
 pytestmark = pytest.mark.redis
 
@@ -160,3 +161,16 @@ def test_an_explicit_clock_is_never_cached(url):
     assert not limiter.hit("k", now=1_790_000_000)
     assert len(limiter.denials) == 0
     assert limiter.hit("k", now=1_790_000_060)
+
+
+def test_blocks_in_the_failover_fallback():
+    """Redis away: the fallback twin enforces this instance's share, with its blocks."""
+    dead = RedisBackend(f"redis://127.0.0.1:{free_port()}/0", timeout=0.2)
+    backend = FailoverBackend(dead, instances=2, metrics=None)
+    limiter = Limiter("4/minute", backend=backend, block=60, metrics=None)
+    assert [limiter.hit("k").allowed for _ in range(3)] == [True, True, False]  # 2 of 4
+    d = limiter.hit("k")
+    assert not d and 59 < d.retry_after <= 60
+    assert backend.fallback_calls == 3  # the 4th was held here
+    limiter.reset("k")
+    assert limiter.hit("k")
