@@ -24,7 +24,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .backends.base import Plan
 
-__all__ = ["Block", "BlockSpec", "Group", "as_block", "decode", "encode", "with_block"]
+__all__ = [
+    "Block",
+    "BlockSpec",
+    "Group",
+    "as_block",
+    "block_state",
+    "decode",
+    "encode",
+    "with_block",
+]
 
 _MAX_US = 366 * 86_400_000_000
 
@@ -132,3 +141,18 @@ def with_block(plan: Plan, block: Block) -> Plan:
         blocks=tail,
         block_suffix="".join(plan.suffixes) + ":blk",
     )
+
+
+def block_state(value: str | bytes | None, now: int) -> dict[str, Any] | None:
+    """A block key's value read at ``now`` (µs): blocked or not, seconds left, breaches
+    counted; None when ``value`` is not one (for ``python -m gatekeep inspect``)."""
+    text = value.decode(errors="replace") if isinstance(value, bytes) else value
+    parts = (text or "").split(" ")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        return None
+    until, breaches = int(parts[0]), int(parts[1])
+    return {
+        "blocked": until > now,
+        "ends_in": max(0, until - now) / 1_000_000,
+        "breaches": breaches,
+    }
