@@ -70,3 +70,19 @@ async def test_each_rule_has_its_own_block_key(abackend: Any, prefix: str) -> No
 def test_a_bad_block_is_a_start_up_error() -> None:
     with pytest.raises(ValueError, match=r"rule 'login'.*366 days"):
         Rule("1/second", "/login", name="login", block=-1)
+
+
+def test_every_front_door_takes_block() -> None:
+    """Flask / Django view decorators (views.limit), FastAPI's RateLimit and limit(),
+    and Django's settings dicts build their rules with it."""
+    from gatekeep.django.conf import _rule
+    from gatekeep.fastapi import RateLimit
+    from gatekeep.ratelimit.views import limit, view_rules
+
+    @limit("1/minute", block=[30, 300])
+    def view() -> None: ...
+
+    assert view_rules(view)[0].block == Block([30, 300])
+    dependency = RateLimit("1/minute", block=30)
+    assert dependency.rule.block == dependency.route_rule("GET /x").block == Block(30)
+    assert _rule({"limits": "1/minute", "path": "/login", "block": 60}).block == Block(60)
