@@ -93,8 +93,11 @@ class DenialCache:
         entries = self.entries
         ck = (plan, *keys)
         if ck not in entries and len(entries) >= self.max_keys:
-            entries.pop(next(iter(entries)))
-            self.evictions += 1
+            try:  # the oldest goes (another thread may be at it too: then nothing to do)
+                entries.pop(next(iter(entries)), None)
+                self.evictions += 1
+            except (StopIteration, RuntimeError):
+                pass
         entries[ck] = (sent + int(retry * 1e9), cost, decision, sent)
 
     def forget(self, plan: Any, keys: Sequence[str]) -> None:
