@@ -86,3 +86,38 @@ def test_every_front_door_takes_block() -> None:
     dependency = RateLimit("1/minute", block=30)
     assert dependency.rule.block == dependency.route_rule("GET /x").block == Block(30)
     assert _rule({"limits": "1/minute", "path": "/login", "block": 60}).block == Block(60)
+
+
+def test_the_middleware_s_denial_cache_can_be_turned_off(server: Any) -> None:
+    from gatekeep import RedisBackend
+    from gatekeep.ratelimit import RateLimitPolicy
+
+    backend = RedisBackend(server.url)
+    assert RateLimitPolicy(backend=backend).limiter.denials is not None
+    assert RateLimitPolicy(backend=backend, denial_cache=False).limiter.denials is None
+    backend.close()
+
+
+async def test_a_blocked_client_costs_redis_nothing_more(server: Any, prefix: str) -> None:
+    """Behind the middleware too: once Redis has blocked the key, its requests are
+    answered in process (INFO commandstats: no EVALSHA), with the same headers."""
+    import redis
+
+    from gatekeep import RedisBackend
+
+    backend = RedisBackend(server.url)
+    app = app_with([Rule("1/minute", "/x", name="x", block=300)], backend, prefix)
+    stats = redis.Redis.from_url(server.url)
+    try:
+        async with client(app) as c:
+            assert (await c.get("/x")).status_code == 200
+            assert (await c.get("/x")).status_code == 429  # the breach
+            before = stats.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+            for _ in range(50):
+                r = await c.get("/x")
+                assert r.status_code == 429 and 299 <= int(r.headers["retry-after"]) <= 300
+            after = stats.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+    finally:
+        stats.close()
+        await backend.aclose()
+    assert after == before
