@@ -347,7 +347,10 @@ class Limiter(BaseLimiter):
     (True, 9)
 
     ``now`` (seconds since the epoch) replaces the backend's clock, for tests and
-    replays; by default Redis scripts read the server's ``TIME``.
+    replays; by default Redis scripts read the server's ``TIME``. ``block=60`` (or
+    ``[60, 600, 3600]``) blocks a key after a denied hit (:mod:`gatekeep.blocks`);
+    ``denial_cache`` sizes or turns off the local cache of denied keys
+    (:mod:`gatekeep.denials`, on by default but in process).
     """
 
     # ``hit`` is written out: the hot path, a decision per request. As a flow it would
