@@ -11,6 +11,7 @@ from __future__ import annotations
 from ._version import __version__
 from .algorithms import ALGORITHMS
 from .backends import Backend, FailoverBackend, MemoryBackend, RedisBackend, connect
+from .blocks import Block
 from .breaker import CircuitBreaker
 from .decision import Decision
 from .errors import BackendUnavailable, GatekeepError
@@ -26,6 +27,7 @@ __all__ = [
     "AsyncReservation",
     "Backend",
     "BackendUnavailable",
+    "Block",
     "CircuitBreaker",
     "Decision",
     "FailoverBackend",

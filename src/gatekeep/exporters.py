@@ -110,6 +110,9 @@ def samples(stats: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, str], f
         elif kind == "memory_store":
             yield "gatekeep_memory_keys", "gauge", {"store": name}, watched["keys"]
             yield ("gatekeep_memory_evictions", "counter", {"store": name}, watched["evictions"])
+        elif kind == "denial_cache":
+            yield "gatekeep_local_denials", "counter", {"cache": name}, watched["local_denials"]
+            yield "gatekeep_denial_cache_keys", "gauge", {"cache": name}, watched["keys"]
 
 
 #: Every metric ``samples`` yields, and its kind.
@@ -128,6 +131,8 @@ _KINDS = {
     "gatekeep_memory_evictions": "counter",
     "gatekeep_shard_breaker_state": "gauge",
     "gatekeep_shard_fallback_decisions": "counter",
+    "gatekeep_local_denials": "counter",
+    "gatekeep_denial_cache_keys": "gauge",
 }
 
 _HELP = {
@@ -145,6 +150,8 @@ _HELP = {
     "gatekeep_shard_breaker_state": "1 for the current state of one shard's circuit breaker.",
     "gatekeep_shard_fallback_decisions": "Calls for one shard's keys answered by the fallback.",
     "gatekeep_memory_evictions": "Keys an in-process store evicted to stay bounded.",
+    "gatekeep_local_denials": "Denials answered in process from the cache of denied keys.",
+    "gatekeep_denial_cache_keys": "Keys held by a limiter's cache of denied keys.",
     "gatekeep_backend_latency_seconds": "Latency of one backend call (sampled).",
 }
 

@@ -42,6 +42,7 @@ from typing import Any, TypeVar
 
 from flask import Flask, Request, Response, current_app, g, request, session
 
+from .blocks import BlockSpec
 from .limiter import Limits
 from .ratelimit import views
 from .ratelimit.core import RateLimitPolicy
@@ -96,10 +97,16 @@ class RateLimiter:
         return current_app.extensions[_EXT]  # type: ignore[no-any-return]
 
     def limit(
-        self, limits: Limits, *, key: KeyFunc | None = None, name: str | None = None
+        self,
+        limits: Limits,
+        *,
+        key: KeyFunc | None = None,
+        name: str | None = None,
+        block: BlockSpec = None,
     ) -> Callable[[F], F]:
-        """Limits for one view, checked with the path rules that match it."""
-        return views.limit(limits, key=key, name=name)
+        """Limits for one view, checked with the path rules that match it (``block``: a
+        penalty block after a denial, see :mod:`gatekeep.blocks`)."""
+        return views.limit(limits, key=key, name=name, block=block)
 
     def exempt(self, view: F) -> F:
         """Never limit this view (no headers either)."""

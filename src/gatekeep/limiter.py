@@ -11,7 +11,7 @@ import inspect
 import itertools
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import replace
-from time import perf_counter_ns
+from time import monotonic_ns, perf_counter_ns
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from . import waiting
@@ -19,7 +19,9 @@ from ._steps import DELETE, Call, LimitFlow, Wait
 from .algorithms import HIT, PEEK, REFUND, AlgorithmSpec, get_algorithm
 from .backends.base import Backend, Plan, backend_kind
 from .backends.memory import MemoryBackend
+from .blocks import BlockSpec, as_block, with_block
 from .decision import Decision
+from .denials import DenialCache
 from .flows import arun_flow, run_flow
 from .keys import make_prefix, tag
 from .metrics import METRICS, NEAR_LIMIT_FACTOR, Metrics, RuleCounters
@@ -56,8 +58,12 @@ class BaseLimiter:
         prefix: str = "",
         name: str = "default",
         metrics: Metrics | None = METRICS,
+        block: BlockSpec = None,
+        denial_cache: bool | int | None = None,
     ) -> None:
         self.algorithm = get_algorithm(algorithm)
+        #: The penalty block after a denied hit (:mod:`gatekeep.blocks`), or None.
+        self.block = as_block(block)
         self.backend: Backend = MemoryBackend() if backend is None else backend
         if not isinstance(self.backend, Backend):
             raise TypeError(
@@ -80,6 +86,12 @@ class BaseLimiter:
             self._ticks = itertools.cycle([False] * (metrics.latency_sample - 1) + [True])
             if isinstance(self.backend, MemoryBackend):
                 metrics.watch(f"{name}:memory", self.backend.store.watch_source())
+        #: The local cache of denied keys (:mod:`gatekeep.denials`), or None.
+        self.denials = DenialCache.configure(
+            denial_cache, isinstance(self.backend, MemoryBackend), metrics, name
+        )
+        #: The cache's entries (an empty dict without one): a hit looks only when not empty.
+        self._denied = {} if self.denials is None else self.denials.entries
         self._plans: dict[Any, Plan] = {}
         self.default_plan = None if limits is None else self.plan(limits)
 
@@ -131,6 +143,12 @@ class BaseLimiter:
             keys = plan.key_cache[key]  # self.keys(), without its checks when cached
         except (KeyError, TypeError):
             keys = self.keys(key, plan)
+        if self._denied and now is None:  # some key's denial is held here
+            denied = self.denials.check(plan, keys, cost)  # type: ignore[union-attr]
+            if denied is not None:
+                if self._counters is not None:
+                    self._counters.denied += 1
+                return denied
         return self.begin(plan, keys, None if now is None else round(now * 1_000_000), cost)
 
     @property
@@ -148,6 +166,12 @@ class BaseLimiter:
         reply = yield c
         return self._decided(c.plan, reply, c.t0)
 
+    def remember(self, call: Call, decision: Decision, sent: int) -> None:
+        """Hold the backend's denial of ``call`` (a hit on the server's clock, sent at
+        ``sent``, monotonic ns) in the local cache until it ends."""
+        if self.denials is not None and not decision[0] and call.now is None:
+            self.denials.remember(call.plan, call.keys, call.cost, decision, sent)
+
     # -- the other operations, each written once as a flow (run by the shells below) -----
 
     def _call(
@@ -155,7 +179,10 @@ class BaseLimiter:
     ) -> LimitFlow[Decision]:
         """``peek`` and ``refund``: one backend call, not counted as decisions."""
         plan = self.plan(limits)
-        reply = yield Call(plan, self.keys(key, plan), _us(now), mode, _cost(cost), 0)
+        keys = self.keys(key, plan)
+        if mode == REFUND and self.denials is not None:
+            self.denials.forget(plan, keys)
+        reply = yield Call(plan, keys, _us(now), mode, _cost(cost), 0)
         return Decision.from_reply(plan.rates, reply)
 
     def _peek(
@@ -189,7 +216,10 @@ class BaseLimiter:
     def _reset(self, key: str, limits: Limits | None = None) -> LimitFlow[None]:
         """Forget ``key``'s state under ``limits``: it starts again with full capacity."""
         plan = self.plan(limits)
-        yield Call(plan, self.keys(key, plan), None, DELETE, 0, 0)
+        keys = self.keys(key, plan)
+        if self.denials is not None:
+            self.denials.forget(plan, keys)
+        yield Call(plan, keys, None, DELETE, 0, 0)
 
     def _hit_many(
         self,
@@ -241,6 +271,8 @@ class BaseLimiter:
             flat=tuple(x for p in params for x in p),
             twin=algo.algorithm,
         )
+        if self.block is not None:
+            plan = with_block(plan, self.block)
         fuse = getattr(self.backend, "fused_hit", None)
         fast = fuse(plan, self._counters) if fuse is not None else None  # it counts, too
         return plan if fast is None else replace(plan, fast=fast)
@@ -254,6 +286,8 @@ class BaseLimiter:
         if keys is None:
             base = self.prefix + tag(key)
             keys = [base + s for s in plan.suffixes]
+            if plan.block_suffix:
+                keys.append(base + plan.block_suffix)
             if len(cache) >= _KEY_CACHE_SIZE:
                 cache.clear()
             cache[key] = keys
@@ -326,7 +360,10 @@ class Limiter(BaseLimiter):
     (True, 9)
 
     ``now`` (seconds since the epoch) replaces the backend's clock, for tests and
-    replays; by default Redis scripts read the server's ``TIME``.
+    replays; by default Redis scripts read the server's ``TIME``. ``block=60`` (or
+    ``[60, 600, 3600]``) blocks a key after a denied hit (:mod:`gatekeep.blocks`);
+    ``denial_cache`` sizes or turns off the local cache of denied keys
+    (:mod:`gatekeep.denials`, on by default but in process).
     """
 
     # ``hit`` is written out: the hot path, a decision per request. As a flow it would
@@ -338,7 +375,11 @@ class Limiter(BaseLimiter):
         c = self._hit(key, limits, cost, now)
         if type(c) is not Call:  # decided in process
             return c  # type: ignore[return-value]
-        return self._decided(c.plan, self.backend.limit(c.plan, c.keys, c.now, HIT, c.cost), c.t0)
+        sent = monotonic_ns()
+        d = self._decided(c.plan, self.backend.limit(c.plan, c.keys, c.now, HIT, c.cost), c.t0)
+        if not d[0]:
+            self.remember(c, d, sent)
+        return d
 
     peek = _sync(BaseLimiter._peek)
     refund = _sync(BaseLimiter._refund)
@@ -388,8 +429,12 @@ class AsyncLimiter(BaseLimiter):
         c = self._hit(key, limits, cost, now)
         if type(c) is not Call:  # decided in process: nothing to await
             return c  # type: ignore[return-value]
+        sent = monotonic_ns()
         reply = await self.backend.alimit(c.plan, c.keys, c.now, HIT, c.cost)
-        return self._decided(c.plan, reply, c.t0)
+        d = self._decided(c.plan, reply, c.t0)
+        if not d[0]:
+            self.remember(c, d, sent)
+        return d
 
     peek = _async(BaseLimiter._peek)
     refund = _async(BaseLimiter._refund)

@@ -52,6 +52,8 @@ class AlgorithmSpec:
     """A registered algorithm: its twin module, and the script made from its Lua."""
 
     twin: ModuleType
+    #: Whether its script runs ``lua/_driver_blocks.lua`` (plans with penalty blocks).
+    blocks: bool = False
 
     @property
     def name(self) -> str:
@@ -64,7 +66,12 @@ class AlgorithmSpec:
 
     @cached_property
     def script(self) -> Script:
-        return limiter_script(self.name)
+        return limiter_script(self.name, self.blocks)
+
+    @cached_property
+    def with_blocks(self) -> AlgorithmSpec:
+        """This algorithm with the driver of penalty blocks (see :mod:`gatekeep.blocks`)."""
+        return self if self.blocks else AlgorithmSpec(self.twin, blocks=True)
 
     @property
     def algorithm(self) -> Algorithm:

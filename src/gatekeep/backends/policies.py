@@ -47,7 +47,10 @@ class LocalShares:
             params = tuple(plan.algorithm.params(r) for r in rates)
             # Same keys (and algorithm), smaller numbers.
             shared = dataclasses.replace(
-                plan, rates=rates, params=params, flat=tuple(x for p in params for x in p)
+                plan,
+                rates=rates,
+                params=params,
+                flat=tuple(x for p in params for x in p) + plan.blocks,
             )
             if len(self._shares) >= 1024:
                 self._shares.clear()

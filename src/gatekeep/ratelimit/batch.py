@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backends.base import Backend, Plan
+from ..blocks import Block, encode
 from ..keys import tag
 from ..limiter import BaseLimiter
 from ..metrics import Metrics, RuleCounters
@@ -46,6 +47,8 @@ class Batch:
     #: The rules with ``delay`` and with ``settle`` (see :mod:`.shaping`).
     delays: tuple[Smoothing, ...] = ()
     settles: tuple[Settler, ...] = ()
+    #: Per rule with a penalty block: its index and its block key's tail (``:<name>:blk``).
+    blocks: tuple[tuple[int, str], ...] = ()
 
 
 def build_batch(limiter: BaseLimiter, metrics: Metrics | None, rules: tuple[Rule, ...]) -> Batch:
@@ -73,6 +76,16 @@ def build_batch(limiter: BaseLimiter, metrics: Metrics | None, rules: tuple[Rule
         key_cache={},
         fast=None,  # the first plan's fused path knows only its own rate
     )
+    blocked = [
+        (i, rule.block, span)
+        for i, (rule, (_, span)) in enumerate(zip(rules, spans, strict=True))
+        if isinstance(rule.block, Block)
+    ]
+    if blocked:  # one group per rule with a block (lua/_driver_blocks.lua)
+        tail = encode([b.group(span.start + 1, span.stop) for _, b, span in blocked])
+        merged = dataclasses.replace(
+            merged, algorithm=merged.algorithm.with_blocks, flat=merged.flat + tail, blocks=tail
+        )
     backend: Backend | Any = limiter.backend
     fuse = getattr(backend, "fused_hit", None)
     if fuse is not None and len(rates) == 1:  # in-process, one limit: one function
@@ -91,6 +104,7 @@ def build_batch(limiter: BaseLimiter, metrics: Metrics | None, rules: tuple[Rule
         policy_header=", ".join(policy_item(n, r) for n, r in zip(names, declared, strict=True)),
         delays=delays,
         settles=settles,
+        blocks=tuple((i, f":{rules[i].name}:blk") for i, _, _ in blocked),
     )
 
 
@@ -102,6 +116,8 @@ def redis_keys(prefix: str, batch: Batch, keys: Sequence[Any]) -> list[str]:
     for key, (tail, suffixes) in zip(keys, batch.tails, strict=True):
         base = prefix + tag(key) + tail
         out.extend(base + s for s in suffixes)
+    for i, tail in batch.blocks:  # the block keys follow the limits' keys
+        out.append(prefix + tag(keys[i]) + tail)
     if len(keys) == 1:
         cache = batch.key_cache
         if len(cache) >= KEY_CACHE:

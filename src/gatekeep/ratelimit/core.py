@@ -61,7 +61,8 @@ class RateLimitPolicy:
     ``X-RateLimit-*`` too. ``deny(request, decision)``: build the denial (a
     :class:`Denial`, or a framework response). ``shadow``: decide and count,
     never block. ``on_error``: ``"allow"`` (fail open, the default) or ``"deny"``
-    (503) when the backend fails.
+    (503) when the backend fails. ``denial_cache``: the local cache of denied keys
+    (:mod:`gatekeep.denials`; on by default with Redis, False turns it off).
     """
 
     def __init__(
@@ -80,6 +81,7 @@ class RateLimitPolicy:
         shadow: bool = False,
         on_error: str = "allow",
         metrics: Metrics | None = METRICS,
+        denial_cache: bool | int | None = None,
     ) -> None:
         if isinstance(backend, str):
             # A URL: fail fast, and decide in-process while Redis is away (the
@@ -93,6 +95,7 @@ class RateLimitPolicy:
             prefix=prefix,
             name="middleware",
             metrics=metrics,
+            denial_cache=denial_cache,
         )
         self.backend: Backend = self.limiter.backend
         if isinstance(rules, Rule):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
+from time import monotonic_ns
 from typing import Any
 
 from .. import waiting
@@ -69,13 +70,22 @@ def check_sync(policy: RateLimitPolicy, request: RequestView, rules: tuple[Rule,
         if prepared is None:
             return ALLOW
         batch, redis_keys = prepared
+        denials = policy.limiter.denials
+        if denials is not None and denials.entries:  # a denial held in process?
+            held = denials.check(batch.plan, redis_keys, 1)
+            if held is not None:
+                return policy.decide(batch, held, request)
         c = policy.limiter.begin(batch.plan, redis_keys, None, 1)  # the limiter's path
         if not isinstance(c, Call):  # decided in process
             outcome = policy.decide(batch, c, request)
         else:
+            sent = monotonic_ns()
             reply = policy.backend.limit(c.plan, c.keys, None, HIT, 1)
             policy.limiter.end(c)
-            outcome = policy.decide(batch, policy.decision_of(batch, reply), request)
+            decision = policy.decision_of(batch, reply)
+            if not decision[0]:
+                policy.limiter.remember(c, decision, sent)
+            outcome = policy.decide(batch, decision, request)
         if outcome.delay:
             waiting.sleep(outcome.delay)
         return _owed(outcome, batch, redis_keys) if batch.settles else outcome
@@ -95,13 +105,22 @@ async def check_async(
         if prepared is None:
             return ALLOW
         batch, redis_keys = prepared
+        denials = policy.limiter.denials
+        if denials is not None and denials.entries:  # a denial held in process?
+            held = denials.check(batch.plan, redis_keys, 1)
+            if held is not None:
+                return policy.decide(batch, held, request)
         c = policy.limiter.begin(batch.plan, redis_keys, None, 1)  # the limiter's path
         if not isinstance(c, Call):  # decided in process: nothing to await
             outcome = policy.decide(batch, c, request)
         else:
+            sent = monotonic_ns()
             reply = await policy.backend.alimit(c.plan, c.keys, None, HIT, 1)
             policy.limiter.end(c)
-            outcome = policy.decide(batch, policy.decision_of(batch, reply), request)
+            decision = policy.decision_of(batch, reply)
+            if not decision[0]:
+                policy.limiter.remember(c, decision, sent)
+            outcome = policy.decide(batch, decision, request)
         if outcome.delay:
             await waiting.asleep(outcome.delay)
         return _owed(outcome, batch, redis_keys) if batch.settles else outcome

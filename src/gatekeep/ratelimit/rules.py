@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ..blocks import Block, BlockSpec, as_block
 from ..limiter import Limits
 from ..rates import Rate, parse_rates
 from .keys import KeyFunc
@@ -133,7 +134,9 @@ class Rule:
     cost (e.g. ``"x-tokens-used"``), or a :data:`SettleFunc`; the request is
     admitted at cost 1 and, once the app has answered (its body sent), the rule is
     charged the actual cost instead, even beyond the limit: a debt later requests
-    wait out (see :mod:`gatekeep.reservations`).
+    wait out (see :mod:`gatekeep.reservations`). ``block``: a penalty block after a denial by
+    this rule (seconds, escalating seconds, or a :class:`~gatekeep.Block`): see
+    :mod:`gatekeep.blocks`; ``Retry-After`` then says when it ends.
     """
 
     limits: Limits
@@ -143,6 +146,7 @@ class Rule:
     name: str | None = None
     delay: int = 0
     settle: str | SettleFunc | None = None
+    block: BlockSpec | Block = None
     rates: tuple[Rate, ...] = field(init=False, repr=False)
     #: The rates the counter keeps: ``rates`` with ``delay`` more of burst each.
     plan_rates: tuple[Rate, ...] = field(init=False, repr=False)
@@ -179,6 +183,10 @@ class Rule:
                 f"rule {name!r}: settle must be a header name or a function "
                 f"(status, headers) -> int | None, got {settle!r}"
             )
+        try:
+            object.__setattr__(self, "block", as_block(self.block))
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"rule {name!r}: {exc}") from None
         object.__setattr__(self, "rates", rates)
         object.__setattr__(
             self,
