@@ -80,9 +80,11 @@ def test_a_stopped_master_fails_only_its_own_shards_sessions(cluster, prefix):
             for port, sessions in by_master.items():
                 for s in sessions:
                     if port == victim:
-                        s["n"] = 2
+                        loaded = store.load(s.id)  # from the shard's replica
+                        assert loaded is not None and loaded["n"] == 1 and loaded.from_replica
+                        loaded["n"] = 2
                         with pytest.raises(SessionWriteFailed):
-                            store.save(s)
+                            store.save(loaded)
                         failed_writes += 1
                         continue
                     loaded = store.load(s.id)
@@ -100,7 +102,10 @@ def test_a_stopped_master_fails_only_its_own_shards_sessions(cluster, prefix):
         f"store: {store.executor.counters}"
     )
     assert breakers.open_shards() == [f"127.0.0.1:{victim}"]
-    # one timeout opened the victim's breaker; the other writes failed at once
+    counters = store.executor.counters
+    assert counters["replica_reads"] == failed_writes and counters["unreachable"] == 0
+    assert counters["replica_reads_by_shard"] == {f"redis[127.0.0.1:{victim}]": failed_writes}
+    # one timeout opened the victim's breaker; the rest went to the replica at once
     assert store.executor.counters["primary_failures"] <= 2
     assert elapsed < 2.0
     backend.close()
