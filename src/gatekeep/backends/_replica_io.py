@@ -9,9 +9,9 @@ once connected (``redis_connect_func``), or a replica answers MOVED.
 
 Each attempt has its own timeout (a share of the read's deadline, see
 :mod:`.replicas`): the sync driver waits for the reply with ``can_read(timeout)``,
-and connects with the client's timeouts capped at half the deadline (a hung node
-accepts the connection, but not the handshake); the async one runs the round trip
-under a :class:`~._deadlines.Deadline` of that share.
+and a new connection gets that timeout for its connect and handshake (a hung node
+accepts the connection: the kernel does, but answers nothing); the async one runs
+the round trip under a :class:`~._deadlines.Deadline` of that share.
 """
 
 from __future__ import annotations
@@ -80,14 +80,14 @@ class ReplicaReads:
     def read(self, key: str, calls: list[ScriptCall], deadline: float) -> list[Any]:
         driver = self._driver(True)
         assert driver is not None and self.core is not None
-        flow = self.core.flow(key, calls, deadline, driver.seeds())
-        return run_flow(flow, lambda step: driver.io(step, deadline))
+        flow = self.core.flow(key, calls, deadline, driver.seeds(key))
+        return run_flow(flow, driver.io)
 
     def aread(self, key: str, calls: list[ScriptCall], deadline: float) -> Awaitable[list[Any]]:
         driver = self._driver(False)
         assert driver is not None and self.core is not None
-        flow = self.core.flow(key, calls, deadline, driver.seeds())
-        return arun_flow(flow, lambda step: driver.aio(step, deadline))
+        flow = self.core.flow(key, calls, deadline, driver.seeds(key))
+        return arun_flow(flow, driver.aio)
 
     def close(self) -> None:
         driver = self._drivers.get(True)
@@ -115,17 +115,23 @@ class _Driver:
         self.nodes: dict[str, Any] = {}
         self._options: tuple[type, dict[str, Any]] | None = None
 
-    def seeds(self) -> list[Node]:
-        """The cluster nodes the client knows (no I/O), to ask the topology."""
+    def seeds(self, key: str) -> list[Node]:
+        """The cluster nodes the client knows (no I/O), to ask the topology: the key's
+        primary (the one failing, likely) last."""
         if self.pool is not None:
             return []
-        return [Node(n.host, int(n.port)) for n in self.client.get_nodes()]
+        nodes = [Node(n.host, int(n.port)) for n in self.client.get_nodes()]
+        try:
+            failing = self.client.get_node_from_key(key)
+        except Exception:  # no slot map yet
+            return nodes
+        return sorted(nodes, key=lambda n: (n.host, n.port) == (failing.host, failing.port))
 
-    def _connections(self, node: Node, deadline: float) -> Any:
+    def _connections(self, node: Node) -> Any:
         conns = self.nodes.get(node.name)
         if conns is None:
             if self._options is None:
-                self._options = node_options(self.client, self.sync, deadline, self.pool is None)
+                self._options = node_options(self.client, self.sync, self.pool is None)
             cls, options = self._options
             if self.sync:
                 pool = redis.ConnectionPool(
@@ -140,9 +146,12 @@ class _Driver:
             self.nodes[node.name] = conns
         return conns
 
-    def io(self, step: Any, deadline: float) -> Any:
+    def io(self, step: Any) -> Any:
         if type(step) is Ask:
-            return sync_trip(self._connections(step.node, deadline), step.trip, step.timeout)
+            conns = self._connections(step.node)
+            if step.fresh:
+                conns.close()
+            return sync_trip(conns, step.trip, step.timeout)
         manager, service = self.pool.sentinel_manager, self.pool.service_name
         try:
             primary = manager.discover_master(service)
@@ -150,10 +159,10 @@ class _Driver:
             primary = None
         return primary, manager.discover_slaves(service)
 
-    def aio(self, step: Any, deadline: float) -> Awaitable[Any]:
+    def aio(self, step: Any) -> Awaitable[Any]:
         if type(step) is Ask:
-            conns = self._connections(step.node, deadline)
-            return Deadline(step.timeout).run(conns.run(step.trip))
+            conns = self._connections(step.node)
+            return Deadline(step.timeout).run(_afresh(conns, step.trip, step.fresh))
         return Deadline(step.timeout).run(self._asentinels())
 
     async def _asentinels(self) -> tuple[Any, list[Any]]:
@@ -165,10 +174,19 @@ class _Driver:
         return primary, await manager.discover_slaves(service)
 
 
+async def _afresh(conns: AsyncConnections, trip: Trip, fresh: bool) -> list[Any]:
+    if fresh:
+        await conns.aclose()
+    return await conns.run(trip)
+
+
 def sync_trip(conns: SyncConnections, trip: Trip, timeout: float) -> list[Any]:
     """``trip`` on one of ``conns``, its first reply awaited at most ``timeout`` s
     (redis-py's public connection methods; an error reply in place of its reply)."""
     conn = conns.get()
+    # a new connection's handshake (AUTH, READONLY...) gets the same share: a hung node
+    # accepts connections (the kernel does) but answers nothing
+    conn.socket_connect_timeout = conn.socket_timeout = timeout
     try:
         conn.send_packed_command([pack_trip(trip)])
         if not conn.can_read(timeout=timeout):
@@ -186,9 +204,7 @@ def sync_trip(conns: SyncConnections, trip: Trip, timeout: float) -> list[Any]:
     return replies
 
 
-def node_options(
-    client: Any, sync: bool, deadline: float, cluster: bool
-) -> tuple[type, dict[str, Any]]:
+def node_options(client: Any, sync: bool, cluster: bool) -> tuple[type, dict[str, Any]]:
     """The connection class and options for one node, from ``client``'s (see the
     module doc)."""
     given = dict(client.get_connection_kwargs())
@@ -205,10 +221,6 @@ def node_options(
         target = redis.asyncio.SSLConnection if ssl else redis.asyncio.Connection
     accepted = _parameters(target)
     options = {k: v for k, v in given.items() if k in accepted and k not in _NOT_COPIED}
-    if sync:
-        cap = deadline / 2
-        for k in ("socket_timeout", "socket_connect_timeout"):
-            options[k] = min(options.get(k) or cap, cap)
     if cluster:
         options["redis_connect_func"] = _readonly if sync else _areadonly
     return target, options

@@ -8,20 +8,28 @@ and Cluster alike:
   ``slave_for`` would try the one its pool rotates to), then the primary the
   Sentinels name; on Cluster, the replicas of the key's slot in ``CLUSTER SLOTS``
   asked of a live node, then the slot's primary. The list is cached, and asked again
-  after an attempt failed (at most once per ``REFRESH`` seconds) or when older than
-  ``MAX_AGE``. The replicas are taken in turn (the first one rotates per read);
-  the named primary comes last: after a promotion it is the node with the data.
+  when an attempt failed (at most once per ``REFRESH`` seconds), when it is older than
+  ``MAX_AGE``, and within a read whose every node failed (then the nodes not tried
+  yet in their new role are: a replica promoted meanwhile, as the primary). The
+  replicas are taken in turn (the first one rotates per read); the named primary
+  comes last: after a promotion it is the node with the data.
 - **within the deadline**: the attempts together take at most ``deadline`` seconds
   (the breaker's); each gets an equal share of what is left for the nodes still to
   try, so one hung (SIGSTOPped) node cannot eat all of it.
-- **skipped**: a node that failed (no connection, a timeout) or refused within the
-  last ``DOWN_FOR`` seconds is not tried ("known down"); and an answer is not used
-  when the node is not a copy of the shard: ``ROLE``, sent in the same round trip,
-  says ``master`` for a node listed as a replica (an old primary being demoted, maybe
-  restarted empty), or a replica in state ``sync`` (a full resync: its data is being
-  replaced), or ``slave`` for the node named primary; or a reply is ``LOADING``,
-  ``MASTERDOWN``, ``MOVED``/``ASK``, ``TRYAGAIN``, ``CLUSTERDOWN`` (any "cannot serve
-  now" reply, :mod:`gatekeep.outage`).
+- **skipped**: a node that did not answer (no connection, a timeout) within the last
+  ``DOWN_FOR`` seconds is not tried ("known down"). A node's answer is not used when
+  it is not a copy of the shard: ``ROLE``, sent in the same round trip, says
+  ``master`` for a node listed as a replica (an old primary being demoted, maybe
+  restarted empty, or a replica promoted before the list says so), a replica in state
+  ``sync`` (a full resync: its data is being replaced), or ``slave`` for the node
+  named primary; or a reply is ``LOADING``, ``MASTERDOWN``, ``MOVED``/``ASK``,
+  ``TRYAGAIN``, ``CLUSTERDOWN`` (any "cannot serve now" reply, :mod:`gatekeep.outage`).
+  Such a node answered quickly: it is tried again on the next read.
+
+What ROLE cannot tell: a node restarted empty and already told to replicate, but not
+yet syncing (state ``connect``/``connecting``/``handshake``), looks like a replica
+whose primary died; ``replica-serve-stale-data no`` makes it answer ``MASTERDOWN``
+(and every replica of a dead primary too).
 
 This module is the sans-I/O core (:meth:`Replicas.flow`, one generator both drivers
 step) and the facade the session executor calls (:class:`ReplicaReads`); the I/O to
@@ -38,6 +46,7 @@ from typing import Any, NamedTuple
 
 from redis.crc import key_slot
 from redis.exceptions import AskError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ..errors import BackendUnavailable
 from ..flows import nest
@@ -59,7 +68,7 @@ __all__ = [
 #: Seconds a node that failed or refused is skipped.
 DOWN_FOR = 1.0
 #: Seconds between two refreshes of the topology after a failed attempt.
-REFRESH = 1.0
+REFRESH = 0.1
 #: Seconds a topology is used at most without being asked again.
 MAX_AGE = 30.0
 
@@ -85,11 +94,13 @@ class Node:
 
 
 class Ask(NamedTuple):
-    """I/O step: send ``trip`` to ``node``; fail with a timeout after ``timeout`` s."""
+    """I/O step: send ``trip`` to ``node``; fail with a timeout after ``timeout`` s.
+    ``fresh``: on a new connection (the idle ones are closed first)."""
 
     node: Node
     trip: Trip
     timeout: float
+    fresh: bool = False
 
 
 class AskSentinels(NamedTuple):
@@ -142,24 +153,42 @@ def cluster_topology(reply: Any) -> Topology:
     return Topology(ranges=tuple(ranges))
 
 
-def sentinel_topology(primary: Any, replicas: Sequence[Any]) -> Topology:
-    """A :class:`Topology` from what the Sentinels say (addresses as ``(host, port)``)."""
+def sentinel_topology(
+    primary: Any, replicas: Sequence[Any], before: Topology | None = None
+) -> Topology:
+    """A :class:`Topology` from what the Sentinels say (addresses as ``(host, port)``);
+    with the replicas of ``before`` after them (given while a failover is in progress:
+    the Sentinels name no primary, or list no replica, not even the one being
+    promoted)."""
     nodes = [Node(_text(h), int(p)) for h, p in replicas]
+    if before is not None:
+        nodes += [n for n in before.nodes if not n.primary and n not in nodes]
     if primary:
         nodes.append(Node(_text(primary[0]), int(primary[1]), primary=True))
     return Topology(nodes=tuple(nodes))
 
 
+#: :func:`refusal`'s verdict on a listed replica that answers as a primary with data.
+SPARE = "a primary, listed as a replica"
+
+
 def refusal(node: Node, role: Any) -> str | None:
     """Why ``node``'s answer to ROLE rules its data out for this shard (None: it is
-    usable). See the module doc."""
+    usable; :data:`SPARE`: only if no replica serves). See the module doc."""
     if isinstance(role, BaseException):
         return f"ROLE failed: {role}"
     kind = _text(role[0]) if role else "?"
     if node.primary:
         return None if kind == "master" else f"named primary, but ROLE says {kind}"
+    if kind == "master":
+        # a replica promoted before the list says so has the shard's replication
+        # offset; a primary restarted empty starts at 0
+        offset = role[1] if len(role) > 1 else 0
+        if isinstance(offset, int) and offset > 0:
+            return SPARE
+        return "listed as a replica, but ROLE says master, offset 0 (restarted empty?)"
     if kind not in ("slave", "replica"):
-        return f"listed as a replica, but ROLE says {kind} (a primary being demoted?)"
+        return f"listed as a replica, but ROLE says {kind}"
     if len(role) > 3 and _text(role[3]) == "sync":
         return "a replica in full resync (its data is being replaced)"
     return None
@@ -193,6 +222,7 @@ class Replicas:
             "skipped_down": 0,
             "skipped_failed": 0,
             "skipped_refused": 0,
+            "served_by_spare": 0,
             "refreshes": 0,
         }
 
@@ -202,44 +232,76 @@ class Replicas:
         self, key: str, calls: Sequence[ScriptCall], deadline: float, seeds: Sequence[Node] = ()
     ) -> ReadFlow:
         """Serve ``calls`` (read-only) from a node of ``key``'s shard within ``deadline``
-        seconds: the replies. ``seeds``: nodes to ask the cluster's topology."""
+        seconds: the replies. ``seeds``: nodes to ask the cluster's topology. When every
+        node of a topology not asked during this read failed, it is asked again and the
+        nodes not tried yet in their new role (a promoted replica: as the primary) are."""
         end = self.clock() + deadline
-        topology = yield from self._topology(end, seeds)
-        nodes = self._order(topology.for_key(key))
+        tried: set[Node] = set()
         last: BaseException | None = None
-        for i, node in enumerate(nodes):
-            left = end - self.clock()
-            if left <= 0:
+        spare: tuple[Node, list[Any]] | None = None
+        for again in (False, True):
+            topology, fresh = yield from self._topology(end, seeds, again)
+            nodes = [n for n in self._order(topology.for_key(key)) if n not in tried]
+            for i, node in enumerate(nodes):
+                left = end - self.clock()
+                if left <= 0:
+                    break
+                tried.add(node)
+                try:
+                    replies, why = yield from self._on(node, calls, left / (len(nodes) - i), end)
+                except BaseException as exc:
+                    if classify(exc) is None:  # not the store failing: a bug
+                        raise
+                    self._mark(node, "skipped_failed", down=True)
+                    last = exc
+                    continue
+                if replies is None or why is not None:
+                    self._mark(node, "skipped_refused", down=False)
+                    last = ReplicasUnavailable(f"{node.name}: {why}")
+                    if replies is not None and spare is None:
+                        spare = (node, replies)
+                    continue
+                return self._served(node, replies)
+            if fresh or end - self.clock() <= 0:
                 break
-            try:
-                first = yield Ask(
-                    node, Trip([(_ROLE, (), ()), *calls], True), left / (len(nodes) - i)
-                )
-                why = refusal(node, first[0])
-                replies: list[Any] = first[1:]
-                if why is None:
-                    replies = yield from self._finish(node, Trip(calls, True), replies, end)
-                    why = refused(replies)
-            except BaseException as exc:
-                if classify(exc) is None:  # not the store failing: a bug
-                    raise
-                self._mark(node, "skipped_failed")
-                last = exc
-                continue
-            if why is not None:
-                self._mark(node, "skipped_refused")
-                last = ReplicasUnavailable(f"{node.name}: {why}")
-                continue
-            served = self.counters["served_by"]
-            served[node.name] = served.get(node.name, 0) + 1
-            return replies
-        tried = ", ".join(n.name for n in nodes) or "none"
+        if spare is not None:
+            self.counters["served_by_spare"] += 1
+            return self._served(*spare)
+        names = ", ".join(n.name for n in tried) or "none"
         err = ReplicasUnavailable(
-            f"no replica of the shard answered within {deadline:.3f} s (tried: {tried}; "
+            f"no replica of the shard answered within {deadline:.3f} s (tried: {names}; "
             f"last: {type(last).__name__ if last else 'none'}: {last})"
         )
         err.__cause__ = last
         raise err
+
+    def _on(
+        self, node: Node, calls: Sequence[ScriptCall], timeout: float, end: float
+    ) -> Generator[Step, Any, tuple[list[Any] | None, str | None]]:
+        """``(replies, why)``: the replies of ``node`` (ROLE first) and None, or None
+        and why they are not used, or both (:data:`SPARE`)."""
+        trip = Trip([(_ROLE, (), ()), *calls], True)
+        started = self.clock()
+        try:
+            first = yield Ask(node, trip, timeout)
+        except RedisConnectionError:
+            # a connection the node closed (a Sentinel promoting it kills its clients'
+            # connections): a read is safe to send again, on a new connection
+            timeout -= self.clock() - started
+            if timeout <= 0:
+                raise
+            first = yield Ask(node, trip, timeout, fresh=True)
+        why = refusal(node, first[0])
+        if why is not None and why is not SPARE:
+            return None, why
+        replies = yield from self._finish(node, Trip(calls, True), first[1:], end)
+        bad = refused(replies)
+        return (None, bad) if bad else (replies, why)
+
+    def _served(self, node: Node, replies: list[Any]) -> list[Any]:
+        served = self.counters["served_by"]
+        served[node.name] = served.get(node.name, 0) + 1
+        return replies
 
     def _order(self, nodes: Sequence[Node]) -> list[Node]:
         """The nodes to try: not known down; the replicas in turn from a rotating start,
@@ -258,9 +320,12 @@ class Replicas:
             replicas = replicas[k:] + replicas[:k]
         return replicas + [n for n in live if n.primary]
 
-    def _mark(self, node: Node, why: str) -> None:
+    def _mark(self, node: Node, why: str, *, down: bool) -> None:
+        """An attempt failed (``down``: no answer, the node is skipped for a while) or
+        was refused (the node answers: the topology may be what changed)."""
         self.counters[why] += 1
-        self._down[node.name] = self.clock() + DOWN_FOR
+        if down:
+            self._down[node.name] = self.clock() + DOWN_FOR
         self._stale = True
 
     def _finish(
@@ -276,19 +341,25 @@ class Replicas:
 
     # -- the topology -----------------------------------------------------------------------
 
-    def _topology(self, end: float, seeds: Sequence[Node]) -> Generator[Step, Any, Topology]:
+    def _topology(
+        self, end: float, seeds: Sequence[Node], force: bool
+    ) -> Generator[Step, Any, tuple[Topology, bool]]:
+        """The topology, and whether it was asked now: when there is none, when it is
+        older than ``MAX_AGE`` or stale (an attempt failed) for ``REFRESH`` seconds, or
+        ``force``."""
         now = self.clock()
         known = self.topology
-        if known is not None:
+        if known is not None and not force:
             age = now - self._fetched_at
             if age < MAX_AGE and not (self._stale and age >= REFRESH):
-                return known
+                return known, False
         self._fetched_at = now  # asked at most once per REFRESH, answered or not
         budget = (end - now) / 2
         try:
             if self.kind == "sentinel":
                 primary, replicas = yield AskSentinels(budget)
-                found = sentinel_topology(primary, replicas)
+                flux = not primary or not replicas  # a failover in progress
+                found = sentinel_topology(primary, replicas, known if flux else None)
             else:
                 found = yield from self._ask_cluster(seeds, now + budget)
         except BaseException as exc:
@@ -296,11 +367,11 @@ class Replicas:
                 raise
             if known is None:
                 raise ReplicasUnavailable(f"the shard's replicas are unknown: {exc}") from exc
-            return known
+            return known, True
         self.topology = found
         self._stale = False
         self.counters["refreshes"] += 1
-        return found
+        return found, True
 
     def _ask_cluster(self, seeds: Sequence[Node], until: float) -> Generator[Step, Any, Topology]:
         """``CLUSTER SLOTS`` from the first live node that answers."""
@@ -320,7 +391,7 @@ class Replicas:
             except BaseException as exc:
                 if classify(exc) is None:
                     raise
-                self._mark(node, "skipped_failed")
+                self._mark(node, "skipped_failed", down=True)
                 last = exc
                 continue
             if isinstance(reply, BaseException):

@@ -198,7 +198,7 @@ class RedisExecutor:
         self._replica: dict[bool, bool] = {}
         #: Reads from every replica of the shard (Sentinel, Cluster), and whether they
         #: apply (per driver: True is sync), known on the first read from a replica.
-        self.replicas = ReplicaReads(backend)
+        self.replicas: ReplicaReads = backend.replica_reads
         self._shard_replicas: dict[bool, bool] = {}
         #: Whether a peek may go as plain commands (not on a cluster); known on first use.
         self._plain: bool | None = None
@@ -294,13 +294,8 @@ class RedisExecutor:
         batch, read_only, wait = step
         return self.backend.aeval_batch(batch, read_only=read_only, wait=wait)
 
-    def close(self) -> None:
-        """Close the connections to replicas made for reads during outages."""
-        self.replicas.close()
-
     async def aclose(self) -> None:
         """Close the backend's idle async connections (when the app shuts down)."""
-        await self.replicas.aclose()
         await self.backend.aclose()
 
     def _has_replica(self, *, sync: bool) -> bool:
