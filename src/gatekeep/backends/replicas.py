@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from redis.crc import key_slot
-from redis.exceptions import AskError, ResponseError
+from redis.exceptions import AskError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ..errors import BackendUnavailable
@@ -197,7 +197,7 @@ def refusal(node: Node, role: Any) -> str | None:
 def refused(replies: Sequence[Any]) -> str | None:
     """The first "cannot serve now" reply (LOADING, MASTERDOWN, MOVED...), or None."""
     for reply in replies:
-        if isinstance(reply, ResponseError):
+        if isinstance(reply, RedisError):  # LOADING comes as a ConnectionError, not a reply error
             verdict = classify(reply)
             if isinstance(reply, AskError) or (verdict is not None and verdict.outage):
                 return f"{type(reply).__name__}: {reply}"
