@@ -340,6 +340,11 @@ class RedisExecutor:
         def read() -> dict[str, Any]:
             ex = ref()
             counters = dict(ex.counters) if ex is not None else {}
+            for name, value in counters.items():  # a snapshot: nested counters copied too
+                if isinstance(value, dict):
+                    counters[name] = {
+                        k: dict(v) if isinstance(v, dict) else v for k, v in value.items()
+                    }
             return {"kind": "sessions", **counters}
 
         return read
