@@ -32,8 +32,7 @@ whose primary died; ``replica-serve-stale-data no`` makes it answer ``MASTERDOWN
 (and every replica of a dead primary too).
 
 This module is the sans-I/O core (:meth:`Replicas.flow`, one generator both drivers
-step) and the facade the session executor calls (:class:`ReplicaReads`); the I/O to
-the nodes is in :mod:`._nodes`. Counters: ``Replicas.counters``.
+step); the I/O and the drivers are in :mod:`._replica_io`. Counters: ``Replicas.counters``.
 """
 
 from __future__ import annotations

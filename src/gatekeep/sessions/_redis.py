@@ -7,8 +7,10 @@ Sentinels, an open circuit breaker):
 
 - a batch that only reads, or whose every call has a read-only stand-in (a load
   that would extend the idle deadline has one: the same load without the touch),
-  runs again as ``EVALSHA_RO`` on a replica (Sentinel). The idle deadline is not
-  extended then; the next load or save that reaches a primary extends it;
+  runs again as ``EVALSHA_RO`` on a replica: on Sentinel and Cluster every replica
+  of the shard in turn, within the breaker's deadline (:mod:`gatekeep.backends.replicas`),
+  else a replica client given. The idle deadline is not extended then; the next load
+  or save that reaches a primary extends it;
 - a batch that writes raises :class:`~gatekeep.errors.SessionWriteFailed`: the
   caller learns that nothing was saved (the middleware answers 503).
 
