@@ -107,6 +107,22 @@ def samples(stats: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, str], f
                     {"breaker": name, "shard": shard},
                     one["fallback_calls"],
                 )
+        elif kind == "sessions":
+            for shard, n in watched.get("replica_reads_by_shard", {}).items():
+                yield (
+                    "gatekeep_session_replica_reads",
+                    "counter",
+                    {"store": name, "shard": shard},
+                    n,
+                )
+            replicas = watched.get("replicas", {})
+            for reason in ("down", "failed", "refused"):
+                yield (
+                    "gatekeep_session_replicas_skipped",
+                    "counter",
+                    {"store": name, "reason": reason},
+                    replicas.get(f"skipped_{reason}", 0),
+                )
         elif kind == "memory_store":
             yield "gatekeep_memory_keys", "gauge", {"store": name}, watched["keys"]
             yield ("gatekeep_memory_evictions", "counter", {"store": name}, watched["evictions"])
@@ -133,6 +149,8 @@ _KINDS = {
     "gatekeep_shard_fallback_decisions": "counter",
     "gatekeep_local_denials": "counter",
     "gatekeep_denial_cache_keys": "gauge",
+    "gatekeep_session_replica_reads": "counter",
+    "gatekeep_session_replicas_skipped": "counter",
 }
 
 _HELP = {
@@ -153,6 +171,10 @@ _HELP = {
     "gatekeep_local_denials": "Denials answered in process from the cache of denied keys.",
     "gatekeep_denial_cache_keys": "Keys held by a limiter's cache of denied keys.",
     "gatekeep_backend_latency_seconds": "Latency of one backend call (sampled).",
+    "gatekeep_session_replica_reads": "Session reads a replica served, per failing shard.",
+    "gatekeep_session_replicas_skipped": (
+        "Replicas not used for a session read: known down, failed, or refused (not a copy)."
+    ),
 }
 
 
