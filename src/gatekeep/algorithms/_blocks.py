@@ -34,9 +34,9 @@ def run_blocks(
         return out
     if mode == CHARGE:  # a settlement's charge: the usage happened, so it commits
         for key, (a, b) in zip(keys, params, strict=False):  # whatever the limits or a
-            done = algo.check(store, key, now, cost, a, b)  # block say; starts no block
-            algo.commit(store, key, now, done)
-            out += (1, done.remaining_if_hit, done.reset_if_hit_us, 0)
+            charged = algo.check(store, key, now, cost, a, b)  # block say; no block
+            algo.commit(store, key, now, charged)
+            out += (1, charged.remaining_if_hit, charged.reset_if_hit_us, 0)
         return out
 
     group: dict[int, int] = {}
