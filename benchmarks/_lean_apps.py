@@ -10,28 +10,40 @@ a user, a counter, a three-item cart).
 
 from __future__ import annotations
 
-import io
 import sys
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import flask
 from _common import AsyncPing, SyncPing
+from _inprocess import WSGIApp
+from _inprocess import set_cookie as set_cookie  # re-exported: bench_lean's names
+from _inprocess import wsgi_call as wsgi_call
+from _inprocess import wsgi_environ as environ  # noqa: F401
 from bench_sessions import SECRET, SEED
+
+#: Round trips a floor makes per session request: a read-only one loads, a read + write
+#: one loads and saves.
+FLOOR_PINGS = {"/read": 1, "/write": 2}
 
 # -- ASGI -------------------------------------------------------------------------------
 
 
 class AsyncFloor:
     """The app plus one raw round trip before it and, with ``pings=2``, one more when
-    the response starts (where a session save would be)."""
+    the response starts (where a session save would be). With ``session``, the app
+    finds that dict in ``scope["session"]`` (where session middleware puts its session)."""
 
-    def __init__(self, app: Any, ping: AsyncPing, pings: int) -> None:
-        self.app, self.ping, self.pings = app, ping, pings
+    def __init__(
+        self, app: Any, ping: AsyncPing, pings: int, session: dict[str, Any] | None = None
+    ) -> None:
+        self.app, self.ping, self.pings, self.session = app, ping, pings, session
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.ping()
+        if self.session is not None:
+            scope["session"] = self.session
         if self.pings < 2:
             await self.app(scope, receive, send)
             return
@@ -45,57 +57,6 @@ class AsyncFloor:
 
 
 # -- WSGI -------------------------------------------------------------------------------
-
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
-def environ(path: str, cookie: str | None = None) -> dict[str, Any]:
-    env: dict[str, Any] = {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": path,
-        "SCRIPT_NAME": "",
-        "QUERY_STRING": "",
-        "SERVER_NAME": "bench",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "203.0.113.9",
-        "HTTP_HOST": "bench",
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(b""),
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": False,
-        "wsgi.multiprocess": False,
-        "wsgi.run_once": False,
-    }
-    if cookie:
-        env["HTTP_COOKIE"] = cookie
-    return env
-
-
-def wsgi_call(app: WSGIApp, path: str, cookie: str | None = None) -> tuple[str, list[Any]]:
-    """One request: its status and headers (the body read, the iterable closed)."""
-    got: list[Any] = []
-
-    def start_response(status: str, headers: list[Any], exc_info: Any = None) -> None:
-        got[:] = [status, headers]
-
-    body = app(environ(path, cookie), start_response)
-    try:
-        for _ in body:
-            pass
-    finally:
-        close = getattr(body, "close", None)
-        if close is not None:
-            close()
-    return got[0], got[1]
-
-
-def set_cookie(headers: list[tuple[str, str]]) -> str:
-    for k, v in headers:
-        if k.lower() == "set-cookie":
-            return v.split(";", 1)[0]
-    raise RuntimeError("no Set-Cookie")
 
 
 class SyncFloor:
@@ -112,12 +73,14 @@ class SyncFloor:
         return body
 
 
-def flask_app(sessions: bool = False) -> flask.Flask:
+def flask_app(sessions: bool = False, floor: dict[str, Any] | None = None) -> flask.Flask:
+    """With ``sessions``, the routes use Flask's session; without, ``floor`` (a new empty
+    dict each request where there is none)."""
     app = flask.Flask("bench")
     app.config["SECRET_KEY"] = SECRET
 
     def session() -> Any:
-        return flask.session if sessions else {}
+        return flask.session if sessions else ({} if floor is None else floor)
 
     @app.get("/")
     def home() -> str:
@@ -145,19 +108,23 @@ def flask_app(sessions: bool = False) -> flask.Flask:
 # -- Django -----------------------------------------------------------------------------
 
 
-def django_configure(url: str) -> None:
+def django_configure(
+    url: str, floor: dict[str, Any] | None = None, home_type: str | None = None
+) -> None:
     """Settings for every Django handler of this process (once: Django's settings are
-    process-wide); each handler picks its middleware with :func:`django_handler`."""
+    process-wide); each handler picks its middleware with :func:`django_handler`. A
+    request without session middleware uses ``floor`` (a new empty dict where there is
+    none); ``/`` answers "ok" as ``home_type`` (None: Django's default, text/html)."""
     import django
     from django.conf import settings
     from django.http import HttpResponse, JsonResponse
     from django.urls import path
 
     def session(request: Any) -> Any:
-        return getattr(request, "session", {})
+        return getattr(request, "session", {} if floor is None else floor)
 
     def home(request: Any) -> Any:
-        return HttpResponse("ok")
+        return HttpResponse("ok", content_type=home_type)
 
     def read(request: Any) -> Any:
         s = session(request)

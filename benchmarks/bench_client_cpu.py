@@ -32,59 +32,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import platform
-import socket
 import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from bench_middleware import scope as asgi_scope
+import _common
+from _inprocess import asgi_receive, asgi_scope, wsgi_environ
+from bench_middleware import CLIENT
 
 RATE = "1000000/second"
 GROUPS = ("asgi", "wsgi", "django", "hit")
 
 
-def wsgi_environ() -> dict[str, Any]:
-    return {
-        "REQUEST_METHOD": "GET",
-        "SCRIPT_NAME": "",
-        "PATH_INFO": "/",
-        "QUERY_STRING": "",
-        "SERVER_NAME": "bench",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "203.0.113.9",
-        "HTTP_HOST": "bench",
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(),
-        "wsgi.errors": sys.stderr,
-    }
-
-
 # -- the variants: each an async or sync callable that serves one request ------------
 
 
-class AsyncPing:
-    """One raw PING round trip on an asyncio stream (no client library)."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.reader: asyncio.StreamReader
-        self.writer: asyncio.StreamWriter
-
-    async def open(self) -> None:
-        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-
-    async def __call__(self) -> None:
-        self.writer.write(b"PING\r\n")
-        if await self.reader.readuntil(b"\r\n") != b"+PONG\r\n":
-            raise RuntimeError("no PONG")
-
-
-class AsyncRaw(AsyncPing):
+class AsyncRaw(_common.AsyncPing):
     """One raw command (``payload``, one RESP array reply of ``lines`` lines)."""
 
     def __init__(self, port: int, payload: bytes, lines: int) -> None:
@@ -92,6 +58,9 @@ class AsyncRaw(AsyncPing):
         self.payload, self.lines = payload, lines
 
     async def __call__(self) -> None:
+        if self.writer is None:
+            await self.open()
+        assert self.reader is not None
         self.writer.write(self.payload)
         data = await self.reader.read(4096)
         while data.count(b"\r\n") < self.lines:
@@ -100,20 +69,7 @@ class AsyncRaw(AsyncPing):
             raise RuntimeError(data)
 
 
-class SyncPing:
-    """One raw PING round trip on a blocking socket."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port))
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def __call__(self) -> None:
-        self.sock.sendall(b"PING\r\n")
-        if self.sock.recv(64) != b"+PONG\r\n":
-            raise RuntimeError("no PONG")
-
-
-class SyncRaw(SyncPing):
+class SyncRaw(_common.SyncPing):
     def __init__(self, port: int, payload: bytes, lines: int) -> None:
         super().__init__(port)
         self.payload, self.lines = payload, lines
@@ -127,18 +83,15 @@ class SyncRaw(SyncPing):
             raise RuntimeError(data)
 
 
-def asgi_caller(app: Any, ping: AsyncPing | None) -> Callable[[], Any]:
+def asgi_caller(app: Any, ping: _common.AsyncPing | None) -> Callable[[], Any]:
     sent: list[Any] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
     async def one() -> None:
         sent.clear()
-        await app(asgi_scope(), receive, send)
+        await app(asgi_scope(client=CLIENT), asgi_receive, send)
         if ping is not None:
             await ping()
         if sent[0]["status"] != 200:
@@ -148,7 +101,7 @@ def asgi_caller(app: Any, ping: AsyncPing | None) -> Callable[[], Any]:
     return one
 
 
-def wsgi_caller(app: Any, ping: SyncPing | None) -> Callable[[], Any]:
+def wsgi_caller(app: Any, ping: _common.SyncPing | None) -> Callable[[], Any]:
     got: list[Any] = []
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -175,39 +128,12 @@ def plain_wsgi_app(environ: dict[str, Any], start_response: Any) -> Iterable[byt
 
 
 def django_handlers(url: str) -> tuple[Any, Any]:
-    """Django's WSGIHandler without and with gatekeep's middleware (one view)."""
-    import django
-    from django.conf import settings
-    from django.http import HttpResponse
-    from django.test.utils import override_settings
-    from django.urls import path
+    """Django's WSGIHandler without and with gatekeep's middleware (``_lean_apps``'
+    settings and views: ``/`` answers "ok" as text/plain)."""
+    from _lean_apps import django_configure, django_handler
 
-    if not settings.configured:
-        settings.configure(
-            DEBUG=False,
-            SECRET_KEY="bench",
-            ALLOWED_HOSTS=["*"],
-            ROOT_URLCONF=__name__,
-            INSTALLED_APPS=["gatekeep.django"],
-            MIDDLEWARE=[],
-            GATEKEEP={"ratelimit": {"default": RATE, "backend": url}},
-        )
-        django.setup()
-
-    def home(request: Any) -> HttpResponse:
-        return HttpResponse("ok", content_type="text/plain")
-
-    global urlpatterns
-    urlpatterns = [path("", home)]
-    from django.core.handlers.wsgi import WSGIHandler
-
-    bare = WSGIHandler()
-    with override_settings(MIDDLEWARE=["gatekeep.django.middleware.RateLimitMiddleware"]):
-        gk = WSGIHandler()
-    return bare, gk
-
-
-urlpatterns: list[Any] = []
+    django_configure(url, home_type="text/plain")
+    return django_handler(), django_handler("gatekeep.django.middleware.RateLimitMiddleware")
 
 
 # -- measuring ---------------------------------------------------------------------
@@ -254,7 +180,7 @@ def main() -> None:
     loop = asyncio.new_event_loop()
     closers: list[Callable[[], Any]] = []
     try:
-        aping, sping = AsyncPing(server.port), SyncPing(server.port)
+        aping, sping = _common.AsyncPing(server.port), _common.SyncPing(server.port)
         loop.run_until_complete(aping.open())
         sync_fns: dict[str, Callable[[], Any]] = {}
         async_fns: dict[str, Callable[[], Any]] = {}

@@ -53,6 +53,7 @@ from _common import (
     inner_commands_counted_twice,
     run_rounds,
 )
+from _inprocess import WSGIApp, set_cookie, wsgi_call
 from _lean_report import cost_table, floor, target_tables
 
 import gatekeep
@@ -62,6 +63,8 @@ from gatekeep.testing import ServerProcess, find_server
 RATE = "1000000/second"  # never denies: the cost of a decision
 TWO = "1000000/second; 100000000/hour"
 MEMORY_RATE, MEMORY_HITS = "100/minute", 50
+#: The session requests of every front door.
+SESSION_REQUESTS = {"/read": "read-only", "/write": "read+write"}
 
 
 def each(fn: Callable[[str], object], keys: Iterator[str]) -> Op:
@@ -142,14 +145,14 @@ class Requests:
 
         self.ops[name] = lambda n: self.loop.run_until_complete(many(n))
 
-    def wsgi(self, name: str, app: apps.WSGIApp, path: str, cookie: str | None = None) -> None:
-        status, headers = apps.wsgi_call(app, path, cookie)
+    def wsgi(self, name: str, app: WSGIApp, path: str, cookie: str | None = None) -> None:
+        status, headers = wsgi_call(app, path, cookie)
         assert status.startswith("200"), (name, status)
         assert not rate_limited(name) or any("ratelimit" in k.lower() for k, _ in headers), name
 
         def op(n: int) -> None:
             for _ in range(n):
-                apps.wsgi_call(app, path, cookie)
+                wsgi_call(app, path, cookie)
 
         self.ops[name] = op
 
@@ -185,12 +188,27 @@ class Requests:
             self.seeds[f"ASGI {lib} session"] = lambda app=app: self.loop.run_until_complete(
                 call(app, "/seed", None)
             )
-        for path, what, pings in (("/read", "read-only", 1), ("/write", "read+write", 2)):
+        for path, what in SESSION_REQUESTS.items():
             self.asgi(f"ASGI bare app, {path}", built["bare"], path)
-            base = apps.AsyncFloor(built["bare"], self.aping, pings)
+            base = apps.AsyncFloor(built["bare"], self.aping, apps.FLOOR_PINGS[path])
             self.asgi(floor("ASGI", path), base, path)
             for lib in ("gatekeep", "starsessions"):
                 self.asgi(f"ASGI {lib} session, {what}", built[lib], path, cookies[lib])
+
+    def bare_and_floor(self, door: str, bare: WSGIApp) -> None:
+        """A WSGI door's bare app on ``/``, and it with one raw round trip."""
+        self.wsgi(f"{door} bare app, /", bare, "/")
+        self.wsgi(floor(door, "/"), apps.SyncFloor(bare, self.sping, 1), "/")
+
+    def sessions(self, door: str, bare: WSGIApp, sessions: WSGIApp) -> None:
+        """A WSGI door's session requests: the bare app, its floor, gatekeep's session."""
+        cookie = set_cookie(wsgi_call(sessions, "/seed")[1])
+        self.seeds[f"{door} gatekeep session"] = lambda: wsgi_call(sessions, "/seed")
+        for path, what in SESSION_REQUESTS.items():
+            self.wsgi(f"{door} bare app, {path}", bare, path)
+            base = apps.SyncFloor(bare, self.sping, apps.FLOOR_PINGS[path])
+            self.wsgi(floor(door, path), base, path)
+            self.wsgi(f"{door} gatekeep session, {what}", sessions, path, cookie)
 
     def _flask(self) -> None:
         from gatekeep.flask import RateLimiter
@@ -200,8 +218,7 @@ class Requests:
 
         bare = apps.flask_app()
         backend = RedisBackend(self.url)
-        self.wsgi("Flask bare app, /", bare, "/")
-        self.wsgi(floor("Flask", "/"), apps.SyncFloor(bare, self.sping, 1), "/")
+        self.bare_and_floor("Flask", bare)
         wrapped = RateLimitMiddleware(apps.flask_app(), default=RATE, backend=backend, prefix="w")
         self.wsgi("WSGI gatekeep.wsgi RateLimitMiddleware (Flask)", wrapped, "/")
         extension = apps.flask_app()
@@ -210,27 +227,16 @@ class Requests:
         sessions = apps.flask_app(sessions=True)
         store = SessionStore(RedisBackend(self.url), prefix="bf")
         GatekeepSessionInterface(store, https_only=False).init_app(sessions)
-        cookie = apps.set_cookie(apps.wsgi_call(sessions, "/seed")[1])
-        self.seeds["Flask gatekeep session"] = lambda: apps.wsgi_call(sessions, "/seed")
-        for path, what, pings in (("/read", "read-only", 1), ("/write", "read+write", 2)):
-            self.wsgi(f"Flask bare app, {path}", bare, path)
-            self.wsgi(floor("Flask", path), apps.SyncFloor(bare, self.sping, pings), path)
-            self.wsgi(f"Flask gatekeep session, {what}", sessions, path, cookie)
+        self.sessions("Flask", bare, sessions)
 
     def _django(self) -> None:
         apps.django_configure(self.url)
         bare = apps.django_handler()
         limited = apps.django_handler("gatekeep.django.middleware.RateLimitMiddleware")
         sessions = apps.django_handler("django.contrib.sessions.middleware.SessionMiddleware")
-        self.wsgi("Django bare app, /", bare, "/")
-        self.wsgi(floor("Django", "/"), apps.SyncFloor(bare, self.sping, 1), "/")
+        self.bare_and_floor("Django", bare)
         self.wsgi("Django gatekeep RateLimitMiddleware", limited, "/")
-        cookie = apps.set_cookie(apps.wsgi_call(sessions, "/seed")[1])
-        self.seeds["Django gatekeep session"] = lambda: apps.wsgi_call(sessions, "/seed")
-        for path, what, pings in (("/read", "read-only", 1), ("/write", "read+write", 2)):
-            self.wsgi(f"Django bare app, {path}", bare, path)
-            self.wsgi(floor("Django", path), apps.SyncFloor(bare, self.sping, pings), path)
-            self.wsgi(f"Django gatekeep session, {what}", sessions, path, cookie)
+        self.sessions("Django", bare, sessions)
 
     def close(self) -> None:
         for close in self.closers:

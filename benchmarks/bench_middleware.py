@@ -29,6 +29,7 @@ from typing import Any
 
 import redis
 from _common import SCRIPTS, command_mix
+from _inprocess import asgi_receive, asgi_scope
 from slowapi import Limiter as SlowLimiter
 from slowapi.middleware import SlowAPIASGIMiddleware, SlowAPIMiddleware
 from slowapi.util import get_remote_address
@@ -62,29 +63,18 @@ def slowapi_app(middleware: type, url: str) -> Starlette:
     return app
 
 
+#: The client of every request (a documentation address).
+CLIENT = ("203.0.113.9", 5000)
+
+
 def scope() -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/",
-        "raw_path": b"/",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"bench")],
-        "client": ("203.0.113.9", 5000),
-        "server": ("bench", 80),
-    }
+    """The scope of every request here (``/``, from :data:`CLIENT`)."""
+    return asgi_scope(client=CLIENT)
 
 
 async def run(app: Any, n: int) -> tuple[float, list[tuple[bytes, bytes]]]:
     """Seconds per request over n requests; the headers of the last response."""
     sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
@@ -92,7 +82,7 @@ async def run(app: Any, n: int) -> tuple[float, list[tuple[bytes, bytes]]]:
     start = time.perf_counter()
     for _ in range(n):
         sent.clear()
-        await app(scope(), receive, send)
+        await app(asgi_scope(client=CLIENT), asgi_receive, send)
     elapsed = (time.perf_counter() - start) / n
     start_msg = next(m for m in sent if m["type"] == "http.response.start")
     assert start_msg["status"] == 200, start_msg

@@ -43,14 +43,14 @@ from importlib.metadata import version
 from typing import Any
 
 import redis
+from _common import AsyncPing
+from _inprocess import set_cookie
 from _session_apps import (
-    AsyncPing,
     SyncPing,
     asgi_apps,
     asgi_call,
     django_apps,
     flask_apps,
-    set_cookie_pair,
     wsgi_apps,
     wsgi_call,
 )
@@ -76,16 +76,17 @@ def commands(probe: redis.Redis) -> int:
 
 
 class Door:
-    """One front door: its floor and gatekeep apps, how to call them, the cookie."""
+    """One front door: its floor for each path and its gatekeep app, how to call them,
+    the cookie (bytes for ASGI, str for WSGI)."""
 
-    def __init__(self, name: str, floor: Any, gk: Any, store: SessionStore, sync: bool) -> None:
-        self.name, self.floor, self.gk, self.store, self.sync = name, floor, gk, store, sync
-        self.cookie: bytes | None = None
+    def __init__(
+        self, name: str, floors: dict[str, Any], gk: Any, store: SessionStore, sync: bool
+    ) -> None:
+        self.name, self.floors, self.gk, self.store, self.sync = name, floors, gk, store, sync
+        self.cookie: Any = None
 
 
-async def call(
-    door: Door, app: Any, path: str, cookie: bytes | None
-) -> tuple[int, list[Any], float]:
+async def call(door: Door, app: Any, path: str, cookie: Any) -> tuple[int, list[Any], float]:
     if door.sync:
         return wsgi_call(app, path, cookie)
     return await asgi_call(app, path, cookie)
@@ -95,11 +96,11 @@ async def prepare(door: Door, probe: redis.Redis) -> dict[str, float]:
     """Seed the session, check both variants answer, count round trips per request."""
     status, headers, _ = await call(door, door.gk, "/seed", None)
     assert status == 200, (door.name, status)
-    door.cookie = set_cookie_pair(headers)
+    door.cookie = set_cookie(headers)
     trips: dict[str, float] = {}
     for path in PATHS:
         for variant, app, cookie in (
-            ("floor", door.floor, None),
+            ("floor", door.floors[path], None),
             ("gatekeep", door.gk, door.cookie),
         ):
             for _ in range(3):
@@ -120,7 +121,7 @@ async def measure(
         for door in doors:
             for path in PATHS:
                 for variant, app, cookie in (
-                    ("floor", door.floor, None),
+                    ("floor", door.floors[path], None),
                     ("gatekeep", door.gk, door.cookie),
                 ):
                     out = samples.setdefault((door.name, path, variant), [])
@@ -133,18 +134,18 @@ async def build(names: list[str], url: str, port: int) -> tuple[list[Door], list
     doors, closers = [], []
     apinger = AsyncPing(port)
     await apinger.open()
-    closers.append(apinger.close)
+    closers.append(apinger.aclose)
     spinger = SyncPing(port)
     closers.append(spinger.close)
     for name in names:
         if name == "asgi":
-            floor, gk, store = asgi_apps(url, apinger)
-            doors.append(Door(name, floor, gk, store, sync=False))
+            floors, gk, store = asgi_apps(url, apinger)
+            doors.append(Door(name, floors, gk, store, sync=False))
             closers.append(store.aclose)
         else:
             make = {"wsgi": wsgi_apps, "flask": flask_apps, "django": django_apps}[name]
-            floor, gk, store = make(url, spinger)
-            doors.append(Door(name, floor, gk, store, sync=True))
+            floors, gk, store = make(url, spinger)
+            doors.append(Door(name, floors, gk, store, sync=True))
     return doors, closers
 
 
@@ -201,7 +202,7 @@ async def profile(args: argparse.Namespace, server: ServerProcess) -> str:
     doors, closers = await build([door_name], server.url, server.port)
     door = doors[0]
     await prepare(door, probe)
-    variant = door.floor if args.floor else door.gk
+    variant = door.floors["/" + path] if args.floor else door.gk
     cookie = None if args.floor else door.cookie
     for _ in range(200):
         await call(door, variant, "/" + path, cookie)

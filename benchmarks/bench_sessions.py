@@ -37,6 +37,8 @@ from typing import Any
 
 import redis
 import redis.asyncio
+from _inprocess import asgi_call as call
+from _inprocess import set_cookie
 from starlette.applications import Starlette
 from starlette.middleware.sessions import SessionMiddleware as CookieSessionMiddleware
 from starlette.requests import Request
@@ -118,14 +120,20 @@ class Floor:
         await self.app(scope, receive, send_wrapper)
 
 
+def gatekeep_app(store: SessionStore) -> Starlette:
+    """The routes behind gatekeep's SessionMiddleware on ``store``."""
+    app = Starlette(routes=ROUTES)
+    app.add_middleware(SessionMiddleware, secret_key=SECRET, store=store, https_only=False)
+    return app
+
+
 def make_apps(url: str) -> tuple[dict[str, Any], list[Callable[[], Any]]]:
     closers: list[Callable[[], Any]] = []
     bare = Starlette(routes=ROUTES)
 
-    gk = Starlette(routes=ROUTES)
     backend = RedisBackend(url)
     store = SessionStore(backend, prefix="bench")
-    gk.add_middleware(SessionMiddleware, secret_key=SECRET, store=store, https_only=False)
+    gk = gatekeep_app(store)
     closers += [store.aclose, backend.aclose]
 
     star = Starlette(routes=ROUTES)
@@ -153,47 +161,6 @@ def make_apps(url: str) -> tuple[dict[str, Any], list[Callable[[], Any]]]:
         "cookie": cookie,
         "floor": floor,
     }, closers
-
-
-def scope(path: str, cookie: bytes | None) -> dict[str, Any]:
-    headers = [(b"host", b"bench")]
-    if cookie:
-        headers.append((b"cookie", cookie))
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 40000),
-        "server": ("bench", 80),
-    }
-
-
-async def call(app: Any, path: str, cookie: bytes | None) -> tuple[int, list[tuple[bytes, bytes]]]:
-    start: dict[str, Any] = {}
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            start.update(message)
-
-    await app(scope(path, cookie), receive, send)
-    return start["status"], list(start.get("headers", []))
-
-
-def set_cookie(headers: list[tuple[bytes, bytes]]) -> bytes:
-    for k, v in headers:
-        if k.lower() == b"set-cookie":
-            return v.split(b";", 1)[0]
-    raise RuntimeError("no Set-Cookie")
 
 
 def commands(probe: redis.Redis) -> int:

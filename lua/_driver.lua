@@ -4,11 +4,13 @@
 --
 -- Returns a flat array, four integers per limit, in KEYS order:
 --   allowed (1/0), remaining, reset_after (µs), retry_after (µs, -1 = never)
+-- Mode 'charge' commits whether or not the limits allow it (a reservation settled
+-- above its estimate): the state may go beyond the limit, a debt later calls wait out.
 local n = #KEYS
 if n == 1 and mode ~= 'refund' then  -- the common case, without tables or loops (same result)
   local allowed, remaining, reset, retry, remaining_if_hit, reset_if_hit, ttl, s1, s2, s3, s4 =
     check(KEYS[1], tonumber(ARGV[4]), tonumber(ARGV[5]))
-  if allowed and mode == 'hit' then
+  if mode == 'charge' or (allowed and mode == 'hit') then
     commit(KEYS[1], ttl, s1, s2, s3, s4)
     return {1, remaining_if_hit, reset_if_hit, 0}
   end
@@ -37,7 +39,7 @@ for i = 1, n do
   if not c[1] then all_allowed = false end
 end
 
-local consume = all_allowed and mode == 'hit'
+local consume = mode == 'charge' or (all_allowed and mode == 'hit')
 for i = 1, n do
   local c = checks[i]
   if consume then

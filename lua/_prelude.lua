@@ -1,7 +1,8 @@
 -- gatekeep: shared prelude, prepended to every limiter script when it is loaded.
 --
 -- ARGV[1]  now, integer microseconds since the epoch; '' to read the server's TIME
--- ARGV[2]  mode: 'hit' (consume), 'peek' (decide, change nothing) or 'refund' (give back)
+-- ARGV[2]  mode: 'hit' (consume), 'peek' (decide, change nothing), 'refund' (give back)
+--          or 'charge' (consume even beyond the limit: see _driver.lua)
 -- ARGV[3]  cost, integer >= 0
 -- ARGV[2+2i], ARGV[3+2i]  the two parameters of limit i (see each algorithm's header)
 -- KEYS[i]  the key of limit i; all keys share one hash tag, so one cluster slot

@@ -7,7 +7,8 @@
 --
 -- The bucket's content is kept as microseconds of refill ("level" = tokens x
 -- interval), so refill is one microsecond per microsecond and every number is
--- an exact integer. "ts" is when the level was last brought up to date.
+-- an exact integer. "ts" is when the level was last brought up to date. A level
+-- below zero is a debt (mode 'charge'): refill pays it off before a hit fits.
 
 -- The common call (one limit, a hit) inlined: check and commit below, the same
 -- arithmetic, without the calls and closures that cost server time on every call
@@ -19,7 +20,7 @@ if mode == 'hit' and #KEYS == 1 then
   local level, ts = capacity, now
   local v = redis.call('GET', key)
   if v then
-    local l, t = string.match(v, '^(%d+) (%d+)$')
+    local l, t = string.match(v, '^(-?%d+) (%d+)$')
     level, ts = tonumber(l), tonumber(t)
     if ts < now then
       level = level + now - ts
@@ -41,7 +42,7 @@ end
 local function load(key, capacity)
   local v = redis.call('GET', key)
   if not v then return capacity, now end
-  local level, ts = string.match(v, '^(%d+) (%d+)$')
+  local level, ts = string.match(v, '^(-?%d+) (%d+)$')
   level, ts = tonumber(level), tonumber(ts)
   if ts < now then  -- refill; a clock that stepped back refills nothing
     level = level + now - ts

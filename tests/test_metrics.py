@@ -27,7 +27,9 @@ def test_decisions_are_counted_per_rule():
         "allowed": 1,
         "denied": 1,
         "near_limit": 1,
+        "settled": 0,
         "shadow_denied": 0,
+        "waits": 0,
     }
     assert stats["latency"]["memory"]["count"] == 9
     assert stats["latency"]["memory"]["buckets"][float("inf")] == 9

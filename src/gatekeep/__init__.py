@@ -11,19 +11,23 @@ from __future__ import annotations
 from ._version import __version__
 from .algorithms import ALGORITHMS
 from .backends import Backend, FailoverBackend, MemoryBackend, RedisBackend, connect
+from .blocks import Block
 from .breaker import CircuitBreaker
 from .decision import Decision
 from .errors import BackendUnavailable, GatekeepError
 from .limiter import AsyncLimiter, Limiter, Limits
 from .metrics import METRICS, Metrics
 from .rates import Rate, parse_rate, parse_rates
+from .reservations import AsyncReservation, Reservation, ReservationSettled
 from .sessions import Session, SessionStore, SessionTooLarge
 
 __all__ = [
     "ALGORITHMS",
     "AsyncLimiter",
+    "AsyncReservation",
     "Backend",
     "BackendUnavailable",
+    "Block",
     "CircuitBreaker",
     "Decision",
     "FailoverBackend",
@@ -35,6 +39,8 @@ __all__ = [
     "Metrics",
     "Rate",
     "RedisBackend",
+    "Reservation",
+    "ReservationSettled",
     "Session",
     "SessionStore",
     "SessionTooLarge",

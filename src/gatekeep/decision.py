@@ -66,10 +66,16 @@ class Decision(NamedTuple):
                     (),
                 ),
             )
-        details = tuple(
-            _one(rate, reply[i], reply[i + 1], reply[i + 2], reply[i + 3])
-            for rate, i in zip(rates, range(0, 4 * len(rates), 4), strict=False)
+        return Decision.combine(
+            tuple(
+                _one(rate, reply[i], reply[i + 1], reply[i + 2], reply[i + 3])
+                for rate, i in zip(rates, range(0, 4 * len(rates), 4), strict=False)
+            )
         )
+
+    @staticmethod
+    def combine(details: tuple[Decision, ...]) -> Decision:
+        """The all-or-nothing decision of several limits' decisions (``details``)."""
         tightest = min(details, key=_tightness)
         return Decision(
             allowed=all(d.allowed for d in details),

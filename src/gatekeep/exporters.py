@@ -19,6 +19,7 @@ Metric names follow Prometheus conventions (``_total`` counters, base units)::
 
     gatekeep_decisions_total{rule, result="allowed|denied|shadow_denied"}
     gatekeep_near_limit_total{rule}
+    gatekeep_waits_total{rule}, gatekeep_settled_total{rule}
     gatekeep_fallback_decisions_total{breaker}
     gatekeep_backend_latency_seconds{backend}          (histogram)
     gatekeep_backend_errors_total{backend, error}
@@ -61,6 +62,8 @@ def samples(stats: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, str], f
         for result in _RESULTS:
             yield "gatekeep_decisions", "counter", {"rule": rule, "result": result}, c[result]
         yield "gatekeep_near_limit", "counter", {"rule": rule}, c["near_limit"]
+        yield "gatekeep_waits", "counter", {"rule": rule}, c["waits"]
+        yield "gatekeep_settled", "counter", {"rule": rule}, c["settled"]
     for key, n in stats["backend_errors"].items():
         backend, _, error = key.partition(":")
         yield "gatekeep_backend_errors", "counter", {"backend": backend, "error": error}, n
@@ -104,15 +107,36 @@ def samples(stats: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, str], f
                     {"breaker": name, "shard": shard},
                     one["fallback_calls"],
                 )
+        elif kind == "sessions":
+            for shard, n in watched.get("replica_reads_by_shard", {}).items():
+                yield (
+                    "gatekeep_session_replica_reads",
+                    "counter",
+                    {"store": name, "shard": shard},
+                    n,
+                )
+            replicas = watched.get("replicas", {})
+            for reason in ("down", "failed", "refused"):
+                yield (
+                    "gatekeep_session_replicas_skipped",
+                    "counter",
+                    {"store": name, "reason": reason},
+                    replicas.get(f"skipped_{reason}", 0),
+                )
         elif kind == "memory_store":
             yield "gatekeep_memory_keys", "gauge", {"store": name}, watched["keys"]
             yield ("gatekeep_memory_evictions", "counter", {"store": name}, watched["evictions"])
+        elif kind == "denial_cache":
+            yield "gatekeep_local_denials", "counter", {"cache": name}, watched["local_denials"]
+            yield "gatekeep_denial_cache_keys", "gauge", {"cache": name}, watched["keys"]
 
 
 #: Every metric ``samples`` yields, and its kind.
 _KINDS = {
     "gatekeep_decisions": "counter",
     "gatekeep_near_limit": "counter",
+    "gatekeep_waits": "counter",
+    "gatekeep_settled": "counter",
     "gatekeep_fallback_decisions": "counter",
     "gatekeep_backend_errors": "counter",
     "gatekeep_session_operations": "counter",
@@ -123,11 +147,17 @@ _KINDS = {
     "gatekeep_memory_evictions": "counter",
     "gatekeep_shard_breaker_state": "gauge",
     "gatekeep_shard_fallback_decisions": "counter",
+    "gatekeep_local_denials": "counter",
+    "gatekeep_denial_cache_keys": "gauge",
+    "gatekeep_session_replica_reads": "counter",
+    "gatekeep_session_replicas_skipped": "counter",
 }
 
 _HELP = {
     "gatekeep_decisions": "Rate-limit decisions by rule and result.",
     "gatekeep_near_limit": "Allowed decisions with less than 20% of the limit remaining.",
+    "gatekeep_waits": "Requests that slept before passing (acquire, a rule's delay).",
+    "gatekeep_settled": "Reservations settled (reserve then settle, a rule's settle).",
     "gatekeep_fallback_decisions": "Calls answered by the fallback policy, not Redis.",
     "gatekeep_backend_errors": "Errors raised by a backend, by exception type.",
     "gatekeep_session_operations": "Session store operations.",
@@ -138,7 +168,13 @@ _HELP = {
     "gatekeep_shard_breaker_state": "1 for the current state of one shard's circuit breaker.",
     "gatekeep_shard_fallback_decisions": "Calls for one shard's keys answered by the fallback.",
     "gatekeep_memory_evictions": "Keys an in-process store evicted to stay bounded.",
+    "gatekeep_local_denials": "Denials answered in process from the cache of denied keys.",
+    "gatekeep_denial_cache_keys": "Keys held by a limiter's cache of denied keys.",
     "gatekeep_backend_latency_seconds": "Latency of one backend call (sampled).",
+    "gatekeep_session_replica_reads": "Session reads a replica served, per failing shard.",
+    "gatekeep_session_replicas_skipped": (
+        "Replicas not used for a session read: known down, failed, or refused (not a copy)."
+    ),
 }
 
 

@@ -38,6 +38,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
+from .blocks import BlockSpec
 from .decision import Decision
 from .limiter import Limits
 from .ratelimit.core import Outcome, RateLimitPolicy
@@ -89,6 +90,7 @@ class RateLimit:
         name: str | None = None,
         key: KeyFunc | None = None,
         policy: RateLimitPolicy | None = None,
+        block: BlockSpec = None,
         **options: Any,
     ) -> None:
         if policy is not None and options:
@@ -99,7 +101,7 @@ class RateLimit:
         self.name = name
         #: The limit as a rule (its rates are validated now, at start-up); per-route
         #: rules share its rates.
-        self.rule = Rule(limits, "/**", key=key, name=name or "route")
+        self.rule = Rule(limits, "/**", key=key, name=name or "route", block=block)
         self.policy.check_rule(self.rule)
         self._rules: dict[str, Rule] = {}
 
@@ -113,7 +115,7 @@ class RateLimit:
             if len(self._rules) > 10_000:
                 self._rules.clear()
             rule = self._rules[label] = Rule(
-                self.limits, "/**", key=self.key, name=route_name(label)
+                self.limits, "/**", key=self.key, name=route_name(label), block=self.rule.block
             )
         return rule
 

@@ -42,10 +42,11 @@ from typing import Any, TypeVar
 
 from flask import Flask, Request, Response, current_app, g, request, session
 
+from .blocks import BlockSpec
 from .limiter import Limits
 from .ratelimit import views
 from .ratelimit.core import RateLimitPolicy
-from .ratelimit.drivers import check_sync
+from .ratelimit.drivers import check_sync, settle_sync
 from .ratelimit.headers import Denial
 from .ratelimit.keys import KeyFunc
 from .ratelimit.request import WSGIRequest
@@ -96,10 +97,16 @@ class RateLimiter:
         return current_app.extensions[_EXT]  # type: ignore[no-any-return]
 
     def limit(
-        self, limits: Limits, *, key: KeyFunc | None = None, name: str | None = None
+        self,
+        limits: Limits,
+        *,
+        key: KeyFunc | None = None,
+        name: str | None = None,
+        block: BlockSpec = None,
     ) -> Callable[[F], F]:
-        """Limits for one view, checked with the path rules that match it."""
-        return views.limit(limits, key=key, name=name)
+        """Limits for one view, checked with the path rules that match it (``block``: a
+        penalty block after a denial, see :mod:`gatekeep.blocks`)."""
+        return views.limit(limits, key=key, name=name, block=block)
 
     def exempt(self, view: F) -> F:
         """Never limit this view (no headers either)."""
@@ -118,6 +125,8 @@ class RateLimiter:
             return None
         outcome = check_sync(policy, req, rules)
         g._gatekeep_headers = outcome.headers
+        if outcome.pending is not None:  # a settle= rule: after the response is sent
+            g._gatekeep_pending = outcome.pending
         if outcome.allowed:
             return None
         denial = outcome.denial
@@ -129,6 +138,13 @@ class RateLimiter:
         for name, value in g.pop("_gatekeep_headers", ()):
             if name not in response.headers:
                 response.headers[name] = value
+        pending = g.pop("_gatekeep_pending", None)
+        if pending is not None:
+            policy: RateLimitPolicy = current_app.extensions[_EXT]
+            status = response.status_code
+            headers = [(n.lower(), v) for n, v in response.headers.items()]
+            # Werkzeug calls it when the server closes the response: its body sent
+            response.call_on_close(lambda: settle_sync(policy, pending, status, headers))
         return response
 
 

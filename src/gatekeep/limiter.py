@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import inspect
 import itertools
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import replace
-from time import perf_counter_ns
-from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
+from time import monotonic_ns, perf_counter_ns
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from . import waiting
+from ._steps import DELETE, Call, LimitFlow, Wait
 from .algorithms import HIT, PEEK, REFUND, AlgorithmSpec, get_algorithm
 from .backends.base import Backend, Plan, backend_kind
 from .backends.memory import MemoryBackend
+from .blocks import BlockSpec, as_block, with_block
 from .decision import Decision
+from .denials import DenialCache
 from .flows import arun_flow, run_flow
 from .keys import make_prefix, tag
 from .metrics import METRICS, NEAR_LIMIT_FACTOR, Metrics, RuleCounters
 from .rates import Rate, parse_rates
+from .reservations import AsyncReservation, Reservation, reserve_flow
 
 from_reply = Decision.from_reply
 T = TypeVar("T")
@@ -32,27 +37,6 @@ __all__ = ["AsyncLimiter", "BaseLimiter", "Call", "Limits", "Limiter"]
 #: a :class:`Rate`, or a list of either.
 Limits = str | Rate | Iterable[str | Rate]
 
-
-class Call(NamedTuple):
-    """A backend call of a limiter: ``backend.limit(plan, keys, now, mode, cost)`` (with
-    ``many``, ``keys`` is a list of key lists: ``limit_many``; with mode :data:`DELETE`,
-    ``backend.delete(keys)``); ``t0``: when it was started, if its latency is one to
-    sample, else 0."""
-
-    plan: Plan
-    keys: Any
-    now: int | None
-    mode: str
-    cost: int
-    t0: int
-    many: bool = False
-
-
-#: The mode of a :class:`Call` that forgets its keys (``reset``).
-DELETE = "delete"
-
-#: An operation of a limiter, written once: it yields the backend calls it needs.
-LimitFlow = Generator[Call, Any, T]
 
 F = TypeVar("F", bound=Callable[..., Any])
 P = ParamSpec("P")
@@ -74,8 +58,12 @@ class BaseLimiter:
         prefix: str = "",
         name: str = "default",
         metrics: Metrics | None = METRICS,
+        block: BlockSpec = None,
+        denial_cache: bool | int | None = None,
     ) -> None:
         self.algorithm = get_algorithm(algorithm)
+        #: The penalty block after a denied hit (:mod:`gatekeep.blocks`), or None.
+        self.block = as_block(block)
         self.backend: Backend = MemoryBackend() if backend is None else backend
         if not isinstance(self.backend, Backend):
             raise TypeError(
@@ -98,6 +86,12 @@ class BaseLimiter:
             self._ticks = itertools.cycle([False] * (metrics.latency_sample - 1) + [True])
             if isinstance(self.backend, MemoryBackend):
                 metrics.watch(f"{name}:memory", self.backend.store.watch_source())
+        #: The local cache of denied keys (:mod:`gatekeep.denials`), or None.
+        self.denials = DenialCache.configure(
+            denial_cache, isinstance(self.backend, MemoryBackend), metrics, name
+        )
+        #: The cache's entries (an empty dict without one): a hit looks only when not empty.
+        self._denied = {} if self.denials is None else self.denials.entries
         self._plans: dict[Any, Plan] = {}
         self.default_plan = None if limits is None else self.plan(limits)
 
@@ -149,7 +143,34 @@ class BaseLimiter:
             keys = plan.key_cache[key]  # self.keys(), without its checks when cached
         except (KeyError, TypeError):
             keys = self.keys(key, plan)
+        if self._denied and now is None:  # some key's denial is held here
+            denied = self.denials.check(plan, keys, cost)  # type: ignore[union-attr]
+            if denied is not None:
+                if self._counters is not None:
+                    self._counters.denied += 1
+                return denied
         return self.begin(plan, keys, None if now is None else round(now * 1_000_000), cost)
+
+    @property
+    def counters(self) -> RuleCounters | None:
+        """This limiter's metrics counters (None with ``metrics=None``)."""
+        return self._counters
+
+    def hit_flow(
+        self, key: str, limits: Limits | None, cost: int, now: float | None
+    ) -> LimitFlow[Decision]:
+        """``hit`` as a flow, for the operations built on it (``acquire``, ``reserve``)."""
+        c = self._hit(key, limits, cost, now)
+        if type(c) is not Call:  # decided in process
+            return c  # type: ignore[return-value]
+        reply = yield c
+        return self._decided(c.plan, reply, c.t0)
+
+    def remember(self, call: Call, decision: Decision, sent: int) -> None:
+        """Hold the backend's denial of ``call`` (a hit on the server's clock, sent at
+        ``sent``, monotonic ns) in the local cache until it ends."""
+        if self.denials is not None and not decision[0] and call.now is None:
+            self.denials.remember(call.plan, call.keys, call.cost, decision, sent)
 
     # -- the other operations, each written once as a flow (run by the shells below) -----
 
@@ -158,7 +179,10 @@ class BaseLimiter:
     ) -> LimitFlow[Decision]:
         """``peek`` and ``refund``: one backend call, not counted as decisions."""
         plan = self.plan(limits)
-        reply = yield Call(plan, self.keys(key, plan), _us(now), mode, _cost(cost), 0)
+        keys = self.keys(key, plan)
+        if mode == REFUND and self.denials is not None:
+            self.denials.forget(plan, keys)
+        reply = yield Call(plan, keys, _us(now), mode, _cost(cost), 0)
         return Decision.from_reply(plan.rates, reply)
 
     def _peek(
@@ -173,10 +197,29 @@ class BaseLimiter:
         """Give ``cost`` back to every limit, never beyond its capacity."""
         return self._call(key, limits, cost, now, REFUND)
 
+    def _acquire(
+        self,
+        key: str,
+        limits: Limits | None = None,
+        cost: int = 1,
+        *,
+        timeout: float | None = None,
+    ) -> LimitFlow[Decision]:
+        """Wait until every limit allows ``cost``, then take it: the allowing decision.
+
+        Sleeps a denial's ``retry_after`` exactly, then hits again (no polling). The
+        denial is returned at once when it can never pass or its ``retry_after``
+        exceeds what is left of ``timeout`` (seconds; None: none). See
+        :mod:`gatekeep.waiting`."""
+        return waiting.acquire_flow(self, key, limits, cost, timeout)
+
     def _reset(self, key: str, limits: Limits | None = None) -> LimitFlow[None]:
         """Forget ``key``'s state under ``limits``: it starts again with full capacity."""
         plan = self.plan(limits)
-        yield Call(plan, self.keys(key, plan), None, DELETE, 0, 0)
+        keys = self.keys(key, plan)
+        if self.denials is not None:
+            self.denials.forget(plan, keys)
+        yield Call(plan, keys, None, DELETE, 0, 0)
 
     def _hit_many(
         self,
@@ -228,6 +271,8 @@ class BaseLimiter:
             flat=tuple(x for p in params for x in p),
             twin=algo.algorithm,
         )
+        if self.block is not None:
+            plan = with_block(plan, self.block)
         fuse = getattr(self.backend, "fused_hit", None)
         fast = fuse(plan, self._counters) if fuse is not None else None  # it counts, too
         return plan if fast is None else replace(plan, fast=fast)
@@ -241,6 +286,8 @@ class BaseLimiter:
         if keys is None:
             base = self.prefix + tag(key)
             keys = [base + s for s in plan.suffixes]
+            if plan.block_suffix:
+                keys.append(base + plan.block_suffix)
             if len(cache) >= _KEY_CACHE_SIZE:
                 cache.clear()
             cache[key] = keys
@@ -313,7 +360,10 @@ class Limiter(BaseLimiter):
     (True, 9)
 
     ``now`` (seconds since the epoch) replaces the backend's clock, for tests and
-    replays; by default Redis scripts read the server's ``TIME``.
+    replays; by default Redis scripts read the server's ``TIME``. ``block=60`` (or
+    ``[60, 600, 3600]``) blocks a key after a denied hit (:mod:`gatekeep.blocks`);
+    ``denial_cache`` sizes or turns off the local cache of denied keys
+    (:mod:`gatekeep.denials`, on by default but in process).
     """
 
     # ``hit`` is written out: the hot path, a decision per request. As a flow it would
@@ -325,14 +375,39 @@ class Limiter(BaseLimiter):
         c = self._hit(key, limits, cost, now)
         if type(c) is not Call:  # decided in process
             return c  # type: ignore[return-value]
-        return self._decided(c.plan, self.backend.limit(c.plan, c.keys, c.now, HIT, c.cost), c.t0)
+        sent = monotonic_ns()
+        d = self._decided(c.plan, self.backend.limit(c.plan, c.keys, c.now, HIT, c.cost), c.t0)
+        if not d[0]:
+            self.remember(c, d, sent)
+        return d
 
     peek = _sync(BaseLimiter._peek)
     refund = _sync(BaseLimiter._refund)
     reset = _sync(BaseLimiter._reset)
     hit_many = _sync(BaseLimiter._hit_many)
+    acquire = _sync(BaseLimiter._acquire)
 
-    def _io(self, c: Call) -> Any:
+    def reserve(
+        self,
+        key: str,
+        limits: Limits | None = None,
+        cost: int = 1,
+        *,
+        ttl: float | None = None,
+        now: float | None = None,
+    ) -> Reservation:
+        """Take ``cost`` (an estimate) as ``hit`` does; ``.settle(actual)`` it later, or
+        ``.cancel()`` it. Unsettled, it stands at its estimate after ``ttl`` seconds
+        (default: the longest period of the limits). See :mod:`gatekeep.reservations`."""
+        held = run_flow(reserve_flow(self, key, limits, cost, ttl, now), self._io)
+        return Reservation(held, self._drive)
+
+    def _drive(self, flow: LimitFlow[T]) -> T:
+        return run_flow(flow, self._io)
+
+    def _io(self, c: Call | Wait) -> Any:
+        if isinstance(c, Wait):
+            return waiting.sleep(c.seconds)
         if c.mode == DELETE:
             return self.backend.delete(c.keys)
         if c.many:
@@ -354,15 +429,38 @@ class AsyncLimiter(BaseLimiter):
         c = self._hit(key, limits, cost, now)
         if type(c) is not Call:  # decided in process: nothing to await
             return c  # type: ignore[return-value]
+        sent = monotonic_ns()
         reply = await self.backend.alimit(c.plan, c.keys, c.now, HIT, c.cost)
-        return self._decided(c.plan, reply, c.t0)
+        d = self._decided(c.plan, reply, c.t0)
+        if not d[0]:
+            self.remember(c, d, sent)
+        return d
 
     peek = _async(BaseLimiter._peek)
     refund = _async(BaseLimiter._refund)
     reset = _async(BaseLimiter._reset)
     hit_many = _async(BaseLimiter._hit_many)
+    acquire = _async(BaseLimiter._acquire)
 
-    def _aio(self, c: Call) -> Awaitable[Any]:
+    async def reserve(
+        self,
+        key: str,
+        limits: Limits | None = None,
+        cost: int = 1,
+        *,
+        ttl: float | None = None,
+        now: float | None = None,
+    ) -> AsyncReservation:
+        """As :meth:`Limiter.reserve`; ``await r.settle(actual)``."""
+        held = await arun_flow(reserve_flow(self, key, limits, cost, ttl, now), self._aio)
+        return AsyncReservation(held, self._drive)
+
+    def _drive(self, flow: LimitFlow[T]) -> Coroutine[Any, Any, T]:
+        return arun_flow(flow, self._aio)
+
+    def _aio(self, c: Call | Wait) -> Awaitable[Any]:
+        if isinstance(c, Wait):
+            return waiting.asleep(c.seconds)
         if c.mode == DELETE:
             return self.backend.adelete(c.keys)
         if c.many:

@@ -63,11 +63,16 @@ NEAR_LIMIT_FACTOR = 5
 class RuleCounters:
     """Decisions of one rule (a limiter's ``name``, or a middleware rule)."""
 
-    __slots__ = ("allowed", "denied", "near_limit", "shadow_denied")
+    __slots__ = ("allowed", "denied", "near_limit", "settled", "shadow_denied", "waits")
 
     def __init__(self) -> None:
         self.allowed = 0
         self.denied = 0
+        #: Sleeps before a request passed on: ``acquire`` waiting out a ``retry_after``
+        #: (that denial is not counted as one), a middleware rule's ``delay``.
+        self.waits = 0
+        #: Reservations settled (``Reservation.settle``/``cancel``, a rule's ``settle``).
+        self.settled = 0
         #: Denials that shadow mode let through.
         self.shadow_denied = 0
         #: Allowed with less than 20 % of the limit remaining.

@@ -51,7 +51,14 @@ def read_lua(name: str) -> str:
 
 
 @cache
-def limiter_script(name: str) -> Script:
-    """A limiter algorithm's script: the shared prelude, the algorithm, the shared driver."""
-    source = "\n".join((read_lua("_prelude"), read_lua(name), read_lua("_driver")))
-    return Script.from_source(name, source)
+def limiter_script(name: str, blocks: bool = False) -> Script:
+    """A limiter algorithm's script: the shared prelude, the algorithm, the shared driver
+    (``blocks``: the driver of plans with penalty blocks, in two parts: ``_blocks_head``
+    before the algorithm, ``_driver_blocks`` after it)."""
+    parts: tuple[str, ...]
+    if blocks:
+        parts = ("_prelude", "_blocks_head", name, "_driver_blocks")
+    else:
+        parts = ("_prelude", name, "_driver")
+    source = "\n".join(map(read_lua, parts))
+    return Script.from_source(f"{name}+blocks" if blocks else name, source)

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gatekeep import ALGORITHMS, MemoryBackend, Rate, RedisBackend
-from gatekeep.algorithms import HIT, PEEK, REFUND
+from gatekeep.algorithms import CHARGE, HIT, PEEK, REFUND
 from gatekeep.limiter import BaseLimiter
 
 S = 1_000_000  # µs per second
@@ -42,7 +42,7 @@ def rates(draw: st.DrawFn, bucket: bool) -> list[Rate]:
 steps = st.lists(
     st.tuples(
         st.integers(0, 900) | st.sampled_from([0, 0, 0, 1, 3600]),  # seconds to advance
-        st.sampled_from([HIT, HIT, HIT, HIT, PEEK, REFUND]),
+        st.sampled_from([HIT, HIT, HIT, HIT, PEEK, REFUND, CHARGE]),
         st.integers(0, 16),
     ),
     min_size=1,

@@ -38,6 +38,21 @@ def test_parse_cluster_url():
     assert ep.options == {"ssl_cert_reqs": "none"}
 
 
+def test_ssl_check_hostname_in_the_url():
+    """As redis-py reads it in a rediss:// URL; it reaches the Sentinels and the nodes."""
+    from gatekeep.backends.connect import ClientFactory
+
+    ep = parse_url("rediss+cluster://n1:7000?ssl_check_hostname=false")
+    assert ep.options == {"ssl_check_hostname": False}
+    assert parse_url("rediss+cluster://n1?ssl_check_hostname=True").options == {
+        "ssl_check_hostname": True
+    }
+    client = ClientFactory("rediss+sentinel://s1/svc?ssl_check_hostname=no").primary()
+    assert client.connection_pool.connection_kwargs["ssl_check_hostname"] is False
+    [sentinel] = client.connection_pool.sentinel_manager.sentinels
+    assert sentinel.connection_pool.connection_kwargs["ssl_check_hostname"] is False
+
+
 @pytest.mark.parametrize(
     "url, match",
     [
@@ -49,6 +64,7 @@ def test_parse_cluster_url():
         ("redis+cluster://h:7000?sentinel_password=x", "unknown option"),
         ("redis+sentinel://u:secret@h/svc?bogus=1", "unknown option"),
         ("redis+sentinel://h/svc?timeout=-1", "seconds > 0"),
+        ("rediss+cluster://h?ssl_check_hostname=maybe", "true or false"),
         ("localhost:6379", "redis://"),
         ("http://h", "redis://"),
     ],

@@ -218,6 +218,19 @@ def test_replication_replica_is_a_failure():
     assert down[0].status == FAIL and "unreachable" in down[0].message
 
 
+def test_replication_cluster_replica_is_expected():
+    """A cluster's replicas are its masters' failover copies: the doctor, which checks
+    every node of a cluster, must not fail them (a TLS cluster with a replica per
+    master failed 3 of its 6 nodes)."""
+    info = {"role": "slave", "master_host": "10.0.0.1", "master_port": 6379}
+    up = check_replication({**info, "master_link_status": "up"}, cluster=True)
+    assert [(x.status, x.message) for x in up] == [
+        (OK, "cluster replica of 10.0.0.1:6379, link up")
+    ]
+    down = check_replication({**info, "master_link_status": "down"}, cluster=True)
+    assert down[0].status == WARN and "failover copy" in down[0].message
+
+
 def test_cluster():
     healthy = {
         "cluster_state": "ok",

@@ -26,12 +26,12 @@ def demo(*argv: str) -> tuple[int, str]:
 
 
 def summary(text: str) -> dict[str, list[str]]:
-    table = text.split("\n3. Summary")[1].split("\n4. gatekeep.metrics")[0].splitlines()[3:]
+    table = text.split("\n3. Summary")[1].split("\n5. Waiting")[0].splitlines()[3:]
     return {row.split()[0]: row.split()[1:] for row in table if row.strip()}
 
 
 def metrics_table(text: str) -> dict[str, list[int]]:
-    table = text.split("\n4. gatekeep.metrics")[1].split("\nbackend latency")[0]
+    table = text.split("\n6. gatekeep.metrics")[1].split("\nbackend latency")[0]
     rows = table.splitlines()[3:]
     return {
         r.split()[0]: [int(x.replace(",", "")) for x in r.split()[1:]] for r in rows if r.strip()
@@ -58,13 +58,19 @@ def check_output(text: str, algorithms: list[str], burst: int = 10, limit: int =
     # gatekeep's own metrics counted the burst (limit allowed, burst - limit denied)
     # and every decision of the traffic phase
     counted = metrics_table(text)
-    assert sorted(counted) == sorted(algorithms)
+    assert sorted(counted) == sorted([*algorithms, "acquire", "tokens"])
     for name, (_req, allowed, denied, *_rest) in rows.items():
-        m_allowed, m_denied, near = counted[name]
+        m_allowed, m_denied, near, waits, settled = counted[name]
+        assert waits == settled == 0
         assert m_allowed == int(allowed.replace(",", "")) + limit
         assert m_denied == int(denied.replace(",", "")) + burst - limit
         assert 0 < near <= m_allowed
     assert re.search(r"^backend latency \((memory|redis)\): [\d,]+ calls", text, re.M)
+    # part 5: one wait of acquire, then allowed; three settlements, the last a debt
+    assert re.search(r"slept, then allowed=True after \d+ ms \(one wait", text)
+    assert counted["acquire"][3:] == [1, 0] and counted["tokens"][3:] == [0, 3]
+    assert "settle(900): charge, beyond the budget: a debt -> 0 left" in text
+    assert "next request of 1: allowed=False" in text
 
 
 def test_demo_memory():

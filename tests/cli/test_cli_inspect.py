@@ -11,7 +11,7 @@ import redis
 
 from gatekeep import ALGORITHMS, Limiter, RedisBackend
 from gatekeep.cli import main
-from gatekeep.cli.inspect_cmd import parse_key
+from gatekeep.cli.inspect_cmd import describe, parse_key
 from gatekeep.rates import parse_rate
 
 
@@ -153,3 +153,39 @@ def test_inspect_unreachable_server():
     rc, text = inspect("gk:{k}:tb:10/1000000", "--url", f"redis://127.0.0.1:{free_port()}/0")
     assert rc == 1
     assert "error reading" in text or "cannot connect" in text
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("algorithm", ["token_bucket", "gcra", "fixed_window"])
+def test_inspect_shows_a_settled_debt(server, prefix, algorithm):
+    backend = RedisBackend(server.url)
+    limiter = Limiter("10/minute", backend=backend, algorithm=algorithm, prefix=prefix)
+    limiter.reserve("llm", cost=4).settle(13)  # 3 beyond the limit
+    [key] = limiter.keys("llm", limiter.plan(None))
+    lim = json.loads(inspect(key, "--url", server.url, "--json")[1])["limiter"]
+    assert (lim["remaining"], lim["debt"], lim["next_request"]) == (0, 3, "denied")
+    rc, text = inspect(key, "--url", server.url)
+    assert rc == 0
+    assert re.search(r"^debt +3 beyond the limit", text, re.M)
+    backend.close()
+
+
+def test_inspect_shows_a_penalty_block(server, prefix):
+    """A limiter key shows its block (and a blocked next request); the block key reads
+    on its own: until when, and the breaches counted."""
+    limiter = Limiter("2/minute", backend=RedisBackend(server.url), block=[60, 600], prefix=prefix)
+    for _ in range(3):
+        limiter.hit("user:1")
+    limit_key, block_key = limiter.keys("user:1", limiter.default_plan)
+    client = redis.Redis.from_url(server.url, decode_responses=True)
+    try:
+        lim = describe(client, limit_key)["limiter"]
+        assert lim["next_request"] == "denied (blocked)" and 59 < lim["retry_after"] <= 60
+        assert lim["block"]["blocked"] and lim["block"]["breaches"] == 1
+        info = describe(client, block_key)
+        assert info["limiter"] is None and info["block"]["blocked"]
+        assert 59 < info["block"]["ends_in"] <= 60 and 659_000 < info["ttl_ms"] <= 660_000
+        limiter.reset("user:1")
+        assert "block" not in describe(client, limit_key)["limiter"]
+    finally:
+        client.close()

@@ -99,6 +99,92 @@ def test_rules_keyed_by_different_identities_split_by_slot(cluster, prefix):
     backend.close()
 
 
+def test_reserve_settle_acquire_and_rule_shaping_on_a_cluster(cluster, prefix):
+    """Issue 14 on a cluster: a reservation's settlement and acquire are one-slot calls;
+    a settle= rule beside a rule keyed in another slot settles its own keys only."""
+    from gatekeep.ratelimit import Rule, header
+    from gatekeep.ratelimit.wsgi import RateLimitMiddleware
+
+    backend = FailoverBackend(connect(cluster.url, timeout=DEADLINE))
+    backend.primary.client.ping(target_nodes=redis.RedisCluster.ALL_NODES)
+    limiter = Limiter("10/minute; 100/hour", backend=backend, prefix=prefix)
+    r = limiter.reserve("llm", cost=5)
+    assert [d.remaining for d in r.settle(2).details] == [8, 98]
+    assert limiter.reserve("llm", cost=1).settle(12).remaining == 0  # 4 tokens of debt
+    assert not limiter.acquire("llm", timeout=0.5)  # 30 s away: decided at once
+    fast = Limiter("50/second", backend=backend, prefix=prefix)
+    assert fast.hit("k", cost=50) and fast.acquire("k", timeout=1)
+
+    def app(environ, start_response):
+        start_response("200 OK", [("X-Tokens-Used", "4")])
+        return [b"ok"]
+
+    wsgi = RateLimitMiddleware(
+        app,
+        rules=[
+            Rule("100/minute", name="per-ip"),
+            Rule("10/minute", name="llm", key=header("x-api-key"), settle="x-tokens-used"),
+        ],
+        backend=backend,
+        prefix=prefix,
+        metrics=None,
+    )
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "REMOTE_ADDR": "10.0.0.1"}
+    seen = []
+    for _ in range(4):
+        body = wsgi({**environ, "HTTP_X_API_KEY": "k1"}, lambda s, h, e=None: seen.append(s))
+        getattr(body, "close", lambda: None)()  # the server's close: the settlement
+    # 4 + 4 + 4 used of 10 (the third admitted at 1 of the 2 left): a debt, then 429
+    assert seen == ["200 OK"] * 3 + ["429 Too Many Requests"]
+    assert backend.fallback_calls == 0 and backend.breaker.counters.failures == 0
+    backend.close()
+
+
+def test_blocks_on_a_cluster(cluster, prefix):
+    """Penalty blocks: a block key shares its limits' slot (a limiter's call; each
+    middleware rule's group in a call split by slot), and reset lifts a block."""
+    from gatekeep.ratelimit import RateLimitPolicy, Rule, header
+    from gatekeep.ratelimit.drivers import check_sync
+    from gatekeep.ratelimit.request import WSGIRequest
+
+    backend = FailoverBackend(connect(cluster.url, timeout=DEADLINE))
+    backend.primary.client.ping(target_nodes=redis.RedisCluster.ALL_NODES)
+    limiter = Limiter("2/minute; 10/hour", backend=backend, prefix=prefix, block=60)
+    for key in KEYS:
+        keys = limiter.keys(key, limiter.default_plan)
+        assert len(keys) == 3 and len({key_slot(k.encode()) for k in keys}) == 1, keys
+        assert [limiter.hit(key).allowed for _ in range(3)] == [True, True, False]
+        assert limiter.hit(key).retry_after > 59  # blocked
+        limiter.reset(key)
+        assert limiter.hit(key)
+    policy = RateLimitPolicy(
+        [
+            Rule("5/minute", "/**", name="per-ip"),
+            Rule("1/minute", "/**", name="per-key", key=header("x-api-key"), block=120),
+        ],
+        backend=backend,
+        prefix=prefix,
+        metrics=None,
+    )
+    rules = policy.match("GET", "/x")
+    assert rules is not None
+
+    def get(api_key: str) -> tuple[bool, str | None]:
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/x", "REMOTE_ADDR": "10.0.0.1"}
+        environ["HTTP_X_API_KEY"] = api_key
+        outcome = check_sync(policy, WSGIRequest(environ), rules)
+        return outcome.allowed, dict(outcome.headers).get("Retry-After")
+
+    assert get("k1") == (True, None)
+    assert get("k1") == (False, "120")  # the breach: k1 blocked, the IP's hit refunded
+    assert get("k1")[0] is False
+    assert get("k2") == (True, None)
+    blocks = backend.primary.client.keys(f"gk:{prefix}:*:blk")
+    assert len(blocks) == 1 and blocks[0].endswith(b":per-key:blk")  # k1's, hashed
+    assert backend.fallback_calls == 0 and backend.breaker.counters.failures == 0
+    backend.close()
+
+
 def _cmd(cluster, port: int, *args, asking: bool = False):
     c = redis.Redis(port=port, single_connection_client=True, socket_timeout=1)
     try:

@@ -55,6 +55,9 @@ def test_sigkill_primary(sentinel_topology, stop_watching):
     topo = sentinel_topology
     backend = make_backend(topo)
     limiter = Limiter(LIMIT, backend=backend)
+    # reservations made on the old primary, settled on the promoted replica (issue 14)
+    budget = Limiter("1000/day", backend=backend)  # 86 s a token: no refill meanwhile
+    below, above = budget.reserve("org", cost=100), budget.reserve("org", cost=100)
     topo.wait_replica_caught_up()
     run = Run(backend)
     run.drive(
@@ -67,6 +70,10 @@ def test_sigkill_primary(sentinel_topology, stop_watching):
     # the decisions after recovery come from the promoted replica
     assert backend.primary.client.connection_pool.get_master_address()[1] == topo.replica.port
     assert figures["max_latency_ms"] < 1000 * (2 * DEADLINE + 0.2)
+    fallback_calls = backend.fallback_calls
+    assert below.settle(40).remaining == 860  # type: ignore[union-attr]
+    assert above.settle(150).remaining == 810  # type: ignore[union-attr]
+    assert budget.peek("org").remaining == 810 and backend.fallback_calls == fallback_calls
     backend.close()
 
 

@@ -153,3 +153,27 @@ def test_an_unreachable_shard_fails_its_loads_only():
         store.load(sessions["a"].id, now=T + 1)
     assert store.load(sessions["b"].id, now=T + 1)["n"] == 1
     assert store.executor.counters["unreachable"] == 1
+
+
+def test_replica_reads_per_shard_are_exported():
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from gatekeep.exporters import PrometheusCollector
+    from gatekeep.metrics import Metrics
+
+    metrics = Metrics()
+    primary = ShardedTwins()
+    breaker = CircuitBreaker(failures=3, recovery_time=30, deadline=10.0, name="gk")
+    backend = FailoverBackend(primary, breaker=breaker, metrics=metrics, name="gk")
+    store = SessionStore(backend, prefix="t", metrics=metrics)
+    sessions = one_per_shard(store)
+    primary.down.add("c")
+    for _ in range(3):
+        store.load(sessions["c"].id, now=T + 1)
+    registry = CollectorRegistry()
+    registry.register(PrometheusCollector(metrics))
+    text = generate_latest(registry).decode()
+    assert (
+        'gatekeep_session_replica_reads_total{shard="gk[c]",store="sessions:gk:t:"} 3.0' in text
+    ), text
+    assert 'gatekeep_session_replicas_skipped_total{reason="down",store="sessions:gk:t:"}' in text

@@ -43,7 +43,19 @@ async def aview(request: HttpRequest) -> HttpResponse:
     return HttpResponse("async")
 
 
+def tokens(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ok", headers={"X-Tokens-Used": "6"})
+
+
+def streamed(request: HttpRequest) -> HttpResponse:
+    from django.http import StreamingHttpResponse
+
+    return StreamingHttpResponse(iter([b"a", b"b"]), headers={"X-Tokens-Used": "3"})
+
+
 urlpatterns = [
+    path("tokens/", tokens),
+    path("streamed/", streamed),
     path("", index),
     path("login/", login),
     path("health/", health),
@@ -87,6 +99,30 @@ async def test_async_stack(abackend: Any, prefix: str) -> None:
         assert r.status_code == 200 and r["RateLimit-Policy"] == '"login";q=1;w=60'
         assert (await c.get("/login/")).status_code == 429
         assert (await c.get("/health/")).status_code == 200
+
+
+SETTLE = [
+    {"limits": "10/minute", "path": "/tokens/", "name": "llm", "settle": "x-tokens-used"},
+    {"limits": "10/minute", "path": "/streamed/", "name": "s", "settle": "x-tokens-used"},
+]
+
+
+def test_settle_rule_sync_stack() -> None:
+    with override_settings(MIDDLEWARE=[MW], GATEKEEP=conf(rules=SETTLE)):
+        c = Client()
+        assert c.get("/tokens/")["RateLimit"].startswith('"llm";r=9;')
+        assert c.get("/tokens/")["RateLimit"].startswith('"llm";r=3;')  # 6 used, then 1
+        r = c.get("/streamed/")
+        assert r["RateLimit"].startswith('"s";r=9;')
+        assert b"".join(r.streaming_content) == b"ab"  # the settlement after the last chunk
+        assert c.get("/streamed/")["RateLimit"].startswith('"s";r=6;')
+
+
+async def test_settle_rule_async_stack() -> None:
+    with override_settings(MIDDLEWARE=[MW], GATEKEEP=conf(rules=SETTLE)):
+        c = AsyncClient()
+        assert (await c.get("/tokens/"))["RateLimit"].startswith('"llm";r=9;')
+        assert (await c.get("/tokens/"))["RateLimit"].startswith('"llm";r=3;')
 
 
 def test_middleware_modes() -> None:

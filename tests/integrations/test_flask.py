@@ -105,3 +105,25 @@ def test_backend_down_fails_open() -> None:
 
     c = app.test_client()
     assert [c.get("/").status_code for _ in range(2)] == [200, 200]
+
+
+def test_settle_rule_after_the_response() -> None:
+    from gatekeep import MemoryBackend
+
+    app = Flask(__name__)
+
+    @app.get("/llm")
+    def llm() -> Any:
+        return "ok", 200, {"X-Tokens-Used": "6"}
+
+    RateLimiter(
+        app,
+        rules=[Rule("10/minute", name="llm", settle="x-tokens-used")],
+        backend=MemoryBackend(),
+    )
+    c = app.test_client()
+    first = c.get("/llm")
+    first.close()  # the server closes the response: the settlement
+    assert first.headers["RateLimit"].startswith('"llm";r=9;')
+    second = c.get("/llm")
+    assert second.headers["RateLimit"].startswith('"llm";r=3;')  # 6, then 1

@@ -42,9 +42,9 @@ from types import ModuleType
 from ..rates import Rate
 from ..scripts import Script, limiter_script
 from . import fixed_window, gcra, sliding_log, sliding_window, token_bucket
-from ._driver import HIT, PEEK, REFUND, Algorithm, bucket_params, run, window_params
+from ._driver import CHARGE, HIT, PEEK, REFUND, Algorithm, bucket_params, run, window_params
 
-__all__ = ["ALGORITHMS", "AlgorithmSpec", "HIT", "PEEK", "REFUND", "get_algorithm", "run"]
+__all__ = ["ALGORITHMS", "AlgorithmSpec", "CHARGE", "HIT", "PEEK", "REFUND", "get_algorithm", "run"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,6 +52,8 @@ class AlgorithmSpec:
     """A registered algorithm: its twin module, and the script made from its Lua."""
 
     twin: ModuleType
+    #: Whether its script runs ``lua/_driver_blocks.lua`` (plans with penalty blocks).
+    blocks: bool = False
 
     @property
     def name(self) -> str:
@@ -64,7 +66,12 @@ class AlgorithmSpec:
 
     @cached_property
     def script(self) -> Script:
-        return limiter_script(self.name)
+        return limiter_script(self.name, self.blocks)
+
+    @cached_property
+    def with_blocks(self) -> AlgorithmSpec:
+        """This algorithm with the driver of penalty blocks (see :mod:`gatekeep.blocks`)."""
+        return self if self.blocks else AlgorithmSpec(self.twin, blocks=True)
 
     @property
     def algorithm(self) -> Algorithm:

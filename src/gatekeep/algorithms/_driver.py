@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ..rates import Rate
 
 __all__ = [
+    "CHARGE",
     "HIT",
     "PEEK",
     "REFUND",
@@ -35,6 +36,9 @@ __all__ = [
 HIT = "hit"
 PEEK = "peek"
 REFUND = "refund"
+#: Consume even beyond the limit (a reservation settled above its estimate): the
+#: state records the debt, which later calls wait out. Replies as an allowed hit.
+CHARGE = "charge"
 
 
 class Check(NamedTuple):
@@ -151,7 +155,7 @@ def run(
     if len(keys) == 1:  # the common case, without the loops (same result)
         ((a, b),) = params
         c = algo.check(store, keys[0], now, cost, a, b)
-        if mode == HIT and c.allowed:
+        if mode == CHARGE or (mode == HIT and c.allowed):
             algo.commit(store, keys[0], now, c)
             return [1, c.remaining_if_hit, c.reset_if_hit_us, 0]
         return [1 if c.allowed else 0, c.remaining, c.reset_us, c.retry_us]
@@ -159,7 +163,7 @@ def run(
     checks = [
         algo.check(store, key, now, cost, a, b) for key, (a, b) in zip(keys, params, strict=False)
     ]
-    consume = mode == HIT and all(c.allowed for c in checks)
+    consume = mode == CHARGE or (mode == HIT and all(c.allowed for c in checks))
     for key, c in zip(keys, checks, strict=False):
         if consume:
             algo.commit(store, key, now, c)

@@ -140,7 +140,7 @@ def fused_hit(
             (
                 False,
                 burst,
-                floor(level / interval),
+                max(floor(level / interval), 0),  # 0 in debt (a settled reservation)
                 (capacity - level) / 1_000_000,
                 inf if cost > burst else (need - level) / 1_000_000,
                 rate,

@@ -20,6 +20,7 @@ from collections.abc import Generator
 from redis.crc import key_slot
 
 from ..algorithms import HIT, PEEK, REFUND
+from ..blocks import decode, encode
 from .base import Plan
 
 __all__ = ["SubCall", "slot_groups", "split_flow"]
@@ -38,12 +39,27 @@ def slot_groups(keys: list[str]) -> list[list[int]]:
 
 
 def _sub_plan(plan: Plan, idx: list[int]) -> Plan:
+    """The plan of the keys ``idx`` (limits, then any block keys: a block key shares
+    its group's slot, so its group is whole here)."""
+    n = len(plan.rates)
+    limits = [i for i in idx if i < n]
+    tail: tuple[int, ...] = ()
+    if plan.blocks:  # the groups whose block keys are here, renumbered
+        at = {i: j + 1 for j, i in enumerate(limits)}
+        groups = decode(plan.blocks)
+        tail = encode(
+            [
+                (at[first - 1], at[last - 1], window, lengths)
+                for first, last, window, lengths in (groups[i - n] for i in idx if i >= n)
+            ]
+        )
     return dataclasses.replace(
         plan,
-        rates=tuple(plan.rates[i] for i in idx),
-        suffixes=tuple(plan.suffixes[i] for i in idx),
-        params=tuple(plan.params[i] for i in idx),
-        flat=tuple(x for i in idx for x in plan.params[i]),
+        rates=tuple(plan.rates[i] for i in limits),
+        suffixes=tuple(plan.suffixes[i] for i in limits),
+        params=tuple(plan.params[i] for i in limits),
+        flat=tuple(x for i in limits for x in plan.params[i]) + tail,
+        blocks=tail,
         key_cache={},
     )
 
@@ -51,10 +67,11 @@ def _sub_plan(plan: Plan, idx: list[int]) -> Plan:
 def split_flow(plan: Plan, keys: list[str], groups: list[list[int]], mode: str) -> Flow:
     """The sub-calls of one call, and its reply (four integers per limit, in order)."""
     subs = [(_sub_plan(plan, idx), [keys[i] for i in idx], idx) for idx in groups]
-    out = [0] * (4 * len(keys))
+    limits = len(plan.rates)  # the keys after them are block keys (lua/_driver_blocks.lua)
+    out = [0] * (4 * limits)
 
     def place(reply: list[int], idx: list[int]) -> None:
-        for j, i in enumerate(idx):
+        for j, i in enumerate(i for i in idx if i < limits):
             out[4 * i : 4 * i + 4] = reply[4 * j : 4 * j + 4]
 
     if mode != HIT:
@@ -64,7 +81,7 @@ def split_flow(plan: Plan, keys: list[str], groups: list[list[int]], mode: str) 
     for n, (sub_plan, sub_keys, idx) in enumerate(subs):
         reply = yield sub_plan, sub_keys, HIT
         place(reply, idx)
-        if all(reply[4 * j] == 1 for j in range(len(idx))):
+        if all(reply[4 * j] == 1 for j in range(len(reply) // 4)):
             continue
         for done_plan, done_keys, done_idx in subs[:n]:  # give back what was charged
             place((yield done_plan, done_keys, REFUND), done_idx)

@@ -42,6 +42,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._calls import Command, Trip, replies_expected
 from ._deadlines import Loop
+from ._ssl import SharedSSLContext, sync_class
 
 __all__ = ["AsyncConnections", "SyncConnections", "fast_pool", "pack", "pack_trip", "run_sync"]
 
@@ -132,7 +133,8 @@ class SyncConnections:
 
     def __init__(self, pool: Any) -> None:
         self._options = dict(pool.connection_kwargs)
-        self._connection_class = pool.connection_class
+        # TLS: one SSL context for these connections, not one per connect (see _ssl)
+        self._connection_class = sync_class(pool.connection_class, self._options)
         self._idle: deque[Any] = deque()
         self._pid = os.getpid()
 
@@ -241,6 +243,7 @@ class AsyncConnections:
         options["socket_timeout"] = None
         self._options = options
         self._connection_class = pool.connection_class
+        self._share_ssl = SharedSSLContext().share  # TLS: one context, not one per connection
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Loop] = (
             weakref.WeakKeyDictionary()
         )
@@ -273,7 +276,7 @@ class AsyncConnections:
         loop = asyncio.get_running_loop()
         state = self._loop_state(loop)
         idle = state.idle
-        conn = idle.pop() if idle else self._connection_class(**self._options)
+        conn = idle.pop() if idle else self._share_ssl(self._connection_class(**self._options))
         timeout = self._timeout
         if timeout is None:
             watch = None

@@ -26,7 +26,7 @@ class Plan:
     suffixes: tuple[str, ...]
     #: The two script parameters of each rate.
     params: tuple[tuple[int, int], ...]
-    #: ``params`` flattened, as the script's ARGV[4:] takes them.
+    #: ``params`` flattened, as the script's ARGV[4:] takes them (then ``blocks``).
     flat: tuple[int, ...]
     #: The algorithm's Python twin (``algorithm.twin``, looked up once).
     twin: Algorithm
@@ -35,6 +35,12 @@ class Plan:
     #: ``hit`` in one function, when the backend offers one for this plan (the
     #: in-process backend, one limit: see ``MemoryBackend.fused_hit``); else None.
     fast: FusedHit | None = field(default=None, repr=False)
+    #: Penalty blocks: the ARGV tail of ``lua/_driver_blocks.lua`` (the end of ``flat``;
+    #: ``algorithm`` is then the algorithm ``with_blocks``), whose keys follow the
+    #: limits' keys; empty without blocks (see :mod:`gatekeep.blocks`).
+    blocks: tuple[int, ...] = ()
+    #: The block key's suffix after the caller key's tag (a limiter's plans).
+    block_suffix: str = ""
 
 
 @runtime_checkable

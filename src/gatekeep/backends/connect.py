@@ -51,6 +51,7 @@ import redis.sentinel
 from redis.backoff import AbstractBackoff, NoBackoff
 
 from ._deadlines import backstop
+from ._ssl import SharedSSLContext, share_pool
 
 if TYPE_CHECKING:
     from .redis import RedisBackend
@@ -83,6 +84,10 @@ _SCHEMES = {
     "valkeys+cluster": ("cluster", True),
 }
 _FLOAT_QUERY = ("timeout", "socket_timeout", "socket_connect_timeout")
+#: As redis-py's own URL parser reads it for rediss:// (a node's announced address may
+#: not be a name in its certificate: a cluster's nodes are reached by the IPs they announce).
+_BOOL_QUERY = ("ssl_check_hostname",)
+_BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 _STR_QUERY = (
     "ssl_cert_reqs",
     "ssl_ca_certs",
@@ -152,6 +157,10 @@ def parse_url(url: str) -> Endpoint:
         value = values[-1]
         if key in _FLOAT_QUERY:
             options[key] = _float(value, key, url)
+        elif key in _BOOL_QUERY:
+            if value.lower() not in _BOOLS:
+                raise ValueError(f"{_safe(url)!r}: {key} must be true or false, got {value!r}")
+            options[key] = _BOOLS[value.lower()]
         elif key in _STR_QUERY and (kind == "sentinel" or not key.startswith("sentinel_")):
             options[key] = value
         elif key == "db" and kind == "sentinel":
@@ -159,7 +168,7 @@ def parse_url(url: str) -> Endpoint:
         else:
             raise ValueError(
                 f"{_safe(url)!r}: unknown option {key!r}; URL options are "
-                f"{', '.join(_FLOAT_QUERY + _STR_QUERY)} (pass others as "
+                f"{', '.join(_FLOAT_QUERY + _BOOL_QUERY + _STR_QUERY)} (pass others as "
                 "keyword arguments)"
             )
     return Endpoint(kind, hosts, service, db, username, password, ssl, options)
@@ -270,9 +279,13 @@ class ClientFactory:
         sentinel = module.Sentinel(
             list(ep.hosts), min_other_sentinels=min_other, sentinel_kwargs=skw, **opts
         )
-        if replica:
-            return sentinel.slave_for(ep.service)
-        return sentinel.master_for(ep.service)
+        client = sentinel.slave_for(ep.service) if replica else sentinel.master_for(ep.service)
+        if sync:  # TLS: one SSL context for the data nodes, one for the Sentinels (see _ssl)
+            share_pool(client.connection_pool)
+            sentinels = SharedSSLContext()  # the same sentinel_kwargs
+            for s in sentinel.sentinels:
+                share_pool(s.connection_pool, sentinels)
+        return client
 
     def __repr__(self) -> str:
         return f"ClientFactory({_safe(self.url)!r}, kind={self.kind!r}, timeout={self.timeout})"

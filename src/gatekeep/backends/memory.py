@@ -10,6 +10,7 @@ from time import time_ns
 from typing import Any
 
 from ..algorithms import run
+from ..algorithms._blocks import run_blocks
 from ..algorithms._driver import Counters, FusedHit
 from .base import Plan
 
@@ -159,6 +160,10 @@ class MemoryBackend:
         with self._lock:
             if now is None:
                 now = time_ns() // 1000 if self._clock is None else self._clock()
+            if plan.blocks:
+                return run_blocks(
+                    plan.twin, self.store, keys, now, mode, cost, plan.params, plan.blocks
+                )
             return run(plan.twin, self.store, keys, now, mode, cost, plan.params)
 
     def limit_many(
@@ -177,7 +182,7 @@ class MemoryBackend:
         limiter, this backend, the driver and the twin's functions were half.
         """
         make = getattr(plan.twin, "fused_hit", None)
-        if make is None or len(plan.rates) != 1:
+        if make is None or len(plan.rates) != 1 or plan.blocks:
             return None
         ((a, b),) = plan.params
         fast: FusedHit = make(

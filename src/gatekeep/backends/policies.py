@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from ..algorithms import HIT
+from ..algorithms import CHARGE, HIT
 from ..rates import Rate
 from .base import Plan
 
@@ -47,7 +47,10 @@ class LocalShares:
             params = tuple(plan.algorithm.params(r) for r in rates)
             # Same keys (and algorithm), smaller numbers.
             shared = dataclasses.replace(
-                plan, rates=rates, params=params, flat=tuple(x for p in params for x in p)
+                plan,
+                rates=rates,
+                params=params,
+                flat=tuple(x for p in params for x in p) + plan.blocks,
             )
             if len(self._shares) >= 1024:
                 self._shares.clear()
@@ -60,6 +63,6 @@ def allow_all(plan: Plan, mode: str, cost: int) -> list[int]:
     reply: list[int] = []
     for rate in plan.rates:
         capacity = rate.burst
-        remaining = max(0, capacity - cost) if mode == HIT else capacity
+        remaining = max(0, capacity - cost) if mode in (HIT, CHARGE) else capacity
         reply += (1, remaining, 0, 0)
     return reply

@@ -29,6 +29,7 @@ from ._calls import (
 )
 from ._deadlines import Deadline
 from ._redispy import masked, sentinels_of, via_client
+from ._replica_io import ReplicaReads
 from ._split import slot_groups, split_flow
 from ._wire import AsyncConnections, SyncConnections, fast_pool, pack_trip, run_sync
 from .base import Plan
@@ -75,6 +76,7 @@ class RedisBackend:
         self._aconns: dict[int, AsyncConnections] = {}
         self._is_cluster: bool | None = None
         self._areplica: Any = areplica
+        self._replica_reads: ReplicaReads | None = None
         #: Limiter trips packed once, by (plan, mode, cost, *keys): see _limit_trip.
         self._trips: dict[tuple[Any, ...], Trip] = {}
         self._async_deadline: Any = _UNSET  # see times_out_async
@@ -200,6 +202,14 @@ class RedisBackend:
             else:
                 return self.aclient
         return self._areplica
+
+    @property
+    def replica_reads(self) -> ReplicaReads:
+        """Reads from every replica of a key's shard (Sentinel, Cluster; see
+        :mod:`.replicas`), shared by the session stores on this backend."""
+        if self._replica_reads is None:
+            self._replica_reads = ReplicaReads(self)
+        return self._replica_reads
 
     # -- the script call: one flow (._calls), two drivers --------------------------------
 
@@ -406,6 +416,8 @@ class RedisBackend:
     # -- lifecycle ------------------------------------------------------------------
 
     def close(self) -> None:
+        if self._replica_reads is not None:
+            self._replica_reads.close()
         for conns in self._conns.values():
             if conns is not None:
                 conns.close()
@@ -418,6 +430,8 @@ class RedisBackend:
                         sentinel.close()
 
     async def aclose(self) -> None:
+        if self._replica_reads is not None:
+            await self._replica_reads.aclose()
         for conns in self._aconns.values():
             await conns.aclose()
         self._aconns.clear()

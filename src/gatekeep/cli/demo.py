@@ -6,6 +6,9 @@
    seconds, with a live progress line.
 3. A summary table: decisions and the latency of each ``hit`` (p50 / p99),
    measured here around each call.
+4. gatekeep's own metrics of the run.
+5. A penalty block (``block=[60, 600]``) and a flood from the blocked key, answered by
+   the local cache of denied keys.
 
 It runs on a throwaway ``redis-server`` it starts (and stops at exit) when a
 server binary is found, on the in-process backend otherwise, or on the server
@@ -32,6 +35,7 @@ from ..metrics import Metrics
 from ..rates import Rate, parse_rate
 from ..testing import ServerNotFound, ServerProcess, find_server
 from .connect import redact
+from .demo_settle import patience
 from .display import Progress, format_table, percentile
 
 __all__ = ["Tally", "open_backend", "run", "summary_rows"]
@@ -231,14 +235,16 @@ def traffic(
 def print_metrics(stats: dict[str, Any], out: TextIO) -> None:
     """What gatekeep's own metrics (``gatekeep.metrics``) counted during the demo."""
     print(
-        "\n4. gatekeep.metrics, as /metrics would export them "
-        "(gatekeep_decisions_total, gatekeep_backend_latency_seconds):",
+        "\n6. gatekeep.metrics, as /metrics would export them (gatekeep_decisions_total, "
+        "gatekeep_waits_total, gatekeep_settled_total, gatekeep_backend_latency_seconds):",
         file=out,
     )
     rows = [
-        (rule, c["allowed"], c["denied"], c["near_limit"]) for rule, c in stats["decisions"].items()
+        (rule, c["allowed"], c["denied"], c["near_limit"], c["waits"], c["settled"])
+        for rule, c in stats["decisions"].items()
     ]
-    print(format_table(("rule", "allowed", "denied", "near limit (<20% left)"), rows), file=out)
+    headers = ("rule", "allowed", "denied", "near limit (<20% left)", "waits", "settled")
+    print(format_table(headers, rows), file=out)
     for backend, hist in stats["latency"].items():
         if hist["count"]:
             under = [
@@ -251,6 +257,34 @@ def print_metrics(stats: dict[str, Any], out: TextIO) -> None:
                 f"{hist['sum'] / hist['count'] * 1e6:.1f} µs; " + ", ".join(under),
                 file=out,
             )
+
+
+def penalty_block(backend: Backend, rate: Rate, prefix: str, out: TextIO) -> Limiter:
+    """Part 5: one key breaches ``rate`` under ``block=[60, 600]``, then floods."""
+    limiter = Limiter(rate, backend=backend, prefix=prefix, block=[60, 600], metrics=None)
+    print(f"\n5. A penalty block: {rate} with block=[60, 600], one key", file=out)
+    decisions = [limiter.hit("attacker") for _ in range(rate.burst + 1)]
+    print(
+        f"  request {len(decisions)} denied: the key is blocked for "
+        f"{decisions[-1].retry_after:g} s (Retry-After); a second breach within 600 s "
+        "of the block's end blocks it for 600 s; reset() lifts it",
+        file=out,
+    )
+    started = time.perf_counter()
+    flood = [limiter.hit("attacker") for _ in range(1000)]
+    took = (time.perf_counter() - started) / len(flood)
+    held = 0 if limiter.denials is None else limiter.denials.local_denials
+    where = (
+        f"{held} answered in process by the local cache of denied keys, no round trip"
+        if limiter.denials is not None
+        else "the in-process backend decides locally anyway"
+    )
+    print(
+        f"  a flood of {len(flood)} more: {sum(not d for d in flood)} denied; {where}; "
+        f"{took * 1e6:.1f} µs each",
+        file=out,
+    )
+    return limiter
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -327,9 +361,14 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             file=out,
         )
         print(format_table(SUMMARY_HEADERS, summary_rows(tallies, args.clients)), file=out)
+        patience(backend, rate, prefix, metrics, out)
         print_metrics(metrics.stats(), out)
+        blocked = penalty_block(backend, rate, prefix, out)
         if args.url is not None:  # leave nothing behind on a server we did not start
+            blocked.reset("attacker")
             for limiter in limiters.values():
                 for key in ["burst", *(f"client-{i}" for i in range(1, args.clients + 1))]:
                     limiter.reset(key)
+            Limiter(rate, backend=backend, prefix=prefix).reset("wait")
+            Limiter("1000/minute", backend=backend, prefix=prefix).reset("org")
     return 0

@@ -83,7 +83,7 @@ def evaluate(snap: NodeSnapshot) -> list[Check]:
         c.check_swap(info, snap.vmswap_bytes, snap.swap_note),
         c.check_clients(info, c.setting("maxclients", config, info)),
         c.check_cpu(info, snap.cpu_after, snap.cpu_seconds),
-        *check_replication(info),
+        *check_replication(info, cluster=snap.cluster_info is not None),
     ]
     if snap.cluster_info is not None:
         out += check_cluster(snap.cluster_info)

@@ -33,6 +33,7 @@ from redis.exceptions import RedisClusterException
 
 from ..algorithms import ALGORITHMS, PEEK, AlgorithmSpec
 from ..backends.redis import RedisBackend
+from ..blocks import block_state
 from ..decision import Decision
 from ..keys import ROOT, tag
 from ..limiter import Limiter
@@ -110,6 +111,10 @@ def describe(
         out["length"] = int(client.llen(key))
         out["value"] = [_text(v) for v in client.lrange(key, 0, 4)]
     lk = parse_key(key)
+    if lk is None and key.endswith(":blk"):  # a penalty block (gatekeep.blocks)
+        out["limiter"] = None
+        out["block"] = block_state(client.get(key) if kind == "string" else None, _now(client))
+        return out
     if lk is None:
         out["limiter"] = None
         index = _INDEX_RE.match(key)
@@ -131,7 +136,8 @@ def describe(
     if limiter.prefix + tag(lk.name) + rule + plan.suffixes[0] != key:
         out["limiter"] = None  # never peek at another key than the one named
         return out
-    d = Decision.from_reply(plan.rates, limiter.backend.limit(plan, [key], None, PEEK, 1))
+    reply = limiter.backend.limit(plan, [key], None, PEEK, 1)
+    d = Decision.from_reply(plan.rates, reply)
     out["limiter"] = {
         "algorithm": lk.algorithm.name,
         "rate": str(lk.rate),
@@ -140,11 +146,33 @@ def describe(
         "rule": lk.rule,
         "limit": d.limit,
         "remaining": d.remaining,
+        # units charged beyond the limit (a reservation settled above it): waited out first
+        "debt": max(0, -reply[1]),
         "reset_after": d.reset_after,
         "retry_after": None if math.isinf(d.retry_after) else d.retry_after,
         "next_request": "allowed" if d.allowed else "denied",
     }
+    # its block, if it has one: a Limiter's (one rate) or its middleware rule's
+    base = limiter.prefix + tag(lk.name)
+    for block_key in (key + ":blk", f"{base}{rule}:blk" if rule else None):
+        state = block_state(client.get(block_key), _now(client)) if block_key else None
+        if state is not None:
+            out["limiter"]["block"] = state
+            if state["blocked"]:
+                out["limiter"]["next_request"] = "denied (blocked)"
+                out["limiter"]["retry_after"] = max(d.retry_after, state["ends_in"])
+            break
     return out
+
+
+def _block_text(b: dict[str, Any]) -> str:
+    state = f"blocked, {b['ends_in']:.3f} s left" if b["blocked"] else "not blocked"
+    return f"{state}; {b['breaches']} breach(es) counted"
+
+
+def _now(client: Any) -> int:  # the server's clock, µs (block ends are on it)
+    seconds, micros = client.time()
+    return int(seconds) * 1_000_000 + int(micros)
 
 
 #: Seconds: the idle timeout ``inspect`` reads with. The app's own is unknown here,
@@ -211,6 +239,11 @@ def _render(info: dict[str, Any], out: TextIO) -> None:
             ("limiter key", lim["key"]),
             ("rule", lim["rule"] or "(none: a Limiter's key)"),
             ("remaining", f"{lim['remaining']} of {lim['limit']}"),
+            *(
+                [("debt", f"{lim['debt']} beyond the limit (a settlement above it)")]
+                if lim.get("debt")
+                else []
+            ),
             ("reset", f"{lim['reset_after']:.3f} s until full capacity"),
             (
                 "next request",
@@ -236,6 +269,9 @@ def _render(info: dict[str, Any], out: TextIO) -> None:
         if "value" in info:
             extra = f" ({info['length']} entries, newest first)" if "length" in info else ""
             rows.append(("stored", f"{info['value']!r}{extra}"))
+    block = info.get("block") or (lim or {}).get("block")
+    if block is not None:
+        rows.append(("block", _block_text(block)))
     index = info.get("session_index")
     if index is not None:
         rows += [("session index of user", index["user"]), ("sessions", str(index["sessions"]))]
@@ -262,7 +298,7 @@ def _render(info: dict[str, Any], out: TextIO) -> None:
         print(f"{k:<{width}}  {v}", file=out)
     if sess is not None and sess["state"] != "live":
         print("a gatekeep session key, but no live session is stored under it", file=out)
-    elif lim is None and index is None:
+    elif lim is None and index is None and block is None:
         print(
             "not a limiter key: gatekeep limiter keys look like "
             "gk:[app:]{key}[:rule]:tb:10/1000000 (algorithm tb, gcra, fw, sw or sl)",
@@ -328,7 +364,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             _render(info, out)
         live = (info.get("session") or {}).get("state") == "live"
         index = info.get("session_index") is not None and info["exists"]
-        return 0 if info["limiter"] is not None or live or index else 1
+        found = info["limiter"] is not None or info.get("block") is not None
+        return 0 if found or live or index else 1
     except (redis.RedisError, RedisClusterException) as exc:
         print(f"error reading {redact(args.url)}: {exc}", file=out)
         return 1
@@ -355,6 +392,8 @@ def _list(target: Target, pattern: str, limit: int, as_json: bool, out: TextIO) 
             f"{lim['algorithm']} {lim['rate']}: {lim['remaining']}/{lim['limit']} left, "
             f"full in {lim['reset_after']:.3f} s"
             if lim
+            else f"penalty block: {_block_text(info['block'])}"
+            if info.get("block")
             else f"session, {info['session']['state']}"
             if info.get("session")
             else f"session index, {info['session_index']['sessions']} session(s)"

@@ -28,8 +28,8 @@ _TRIES = 20_000
 def shard_keys(target: Any) -> list[tuple[str, str]]:
     """``(shard, key)``: a throwaway limiter key for each shard (primary) of ``target``."""
     stem = f"shard-{uuid.uuid4().hex[:8]}"
-    if target.kind != "cluster":
-        return [(target.label, stem)]
+    if target.kind != "cluster":  # one shard: the server the other checks name
+        return [(target.nodes()[0][0], stem)]
     client = target.client
     wanted = {node.name for node in client.get_primaries()}
     found: dict[str, str] = {}

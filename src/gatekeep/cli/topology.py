@@ -16,12 +16,26 @@ __all__ = ["LAG_WARN_BYTES", "LAG_WARN_SECONDS", "check_cluster", "check_replica
 LAG_WARN_BYTES, LAG_WARN_SECONDS = 1_048_576, 10
 
 
-def check_replication(replication: Mapping[str, Any]) -> list[Check]:
+def check_replication(replication: Mapping[str, Any], *, cluster: bool = False) -> list[Check]:
+    """``INFO replication``. A replica is a failure where gatekeep was pointed at it,
+    not in a cluster (``cluster``): the cluster client writes to the masters, and a
+    master's replica is its failover copy."""
     role = replication.get("role")
     if role == "slave":
         where = f"{replication.get('master_host')}:{replication.get('master_port')}"
         link = replication.get("master_link_status")
         status_text = f"replica of {where}, link {link}"
+        if cluster:
+            if link == "up":
+                return [Check("replication", OK, f"cluster {status_text}", "replica")]
+            return [
+                Check(
+                    "replication",
+                    WARN,
+                    f"cluster {status_text}: not a failover copy of its master now",
+                    "replica",
+                )
+            ]
         if link != "up":
             return [
                 Check(

@@ -13,17 +13,18 @@ backend call are async (no thread hop); under WSGI all sync.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse  # type: ignore[import-untyped]
 
 from ..ratelimit.core import Outcome, RateLimitPolicy
-from ..ratelimit.drivers import check_async, check_sync
+from ..ratelimit.drivers import check_async, check_sync, settle_async, settle_sync
 from ..ratelimit.headers import Denial
 from ..ratelimit.keys import user as user_key
 from ..ratelimit.request import WSGIRequest
+from ..ratelimit.shaping import Pending
 from .conf import build_policy
 from .routes import route_marks
 
@@ -83,7 +84,10 @@ class RateLimitMiddleware:
         outcome = check_sync(self.policy, DjangoRequest(request), rules)
         if not outcome.allowed:
             return _add_headers(outcome, _denied(outcome))
-        return _add_headers(outcome, self.get_response(request))
+        response = _add_headers(outcome, self.get_response(request))
+        if outcome.pending is not None:
+            _settle_after(self.policy, outcome.pending, response)
+        return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
         rules = self.rules_for(request)
@@ -100,7 +104,10 @@ class RateLimitMiddleware:
         outcome = await check_async(self.policy, DjangoRequest(request, user), rules)
         if not outcome.allowed:
             return _add_headers(outcome, _denied(outcome))
-        return _add_headers(outcome, await self.get_response(request))
+        response = _add_headers(outcome, await self.get_response(request))
+        if outcome.pending is not None:
+            await _asettle_after(self.policy, outcome.pending, response)
+        return response
 
     def rules_for(self, request: HttpRequest) -> Any:
         """The rules that apply to ``request`` (None: exempt, or nothing applies)."""
@@ -125,3 +132,41 @@ def _add_headers(outcome: Outcome, response: HttpResponse) -> HttpResponse:
         if name not in response:
             response[name] = value
     return response
+
+
+def _answer(response: HttpResponse) -> tuple[int, list[tuple[str, str]]]:
+    return response.status_code, [(n.lower(), v) for n, v in response.headers.items()]
+
+
+def _settle_after(policy: RateLimitPolicy, pending: Pending, response: HttpResponse) -> None:
+    """A ``settle=`` rule's settlement: now for a rendered response, after the last
+    chunk for a streamed one."""
+    status, headers = _answer(response)
+    if not getattr(response, "streaming", False):
+        settle_sync(policy, pending, status, headers)
+        return
+    content = response.streaming_content
+
+    def then() -> Iterator[Any]:
+        yield from content
+        settle_sync(policy, pending, status, headers)
+
+    response.streaming_content = then()
+
+
+async def _asettle_after(policy: RateLimitPolicy, pending: Pending, response: HttpResponse) -> None:
+    status, headers = _answer(response)
+    if not getattr(response, "streaming", False):
+        await settle_async(policy, pending, status, headers)
+        return
+    if not getattr(response, "is_async", False):
+        _settle_after(policy, pending, response)  # Django iterates it in a thread
+        return
+    content = response.streaming_content
+
+    async def then() -> AsyncIterator[Any]:
+        async for chunk in content:
+            yield chunk
+        await settle_async(policy, pending, status, headers)
+
+    response.streaming_content = then()

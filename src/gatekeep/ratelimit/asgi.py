@@ -17,10 +17,11 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from .core import Outcome, RateLimitPolicy, merge_headers
-from .drivers import check_async
+from .drivers import check_async, settle_async
 from .headers import Denial
 from .request import ASGIRequest
 from .routes import NOTHING, STATE, RouteCheck, RouteTable, find_router, route_path
+from .shaping import Pending
 
 __all__ = ["RateLimitMiddleware"]
 
@@ -121,6 +122,8 @@ class RateLimitMiddleware:
         if not outcome.allowed:
             await self._deny(outcome, scope, receive, send)
             return
+        if outcome.pending is not None and kind == "http":
+            send = settling(policy, outcome.pending, send)
         if not outcome.headers or kind != "http":
             await self.app(scope, receive, send)
             return
@@ -193,3 +196,26 @@ class RateLimitMiddleware:
             await send(
                 {"type": "websocket.close", "code": WS_POLICY_VIOLATION, "reason": "rate limited"}
             )
+
+
+def settling(policy: RateLimitPolicy, pending: Pending, send: Send) -> Send:
+    """``send``, then the settlements ``pending`` once the response body has ended
+    (after its last message: the client has its answer, a streamed one included)."""
+    status = 0
+    headers: list[tuple[str, str]] = []
+
+    async def send_then_settle(message: Message) -> None:
+        nonlocal status, headers
+        kind = message["type"]
+        if kind == "http.response.start":
+            status = message["status"]
+            headers = [
+                (k.decode("latin-1").lower(), v.decode("latin-1"))
+                for k, v in message.get("headers", ())
+            ]
+        await send(message)
+        if kind == "http.response.body" and status and not message.get("more_body", False):
+            answered, status = status, 0  # once
+            await settle_async(policy, pending, answered, headers)
+
+    return send_then_settle

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backends.base import Backend, Plan
+from ..blocks import Block, encode
 from ..keys import tag
 from ..limiter import BaseLimiter
 from ..metrics import Metrics, RuleCounters
 from .headers import policy_item, sf_string
 from .rules import Rule
+from .shaping import Settler, Smoothing, shaping
 
 __all__ = ["KEY_CACHE", "Batch", "build_batch", "redis_keys"]
 
@@ -42,12 +44,17 @@ class Batch:
     key_cache: dict[str, list[str]]
     #: Per rule: its metrics counters (or None) and the slice of ``plan.rates`` it owns.
     counters: tuple[tuple[RuleCounters | None, slice], ...] = ()
+    #: The rules with ``delay`` and with ``settle`` (see :mod:`.shaping`).
+    delays: tuple[Smoothing, ...] = ()
+    settles: tuple[Settler, ...] = ()
+    #: Per rule with a penalty block: its index and its block key's tail (``:<name>:blk``).
+    blocks: tuple[tuple[int, str], ...] = ()
 
 
 def build_batch(limiter: BaseLimiter, metrics: Metrics | None, rules: tuple[Rule, ...]) -> Batch:
     """The batch of ``rules``: one plan for all their rates, so that one script call
     checks them together, all-or-nothing."""
-    plans = [limiter.plan(list(r.rates)) for r in rules]
+    plans = [limiter.plan(list(r.plan_rates)) for r in rules]
     names: list[str] = []
     for rule, plan in zip(rules, plans, strict=True):
         if len(plan.rates) == 1:
@@ -69,11 +76,23 @@ def build_batch(limiter: BaseLimiter, metrics: Metrics | None, rules: tuple[Rule
         key_cache={},
         fast=None,  # the first plan's fused path knows only its own rate
     )
+    blocked = [
+        (i, rule.block, span)
+        for i, (rule, (_, span)) in enumerate(zip(rules, spans, strict=True))
+        if isinstance(rule.block, Block)
+    ]
+    if blocked:  # one group per rule with a block (lua/_driver_blocks.lua)
+        tail = encode([b.group(span.start + 1, span.stop) for _, b, span in blocked])
+        merged = dataclasses.replace(
+            merged, algorithm=merged.algorithm.with_blocks, flat=merged.flat + tail, blocks=tail
+        )
     backend: Backend | Any = limiter.backend
     fuse = getattr(backend, "fused_hit", None)
     if fuse is not None and len(rates) == 1:  # in-process, one limit: one function
         # (no counters: the policy counts per rule, for every backend alike)
         merged = dataclasses.replace(merged, fast=fuse(merged, None))
+    delays, settles = shaping(rules, merged, spans)
+    declared = tuple(rate for r in rules for rate in r.rates)  # the headers show these
     return Batch(
         rules=rules,
         plan=merged,
@@ -82,7 +101,10 @@ def build_batch(limiter: BaseLimiter, metrics: Metrics | None, rules: tuple[Rule
         quoted=tuple(sf_string(n) for n in names),
         key_cache={},
         counters=tuple(spans),
-        policy_header=", ".join(policy_item(n, r) for n, r in zip(names, rates, strict=True)),
+        policy_header=", ".join(policy_item(n, r) for n, r in zip(names, declared, strict=True)),
+        delays=delays,
+        settles=settles,
+        blocks=tuple((i, f":{rules[i].name}:blk") for i, _, _ in blocked),
     )
 
 
@@ -94,6 +116,8 @@ def redis_keys(prefix: str, batch: Batch, keys: Sequence[Any]) -> list[str]:
     for key, (tail, suffixes) in zip(keys, batch.tails, strict=True):
         base = prefix + tag(key) + tail
         out.extend(base + s for s in suffixes)
+    for i, tail in batch.blocks:  # the block keys follow the limits' keys
+        out.append(prefix + tag(keys[i]) + tail)
     if len(keys) == 1:
         cache = batch.key_cache
         if len(cache) >= KEY_CACHE:

@@ -38,6 +38,7 @@ from .keys import KeyFunc, client_ip
 from .outcome import ALLOW, Outcome, Stats, merge_headers
 from .request import RequestView
 from .rules import Pattern, Rule, compile_pattern
+from .shaping import smooth
 
 __all__ = ["ALLOW", "Batch", "Outcome", "RateLimitPolicy", "Stats", "merge_headers"]
 
@@ -60,7 +61,8 @@ class RateLimitPolicy:
     ``X-RateLimit-*`` too. ``deny(request, decision)``: build the denial (a
     :class:`Denial`, or a framework response). ``shadow``: decide and count,
     never block. ``on_error``: ``"allow"`` (fail open, the default) or ``"deny"``
-    (503) when the backend fails.
+    (503) when the backend fails. ``denial_cache``: the local cache of denied keys
+    (:mod:`gatekeep.denials`; on by default with Redis, False turns it off).
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class RateLimitPolicy:
         shadow: bool = False,
         on_error: str = "allow",
         metrics: Metrics | None = METRICS,
+        denial_cache: bool | int | None = None,
     ) -> None:
         if isinstance(backend, str):
             # A URL: fail fast, and decide in-process while Redis is away (the
@@ -92,6 +95,7 @@ class RateLimitPolicy:
             prefix=prefix,
             name="middleware",
             metrics=metrics,
+            denial_cache=denial_cache,
         )
         self.backend: Backend = self.limiter.backend
         if isinstance(rules, Rule):
@@ -143,8 +147,13 @@ class RateLimitPolicy:
     def check_rule(self, rule: Rule) -> None:
         """Raise ``ValueError`` when this policy cannot check ``rule`` (e.g. a burst
         under a window algorithm): for limits that join the policy per request."""
+        if rule.delay and not self.limiter.algorithm.bucket:
+            raise ValueError(
+                f"rule {rule.name!r}: delay= smooths requests at the rate of a bucket; "
+                f"use algorithm='token_bucket' or 'gcra', not {self.limiter.algorithm.name!r}"
+            )
         try:
-            self.limiter.plan(list(rule.rates))
+            self.limiter.plan(list(rule.plan_rates))
         except ValueError as exc:
             raise ValueError(f"rule {rule.name!r}: {exc}") from None
 
@@ -264,6 +273,9 @@ class RateLimitPolicy:
     def decide(self, batch: Batch, decision: Decision, request: RequestView) -> Outcome:
         """Headers, metrics and the denial for ``decision`` (``decision_of`` a reply, or
         the fused in-process path's own)."""
+        delay = 0.0
+        if batch.delays:  # the declared limits, and the wait
+            decision, delay = smooth(batch.delays, decision, not self.shadow)
         headers: list[tuple[str, str]]
         if self.headers:
             if decision.details:
@@ -282,6 +294,8 @@ class RateLimitPolicy:
             self._count(batch, decision)
         if decision.allowed:
             stats.allowed += 1
+            if delay and not self.shadow:
+                return Outcome(True, headers, None, decision, batch.rules, delay)
             return Outcome(True, headers, None, decision, batch.rules)
         if self.shadow:
             stats.shadow_denied += 1

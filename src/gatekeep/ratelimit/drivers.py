@@ -1,22 +1,59 @@
 """The two drivers of one check: sync (WSGI, Flask, Django) and async (ASGI, FastAPI).
 
 Both run the same steps of :class:`~gatekeep.ratelimit.core.RateLimitPolicy`;
-they differ only in awaiting key functions and the backend call. Any exception
-from a key function or the backend becomes the ``on_error`` outcome, never a 500.
+they differ only in awaiting key functions and the backend call, and in how they
+sleep a rule's ``delay``. Any exception from a key function or the backend becomes
+the ``on_error`` outcome, never a 500. ``settle_sync``/``settle_async`` make the
+settlement calls of an answered request (``Rule(settle=...)``).
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
+from time import monotonic_ns
 from typing import Any
 
+from .. import waiting
 from ..algorithms import HIT
 from ..limiter import Call
+from .batch import Batch
 from .core import ALLOW, Outcome, RateLimitPolicy
 from .request import RequestView
 from .rules import Rule
+from .shaping import Pending, settle_calls
 
-__all__ = ["check_async", "check_sync"]
+__all__ = ["check_async", "check_sync", "settle_async", "settle_sync"]
+
+
+def settle_sync(
+    policy: RateLimitPolicy, pending: Pending, status: int, headers: Sequence[tuple[str, str]]
+) -> None:
+    """Settle an answered request (headers: names lowercased). Never raises: a failure
+    is the policy's to log, and the request stands at its cost of 1."""
+    try:
+        for plan, keys, mode, cost in settle_calls(pending, status, headers):
+            policy.backend.limit(plan, keys, None, mode, cost)
+    except Exception as exc:
+        policy.failed(exc)
+
+
+async def settle_async(
+    policy: RateLimitPolicy, pending: Pending, status: int, headers: Sequence[tuple[str, str]]
+) -> None:
+    """As :func:`settle_sync`, awaited."""
+    try:
+        for plan, keys, mode, cost in settle_calls(pending, status, headers):
+            await policy.backend.alimit(plan, keys, None, mode, cost)
+    except Exception as exc:
+        policy.failed(exc)
+
+
+def _owed(outcome: Outcome, batch: Batch, keys: list[str]) -> Outcome:
+    """``outcome`` with the settlements it owes, when a rule settles and it was charged."""
+    if batch.settles and outcome.decision is not None and outcome.decision.allowed:
+        return outcome._replace(pending=Pending(batch.settles, keys))
+    return outcome
 
 
 def check_sync(policy: RateLimitPolicy, request: RequestView, rules: tuple[Rule, ...]) -> Outcome:
@@ -33,12 +70,25 @@ def check_sync(policy: RateLimitPolicy, request: RequestView, rules: tuple[Rule,
         if prepared is None:
             return ALLOW
         batch, redis_keys = prepared
+        denials = policy.limiter.denials
+        if denials is not None and denials.entries:  # a denial held in process?
+            held = denials.check(batch.plan, redis_keys, 1)
+            if held is not None:
+                return policy.decide(batch, held, request)
         c = policy.limiter.begin(batch.plan, redis_keys, None, 1)  # the limiter's path
         if not isinstance(c, Call):  # decided in process
-            return policy.decide(batch, c, request)
-        reply = policy.backend.limit(c.plan, c.keys, None, HIT, 1)
-        policy.limiter.end(c)
-        return policy.decide(batch, policy.decision_of(batch, reply), request)
+            outcome = policy.decide(batch, c, request)
+        else:
+            sent = monotonic_ns()
+            reply = policy.backend.limit(c.plan, c.keys, None, HIT, 1)
+            policy.limiter.end(c)
+            decision = policy.decision_of(batch, reply)
+            if not decision[0]:
+                policy.limiter.remember(c, decision, sent)
+            outcome = policy.decide(batch, decision, request)
+        if outcome.delay:
+            waiting.sleep(outcome.delay)
+        return _owed(outcome, batch, redis_keys) if batch.settles else outcome
     except Exception as exc:
         return policy.failed(exc)
 
@@ -55,12 +105,25 @@ async def check_async(
         if prepared is None:
             return ALLOW
         batch, redis_keys = prepared
+        denials = policy.limiter.denials
+        if denials is not None and denials.entries:  # a denial held in process?
+            held = denials.check(batch.plan, redis_keys, 1)
+            if held is not None:
+                return policy.decide(batch, held, request)
         c = policy.limiter.begin(batch.plan, redis_keys, None, 1)  # the limiter's path
         if not isinstance(c, Call):  # decided in process: nothing to await
-            return policy.decide(batch, c, request)
-        reply = await policy.backend.alimit(c.plan, c.keys, None, HIT, 1)
-        policy.limiter.end(c)
-        return policy.decide(batch, policy.decision_of(batch, reply), request)
+            outcome = policy.decide(batch, c, request)
+        else:
+            sent = monotonic_ns()
+            reply = await policy.backend.alimit(c.plan, c.keys, None, HIT, 1)
+            policy.limiter.end(c)
+            decision = policy.decision_of(batch, reply)
+            if not decision[0]:
+                policy.limiter.remember(c, decision, sent)
+            outcome = policy.decide(batch, decision, request)
+        if outcome.delay:
+            await waiting.asleep(outcome.delay)
+        return _owed(outcome, batch, redis_keys) if batch.settles else outcome
     except Exception as exc:
         return policy.failed(exc)
 

@@ -27,6 +27,10 @@ class Outcome(NamedTuple):
     decision: Decision | None = None
     #: The rules checked, in the order of ``decision.details``.
     rules: tuple[Rule, ...] = ()
+    #: Seconds to wait before passing the request on (a rule's ``delay``).
+    delay: float = 0.0
+    #: What to settle once the app has answered (``shaping.Pending``; a rule's ``settle``).
+    pending: Any = None
 
 
 #: The outcome of a request no rule limits (or of a failed check, failing open).

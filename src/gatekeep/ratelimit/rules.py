@@ -13,14 +13,20 @@ sharing one limit; give each route its own rule for per-route limits.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ..blocks import Block, BlockSpec, as_block
 from ..limiter import Limits
 from ..rates import Rate, parse_rates
 from .keys import KeyFunc
 
-__all__ = ["Pattern", "Rule", "compile_pattern"]
+__all__ = ["Pattern", "Rule", "SettleFunc", "compile_pattern"]
+
+#: ``settle=`` as a function: ``(status, headers) -> actual cost or None`` (no
+#: settlement), called once the app has answered; ``headers`` are the response's,
+#: names lowercased.
+SettleFunc = Callable[[int, Sequence[tuple[str, str]]], "int | None"]
 
 _METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "WEBSOCKET"}
@@ -120,6 +126,17 @@ class Rule:
     returns None for a request, this rule does not apply to that request.
     ``name`` names the counter (in Redis keys and in the ``RateLimit`` headers):
     keep it stable across deployments.
+
+    ``delay=D`` (nginx's ``burst``/``delay``): up to D requests beyond the limits
+    are delayed instead of answered 429: each takes a place in advance and sleeps
+    until the rate admits it, so the app sees them smoothed at the rate (bucket
+    algorithms only). ``settle``: a response header carrying the request's actual
+    cost (e.g. ``"x-tokens-used"``), or a :data:`SettleFunc`; the request is
+    admitted at cost 1 and, once the app has answered (its body sent), the rule is
+    charged the actual cost instead, even beyond the limit: a debt later requests
+    wait out (see :mod:`gatekeep.reservations`). ``block``: a penalty block after a denial by
+    this rule (seconds, escalating seconds, or a :class:`~gatekeep.Block`): see
+    :mod:`gatekeep.blocks`; ``Retry-After`` then says when it ends.
     """
 
     limits: Limits
@@ -127,7 +144,12 @@ class Rule:
     methods: str | Sequence[str] | None = None
     key: KeyFunc | None = None
     name: str | None = None
+    delay: int = 0
+    settle: str | SettleFunc | None = None
+    block: BlockSpec | Block = None
     rates: tuple[Rate, ...] = field(init=False, repr=False)
+    #: The rates the counter keeps: ``rates`` with ``delay`` more of burst each.
+    plan_rates: tuple[Rate, ...] = field(init=False, repr=False)
     patterns: tuple[Pattern, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -149,7 +171,30 @@ class Rule:
             raise TypeError(f"rule {name!r}: pass key={self.key.__name__}(), not the class")
         if self.key is not None and not callable(self.key):
             raise TypeError(f"rule {name!r}: key must be a key function, got {self.key!r}")
+        if isinstance(self.delay, bool) or not isinstance(self.delay, int) or self.delay < 0:
+            raise ValueError(f"rule {name!r}: delay must be an int >= 0, got {self.delay!r}")
+        settle = self.settle
+        if isinstance(settle, str):
+            if not settle or not _NAME_RE.match(settle) or " " in settle:
+                raise ValueError(f"rule {name!r}: settle must name a response header")
+            object.__setattr__(self, "settle", settle.lower())
+        elif settle is not None and not callable(settle):
+            raise TypeError(
+                f"rule {name!r}: settle must be a header name or a function "
+                f"(status, headers) -> int | None, got {settle!r}"
+            )
+        try:
+            object.__setattr__(self, "block", as_block(self.block))
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"rule {name!r}: {exc}") from None
         object.__setattr__(self, "rates", rates)
+        object.__setattr__(
+            self,
+            "plan_rates",
+            tuple(Rate(r.limit, r.period_us, r.burst + self.delay) for r in rates)
+            if self.delay
+            else rates,
+        )
         object.__setattr__(self, "patterns", patterns)
         object.__setattr__(self, "name", name)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ..blocks import BlockSpec
 from ..limiter import Limits
 from .keys import KeyFunc
 from .rules import Rule
@@ -22,13 +23,15 @@ _EXEMPT = "__gatekeep_exempt__"
 
 
 def limit(
-    limits: Limits, *, key: KeyFunc | None = None, name: str | None = None
+    limits: Limits, *, key: KeyFunc | None = None, name: str | None = None, block: BlockSpec = None
 ) -> Callable[[F], F]:
-    """Mark a view with its own limit; the counter is named after the view unless ``name``."""
+    """Mark a view with its own limit; the counter is named after the view unless ``name``.
+    ``block``: a penalty block after a denial (see :class:`Rule`)."""
 
     def decorate(view: F) -> F:
         label = name or f"{view.__module__}.{view.__qualname__}"[-64:]
-        rule = Rule(limits, "/**", key=key, name=label)  # bad limits raise here, at import
+        # bad limits raise here, at import
+        rule = Rule(limits, "/**", key=key, name=label, block=block)
         setattr(view, _RULES, (*getattr(view, _RULES, ()), rule))
         return view
 

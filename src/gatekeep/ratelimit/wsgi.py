@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
 from typing import Any
 
 from .core import Outcome, RateLimitPolicy, merge_headers
-from .drivers import check_sync
+from .drivers import check_sync, settle_sync
 from .headers import Denial
 from .request import WSGIRequest
 
-__all__ = ["RateLimitMiddleware", "status_line"]
+__all__ = ["RateLimitMiddleware", "settling", "status_line"]
 
 _SLASHES = re.compile(r"/{2,}")
 
@@ -67,6 +67,8 @@ class RateLimitMiddleware:
         outcome = check_sync(policy, request, rules)
         if not outcome.allowed:
             return deny_wsgi(outcome, environ, start_response)
+        if outcome.pending is not None:
+            return settling(self.app, environ, start_response, outcome, policy)
         if not outcome.headers:
             return self.app(environ, start_response)
         return self.app(environ, with_headers(start_response, outcome.headers))
@@ -96,3 +98,50 @@ def deny_wsgi(
     headers.append(("Content-Length", str(len(denial.body))))
     start_response(status_line(denial.status), headers)
     return [denial.body]
+
+
+def settling(
+    app: WSGIApp,
+    environ: dict[str, Any],
+    start_response: StartResponse,
+    outcome: Outcome,
+    policy: RateLimitPolicy,
+) -> Iterable[bytes]:
+    """Run ``app``, then settle ``outcome.pending`` when the server closes the response
+    (after its body has been sent, a streamed one included)."""
+    answer: list[Any] = []
+
+    def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        answer[:] = [int(status.split(None, 1)[0]), [(n.lower(), v) for n, v in headers]]
+        if exc_info is None:
+            return start_response(status, headers)
+        return start_response(status, headers, exc_info)
+
+    inner = with_headers(start, outcome.headers) if outcome.headers else start
+    body = app(environ, inner)
+
+    def done() -> None:
+        if answer:
+            settle_sync(policy, outcome.pending, answer[0], answer[1])
+
+    return _Closing(body, done)
+
+
+class _Closing:
+    """A WSGI body that calls ``done`` after the app's own ``close`` (PEP 3333: the
+    server calls ``close`` once the response is sent, or abandoned)."""
+
+    def __init__(self, body: Iterable[bytes], done: Callable[[], None]) -> None:
+        self._body = body
+        self._done = done
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._body)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._done()

@@ -183,8 +183,16 @@ class Outcomes:
             retry_after=retry_after(breaker),
         )
 
-    def from_replica(self, breaker: CircuitBreaker | None) -> None:
-        self.counters["replica_reads"] += 1
+    def from_replica(self, breaker: CircuitBreaker | None, replicas: dict[str, Any]) -> None:
+        """A read was served by a replica (``replicas``: the replica choice's counters,
+        copied into the executor's)."""
+        c = self.counters
+        c["replica_reads"] += 1
+        by = c.setdefault("replica_reads_by_shard", {})
+        label = "*" if breaker is None else breaker.name
+        by[label] = by.get(label, 0) + 1
+        if replicas:
+            c["replicas"] = replicas
         name = None if breaker is None else breaker.name
         trouble = self._trouble.get(name)
         if trouble is not None and trouble.replica_since is not None:

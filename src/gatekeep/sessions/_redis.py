@@ -7,8 +7,10 @@ Sentinels, an open circuit breaker):
 
 - a batch that only reads, or whose every call has a read-only stand-in (a load
   that would extend the idle deadline has one: the same load without the touch),
-  runs again as ``EVALSHA_RO`` on a replica (Sentinel). The idle deadline is not
-  extended then; the next load or save that reaches a primary extends it;
+  runs again as ``EVALSHA_RO`` on a replica: on Sentinel and Cluster every replica
+  of the shard in turn, within the breaker's deadline (:mod:`gatekeep.backends.replicas`),
+  else a replica client given. The idle deadline is not extended then; the next load
+  or save that reaches a primary extends it;
 - a batch that writes raises :class:`~gatekeep.errors.SessionWriteFailed`: the
   caller learns that nothing was saved (the middleware answers 503).
 
@@ -33,9 +35,11 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..backends._calls import Command, Replies, ScriptCall
+from ..backends._replica_io import ReplicaReads
+from ..backends.connect import DEFAULT_TIMEOUT
 from ..backends.redis import RedisBackend
 from ..breaker import CircuitBreaker
 from ..errors import SessionNotReplicated
@@ -52,7 +56,18 @@ __all__ = ["ReplicaReplies", "RedisExecutor"]
 #: script call of the backend (``wait``: WAIT for that many replicas, that long);
 #: the flow yields these, is sent their replies, and returns the replies.
 IOStep = tuple[list[ScriptCall], bool, "tuple[int, int] | None"]
-IOFlow = Generator[IOStep, list[Any], list[Any]]
+
+
+class ReplicaStep(NamedTuple):
+    """The I/O of a read from a replica: ``batch`` (read-only), for ``key``'s shard,
+    within ``deadline`` seconds."""
+
+    batch: list[ScriptCall]
+    key: str
+    deadline: float
+
+
+IOFlow = Generator["IOStep | ReplicaStep", list[Any], list[Any]]
 
 
 class ReplicaReplies(list[Any]):
@@ -183,6 +198,10 @@ class RedisExecutor:
         self.wait_ms = max(1, round(wait_timeout * 1000))
         self.metrics = metrics
         self._replica: dict[bool, bool] = {}
+        #: Reads from every replica of the shard (Sentinel, Cluster), and whether they
+        #: apply (per driver: True is sync), known on the first read from a replica.
+        self.replicas: ReplicaReads = backend.replica_reads
+        self._shard_replicas: dict[bool, bool] = {}
         #: Whether a peek may go as plain commands (not on a cluster); known on first use.
         self._plain: bool | None = None
         self.outcomes = Outcomes(metrics)
@@ -242,7 +261,8 @@ class RedisExecutor:
         calls = [_on_replica(c) for c in calls]
         split = plain and any(c.script == PEEK for c in calls)
         try:
-            replies = yield (_batch(calls, now, split), True, None)
+            step = ReplicaStep(_batch(calls, now, split), calls[0].keys[0], self._deadline(breaker))
+            replies = yield step
             if split:
                 replies = _joined(calls, replies, now)
             _check(replies)
@@ -250,7 +270,7 @@ class RedisExecutor:
             if is_outage(exc):
                 raise out.read_failed(breaker, exc) from None
             raise
-        out.from_replica(breaker)
+        out.from_replica(breaker, self.replicas.counters)
         return ReplicaReplies(normalize(r) for r in replies)
 
     def run(self, calls: list[Call], now: int | None) -> list[Any]:
@@ -260,11 +280,19 @@ class RedisExecutor:
         # not itself a coroutine: one frame less for every resumption after I/O
         return arun_flow(self._flow(calls, now, sync=False), self._aio)
 
-    def _io(self, step: IOStep) -> list[Any]:
+    def _io(self, step: IOStep | ReplicaStep) -> list[Any]:
+        if isinstance(step, ReplicaStep):
+            if self._shard_replicas[True]:
+                return self.replicas.read(step.key, step.batch, step.deadline)
+            return self.backend.eval_batch(step.batch, read_only=True)
         batch, read_only, wait = step
         return self.backend.eval_batch(batch, read_only=read_only, wait=wait)
 
-    def _aio(self, step: IOStep) -> Awaitable[list[Any]]:
+    def _aio(self, step: IOStep | ReplicaStep) -> Awaitable[list[Any]]:
+        if isinstance(step, ReplicaStep):
+            if self._shard_replicas[False]:
+                return self.replicas.aread(step.key, step.batch, step.deadline)
+            return self.backend.aeval_batch(step.batch, read_only=True)
         batch, read_only, wait = step
         return self.backend.aeval_batch(batch, read_only=read_only, wait=wait)
 
@@ -273,15 +301,26 @@ class RedisExecutor:
         await self.backend.aclose()
 
     def _has_replica(self, *, sync: bool) -> bool:
+        """Whether a read can go to a replica: every replica of the shard (Sentinel,
+        Cluster: :mod:`gatekeep.backends.replicas`), or a replica client given."""
         known = self._replica.get(sync)
         if known is None:
+            shard = self._shard_replicas[sync] = self.replicas.applies(sync)
             b = self.backend
             try:
-                known = (b.replica is not b.client) if sync else (b.areplica is not b.aclient)
+                known = shard or (
+                    (b.replica is not b.client) if sync else (b.areplica is not b.aclient)
+                )
             except RuntimeError:  # only a sync (or only an async) client was given
                 known = False
             self._replica[sync] = known
         return known
+
+    def _deadline(self, breaker: CircuitBreaker | None) -> float:
+        """Seconds a read from replicas may take: the breaker's deadline."""
+        if breaker is not None:
+            return breaker.deadline
+        return self.backend.timeout or DEFAULT_TIMEOUT
 
     def _done(self, replies: list[Any], acked: int, writes: bool) -> list[Any]:
         if writes and self.wait_replicas and acked < self.wait_replicas:
@@ -303,6 +342,11 @@ class RedisExecutor:
         def read() -> dict[str, Any]:
             ex = ref()
             counters = dict(ex.counters) if ex is not None else {}
+            for name, value in counters.items():  # a snapshot: nested counters copied too
+                if isinstance(value, dict):
+                    counters[name] = {
+                        k: dict(v) if isinstance(v, dict) else v for k, v in value.items()
+                    }
             return {"kind": "sessions", **counters}
 
         return read

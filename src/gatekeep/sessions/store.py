@@ -25,7 +25,8 @@ user with more than ``max_sessions_per_user`` sessions loses the oldest ones
 Availability
 ------------
 With Redis, every operation goes to the primary first. While no primary answers
-(a failover under Sentinel), loads are served by a replica, read-only (the idle
+(a failover under Sentinel; on Cluster, the session's shard only), loads are served
+by one of the shard's replicas, read-only (the idle
 deadline is extended by the next load or save on a primary), and writes raise
 :class:`~gatekeep.errors.SessionWriteFailed`, which the middleware turns into a
 503; see :mod:`._redis`. ``wait_replicas=1`` makes each write wait for a
