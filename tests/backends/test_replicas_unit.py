@@ -10,6 +10,7 @@ from redis.exceptions import BusyLoadingError, MovedError, NoScriptError
 from gatekeep.backends._calls import Command
 from gatekeep.backends.replicas import (
     DOWN_FOR,
+    REFRESH,
     Ask,
     AskSentinels,
     Node,
@@ -98,6 +99,39 @@ def test_a_hung_replica_gets_its_share_then_is_skipped():
     read(replicas, cluster)
     read(replicas, cluster)
     assert replicas.counters["served_by"]["10.0.0.1:1"] == 1
+
+
+def test_a_node_known_down_is_the_last_resort_when_the_others_fail():
+    """A replica marked down, then back within DOWN_FOR (an old primary that rejoined),
+    serves a read whose other nodes fail; a read with every node known down still fails
+    at once (test_nothing_serves_within_the_deadline)."""
+    replicas, cluster, clock = make()
+    cluster.hung.add(A)
+    assert read(replicas, cluster) == ["value@10.0.0.2:2"]  # A gets its share, then is down
+    cluster.hung.clear()  # A is back
+    cluster.refuse[B] = BusyLoadingError("LOADING")
+    cluster.refuse[P] = BusyLoadingError("LOADING")
+    clock.now += 0.2  # within DOWN_FOR
+    assert read(replicas, cluster) == ["value@10.0.0.1:1"]
+    assert [n for n, _, _ in cluster.asked][-3:] == ["10.0.0.2:2", "10.0.0.9:9", "10.0.0.1:1"]
+
+
+def test_when_every_node_is_known_down_one_read_per_refresh_probes_them():
+    """Known down, then back (its connections killed by a Sentinel promoting it, say):
+    reads fail at once, but one per REFRESH seconds tries the nodes, and the node that
+    serves is no longer known down."""
+    replicas, cluster, clock = make()
+    cluster.hung.update({A, B, P})
+    with pytest.raises(ReplicasUnavailable):
+        read(replicas, cluster)  # every node tried: known down
+    cluster.hung.clear()
+    with pytest.raises(ReplicasUnavailable, match="tried: none"):
+        read(replicas, cluster)  # at once
+    clock.now += REFRESH + 0.01
+    assert read(replicas, cluster)[0].startswith("value@")  # the probe
+    asked = len(cluster.asked)
+    assert read(replicas, cluster)[0].startswith("value@")
+    assert len(cluster.asked) == asked + 1  # straight to a node no longer down
 
 
 def test_a_listed_replica_that_is_an_empty_master_is_not_used():

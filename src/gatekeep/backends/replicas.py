@@ -17,14 +17,16 @@ and Cluster alike:
   (the breaker's); each gets an equal share of what is left for the nodes still to
   try, so one hung (SIGSTOPped) node cannot eat all of it.
 - **skipped**: a node that did not answer (no connection, a timeout) within the last
-  ``DOWN_FOR`` seconds is not tried ("known down"). A node's answer is not used when
-  it is not a copy of the shard: ``ROLE``, sent in the same round trip, says
-  ``master`` for a node listed as a replica (an old primary being demoted, maybe
-  restarted empty, or a replica promoted before the list says so), a replica in state
-  ``sync`` (a full resync: its data is being replaced), or ``slave`` for the node
-  named primary; or a reply is ``LOADING``, ``MASTERDOWN``, ``MOVED``/``ASK``,
-  ``TRYAGAIN``, ``CLUSTERDOWN`` (any "cannot serve now" reply, :mod:`gatekeep.outage`).
-  Such a node answered quickly: it is tried again on the next read.
+  ``DOWN_FOR`` seconds is tried only when the others failed, or by one read per
+  ``REFRESH`` seconds when all are known down ("known down": it may be back, rejoined
+  as a replica, or its connections were killed by a Sentinel promoting it). A node's
+  answer is not used when it is not a copy of the shard: ``ROLE``, sent in the same
+  round trip, says ``master`` for a node listed as a replica (an old primary being
+  demoted, maybe restarted empty, or a replica promoted before the list says so), a
+  replica in state ``sync`` (a full resync: its data is being replaced), or ``slave``
+  for the node named primary; or a reply is ``LOADING``, ``MASTERDOWN``, ``MOVED``/
+  ``ASK``, ``TRYAGAIN``, ``CLUSTERDOWN`` (any "cannot serve now" reply,
+  :mod:`gatekeep.outage`). Such a node answered quickly: it is tried again next read.
 
 What ROLE cannot tell: a node restarted empty and already told to replicate, but not
 yet syncing (state ``connect``/``connecting``/``handshake``), looks like a replica
@@ -215,6 +217,7 @@ class Replicas:
         self._stale = False
         self._down: dict[str, float] = {}
         self._turn = itertools.count()
+        self._probed = 0.0  # when a read last tried the nodes known down
         #: Reads served, per node; nodes skipped, by why; topology refreshes.
         self.counters: dict[str, Any] = {
             "served_by": {},
@@ -233,14 +236,28 @@ class Replicas:
         """Serve ``calls`` (read-only) from a node of ``key``'s shard within ``deadline``
         seconds: the replies. ``seeds``: nodes to ask the cluster's topology. When every
         node of a topology not asked during this read failed, it is asked again and the
-        nodes not tried yet in their new role (a promoted replica: as the primary) are."""
+        nodes not tried yet in their new role (a promoted replica: as the primary) are.
+        Last, when the nodes tried in this read all failed: those known down (see
+        :meth:`_order`)."""
         end = self.clock() + deadline
         tried: set[Node] = set()
         last: BaseException | None = None
         spare: tuple[Node, list[Any]] | None = None
-        for again in (False, True):
-            topology, fresh = yield from self._topology(end, seeds, again)
-            nodes = [n for n in self._order(topology.for_key(key)) if n not in tried]
+        fresh = False
+        for again in (False, True, None):
+            if end - self.clock() <= 0 or (again and fresh):
+                continue  # no time left; or the first pass's topology was asked for it
+            if again is None:  # the last resort: the nodes known down (see _order)
+                now = self.clock()
+                if spare is not None or self.topology is None:
+                    break
+                if not tried and now - self._probed < REFRESH:
+                    break  # every node known down: fail at once, but probe them now and then
+                self._probed = now
+                nodes = [n for n in self.topology.for_key(key) if n not in tried]
+            else:
+                topology, fresh = yield from self._topology(end, seeds, again)
+                nodes = [n for n in self._order(topology.for_key(key)) if n not in tried]
             for i, node in enumerate(nodes):
                 left = end - self.clock()
                 if left <= 0:
@@ -261,11 +278,11 @@ class Replicas:
                         spare = (node, replies)
                     continue
                 return self._served(node, replies)
-            if fresh or end - self.clock() <= 0:
-                break
         if spare is not None:
             self.counters["served_by_spare"] += 1
             return self._served(*spare)
+        if tried:  # they were just tried: as good as a probe
+            self._probed = self.clock()
         names = ", ".join(n.name for n in tried) or "none"
         err = ReplicasUnavailable(
             f"no replica of the shard answered within {deadline:.3f} s (tried: {names}; "
@@ -298,13 +315,15 @@ class Replicas:
         return (None, bad) if bad else (replies, why)
 
     def _served(self, node: Node, replies: list[Any]) -> list[Any]:
+        self._down.pop(node.name, None)
         served = self.counters["served_by"]
         served[node.name] = served.get(node.name, 0) + 1
         return replies
 
     def _order(self, nodes: Sequence[Node]) -> list[Node]:
-        """The nodes to try: not known down; the replicas in turn from a rotating start,
-        the named primary last."""
+        """The nodes to try: not known down (those are a read's last resort: after the
+        others failed, or, when all are, once per ``REFRESH`` seconds; one that serves is
+        no longer down); the replicas in turn from a rotating start, the primary last."""
         now = self.clock()
         live = []
         for n in nodes:
