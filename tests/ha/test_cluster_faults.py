@@ -227,10 +227,11 @@ def test_master_sigkill_under_load_through_uvicorn(fault_cluster: ClusterTopolog
     app = AppProcess(topo.url)
     try:
         _run(app, topo, masters)
+    except BaseException:
+        print(f"\n[app output]\n{app.output()[-3000:]}")
+        raise
     finally:
-        out = app.stop()
-        if out.strip():
-            print(f"\n[app output]\n{out[-3000:]}")
+        app.stop()
 
 
 def _run(app: AppProcess, topo: ClusterTopology, masters: list[tuple[int, int, int]]) -> None:
