@@ -116,6 +116,21 @@ def test_a_node_known_down_is_the_last_resort_when_the_others_fail():
     assert [n for n, _, _ in cluster.asked][-3:] == ["10.0.0.2:2", "10.0.0.9:9", "10.0.0.1:1"]
 
 
+def test_a_node_known_down_keeps_its_share_of_the_deadline():
+    """Hung nodes tried first do not leave the last resort without time."""
+    replicas, cluster, clock = make()
+    cluster.hung.add(A)
+    read(replicas, cluster)  # A: known down
+    cluster.hung = {B, P}  # A is back; B and the primary hang
+    clock.now += 0.2
+    assert read(replicas, cluster) == ["value@10.0.0.1:1"]
+    assert [(n, t) for n, t, _ in cluster.asked[-3:]] == [
+        ("10.0.0.2:2", round(0.25 / 3, 4)),
+        ("10.0.0.9:9", round(0.25 / 3, 4)),
+        ("10.0.0.1:1", round(0.25 / 3, 4)),
+    ]
+
+
 def test_when_every_node_is_known_down_one_read_per_refresh_probes_them():
     """Known down, then back (its connections killed by a Sentinel promoting it, say):
     reads fail at once, but one per REFRESH seconds tries the nodes, and the node that

@@ -254,17 +254,20 @@ class Replicas:
                 if not tried and now - self._probed < REFRESH:
                     break  # every node known down: fail at once, but probe them now and then
                 self._probed = now
-                nodes = [n for n in self.topology.for_key(key) if n not in tried]
+                nodes = held = [n for n in self.topology.for_key(key) if n not in tried]
             else:
                 topology, fresh = yield from self._topology(end, seeds, again)
                 nodes = [n for n in self._order(topology.for_key(key)) if n not in tried]
+                # the nodes known down keep their share, for the last resort
+                held = [n for n in topology.for_key(key) if n not in tried and n not in nodes]
             for i, node in enumerate(nodes):
                 left = end - self.clock()
                 if left <= 0:
                     break
                 tried.add(node)
+                share = left / (len(nodes) - i + (0 if held is nodes else len(held)))
                 try:
-                    replies, why = yield from self._on(node, calls, left / (len(nodes) - i), end)
+                    replies, why = yield from self._on(node, calls, share, end)
                 except BaseException as exc:
                     if classify(exc) is None:  # not the store failing: a bug
                         raise
