@@ -30,8 +30,9 @@ from ._calls import (
 from ._deadlines import Deadline
 from ._redispy import masked, sentinels_of, via_client
 from ._replica_io import ReplicaReads
+from ._resp import pack_trip
 from ._split import slot_groups, split_flow
-from ._wire import AsyncConnections, SyncConnections, fast_pool, pack_trip, run_sync
+from ._wire import AsyncConnections, SyncConnections, fast_pool, run_sync
 from .base import Plan
 from .connect import ClientFactory, after_timeout, end_probe
 
