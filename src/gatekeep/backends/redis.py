@@ -13,10 +13,9 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from ..flows import arun_flow, nest, run_flow
+from ..flows import arun_flow, run_flow
 from ..scripts import Script
 from ._calls import (
-    CallFlow,
     Command,
     ScriptCall,
     Trip,
@@ -25,13 +24,12 @@ from ._calls import (
     every_reply,
     first,
     raise_first,
-    script_flow,
 )
 from ._deadlines import Deadline
 from ._redispy import masked, sentinels_of, via_client
 from ._replica_io import ReplicaReads
 from ._resp import pack_trip
-from ._split import slot_groups, split_flow
+from ._split import limit_flow, limit_many_flow, now_arg, slot_groups
 from ._wire import AsyncConnections, SyncConnections, fast_pool, run_sync
 from .base import Plan
 from .connect import ClientFactory, after_timeout, end_probe
@@ -318,28 +316,11 @@ class RedisBackend:
         name = getattr(node, "name", None)
         return name if isinstance(name, str) else None
 
-    def _limit_flow(
-        self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
-    ) -> CallFlow[list[int]]:
-        """One limiter call: one script call (split by slot on a cluster, see _split)."""
-        if len(keys) > 1 and self.is_cluster:
-            groups = slot_groups(keys)
-            if len(groups) > 1:
-                return nest(
-                    split_flow(plan, keys, groups, mode),
-                    lambda sub: self._limit_flow(sub[0], sub[1], now, sub[2], cost),
-                )
-        return script_flow(
-            [(plan.algorithm.script, keys, (_now(now), mode, cost, *plan.flat))],
-            first,
-            where=self._where,
-        )
-
     def _limit_trip(
         self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
     ) -> Trip | None:
         """The first trip of one limiter call; None when its keys span several cluster
-        slots (see _limit_flow). On the server's clock (``now`` None) a call sends the same
+        slots (see _split.limit_flow). On the server's clock (``now`` None) a call sends the same
         bytes for the same keys and arguments: they are packed once, and kept."""
         cache_key = (plan, mode, cost, *keys)  # the plan held here keeps its id unique
         if now is None:
@@ -348,7 +329,7 @@ class RedisBackend:
                 return trip
         if len(keys) > 1 and self.is_cluster and len(slot_groups(keys)) > 1:
             return None
-        trip = Trip([(plan.algorithm.script, keys, (_now(now), mode, cost, *plan.flat))])
+        trip = Trip([(plan.algorithm.script, keys, (now_arg(now), mode, cost, *plan.flat))])
         if now is None:
             trip = trip._replace(packed=pack_trip(trip))
             if len(self._trips) >= _TRIP_CACHE:
@@ -356,30 +337,13 @@ class RedisBackend:
             self._trips[cache_key] = trip
         return trip
 
-    def _limit_many_flow(
-        self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str, cost: int
-    ) -> CallFlow[list[list[int]]]:
-        if self.is_cluster and any(len(slot_groups(k)) > 1 for k in keys):
-            return self._one_by_one(plan, keys, now, mode, cost)
-        args = (_now(now), mode, cost, *plan.flat)
-        return script_flow(
-            [(plan.algorithm.script, k, args) for k in keys], raise_first, where=self._where
-        )
-
-    def _one_by_one(
-        self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str, cost: int
-    ) -> CallFlow[list[list[int]]]:
-        out = []
-        for k in keys:
-            out.append((yield from self._limit_flow(plan, k, now, mode, cost)))
-        return out
-
     def limit(
         self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
     ) -> list[int]:
         trip = self._limit_trip(plan, keys, now, mode, cost)
         if trip is None:  # split by slot
-            return run_flow(self._limit_flow(plan, keys, now, mode, cost), self._trip)
+            flow = limit_flow(plan, keys, now, mode, cost, True, self._where)
+            return run_flow(flow, self._trip)
         return call_sync(trip, self._trip, first, self._where)
 
     def alimit(
@@ -387,18 +351,21 @@ class RedisBackend:
     ) -> Coroutine[Any, Any, list[int]]:
         trip = self._limit_trip(plan, keys, now, mode, cost)
         if trip is None:
-            return arun_flow(self._limit_flow(plan, keys, now, mode, cost), self._atrip)
+            flow = limit_flow(plan, keys, now, mode, cost, True, self._where)
+            return arun_flow(flow, self._atrip)
         return call_async(trip, self._atrip, first, self._where)
 
     def limit_many(
         self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str, cost: int
     ) -> list[list[int]]:
-        return run_flow(self._limit_many_flow(plan, keys, now, mode, cost), self._trip)
+        flow = limit_many_flow(plan, keys, now, mode, cost, self.is_cluster, self._where)
+        return run_flow(flow, self._trip)
 
     def alimit_many(
         self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str, cost: int
     ) -> Coroutine[Any, Any, list[list[int]]]:
-        return arun_flow(self._limit_many_flow(plan, keys, now, mode, cost), self._atrip)
+        flow = limit_many_flow(plan, keys, now, mode, cost, self.is_cluster, self._where)
+        return arun_flow(flow, self._atrip)
 
     def delete(self, keys: list[str]) -> None:
         if keys:
@@ -455,7 +422,3 @@ _TRIP_CACHE = 4096
 
 
 _DEL = Command.of("DEL")
-
-
-def _now(now: int | None) -> int | str:
-    return "" if now is None else now
