@@ -14,7 +14,6 @@ import redis
 import redis.asyncio
 
 from ..flows import arun_flow, run_flow
-from ..scripts import Script
 from ._calls import (
     Command,
     ScriptCall,
@@ -26,6 +25,7 @@ from ._calls import (
     raise_first,
 )
 from ._deadlines import Deadline
+from ._eval import ScriptCalls
 from ._redispy import masked, sentinels_of, via_client
 from ._replica_io import ReplicaReads
 from ._resp import pack_trip
@@ -39,7 +39,7 @@ __all__ = ["RedisBackend"]
 _ASYNC_TYPES: tuple[type, ...] = (redis.asyncio.Redis, redis.asyncio.RedisCluster)
 
 
-class RedisBackend:
+class RedisBackend(ScriptCalls):
     """Limiter state in Redis (or Valkey), shared by every process that uses it.
 
     >>> backend = RedisBackend("redis://localhost:6379/0")        # doctest: +SKIP
@@ -210,33 +210,7 @@ class RedisBackend:
             self._replica_reads = ReplicaReads(self)
         return self._replica_reads
 
-    # -- the script call: one flow (._calls), two drivers --------------------------------
-
-    def eval(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run ``script`` in one round trip (two after the server lost its script cache)."""
-        return first(self.eval_batch([(script, keys, args)]))
-
-    async def aeval(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        return first(await self.aeval_batch([(script, keys, args)]))
-
-    def eval_ro(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run a read-only ``script`` by EVALSHA_RO on a replica (the primary when
-        there is none). The script must not write: replicas refuse it."""
-        return first(self.eval_batch([(script, keys, args)], read_only=True))
-
-    async def aeval_ro(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        return first(await self.aeval_batch([(script, keys, args)], read_only=True))
-
-    def eval_many(
-        self, script: Script, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
-    ) -> list[Any]:
-        """Run ``script`` once per (keys, args) in one pipelined round trip."""
-        return raise_first(self.eval_batch([(script, k, a) for k, a in calls]))
-
-    async def aeval_many(
-        self, script: Script, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
-    ) -> list[Any]:
-        return raise_first(await self.aeval_batch([(script, k, a) for k, a in calls]))
+    # -- the script call: one flow (._calls), two drivers (eval ... over them: ._eval) ----
 
     def eval_batch(
         self,
