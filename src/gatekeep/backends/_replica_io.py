@@ -28,7 +28,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..flows import arun_flow, run_flow
 from ._calls import ScriptCall, Trip, replies_expected
 from ._deadlines import Deadline
-from ._wire import AsyncConnections, SyncConnections, pack_trip
+from ._resp import pack_trip
+from ._wire import AsyncConnections, SyncConnections
 from .replicas import Ask, Node, Replicas
 
 __all__ = ["ReplicaReads"]

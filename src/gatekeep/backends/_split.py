@@ -9,21 +9,25 @@ it is denied. Between the first charge and its refund another request may see
 the briefly lower remaining capacity: the cost of not being one atomic script.
 
 Written once as a flow (a generator of sub-calls, see :mod:`gatekeep.flows`),
-each sub-call itself a script call's flow (``RedisBackend`` nests them).
+each sub-call itself a script call's flow: :func:`limit_flow` nests them, and is
+the flow of any limiter call ``RedisBackend`` does not make in one first trip
+(keys in several slots, ``limit_many``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 
 from redis.crc import key_slot
 
 from ..algorithms import HIT, PEEK, REFUND
 from ..blocks import decode, encode
+from ..flows import nest
+from ._calls import CallFlow, first, raise_first, script_flow
 from .base import Plan
 
-__all__ = ["SubCall", "slot_groups", "split_flow"]
+__all__ = ["SubCall", "limit_flow", "limit_many_flow", "now_arg", "slot_groups", "split_flow"]
 
 #: A sub-call: (plan, keys, mode).
 SubCall = tuple[Plan, list[str], str]
@@ -88,4 +92,54 @@ def split_flow(plan: Plan, keys: list[str], groups: list[list[int]], mode: str) 
         for rest_plan, rest_keys, rest_idx in subs[n + 1 :]:  # report, charge nothing
             place((yield rest_plan, rest_keys, PEEK), rest_idx)
         return out
+    return out
+
+
+def now_arg(now: int | None) -> int | str:
+    """A limiter script's ``now`` argument: µs, or ``""`` for the server's clock."""
+    return "" if now is None else now
+
+
+def limit_flow(
+    plan: Plan, keys: list[str], now: int | None, mode: str, cost: int, cluster: bool, where: str
+) -> CallFlow[list[int]]:
+    """One limiter call: one script call (split by slot on a cluster, see above);
+    ``where`` names the server in NOSCRIPT log lines."""
+    if len(keys) > 1 and cluster:
+        groups = slot_groups(keys)
+        if len(groups) > 1:
+            return nest(
+                split_flow(plan, keys, groups, mode),
+                lambda sub: limit_flow(sub[0], sub[1], now, sub[2], cost, cluster, where),
+            )
+    return script_flow(
+        [(plan.algorithm.script, keys, (now_arg(now), mode, cost, *plan.flat))],
+        first,
+        where=where,
+    )
+
+
+def limit_many_flow(
+    plan: Plan,
+    keys: Sequence[list[str]],
+    now: int | None,
+    mode: str,
+    cost: int,
+    cluster: bool,
+    where: str,
+) -> CallFlow[list[list[int]]]:
+    """One limiter call per key list, pipelined in one round trip; one after the other
+    when one of them spans slots."""
+    if cluster and any(len(slot_groups(k)) > 1 for k in keys):
+        return _one_by_one(plan, keys, now, mode, cost, where)
+    args = (now_arg(now), mode, cost, *plan.flat)
+    return script_flow([(plan.algorithm.script, k, args) for k in keys], raise_first, where=where)
+
+
+def _one_by_one(
+    plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str, cost: int, where: str
+) -> CallFlow[list[list[int]]]:
+    out = []
+    for k in keys:
+        out.append((yield from limit_flow(plan, k, now, mode, cost, True, where)))
     return out

@@ -23,13 +23,13 @@ open, and for every call that failed, the decision comes from the ``policy``:
 
 Every ``recovery_time`` seconds one call probes Redis; when it answers, the
 breaker closes and decisions come from Redis again. The application never sees
-a Redis exception, except :class:`BackendUnavailable` under ``"closed"``.
+a Redis exception, except :class:`BackendUnavailable` under ``"closed"``. What the
+breaker shows in metrics snapshots is read by :mod:`._failover_metrics`.
 """
 
 from __future__ import annotations
 
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
@@ -38,6 +38,7 @@ from ..errors import BackendUnavailable
 from ..metrics import METRICS, Metrics
 from ..outage import STORE_ERRORS
 from ..shards import ShardBreakers
+from ._failover_metrics import breaker_reader
 from .base import Backend, Plan
 from .connect import DEFAULT_TIMEOUT
 from .memory import MemoryBackend
@@ -110,42 +111,10 @@ class FailoverBackend:
         self.name = name
         self.metrics = metrics
         if metrics is not None:
-            metrics.watch(name, self._watched())
+            metrics.watch(name, breaker_reader(self))
 
     #: The label of this backend's latency histogram in :mod:`gatekeep.metrics`.
     metrics_name = "failover"
-
-    def _watched(self) -> Callable[[], dict[str, Any]]:
-        """The breaker's state for metrics snapshots (without keeping this alive)."""
-        ref = weakref.ref(self)
-
-        def read() -> dict[str, Any]:
-            backend = ref()
-            if backend is None:
-                return {"kind": "breaker", "state": "closed", "transitions": 0, "fallback_calls": 0}
-            c = backend.breaker.counters
-            out: dict[str, Any] = {
-                "kind": "breaker",
-                "state": str(backend.breaker.state),
-                "transitions": c.opened + c.half_opened + c.closed,
-                "fallback_calls": backend.fallback_calls,
-                **c.as_dict(),
-            }
-            if backend.breakers.sharded:
-                out["shards"] = {
-                    shard: {
-                        "state": str(b.state),
-                        "transitions": b.counters.opened
-                        + b.counters.half_opened
-                        + b.counters.closed,
-                        "fallback_calls": backend.fallback_by_breaker.get(b.name, 0),
-                    }
-                    for shard, b in backend.breakers.items()
-                    if shard is not None
-                }
-            return out
-
-        return read
 
     # -- the guarded call, sync and async: the only place that talks to the primary ----
 

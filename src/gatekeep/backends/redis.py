@@ -13,10 +13,8 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from ..flows import arun_flow, nest, run_flow
-from ..scripts import Script
+from ..flows import arun_flow, run_flow
 from ._calls import (
-    CallFlow,
     Command,
     ScriptCall,
     Trip,
@@ -25,13 +23,14 @@ from ._calls import (
     every_reply,
     first,
     raise_first,
-    script_flow,
 )
 from ._deadlines import Deadline
+from ._eval import ScriptCalls
 from ._redispy import masked, sentinels_of, via_client
 from ._replica_io import ReplicaReads
-from ._split import slot_groups, split_flow
-from ._wire import AsyncConnections, SyncConnections, fast_pool, pack_trip, run_sync
+from ._resp import pack_trip
+from ._split import limit_flow, limit_many_flow, now_arg, slot_groups
+from ._wire import AsyncConnections, SyncConnections, fast_pool, run_sync
 from .base import Plan
 from .connect import ClientFactory, after_timeout, end_probe
 
@@ -40,7 +39,7 @@ __all__ = ["RedisBackend"]
 _ASYNC_TYPES: tuple[type, ...] = (redis.asyncio.Redis, redis.asyncio.RedisCluster)
 
 
-class RedisBackend:
+class RedisBackend(ScriptCalls):
     """Limiter state in Redis (or Valkey), shared by every process that uses it.
 
     >>> backend = RedisBackend("redis://localhost:6379/0")        # doctest: +SKIP
@@ -211,33 +210,7 @@ class RedisBackend:
             self._replica_reads = ReplicaReads(self)
         return self._replica_reads
 
-    # -- the script call: one flow (._calls), two drivers --------------------------------
-
-    def eval(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run ``script`` in one round trip (two after the server lost its script cache)."""
-        return first(self.eval_batch([(script, keys, args)]))
-
-    async def aeval(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        return first(await self.aeval_batch([(script, keys, args)]))
-
-    def eval_ro(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run a read-only ``script`` by EVALSHA_RO on a replica (the primary when
-        there is none). The script must not write: replicas refuse it."""
-        return first(self.eval_batch([(script, keys, args)], read_only=True))
-
-    async def aeval_ro(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        return first(await self.aeval_batch([(script, keys, args)], read_only=True))
-
-    def eval_many(
-        self, script: Script, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
-    ) -> list[Any]:
-        """Run ``script`` once per (keys, args) in one pipelined round trip."""
-        return raise_first(self.eval_batch([(script, k, a) for k, a in calls]))
-
-    async def aeval_many(
-        self, script: Script, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
-    ) -> list[Any]:
-        return raise_first(await self.aeval_batch([(script, k, a) for k, a in calls]))
+    # -- the script call: one flow (._calls), two drivers (eval ... over them: ._eval) ----
 
     def eval_batch(
         self,
@@ -317,28 +290,11 @@ class RedisBackend:
         name = getattr(node, "name", None)
         return name if isinstance(name, str) else None
 
-    def _limit_flow(
-        self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
-    ) -> CallFlow[list[int]]:
-        """One limiter call: one script call (split by slot on a cluster, see _split)."""
-        if len(keys) > 1 and self.is_cluster:
-            groups = slot_groups(keys)
-            if len(groups) > 1:
-                return nest(
-                    split_flow(plan, keys, groups, mode),
-                    lambda sub: self._limit_flow(sub[0], sub[1], now, sub[2], cost),
-                )
-        return script_flow(
-            [(plan.algorithm.script, keys, (_now(now), mode, cost, *plan.flat))],
-            first,
-            where=self._where,
-        )
-
     def _limit_trip(
         self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
     ) -> Trip | None:
         """The first trip of one limiter call; None when its keys span several cluster
-        slots (see _limit_flow). On the server's clock (``now`` None) a call sends the same
+        slots (see _split.limit_flow). On the server's clock (``now`` None) a call sends the same
         bytes for the same keys and arguments: they are packed once, and kept."""
         cache_key = (plan, mode, cost, *keys)  # the plan held here keeps its id unique
         if now is None:
@@ -347,7 +303,7 @@ class RedisBackend:
                 return trip
         if len(keys) > 1 and self.is_cluster and len(slot_groups(keys)) > 1:
             return None
-        trip = Trip([(plan.algorithm.script, keys, (_now(now), mode, cost, *plan.flat))])
+        trip = Trip([(plan.algorithm.script, keys, (now_arg(now), mode, cost, *plan.flat))])
         if now is None:
             trip = trip._replace(packed=pack_trip(trip))
             if len(self._trips) >= _TRIP_CACHE:
@@ -355,30 +311,13 @@ class RedisBackend:
             self._trips[cache_key] = trip
         return trip
 
-    def _limit_many_flow(
-        self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str, cost: int
-    ) -> CallFlow[list[list[int]]]:
-        if self.is_cluster and any(len(slot_groups(k)) > 1 for k in keys):
-            return self._one_by_one(plan, keys, now, mode, cost)
-        args = (_now(now), mode, cost, *plan.flat)
-        return script_flow(
-            [(plan.algorithm.script, k, args) for k in keys], raise_first, where=self._where
-        )
-
-    def _one_by_one(
-        self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str, cost: int
-    ) -> CallFlow[list[list[int]]]:
-        out = []
-        for k in keys:
-            out.append((yield from self._limit_flow(plan, k, now, mode, cost)))
-        return out
-
     def limit(
         self, plan: Plan, keys: list[str], now: int | None, mode: str, cost: int
     ) -> list[int]:
         trip = self._limit_trip(plan, keys, now, mode, cost)
         if trip is None:  # split by slot
-            return run_flow(self._limit_flow(plan, keys, now, mode, cost), self._trip)
+            flow = limit_flow(plan, keys, now, mode, cost, True, self._where)
+            return run_flow(flow, self._trip)
         return call_sync(trip, self._trip, first, self._where)
 
     def alimit(
@@ -386,18 +325,21 @@ class RedisBackend:
     ) -> Coroutine[Any, Any, list[int]]:
         trip = self._limit_trip(plan, keys, now, mode, cost)
         if trip is None:
-            return arun_flow(self._limit_flow(plan, keys, now, mode, cost), self._atrip)
+            flow = limit_flow(plan, keys, now, mode, cost, True, self._where)
+            return arun_flow(flow, self._atrip)
         return call_async(trip, self._atrip, first, self._where)
 
     def limit_many(
         self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str, cost: int
     ) -> list[list[int]]:
-        return run_flow(self._limit_many_flow(plan, keys, now, mode, cost), self._trip)
+        flow = limit_many_flow(plan, keys, now, mode, cost, self.is_cluster, self._where)
+        return run_flow(flow, self._trip)
 
     def alimit_many(
         self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str, cost: int
     ) -> Coroutine[Any, Any, list[list[int]]]:
-        return arun_flow(self._limit_many_flow(plan, keys, now, mode, cost), self._atrip)
+        flow = limit_many_flow(plan, keys, now, mode, cost, self.is_cluster, self._where)
+        return arun_flow(flow, self._atrip)
 
     def delete(self, keys: list[str]) -> None:
         if keys:
@@ -454,7 +396,3 @@ _TRIP_CACHE = 4096
 
 
 _DEL = Command.of("DEL")
-
-
-def _now(now: int | None) -> int | str:
-    return "" if now is None else now

@@ -18,9 +18,10 @@ from ..keys import make_prefix, tag
 from ..metrics import Metrics, SessionCounters
 from ._engine import Call, Flow
 from ._loaded import loaded
+from ._times import as_datetime
 from .ids import SessionMeta, UserSession, id_hash, is_session_id, new_id, split_key
 from .logs import log_id, logger
-from .session import ADOPTED, GONE, LOADED, NEW, PENDING, UNAVAILABLE, Session, _datetime
+from .session import ADOPTED, GONE, LOADED, NEW, PENDING, UNAVAILABLE, Session
 
 __all__ = ["SessionOperations"]
 
@@ -294,7 +295,7 @@ class SessionOperations:
         out = []
         for sid, r in zip(ids, replies, strict=True):
             if r[0] == 1 and r[5] == str(user_id):
-                out.append(UserSession(id_hash(sid), *(_datetime(int(t)) for t in r[1:5])))  # type: ignore[arg-type]
+                out.append(UserSession(id_hash(sid), *(as_datetime(int(t)) for t in r[1:5])))  # type: ignore[arg-type]
         return out
 
     def _destroy_all_flow(self, user_id: str) -> Flow[int]:

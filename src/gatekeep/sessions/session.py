@@ -1,18 +1,30 @@
 """The session object an app sees: a ``dict`` of JSON values that knows what changed.
 
 It does no I/O itself: a :class:`~gatekeep.sessions.SessionStore` fills it and
-saves it, and a middleware may give it a loader so that it loads on first use.
+saves it, and a middleware may give it a loader so that it loads on first use. Its
+states, and the :class:`Changes` a save writes, are defined in :mod:`._states`; its
+times as datetimes (``created_at``, ``expires_at``, ...) in :mod:`._times`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from itertools import islice
 from typing import Any
 
 from ._json import dump_value, load_value, scan
+from ._states import (
+    ADOPTED,
+    GONE,
+    LOADED,
+    NEW,
+    NOT_LOADED,
+    PENDING,
+    UNAVAILABLE,
+    Changes,
+    SessionNotLoaded,
+)
+from ._times import SessionTimes
 from ._tracked import SCALARS, SessionTooLarge, TrackedDict, size_of
 
 _set = dict.__setitem__
@@ -21,7 +33,13 @@ _items = dict.items
 _keys = dict.keys
 
 __all__ = [
+    "ADOPTED",
+    "GONE",
+    "LOADED",
+    "NEW",
     "NOT_LOADED",
+    "PENDING",
+    "UNAVAILABLE",
     "Changes",
     "Session",
     "SessionNotLoaded",
@@ -30,52 +48,8 @@ __all__ = [
     "load_value",
 ]
 
-# The states of a session, as the store and the middleware see it.
-NEW = "new"  # no usable cookie: an id is drawn when it is first saved
-PENDING = "pending"  # a valid cookie: the record is loaded on first use
-LOADED = "loaded"  # read from the store
-ADOPTED = "adopted"  # non-strict store: a signed id the store did not know
-GONE = "gone"  # destroyed, or found destroyed / regenerated elsewhere
-UNAVAILABLE = "unavailable"  # the store could not be reached: empty, never saved
 
-
-class SessionNotLoaded(RuntimeError):
-    """The session was used before it was loaded (``SessionMiddleware(lazy=True)``)."""
-
-
-@dataclass(slots=True)
-class Changes:
-    """What one request did to a session, as the save script takes it."""
-
-    #: Top-level keys written, with their JSON text.
-    set: dict[str, str]
-    #: Top-level keys removed.
-    delete: list[str]
-    #: Every key was removed first (``clear()``).
-    clear: bool
-    #: ``''`` unchanged, ``'-'`` no user any more, ``'+<id>'`` this user.
-    user: str
-    #: Move the data to a new id.
-    regenerate: bool
-    #: Bytes of JSON (keys and values) of the whole session as this request sees it.
-    size: int
-
-    def __bool__(self) -> bool:
-        return bool(self.set or self.delete or self.clear or self.user or self.regenerate)
-
-
-def _datetime(us: int | None) -> datetime | None:
-    return None if us is None else datetime.fromtimestamp(us / 1e6, timezone.utc)
-
-
-#: The one key a session holds before it is loaded. json's C encoder writes an empty
-#: dict as ``{}`` without calling any method: with this key it calls ``items()``, which
-#: loads the session (or raises SessionNotLoaded). Code that reads a dict's storage
-#: without its methods (orjson, ``dict.__repr__(s)``) sees this key, not a silent ``{}``.
-NOT_LOADED = "<gatekeep: session not loaded>"
-
-
-class Session(TrackedDict):
+class Session(TrackedDict, SessionTimes):
     """A server-side session: a ``dict`` of JSON values that knows what changed.
 
     >>> session["cart"] = ["apple"]
@@ -397,28 +371,3 @@ class Session(TrackedDict):
         else:
             user = "-" if self._user is None else "+" + self._user
         return Changes(written, removed, self._cleared, user, self._regenerate, size)
-
-    # -- expiry ------------------------------------------------------------------------
-
-    @property
-    def is_new(self) -> bool:
-        """Not in the store yet."""
-        return self.state in (NEW, ADOPTED)
-
-    @property
-    def created_at(self) -> datetime | None:
-        return _datetime(self.created_us)
-
-    @property
-    def last_seen_at(self) -> datetime | None:
-        return _datetime(self.last_seen_us)
-
-    @property
-    def expires_at(self) -> datetime | None:
-        """When the session ends unless it is used again (idle or absolute, the sooner)."""
-        return _datetime(self.expires_us)
-
-    @property
-    def absolute_expires_at(self) -> datetime | None:
-        """When the session ends however much it is used."""
-        return _datetime(self.absolute_expires_us)
