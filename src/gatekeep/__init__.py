@@ -12,6 +12,7 @@ from ._version import __version__
 from .algorithms import ALGORITHMS
 from .backends import Backend, FailoverBackend, MemoryBackend, RedisBackend, connect
 from .breaker import CircuitBreaker
+from .concurrency import AsyncConcurrencyLimiter, ConcurrencyLimiter, ConcurrencyLimitExceeded
 from .decision import Decision
 from .errors import BackendUnavailable, GatekeepError
 from .limiter import AsyncLimiter, Limiter, Limits
@@ -21,10 +22,13 @@ from .sessions import Session, SessionStore, SessionTooLarge
 
 __all__ = [
     "ALGORITHMS",
+    "AsyncConcurrencyLimiter",
     "AsyncLimiter",
     "Backend",
     "BackendUnavailable",
     "CircuitBreaker",
+    "ConcurrencyLimitExceeded",
+    "ConcurrencyLimiter",
     "Decision",
     "FailoverBackend",
     "GatekeepError",
