@@ -16,10 +16,21 @@ from ..backends.base import Backend, Plan
 from ..keys import tag
 from ..limiter import BaseLimiter
 from ..metrics import Metrics, RuleCounters
-from .headers import policy_item, sf_string
+from ..rates import Rate
+from .headers import lease_policy_item, policy_item, sf_string
 from .rules import Rule
 
-__all__ = ["KEY_CACHE", "Batch", "build_batch", "redis_keys"]
+__all__ = ["KEY_CACHE", "Batch", "LeaseSpec", "build_batch", "redis_keys"]
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseSpec:
+    """A rule's concurrency limit: its lease set's key tail, slots, and lease TTL (µs)."""
+
+    tail: str
+    limit: int
+    ttl_us: int
+
 
 #: How many identities' key lists a single-rule batch keeps.
 KEY_CACHE = 4096
@@ -40,14 +51,20 @@ class Batch:
     quoted: tuple[str, ...]
     #: Recent Redis key lists by identity (single-rule batches; never mutated).
     key_cache: dict[str, list[str]]
-    #: Per rule: its metrics counters (or None) and the slice of ``plan.rates`` it owns.
-    counters: tuple[tuple[RuleCounters | None, slice], ...] = ()
+    #: Per rule: its metrics counters (or None) and the items of the decision it owns
+    #: (a slice of ``plan.rates``; with leases, a tuple of indexes: its lease is last).
+    counters: tuple[tuple[RuleCounters | None, slice | tuple[int, ...]], ...] = ()
+    #: The concurrency limits of the rules (their lease sets' keys follow the rates'),
+    #: checked in the same call (``lua/_leased.lua``).
+    leases: tuple[LeaseSpec, ...] = ()
+    #: The rates, then one per lease (``limit`` per lease TTL): what a reply decodes to.
+    all_rates: tuple[Rate, ...] = ()
 
 
 def build_batch(limiter: BaseLimiter, metrics: Metrics | None, rules: tuple[Rule, ...]) -> Batch:
     """The batch of ``rules``: one plan for all their rates, so that one script call
     checks them together, all-or-nothing."""
-    plans = [limiter.plan(list(r.rates)) for r in rules]
+    plans = [limiter.plan(list(r.rates)) if r.rates else _no_rates(limiter) for r in rules]
     names: list[str] = []
     for rule, plan in zip(rules, plans, strict=True):
         if len(plan.rates) == 1:
@@ -55,10 +72,20 @@ def build_batch(limiter: BaseLimiter, metrics: Metrics | None, rules: tuple[Rule
         else:
             names.extend(f"{rule.name}.{i}" for i in range(1, len(plan.rates) + 1))
     rates = tuple(rate for p in plans for rate in p.rates)
-    spans, start = [], 0
+    leased = [r for r in rules if r.concurrency is not None]
+    leases = tuple(
+        LeaseSpec(f":{r.name}:cc", r.concurrency or 0, round(r.lease * 1_000_000)) for r in leased
+    )
+    lease_rates = tuple(Rate(spec.limit, spec.ttl_us) for spec in leases)
+    lease_names = [str(r.name) if not r.rates else f"{r.name}.concurrency" for r in leased]
+    spans: list[tuple[RuleCounters | None, slice | tuple[int, ...]]] = []
+    start = 0
     for rule, plan in zip(rules, plans, strict=True):
         counters = None if metrics is None else metrics.rule(str(rule.name))
-        spans.append((counters, slice(start, start + len(plan.rates))))
+        span: slice | tuple[int, ...] = slice(start, start + len(plan.rates))
+        if rule.concurrency is not None:
+            span = (*range(start, start + len(plan.rates)), len(rates) + leased.index(rule))
+        spans.append((counters, span))
         start += len(plan.rates)
     merged: Plan = dataclasses.replace(
         plans[0],
@@ -71,9 +98,12 @@ def build_batch(limiter: BaseLimiter, metrics: Metrics | None, rules: tuple[Rule
     )
     backend: Backend | Any = limiter.backend
     fuse = getattr(backend, "fused_hit", None)
-    if fuse is not None and len(rates) == 1:  # in-process, one limit: one function
+    if fuse is not None and len(rates) == 1 and not leases:  # in-process, one limit
         # (no counters: the policy counts per rule, for every backend alike)
         merged = dataclasses.replace(merged, fast=fuse(merged, None))
+    items = [policy_item(n, r) for n, r in zip(names, rates, strict=True)]
+    items += [lease_policy_item(n, spec.limit) for n, spec in zip(lease_names, leases, strict=True)]
+    names += lease_names
     return Batch(
         rules=rules,
         plan=merged,
@@ -82,18 +112,31 @@ def build_batch(limiter: BaseLimiter, metrics: Metrics | None, rules: tuple[Rule
         quoted=tuple(sf_string(n) for n in names),
         key_cache={},
         counters=tuple(spans),
-        policy_header=", ".join(policy_item(n, r) for n, r in zip(names, rates, strict=True)),
+        policy_header=", ".join(items),
+        leases=leases,
+        all_rates=rates + lease_rates,
     )
+
+
+def _no_rates(limiter: BaseLimiter) -> Plan:
+    """The plan of a rule with a concurrency limit only: no rates."""
+    algo = limiter.algorithm
+    return Plan(algo, (), (), (), (), algo.algorithm)
 
 
 def redis_keys(prefix: str, batch: Batch, keys: Sequence[Any]) -> list[str]:
     """The Redis keys of one request: per rule, its identity (``keys``, one per rule)
-    tagged, then the rule's name and each of its rates' suffixes. A single-rule
+    tagged, then the rule's name and each of its rates' suffixes; then the lease set of
+    each rule with a concurrency limit (identity tagged, rule name, ``:cc``). A single-rule
     batch keeps the lists it built, by identity."""
     out: list[str] = []
     for key, (tail, suffixes) in zip(keys, batch.tails, strict=True):
         base = prefix + tag(key) + tail
         out.extend(base + s for s in suffixes)
+    if batch.leases:  # the lease sets last, as lua/_leased.lua takes them
+        for key, rule in zip(keys, batch.rules, strict=True):
+            if rule.concurrency is not None:
+                out.append(f"{prefix}{tag(key)}:{rule.name}:cc")
     if len(keys) == 1:
         cache = batch.key_cache
         if len(cache) >= KEY_CACHE:

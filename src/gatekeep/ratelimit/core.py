@@ -35,6 +35,7 @@ from ..outage import classify
 from .batch import Batch, build_batch, redis_keys
 from .headers import default_denial, legacy_headers, ratelimit_header, seconds
 from .keys import KeyFunc, client_ip
+from .leases import PolicyLeases
 from .outcome import ALLOW, Outcome, Stats, merge_headers
 from .request import RequestView
 from .rules import Pattern, Rule, compile_pattern
@@ -94,6 +95,8 @@ class RateLimitPolicy:
             metrics=metrics,
         )
         self.backend: Backend = self.limiter.backend
+        #: The slots requests hold under rules with ``concurrency`` (taken, renewed, released).
+        self.leases = PolicyLeases(self.backend)
         if isinstance(rules, Rule):
             rules = [rules]
         self.rules: tuple[Rule, ...] = tuple(rules)
@@ -144,7 +147,8 @@ class RateLimitPolicy:
         """Raise ``ValueError`` when this policy cannot check ``rule`` (e.g. a burst
         under a window algorithm): for limits that join the policy per request."""
         try:
-            self.limiter.plan(list(rule.rates))
+            if rule.rates:
+                self.limiter.plan(list(rule.rates))
         except ValueError as exc:
             raise ValueError(f"rule {rule.name!r}: {exc}") from None
 
@@ -266,7 +270,11 @@ class RateLimitPolicy:
         the fused in-process path's own)."""
         headers: list[tuple[str, str]]
         if self.headers:
-            if decision.details:
+            if batch.leases:
+                value = ratelimit_header(
+                    batch.quoted, decision.details or (decision,), len(batch.plan.rates)
+                )
+            elif decision.details:
                 value = ratelimit_header(batch.quoted, decision.details)
             else:
                 value = (
@@ -304,7 +312,7 @@ class RateLimitPolicy:
     @staticmethod
     def decision_of(batch: Batch, reply: list[int]) -> Decision:
         """The decision for a backend's reply to ``batch``."""
-        return Decision.from_reply(batch.plan.rates, reply)
+        return Decision.from_reply(batch.all_rates or batch.plan.rates, reply)
 
     def _count(self, batch: Batch, decision: Decision) -> None:
         """Metrics per rule: every rule counts an allowed request; a denied one is
@@ -318,7 +326,8 @@ class RateLimitPolicy:
             return
         details = decision.details or (decision,)
         for counters, span in batch.counters:
-            if counters is not None and not all(d.allowed for d in details[span]):
+            own = details[span] if type(span) is slice else [details[i] for i in span]
+            if counters is not None and not all(d.allowed for d in own):
                 if self.shadow:
                     counters.shadow_denied += 1
                 else:

@@ -11,8 +11,10 @@ import inspect
 from typing import Any
 
 from ..algorithms import HIT
+from ..backends.leases import alease_run, lease_run
 from ..limiter import Call
 from .core import ALLOW, Outcome, RateLimitPolicy
+from .leases import leased_call
 from .request import RequestView
 from .rules import Rule
 
@@ -33,6 +35,15 @@ def check_sync(policy: RateLimitPolicy, request: RequestView, rules: tuple[Rule,
         if prepared is None:
             return ALLOW
         batch, redis_keys = prepared
+        if batch.leases:  # rate limits and slots in one call (ratelimit/leases.py)
+            lid = policy.leases.new_id()
+            reply = lease_run(policy.backend, leased_call(batch, redis_keys, lid))
+            outcome = policy.decide(batch, policy.decision_of(batch, reply), request)
+            if outcome.decision is not None and outcome.decision.allowed:
+                held = policy.leases.held(batch, redis_keys, lid)
+                policy.leases.hold(held)
+                return outcome._replace(held=held)
+            return outcome
         c = policy.limiter.begin(batch.plan, redis_keys, None, 1)  # the limiter's path
         if not isinstance(c, Call):  # decided in process
             return policy.decide(batch, c, request)
@@ -55,6 +66,15 @@ async def check_async(
         if prepared is None:
             return ALLOW
         batch, redis_keys = prepared
+        if batch.leases:
+            lid = policy.leases.new_id()
+            reply = await alease_run(policy.backend, leased_call(batch, redis_keys, lid))
+            outcome = policy.decide(batch, policy.decision_of(batch, reply), request)
+            if outcome.decision is not None and outcome.decision.allowed:
+                held = policy.leases.held(batch, redis_keys, lid)
+                policy.leases.ahold(held)
+                return outcome._replace(held=held)
+            return outcome
         c = policy.limiter.begin(batch.plan, redis_keys, None, 1)  # the limiter's path
         if not isinstance(c, Call):  # decided in process: nothing to await
             return policy.decide(batch, c, request)

@@ -27,6 +27,9 @@ class Outcome(NamedTuple):
     decision: Decision | None = None
     #: The rules checked, in the order of ``decision.details``.
     rules: tuple[Rule, ...] = ()
+    #: The slots this request holds (rules with ``concurrency``), to release when its
+    #: response ends: a :class:`~gatekeep.ratelimit.leases.Held`, or None.
+    held: Any = None
 
 
 #: The outcome of a request no rule limits (or of a failed check, failing open).

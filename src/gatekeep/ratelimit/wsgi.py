@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
 from typing import Any
 
@@ -12,7 +12,7 @@ from .drivers import check_sync
 from .headers import Denial
 from .request import WSGIRequest
 
-__all__ = ["RateLimitMiddleware", "status_line"]
+__all__ = ["RateLimitMiddleware", "Releasing", "status_line"]
 
 _SLASHES = re.compile(r"/{2,}")
 
@@ -67,9 +67,16 @@ class RateLimitMiddleware:
         outcome = check_sync(policy, request, rules)
         if not outcome.allowed:
             return deny_wsgi(outcome, environ, start_response)
-        if not outcome.headers:
+        if outcome.headers:
+            start_response = with_headers(start_response, outcome.headers)
+        if outcome.held is None:
             return self.app(environ, start_response)
-        return self.app(environ, with_headers(start_response, outcome.headers))
+        try:  # a slot held until the server closes the response (sent, or the client gone)
+            body = self.app(environ, start_response)
+        except BaseException:
+            policy.leases.release(outcome.held)
+            raise
+        return Releasing(body, lambda: policy.leases.release(outcome.held))
 
 
 def with_headers(start_response: StartResponse, extra: Iterable[tuple[str, str]]) -> StartResponse:
@@ -96,3 +103,25 @@ def deny_wsgi(
     headers.append(("Content-Length", str(len(denial.body))))
     start_response(status_line(denial.status), headers)
     return [denial.body]
+
+
+class Releasing:
+    """A WSGI response that calls ``release`` once the server closes it (PEP 3333: after
+    the last byte is sent, or when the client went away), after the app's own close."""
+
+    def __init__(self, body: Iterable[bytes], release: Callable[[], None]) -> None:
+        self._body = body
+        self._release: Callable[[], None] | None = release
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._body)
+
+    def close(self) -> None:
+        release, self._release = self._release, None
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            if release is not None:
+                release()
