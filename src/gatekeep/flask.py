@@ -89,6 +89,7 @@ class RateLimiter:
         app.extensions[_EXT] = policy
         app.before_request(self._before)
         app.after_request(self._after)
+        app.teardown_request(self._teardown)
 
     @property
     def policy(self) -> RateLimitPolicy:
@@ -118,6 +119,8 @@ class RateLimiter:
             return None
         outcome = check_sync(policy, req, rules)
         g._gatekeep_headers = outcome.headers
+        if outcome.held is not None:  # a concurrency slot: released when the response closes
+            g._gatekeep_held = outcome.held
         if outcome.allowed:
             return None
         denial = outcome.denial
@@ -129,7 +132,17 @@ class RateLimiter:
         for name, value in g.pop("_gatekeep_headers", ()):
             if name not in response.headers:
                 response.headers[name] = value
+        held = g.pop("_gatekeep_held", None)
+        if held is not None:  # after the body is sent (streamed too), or the client left
+            leases = current_app.extensions[_EXT].leases
+            response.call_on_close(lambda: leases.release(held))
         return response
+
+    @staticmethod
+    def _teardown(exc: BaseException | None) -> None:
+        held = g.pop("_gatekeep_held", None)
+        if held is not None:  # no response took it (an unhandled error)
+            current_app.extensions[_EXT].leases.release(held)
 
 
 def routed_path(req: Request) -> str:

@@ -83,7 +83,19 @@ class RateLimitMiddleware:
         outcome = check_sync(self.policy, DjangoRequest(request), rules)
         if not outcome.allowed:
             return _add_headers(outcome, _denied(outcome))
-        return _add_headers(outcome, self.get_response(request))
+        if outcome.held is None:
+            return _add_headers(outcome, self.get_response(request))
+        held, leases = outcome.held, self.policy.leases
+        try:
+            response = self.get_response(request)
+        except BaseException:
+            leases.release(held)
+            raise
+        if getattr(response, "streaming", False):  # held until the server closes it
+            response = _release_on_close(response, lambda: leases.release(held))
+        else:
+            leases.release(held)
+        return _add_headers(outcome, response)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
         rules = self.rules_for(request)
@@ -100,7 +112,12 @@ class RateLimitMiddleware:
         outcome = await check_async(self.policy, DjangoRequest(request, user), rules)
         if not outcome.allowed:
             return _add_headers(outcome, _denied(outcome))
-        return _add_headers(outcome, await self.get_response(request))
+        if outcome.held is None:
+            return _add_headers(outcome, await self.get_response(request))
+        try:  # under ASGI the slot is held until the view's response is made
+            return _add_headers(outcome, await self.get_response(request))
+        finally:
+            await self.policy.leases.arelease(outcome.held)
 
     def rules_for(self, request: HttpRequest) -> Any:
         """The rules that apply to ``request`` (None: exempt, or nothing applies)."""
@@ -124,4 +141,19 @@ def _add_headers(outcome: Outcome, response: HttpResponse) -> HttpResponse:
     for name, value in outcome.headers:
         if name not in response:
             response[name] = value
+    return response
+
+
+def _release_on_close(response: Any, release: Callable[[], None]) -> Any:
+    """``response``, calling ``release`` after its own ``close()`` (which the WSGI server
+    calls once the streamed body is sent, or the client went away)."""
+    close = response.close
+
+    def closing() -> None:
+        try:
+            close()
+        finally:
+            release()
+
+    response.close = closing
     return response
