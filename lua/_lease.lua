@@ -14,26 +14,30 @@ local function lease_live(key)
   return redis.call('ZCARD', key)
 end
 
--- µs until the first lease lapses, and until the last one does (0, 0: none held).
-local function lease_span(key)
-  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-  if #first == 0 then return 0, 0 end
+-- µs until the last lease lapses (0: none held).
+local function lease_last(key)
   local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-  return tonumber(first[2]) - now, tonumber(last[2]) - now
+  if #last == 0 then return 0 end
+  return tonumber(last[2]) - now
 end
 
 -- Take or extend lease id until now + ttl; the key lives until its last lease lapses.
+-- Returns µs until then.
 local function lease_put(key, id, ttl)
   redis.call('ZADD', key, us(now + ttl), id)
-  local _, last = lease_span(key)
+  local last = lease_last(key)
   redis.call('PEXPIRE', key, ms(last))
+  return last
 end
 
 -- One lease's reply, as the driver's four integers: allowed, remaining slots,
--- reset_after (µs until the last lease lapses), retry_after (µs until the first
--- lease lapses: a slot frees then at the latest; 0 when allowed).
-local function lease_reply(key, ok, held, limit)
-  local first, last = lease_span(key)
+-- reset_after (µs until the last lease lapses: ``last`` when the caller knows it),
+-- retry_after (µs until the first lease lapses: a slot frees then at the latest;
+-- 0 when allowed).
+local function lease_reply(key, ok, held, limit, last)
+  last = last or lease_last(key)
   if ok then return 1, limit - held, last, 0 end
-  return 0, limit - held, last, first
+  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if #first == 0 then return 0, limit - held, last, 0 end
+  return 0, limit - held, last, tonumber(first[2]) - now
 end

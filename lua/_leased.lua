@@ -29,12 +29,12 @@ for i = 1, n do
   if out[4 * i - 3] ~= 1 then take = false end
 end
 for j = 1, m do
-  local key, limit = sets[j], limits_[j]
+  local key, limit, last = sets[j], limits_[j], nil
   if take then
-    lease_put(key, id, tonumber(ARGV[3 + 2 * (n + j)]))
+    last = lease_put(key, id, tonumber(ARGV[3 + 2 * (n + j)]))
     held[j] = held[j] + 1
   end
-  local a, r, reset, retry = lease_reply(key, held[j] < limit or take, held[j], limit)
+  local a, r, reset, retry = lease_reply(key, held[j] < limit or take, held[j], limit, last)
   out[#out + 1] = a
   out[#out + 1] = r
   out[#out + 1] = reset

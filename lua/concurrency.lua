@@ -16,22 +16,21 @@ local key, limit, ttl, id = KEYS[1], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[
 local held = lease_live(key)
 if mode == 'acquire' then
   if held < limit then
-    lease_put(key, id, ttl)
-    return {lease_reply(key, true, held + 1, limit)}
+    return {lease_reply(key, true, held + 1, limit, lease_put(key, id, ttl))}
   end
   return {lease_reply(key, false, held, limit)}
 elseif mode == 'renew' then
   if not redis.call('ZSCORE', key, id) then
     return {lease_reply(key, false, held, limit)}  -- lapsed or released: lost
   end
-  lease_put(key, id, ttl)
-  return {lease_reply(key, true, held, limit)}
+  return {lease_reply(key, true, held, limit, lease_put(key, id, ttl))}
 elseif mode == 'release' then
+  local last = nil
   if redis.call('ZREM', key, id) == 1 then
     held = held - 1
-    local _, last = lease_span(key)
+    last = lease_last(key)
     if last > 0 then redis.call('PEXPIRE', key, ms(last)) end
   end
-  return {lease_reply(key, true, held, limit)}
+  return {lease_reply(key, true, held, limit, last)}
 end
 return {lease_reply(key, held < limit, held, limit)}  -- peek

@@ -58,10 +58,10 @@ class Renewer(Generic[L]):
                 self._thread.start()
 
     def discard(self, lease: L) -> None:
+        # (the thread ends at its next beat if nothing is held then: a holder that
+        # comes and goes between beats starts no thread of its own)
         with self._cond:
             self._held.pop(lease.id, None)
-            if not self._held:
-                self._cond.notify_all()  # the thread ends now, not at its next beat
 
     def _run(self) -> None:
         while True:
@@ -119,7 +119,9 @@ class AsyncRenewer(Generic[L]):
     def discard(self, lease: L) -> None:
         self._held.pop(lease.id, None)
         if not self._held and self._wake is not None:
-            self._wake.set()  # the task ends now, not at its next beat
+            # the task ends now (a task is cheap to start again, unlike a thread), and
+            # leaves no pending task behind when the loop closes
+            self._wake.set()
 
     async def _run(self, wake: asyncio.Event) -> None:
         while self._held:
