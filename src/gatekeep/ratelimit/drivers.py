@@ -12,9 +12,10 @@ from typing import Any
 
 from ..algorithms import HIT
 from ..backends.leases import alease_run, lease_run
+from ..flows import arun_flow, run_flow
 from ..limiter import Call
 from .core import ALLOW, Outcome, RateLimitPolicy
-from .leases import leased_call
+from .leases import leased_call, split_flow
 from .request import RequestView
 from .rules import Rule
 
@@ -37,7 +38,10 @@ def check_sync(policy: RateLimitPolicy, request: RequestView, rules: tuple[Rule,
         batch, redis_keys = prepared
         if batch.leases:  # rate limits and slots in one call (ratelimit/leases.py)
             lid = policy.leases.new_id()
-            reply = lease_run(policy.backend, leased_call(batch, redis_keys, lid))
+            if policy.leases.split(redis_keys):  # a cluster, several slots
+                reply = run_flow(split_flow(batch, redis_keys, lid), policy.leases.io)
+            else:
+                reply = lease_run(policy.backend, leased_call(batch, redis_keys, lid))
             outcome = policy.decide(batch, policy.decision_of(batch, reply), request)
             if outcome.decision is not None and outcome.decision.allowed:
                 held = policy.leases.held(batch, redis_keys, lid)
@@ -68,7 +72,10 @@ async def check_async(
         batch, redis_keys = prepared
         if batch.leases:
             lid = policy.leases.new_id()
-            reply = await alease_run(policy.backend, leased_call(batch, redis_keys, lid))
+            if policy.leases.split(redis_keys):
+                reply = await arun_flow(split_flow(batch, redis_keys, lid), policy.leases.aio)
+            else:
+                reply = await alease_run(policy.backend, leased_call(batch, redis_keys, lid))
             outcome = policy.decide(batch, policy.decision_of(batch, reply), request)
             if outcome.decision is not None and outcome.decision.allowed:
                 held = policy.leases.held(batch, redis_keys, lid)

@@ -14,21 +14,24 @@ request's latency. A release that fails leaves the slot to lapse with its lease.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Generator, Sequence
 from typing import Any, NamedTuple
 
 from ..algorithms import HIT
-from ..algorithms.concurrency import RELEASE, RENEW, run_concurrency, run_leased
+from ..algorithms.concurrency import ACQUIRE, PEEK, RELEASE, RENEW, run_concurrency, run_leased
+from ..backends._split import slot_groups
+from ..backends.base import Plan
 from ..backends.failover import FailoverBackend
 from ..backends.leases import LeaseCall, alease_run, lease_run
 from ..backends.memory import MemoryStore
 from ..backends.policies import allow_all
+from ..backends.redis import RedisBackend
 from ..concurrency import lease_id
 from ..heartbeat import AsyncRenewer, Renewer
 from ..scripts import concurrency_script, leased_script
 from .batch import Batch, LeaseSpec
 
-__all__ = ["Held", "PolicyLeases", "leased_call"]
+__all__ = ["Held", "PolicyLeases", "leased_call", "split_flow"]
 
 logger = logging.getLogger("gatekeep.ratelimit")
 
@@ -62,12 +65,45 @@ def leased_call(batch: Batch, keys: Sequence[str], lid: str) -> LeaseCall:
     return LeaseCall(leased_script(plan.algorithm.name), keys, args, None, twin, open_reply)
 
 
-def _one(mode: str, held: Held, key: str, spec: LeaseSpec) -> LeaseCall:
+def _one(mode: str, lid: str, key: str, spec: LeaseSpec) -> LeaseCall:
     def twin(store: MemoryStore, now: int, failover: FailoverBackend | None) -> list[int]:
-        return run_concurrency(store, key, now, mode, spec.limit, spec.ttl_us, held.id)
+        limit = spec.limit if failover is None else max(1, spec.limit // failover.instances)
+        return run_concurrency(store, key, now, mode, limit, spec.ttl_us, lid)
 
-    args = ("", mode, 1, spec.limit, spec.ttl_us, held.id)
-    return LeaseCall(concurrency_script(), (key,), args, None, twin, [1, spec.limit, 0, 0])
+    args = ("", mode, 1, spec.limit, spec.ttl_us, lid)
+    return LeaseCall(concurrency_script(), (key,), args, None, twin, [1, spec.limit - 1, 0, 0])
+
+
+#: A step of :func:`split_flow`: a lease call, or a limiter call ``(plan, keys, mode)``.
+Step = LeaseCall | tuple[Plan, list[str], str]
+
+
+def split_flow(batch: Batch, keys: Sequence[str], lid: str) -> Generator[Step, Any, list[int]]:
+    """:func:`leased_call`'s reply made of several calls, for a Redis Cluster where the
+    request's keys sit in several slots (rules keyed by different identities): each lease
+    taken in turn, then the rates (split by slot themselves, see ``backends/_split``);
+    what was taken is released when a later part denies. Not atomic: in between, another
+    request may see a slot or a token briefly taken."""
+    plan = batch.plan
+    n = len(plan.rates)
+    rate_keys, sets = list(keys[:n]), list(keys[n:])
+    replies: list[list[int]] = []
+    for key, spec in zip(sets, batch.leases, strict=True):
+        reply = yield _one(ACQUIRE, lid, key, spec)
+        replies.append(reply)
+        if reply[0] != 1:
+            break
+    full = replies[-1][0] != 1
+    if full:
+        for key, spec in zip(sets, batch.leases[: len(replies) - 1], strict=False):
+            yield _one(RELEASE, lid, key, spec)
+        for key, spec in zip(sets[len(replies) :], batch.leases[len(replies) :], strict=True):
+            replies.append((yield _one(PEEK, lid, key, spec)))
+    rates: list[int] = (yield (plan, rate_keys, PEEK if full else HIT)) if n else []
+    if not full and not all(rates[i] == 1 for i in range(0, len(rates), 4)):
+        for key, spec in zip(sets, batch.leases, strict=True):
+            yield _one(RELEASE, lid, key, spec)
+    return rates + [x for reply in replies for x in reply]
 
 
 class PolicyLeases:
@@ -83,6 +119,30 @@ class PolicyLeases:
 
     def new_id(self) -> str:
         return lease_id()
+
+    def split(self, keys: Sequence[str]) -> bool:
+        """Whether a call on ``keys`` must be split: a cluster, and keys in several slots."""
+        backend = self.backend
+        if isinstance(backend, FailoverBackend):
+            backend = backend.primary
+        return (
+            isinstance(backend, RedisBackend)
+            and backend.is_cluster
+            and len(slot_groups(list(keys))) > 1
+        )
+
+    def io(self, step: Step) -> list[int]:
+        """One step of :func:`split_flow`, blocking."""
+        if isinstance(step, LeaseCall):
+            return lease_run(self.backend, step)
+        plan, keys, mode = step
+        return self.backend.limit(plan, keys, None, mode, 1)  # type: ignore[no-any-return]
+
+    def aio(self, step: Step) -> Awaitable[list[int]]:
+        if isinstance(step, LeaseCall):
+            return alease_run(self.backend, step)
+        plan, keys, mode = step
+        return self.backend.alimit(plan, keys, None, mode, 1)  # type: ignore[no-any-return]
 
     def held(self, batch: Batch, keys: Sequence[str], lid: str) -> Held:
         return Held(lid, tuple(keys[len(batch.plan.rates) :]), batch.leases)
@@ -100,7 +160,7 @@ class PolicyLeases:
         self._renewer.discard(held)
         for key, spec in zip(held.keys, held.specs, strict=True):
             try:
-                lease_run(self.backend, _one(RELEASE, held, key, spec))
+                lease_run(self.backend, _one(RELEASE, held.id, key, spec))
             except Exception as exc:
                 _release_failed(exc)
 
@@ -108,20 +168,20 @@ class PolicyLeases:
         self._arenewer.discard(held)
         for key, spec in zip(held.keys, held.specs, strict=True):
             try:
-                await alease_run(self.backend, _one(RELEASE, held, key, spec))
+                await alease_run(self.backend, _one(RELEASE, held.id, key, spec))
             except Exception as exc:
                 _release_failed(exc)
 
     def _renew(self, held: Held) -> bool:
         kept = True
         for key, spec in zip(held.keys, held.specs, strict=True):
-            kept = lease_run(self.backend, _one(RENEW, held, key, spec))[0] == 1 and kept
+            kept = lease_run(self.backend, _one(RENEW, held.id, key, spec))[0] == 1 and kept
         return kept
 
     async def _arenew(self, held: Held) -> bool:
         kept = True
         for key, spec in zip(held.keys, held.specs, strict=True):
-            reply = await alease_run(self.backend, _one(RENEW, held, key, spec))
+            reply = await alease_run(self.backend, _one(RENEW, held.id, key, spec))
             kept = reply[0] == 1 and kept
         return kept
 
