@@ -202,3 +202,20 @@ def test_a_killed_holder_frees_its_slot_when_its_lease_lapses(servers, prefix):
     finally:
         proc.kill()
         proc.join(10)
+
+
+def test_held_and_lost_leases_are_exported(prefix):
+    from gatekeep.exporters import samples
+
+    metrics = Metrics()
+    limiter = ConcurrencyLimiter(2, prefix=prefix, name="exports", metrics=metrics)
+    with limiter.slot("k"):
+        found = {
+            (name, labels.get("limiter")): value
+            for name, _, labels, value in samples(metrics.stats())
+            if name.startswith("gatekeep_leases")
+        }
+        assert found == {
+            ("gatekeep_leases_held", "exports:leases"): 1,
+            ("gatekeep_leases_lost", "exports:leases"): 0,
+        }

@@ -32,7 +32,7 @@ from .backends.leases import LeaseCall, alease_run, lease_run
 from .backends.memory import MemoryBackend, MemoryStore
 from .decision import Decision
 from .errors import GatekeepError
-from .heartbeat import AsyncRenewer, Renewer
+from .heartbeat import AsyncRenewer, Renewer, watch_source
 from .keys import make_prefix, tag
 from .metrics import METRICS, Metrics
 from .rates import Rate
@@ -119,6 +119,7 @@ class BaseConcurrencyLimiter:
         #: Leases whose renewal found them lapsed (their slot may be another's now).
         self.lost = 0
         self._counters = None if metrics is None else metrics.rule(name)
+        self._metrics = metrics
 
     def lease_key(self, key: str) -> str:
         """The Redis key of ``key``'s lease set (hash-tagged like the limiter's keys)."""
@@ -195,6 +196,8 @@ class ConcurrencyLimiter(BaseConcurrencyLimiter):
     def __init__(self, limit: int, **options: Any) -> None:
         super().__init__(limit, **options)
         self._renewer: Renewer[Lease] = Renewer(self._renew, self.renew_every, self._lost)
+        if self._metrics is not None:
+            self._metrics.watch(f"{self.name}:leases", watch_source(self._renewer))
 
     def acquire(self, key: str, *, wait: float = 0.0) -> Slot:
         """Take a slot of ``key`` if one is free (polling up to ``wait`` seconds): a

@@ -107,6 +107,9 @@ def samples(stats: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, str], f
         elif kind == "memory_store":
             yield "gatekeep_memory_keys", "gauge", {"store": name}, watched["keys"]
             yield ("gatekeep_memory_evictions", "counter", {"store": name}, watched["evictions"])
+        elif kind == "leases":
+            yield "gatekeep_leases_held", "gauge", {"limiter": name}, watched["held"]
+            yield "gatekeep_leases_lost", "counter", {"limiter": name}, watched["lost"]
 
 
 #: Every metric ``samples`` yields, and its kind.
@@ -123,6 +126,8 @@ _KINDS = {
     "gatekeep_memory_evictions": "counter",
     "gatekeep_shard_breaker_state": "gauge",
     "gatekeep_shard_fallback_decisions": "counter",
+    "gatekeep_leases_held": "gauge",
+    "gatekeep_leases_lost": "counter",
 }
 
 _HELP = {
@@ -138,6 +143,8 @@ _HELP = {
     "gatekeep_shard_breaker_state": "1 for the current state of one shard's circuit breaker.",
     "gatekeep_shard_fallback_decisions": "Calls for one shard's keys answered by the fallback.",
     "gatekeep_memory_evictions": "Keys an in-process store evicted to stay bounded.",
+    "gatekeep_leases_held": "Concurrency slots this process holds (and renews) now.",
+    "gatekeep_leases_lost": "Leases that lapsed before their renewal (holder paused too long).",
     "gatekeep_backend_latency_seconds": "Latency of one backend call (sampled).",
 }
 

@@ -14,10 +14,11 @@ import asyncio
 import contextlib
 import logging
 import threading
+import weakref
 from collections.abc import Awaitable, Callable
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-__all__ = ["AsyncRenewer", "Renewer"]
+__all__ = ["AsyncRenewer", "Renewer", "watch_source"]
 
 logger = logging.getLogger("gatekeep.concurrency")
 
@@ -40,8 +41,9 @@ class Renewer(Generic[L]):
         self.every = every
         self._on_lost = on_lost
         self._held: dict[str, L] = {}
-        #: Renewals made (each lease, each beat).
+        #: Renewals made (each lease, each beat), and leases found lapsed.
         self.renewals = 0
+        self.lost = 0
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
 
@@ -85,6 +87,7 @@ class Renewer(Generic[L]):
                 self.renewals += 1
                 if not kept and lease.id in self._held:
                     self.discard(lease)
+                    self.lost += 1
                     self._on_lost(lease)
 
 
@@ -102,6 +105,7 @@ class AsyncRenewer(Generic[L]):
         self._on_lost = on_lost
         self._held: dict[str, L] = {}
         self.renewals = 0
+        self.lost = 0
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
 
@@ -143,8 +147,25 @@ class AsyncRenewer(Generic[L]):
                 self.renewals += 1
                 if not kept and lease.id in self._held:
                     self.discard(lease)
+                    self.lost += 1
                     self._on_lost(lease)
 
 
 def _renew_failed(exc: Exception) -> None:
     logger.warning("gatekeep: renewing a lease failed (%s: %s)", type(exc).__name__, exc)
+
+
+def watch_source(*renewers: Renewer[Any] | AsyncRenewer[Any]) -> Callable[[], dict[str, Any]]:
+    """A reader for :meth:`gatekeep.metrics.Metrics.watch`: the leases ``renewers`` hold
+    and have lost (kind ``leases``), without keeping them alive."""
+    refs = [weakref.ref(r) for r in renewers]
+
+    def read() -> dict[str, Any]:
+        alive = [r for r in (ref() for ref in refs) if r is not None]
+        return {
+            "kind": "leases",
+            "held": sum(len(r) for r in alive),
+            "lost": sum(r.lost for r in alive),
+        }
+
+    return read

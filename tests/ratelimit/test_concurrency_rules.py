@@ -194,3 +194,28 @@ def test_wsgi_holds_the_slot_until_the_response_is_closed(backend, prefix):
     assert statuses[-1].startswith("200")
     again.close()
     assert wsgi.policy.leases.lost == 0
+
+
+@pytest.mark.redis
+async def test_slots_are_decided_locally_while_redis_is_away(server_factory, prefix):
+    from gatekeep import FailoverBackend, RedisBackend
+
+    srv = server_factory()
+    backend = FailoverBackend(RedisBackend(srv.url), metrics=None)
+    srv.stop()
+    gate = asyncio.Event()
+    app = RateLimitMiddleware(
+        streaming_app(gate),
+        rules=[Rule("5/minute", "/**", concurrency=1, name="export")],
+        backend=backend,
+        prefix=prefix,
+        metrics=None,
+    )
+    first = Exchange(app)
+    await first.started.wait()
+    assert first.status == 200
+    assert (await _status(app)).status == 429  # the in-process twin holds the slot
+    gate.set()
+    await first.task
+    assert backend.fallback_calls >= 3  # acquire, the denied acquire, the release
+    await backend.aclose()

@@ -96,7 +96,7 @@ class RateLimitPolicy:
         )
         self.backend: Backend = self.limiter.backend
         #: The slots requests hold under rules with ``concurrency`` (taken, renewed, released).
-        self.leases = PolicyLeases(self.backend)
+        self.leases = PolicyLeases(self.backend, metrics)
         if isinstance(rules, Rule):
             rules = [rules]
         self.rules: tuple[Rule, ...] = tuple(rules)

@@ -27,7 +27,8 @@ from ..backends.memory import MemoryStore
 from ..backends.policies import allow_all
 from ..backends.redis import RedisBackend
 from ..concurrency import lease_id
-from ..heartbeat import AsyncRenewer, Renewer
+from ..heartbeat import AsyncRenewer, Renewer, watch_source
+from ..metrics import Metrics
 from ..scripts import concurrency_script, leased_script
 from .batch import Batch, LeaseSpec
 
@@ -109,11 +110,12 @@ def split_flow(batch: Batch, keys: Sequence[str], lid: str) -> Generator[Step, A
 class PolicyLeases:
     """The leases a policy's requests hold: taken, renewed, released."""
 
-    def __init__(self, backend: Any) -> None:
+    def __init__(self, backend: Any, metrics: Metrics | None = None) -> None:
         self.backend = backend
         every = 10.0  # replaced by the shortest lease's third on first use
         self._renewer: Renewer[Held] = Renewer(self._renew, every, self._lost)
         self._arenewer: AsyncRenewer[Held] = AsyncRenewer(self._arenew, every, self._lost)
+        self._metrics = metrics  # watched from the first held lease on (see _watch)
         #: Leases whose renewal found them lapsed.
         self.lost = 0
 
@@ -147,11 +149,20 @@ class PolicyLeases:
     def held(self, batch: Batch, keys: Sequence[str], lid: str) -> Held:
         return Held(lid, tuple(keys[len(batch.plan.rates) :]), batch.leases)
 
+    def _watch(self) -> None:
+        metrics, self._metrics = self._metrics, None
+        if metrics is not None:
+            metrics.watch("middleware:leases", watch_source(self._renewer, self._arenewer))
+
     def hold(self, held: Held) -> None:
+        if self._metrics is not None:
+            self._watch()
         self._renewer.every = min(s.ttl_us for s in held.specs) / 3_000_000
         self._renewer.add(held)
 
     def ahold(self, held: Held) -> None:
+        if self._metrics is not None:
+            self._watch()
         self._arenewer.every = min(s.ttl_us for s in held.specs) / 3_000_000
         self._arenewer.add(held)
 
