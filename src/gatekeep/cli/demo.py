@@ -6,6 +6,8 @@
    seconds, with a live progress line.
 3. A summary table: decisions and the latency of each ``hit`` (p50 / p99),
    measured here around each call.
+4. gatekeep's own metrics of the run.
+5. A concurrency limit: holders of a slot, one turned away, one released.
 
 It runs on a throwaway ``redis-server`` it starts (and stops at exit) when a
 server binary is found, on the in-process backend otherwise, or on the server
@@ -32,6 +34,7 @@ from ..metrics import Metrics
 from ..rates import Rate, parse_rate
 from ..testing import ServerNotFound, ServerProcess, find_server
 from .connect import redact
+from .demo_concurrency import slots
 from .display import Progress, format_table, percentile
 
 __all__ = ["Tally", "open_backend", "run", "summary_rows"]
@@ -328,6 +331,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         )
         print(format_table(SUMMARY_HEADERS, summary_rows(tallies, args.clients)), file=out)
         print_metrics(metrics.stats(), out)
+        slots(backend, prefix, out)
         if args.url is not None:  # leave nothing behind on a server we did not start
             for limiter in limiters.values():
                 for key in ["burst", *(f"client-{i}" for i in range(1, args.clients + 1))]:
