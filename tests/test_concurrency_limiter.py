@@ -219,3 +219,27 @@ def test_held_and_lost_leases_are_exported(prefix):
             ("gatekeep_leases_held", "exports:leases"): 1,
             ("gatekeep_leases_lost", "exports:leases"): 0,
         }
+
+
+def _forked_holder(limiter, result) -> None:  # pragma: no cover - in the child
+    with limiter.slot("child"):
+        ok = _wait_for(lambda: limiter.renewals >= 2, 5.0)
+    result.put(ok and limiter.lost == 0)
+
+
+def test_a_forked_child_renews_its_own_leases(prefix):
+    """The parent's heartbeat thread does not exist in a forked child: the child starts its
+    own, and does not renew the parent's leases."""
+    import warnings
+
+    limiter = ConcurrencyLimiter(1, prefix=prefix, ttl=0.15, metrics=None)
+    ctx = mp.get_context("fork")
+    result = ctx.Queue()
+    with limiter.slot("parent"):
+        proc = ctx.Process(target=_forked_holder, args=(limiter, result))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
+            proc.start()
+        assert result.get(timeout=20) is True
+        proc.join(10)
+    assert proc.exitcode == 0

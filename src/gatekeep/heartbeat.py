@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 import weakref
 from collections.abc import Awaitable, Callable
@@ -46,11 +47,15 @@ class Renewer(Generic[L]):
         self.lost = 0
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
 
     def __len__(self) -> int:
         return len(self._held)
 
     def add(self, lease: L) -> None:
+        if self._pid != os.getpid():  # a forked child: the parent's thread and leases are not ours
+            self._held, self._thread, self._cond = {}, None, threading.Condition()
+            self._pid = os.getpid()
         with self._cond:
             self._held[lease.id] = lease
             if self._thread is None:
