@@ -56,6 +56,7 @@ def test_concurrency_script_matches_twin(servers, kind, data):
     for i, (advance, mode, holder) in enumerate(ops):
         now += advance * S
         lid = f"h{holder}"
+        was_held = (memory.store.get(key, now) or {}).get(lid, 0) > now  # held, not lapsed
         lua = redis_backend.eval(script, [key], (now, mode, 1, limit, ttl, lid))
         twin = memory.run_twin(
             lambda store, t, mode=mode, lid=lid: run_concurrency(
@@ -64,6 +65,9 @@ def test_concurrency_script_matches_twin(servers, kind, data):
             now,
         )
         assert list(lua) == twin, f"step {i}: {mode} {lid}"
+        # the key's TTL is set (so comparable) by a lease put, and a release of a lease held
+        wrote = (mode in (ACQUIRE, RENEW) and twin[0] == 1) or (mode == RELEASE and was_held)
+        _same_lease_set(redis_backend, memory, key, now, f"step {i}: {mode} {lid}", wrote)
 
 
 @pytest.mark.redis
@@ -119,6 +123,27 @@ def test_leased_script_matches_twin(servers, kind, algorithm, data):
             now,
         )
         assert list(lua) == twin, f"step {i}: {mode} cost={cost}"
+        taken = mode == HIT and all(twin[k] == 1 for k in range(0, len(twin), 4))
+        for key in sets:
+            _same_lease_set(redis_backend, memory, key, now, f"step {i}: {mode}", taken)
+
+
+def _same_lease_set(redis_backend, memory, key: str, now: int, where: str, wrote: bool) -> None:
+    """The same leases on both sides, and, where the step set it (``wrote``), the same key
+    lifetime: the server counts a PTTL on its own clock, so it only matches right after the
+    write (a few ms shorter than the twin's); earlier TTLs ran on the server's clock while
+    the test's ``now`` jumped ahead."""
+    stored = redis_backend.client.zrange(key, 0, -1, withscores=True)
+    leases = memory.store.get(key, now) or {}
+    assert {m.decode(): int(score) for m, score in stored} == leases, where
+    pttl = redis_backend.client.pttl(key)
+    twin_ttl = memory.store.ttl_us(key, now)
+    if not wrote:
+        return
+    if twin_ttl is None:
+        assert pttl == -2, where
+    else:
+        assert twin_ttl // 1000 - 200 <= pttl <= twin_ttl // 1000, where
 
 
 _clients: dict[str, RedisBackend] = {}
