@@ -219,3 +219,25 @@ async def test_slots_are_decided_locally_while_redis_is_away(server_factory, pre
     await first.task
     assert backend.fallback_calls >= 3  # acquire, the denied acquire, the release
     await backend.aclose()
+
+
+async def test_a_long_response_keeps_its_slot_past_the_lease(prefix):
+    gate = asyncio.Event()
+    app = RateLimitMiddleware(
+        streaming_app(gate),
+        rules=[Rule(None, "/**", concurrency=1, lease=0.15, name="export")],
+        prefix=prefix,
+        metrics=None,
+    )
+    leases = app.policy.leases
+    first = Exchange(app)
+    await first.started.wait()
+    for _ in range(300):  # the heartbeat's beats: up to 3 s
+        if leases.renewals >= 4:
+            break
+        await asyncio.sleep(0.01)
+    assert leases.renewals >= 4  # renewed for longer than 4 / 3 of its lease
+    assert (await _status(app)).status == 429
+    gate.set()
+    await first.task
+    assert leases.lost == 0

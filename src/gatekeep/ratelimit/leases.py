@@ -112,7 +112,7 @@ class PolicyLeases:
 
     def __init__(self, backend: Any, metrics: Metrics | None = None) -> None:
         self.backend = backend
-        every = 10.0  # replaced by the shortest lease's third on first use
+        every = 10.0  # at most; the shortest held lease's third when shorter
         self._renewer: Renewer[Held] = Renewer(self._renew, every, self._lost)
         self._arenewer: AsyncRenewer[Held] = AsyncRenewer(self._arenew, every, self._lost)
         self._metrics = metrics  # watched from the first held lease on (see _watch)
@@ -149,6 +149,11 @@ class PolicyLeases:
     def held(self, batch: Batch, keys: Sequence[str], lid: str) -> Held:
         return Held(lid, tuple(keys[len(batch.plan.rates) :]), batch.leases)
 
+    @property
+    def renewals(self) -> int:
+        """Renewals made by the heartbeat so far (sync and async holders)."""
+        return self._renewer.renewals + self._arenewer.renewals
+
     def _watch(self) -> None:
         metrics, self._metrics = self._metrics, None
         if metrics is not None:
@@ -157,13 +162,14 @@ class PolicyLeases:
     def hold(self, held: Held) -> None:
         if self._metrics is not None:
             self._watch()
-        self._renewer.every = min(s.ttl_us for s in held.specs) / 3_000_000
+        # the shortest lease ever held sets the beat (a longer one is renewed early)
+        self._renewer.every = min(self._renewer.every, _beat(held))
         self._renewer.add(held)
 
     def ahold(self, held: Held) -> None:
         if self._metrics is not None:
             self._watch()
-        self._arenewer.every = min(s.ttl_us for s in held.specs) / 3_000_000
+        self._arenewer.every = min(self._arenewer.every, _beat(held))
         self._arenewer.add(held)
 
     def release(self, held: Held) -> None:
@@ -207,3 +213,8 @@ def _release_failed(exc: Exception) -> None:
         type(exc).__name__,
         exc,
     )
+
+
+def _beat(held: Held) -> float:
+    """Seconds between renewals of ``held``: a third of its shortest lease."""
+    return min(s.ttl_us for s in held.specs) / 3_000_000
