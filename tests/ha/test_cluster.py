@@ -14,7 +14,7 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from gatekeep import ALGORITHMS, AsyncLimiter, Limiter
+from gatekeep import ALGORITHMS, AsyncLimiter, ConcurrencyLimiter, Limiter
 from gatekeep.backends.connect import connect
 from gatekeep.backends.failover import FailoverBackend
 from gatekeep.rates import parse_rate
@@ -144,6 +144,11 @@ def test_concurrency_rules_on_a_cluster(cluster, prefix):
     assert one.allowed and not get("k1", "/one").allowed
     policy.leases.release(one.held)
     assert get("k1", "/one").allowed
+    limiter = ConcurrencyLimiter(1, backend=backend, prefix=prefix, metrics=None)
+    for key in KEYS:  # one lease set per key, in its key's slot
+        with limiter.slot(key):
+            assert not limiter.acquire(key).acquired
+        assert limiter.peek(key).remaining == 1
     assert backend.fallback_calls == 0 and backend.breaker.counters.failures == 0
     backend.close()
 
