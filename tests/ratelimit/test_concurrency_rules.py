@@ -241,3 +241,20 @@ async def test_a_long_response_keeps_its_slot_past_the_lease(prefix):
     gate.set()
     await first.task
     assert leases.lost == 0
+
+
+def test_wsgi_response_keeps_its_length_for_the_server(prefix):
+    from wsgiref.util import setup_testing_defaults
+
+    def app(environ: Any, start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    wsgi = WSGIMiddleware(
+        app, rules=[Rule(None, "/**", concurrency=1)], prefix=prefix, metrics=None
+    )
+    environ: dict[str, Any] = {}
+    setup_testing_defaults(environ)
+    body = wsgi(environ, lambda status, headers, exc_info=None: None)
+    assert len(body) == 1  # wsgiref sets Content-Length from it
+    body.close()

@@ -116,6 +116,11 @@ class Releasing:
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._body)
 
+    def __len__(self) -> int:
+        # the body's own, when it has one: a server sets Content-Length from a
+        # one-item list (wsgiref); a generator raises TypeError, as servers expect
+        return len(self._body)  # type: ignore[arg-type]
+
     def close(self) -> None:
         release, self._release = self._release, None
         try:
