@@ -46,9 +46,8 @@ KEYS = [f"user:{i}" for i in range(1000)]
 BIG = 1_000_000
 
 
-def ops(url: str, loop: asyncio.AbstractEventLoop) -> dict[str, Any]:
+def ops(backend: RedisBackend, loop: asyncio.AbstractEventLoop) -> dict[str, Any]:
     keys = itertools.cycle(KEYS)
-    backend = RedisBackend(url)
     limiter = Limiter(f"{BIG}/second", backend=backend, metrics=None)
     slots = ConcurrencyLimiter(BIG, backend=backend, ttl=300.0, metrics=None)
     aslots = AsyncConcurrencyLimiter(BIG, backend=backend, ttl=300.0, metrics=None)
@@ -192,7 +191,8 @@ def main() -> None:
     loop = asyncio.new_event_loop()
     with ServerProcess.start(find_server("redis")) as server:
         probe = redis.Redis(port=server.port)
-        table_ops = ops(server.url, loop)
+        backend = RedisBackend(server.url)
+        table_ops = ops(backend, loop)
         samples, mixes = run_rounds(
             probe, {name: (op, args.n) for name, op in table_ops.items()}, args.rounds
         )
@@ -213,6 +213,8 @@ def main() -> None:
                 )
             )
         probe.close()
+        backend.close()
+        loop.run_until_complete(backend.aclose())
     loop.close()
     print(f"redis-server, {args.rounds} rounds x {args.n} operations, medians\n")
     header = ["operation", "client µs", "client CPU µs", "server µs", "round trips"]
