@@ -132,6 +132,11 @@ class AsyncRenewer(Generic[L]):
             # leaves no pending task behind when the loop closes
             self._wake.set()
 
+    def forget(self, lease: L) -> None:
+        """Stop renewing ``lease``, from any thread (its task ends at its next beat if
+        nothing else is held: an Event may not be set from another thread)."""
+        self._held.pop(lease.id, None)
+
     async def _run(self, wake: asyncio.Event) -> None:
         while self._held:
             with contextlib.suppress(asyncio.TimeoutError):

@@ -63,3 +63,24 @@ def test_django_streaming_response_holds_the_slot_until_closed(prefix):
     streaming = False
     assert middleware(factory.get("/")).status_code == 200  # released as it returned
     assert middleware(factory.get("/")).status_code == 200
+
+
+async def test_django_async_streaming_response_holds_the_slot_until_closed(prefix):
+    from asgiref.sync import sync_to_async
+
+    async def chunks() -> Any:
+        yield b"a"
+
+    async def get_response(request: Any) -> Any:
+        return StreamingHttpResponse(chunks())
+
+    middleware = RateLimitMiddleware(get_response, policy=_policy(prefix))
+    factory = RequestFactory()
+    first = await middleware(factory.get("/"))
+    assert first.status_code == 200
+    assert (await middleware(factory.get("/"))).status_code == 429
+    await sync_to_async(first.close)()  # as Django's ASGI handler closes it
+    again = await middleware(factory.get("/"))
+    assert again.status_code == 200
+    await sync_to_async(again.close)()
+    assert middleware.policy.leases.held_now == 0

@@ -114,10 +114,17 @@ class RateLimitMiddleware:
             return _add_headers(outcome, _denied(outcome))
         if outcome.held is None:
             return _add_headers(outcome, await self.get_response(request))
-        try:  # under ASGI the slot is held until the view's response is made
-            return _add_headers(outcome, await self.get_response(request))
-        finally:
-            await self.policy.leases.arelease(outcome.held)
+        held, leases = outcome.held, self.policy.leases
+        try:
+            response = await self.get_response(request)
+        except BaseException:
+            await leases.arelease(held)
+            raise
+        if getattr(response, "streaming", False):  # Django's ASGI handler closes it at the end
+            response = _release_on_close(response, lambda: leases.release(held))
+        else:
+            await leases.arelease(held)
+        return _add_headers(outcome, response)
 
     def rules_for(self, request: HttpRequest) -> Any:
         """The rules that apply to ``request`` (None: exempt, or nothing applies)."""

@@ -150,6 +150,11 @@ class PolicyLeases:
         return Held(lid, tuple(keys[len(batch.plan.rates) :]), batch.leases)
 
     @property
+    def held_now(self) -> int:
+        """Requests holding slots (and renewed) in this process now."""
+        return len(self._renewer) + len(self._arenewer)
+
+    @property
     def renewals(self) -> int:
         """Renewals made by the heartbeat so far (sync and async holders)."""
         return self._renewer.renewals + self._arenewer.renewals
@@ -173,8 +178,11 @@ class PolicyLeases:
         self._arenewer.add(held)
 
     def release(self, held: Held) -> None:
-        """Give the slots back (one round trip per lease set); never raises."""
+        """Give the slots back (one round trip per lease set); never raises. Also for a
+        slot taken by the async path and released from a thread (Django closes a
+        streaming response with ``sync_to_async``)."""
         self._renewer.discard(held)
+        self._arenewer.forget(held)
         for key, spec in zip(held.keys, held.specs, strict=True):
             try:
                 lease_run(self.backend, _one(RELEASE, held.id, key, spec))
