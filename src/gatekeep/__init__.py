@@ -13,6 +13,7 @@ from .algorithms import ALGORITHMS
 from .backends import Backend, FailoverBackend, MemoryBackend, RedisBackend, connect
 from .blocks import Block
 from .breaker import CircuitBreaker
+from .concurrency import AsyncConcurrencyLimiter, ConcurrencyLimiter, ConcurrencyLimitExceeded
 from .decision import Decision
 from .errors import BackendUnavailable, GatekeepError
 from .limiter import AsyncLimiter, Limiter, Limits
@@ -23,12 +24,15 @@ from .sessions import Session, SessionStore, SessionTooLarge
 
 __all__ = [
     "ALGORITHMS",
+    "AsyncConcurrencyLimiter",
     "AsyncLimiter",
     "AsyncReservation",
     "Backend",
     "BackendUnavailable",
     "Block",
     "CircuitBreaker",
+    "ConcurrencyLimitExceeded",
+    "ConcurrencyLimiter",
     "Decision",
     "FailoverBackend",
     "GatekeepError",

@@ -129,6 +129,9 @@ def samples(stats: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, str], f
         elif kind == "denial_cache":
             yield "gatekeep_local_denials", "counter", {"cache": name}, watched["local_denials"]
             yield "gatekeep_denial_cache_keys", "gauge", {"cache": name}, watched["keys"]
+        elif kind == "leases":
+            yield "gatekeep_leases_held", "gauge", {"limiter": name}, watched["held"]
+            yield "gatekeep_leases_lost", "counter", {"limiter": name}, watched["lost"]
 
 
 #: Every metric ``samples`` yields, and its kind.
@@ -151,6 +154,8 @@ _KINDS = {
     "gatekeep_denial_cache_keys": "gauge",
     "gatekeep_session_replica_reads": "counter",
     "gatekeep_session_replicas_skipped": "counter",
+    "gatekeep_leases_held": "gauge",
+    "gatekeep_leases_lost": "counter",
 }
 
 _HELP = {
@@ -170,6 +175,8 @@ _HELP = {
     "gatekeep_memory_evictions": "Keys an in-process store evicted to stay bounded.",
     "gatekeep_local_denials": "Denials answered in process from the cache of denied keys.",
     "gatekeep_denial_cache_keys": "Keys held by a limiter's cache of denied keys.",
+    "gatekeep_leases_held": "Concurrency slots this process holds (and renews) now.",
+    "gatekeep_leases_lost": "Leases that lapsed before their renewal (holder paused too long).",
     "gatekeep_backend_latency_seconds": "Latency of one backend call (sampled).",
     "gatekeep_session_replica_reads": "Session reads a replica served, per failing shard.",
     "gatekeep_session_replicas_skipped": (

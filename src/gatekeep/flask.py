@@ -90,6 +90,7 @@ class RateLimiter:
         app.extensions[_EXT] = policy
         app.before_request(self._before)
         app.after_request(self._after)
+        app.teardown_request(self._teardown)
 
     @property
     def policy(self) -> RateLimitPolicy:
@@ -127,6 +128,8 @@ class RateLimiter:
         g._gatekeep_headers = outcome.headers
         if outcome.pending is not None:  # a settle= rule: after the response is sent
             g._gatekeep_pending = outcome.pending
+        if outcome.held is not None:  # a concurrency slot: released when the response closes
+            g._gatekeep_held = outcome.held
         if outcome.allowed:
             return None
         denial = outcome.denial
@@ -145,7 +148,17 @@ class RateLimiter:
             headers = [(n.lower(), v) for n, v in response.headers.items()]
             # Werkzeug calls it when the server closes the response: its body sent
             response.call_on_close(lambda: settle_sync(policy, pending, status, headers))
+        held = g.pop("_gatekeep_held", None)
+        if held is not None:  # after the body is sent (streamed too), or the client left
+            leases = current_app.extensions[_EXT].leases
+            response.call_on_close(lambda: leases.release(held))
         return response
+
+    @staticmethod
+    def _teardown(exc: BaseException | None) -> None:
+        held = g.pop("_gatekeep_held", None)
+        if held is not None:  # no response took it (an unhandled error)
+            current_app.extensions[_EXT].leases.release(held)
 
 
 def routed_path(req: Request) -> str:

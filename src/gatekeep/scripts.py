@@ -13,7 +13,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["Script", "lua_dir", "read_lua", "limiter_script"]
+__all__ = ["Script", "concurrency_script", "leased_script", "limiter_script", "lua_dir", "read_lua"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,3 +62,28 @@ def limiter_script(name: str, blocks: bool = False) -> Script:
         parts = ("_prelude", name, "_driver")
     source = "\n".join(map(read_lua, parts))
     return Script.from_source(f"{name}+blocks" if blocks else name, source)
+
+
+@cache
+def concurrency_script() -> Script:
+    """The concurrency limit's script: the shared prelude, the leases, acquire/renew/release."""
+    source = "\n".join((read_lua("_prelude"), read_lua("_lease"), read_lua("concurrency")))
+    return Script.from_source("concurrency", source)
+
+
+@cache
+def leased_script(name: str) -> Script:
+    """Rate limits of algorithm ``name`` and leases in one call (``lua/_leased.lua``): the
+    algorithm and the shared driver wrapped as ``limits()``, run after the leases are checked."""
+    source = "\n".join(
+        (
+            read_lua("_prelude"),
+            read_lua("_lease"),
+            "local function limits()",
+            read_lua(name),
+            read_lua("_driver"),
+            "end",
+            read_lua("_leased"),
+        )
+    )
+    return Script.from_source(f"{name}+leases", source)

@@ -14,7 +14,7 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from gatekeep import ALGORITHMS, AsyncLimiter, Limiter
+from gatekeep import ALGORITHMS, AsyncLimiter, ConcurrencyLimiter, Limiter
 from gatekeep.backends.connect import connect
 from gatekeep.backends.failover import FailoverBackend
 from gatekeep.rates import parse_rate
@@ -181,6 +181,60 @@ def test_blocks_on_a_cluster(cluster, prefix):
     assert get("k2") == (True, None)
     blocks = backend.primary.client.keys(f"gk:{prefix}:*:blk")
     assert len(blocks) == 1 and blocks[0].endswith(b":per-key:blk")  # k1's, hashed
+    assert backend.fallback_calls == 0 and backend.breaker.counters.failures == 0
+    backend.close()
+
+
+def test_concurrency_rules_on_a_cluster(cluster, prefix):
+    """Slots and rates keyed by different identities sit in different slots: the call is
+    split (leases first, then the rates), and a later denial gives back what was taken."""
+    from gatekeep.ratelimit import RateLimitPolicy, Rule, header
+    from gatekeep.ratelimit.drivers import check_sync
+    from gatekeep.ratelimit.request import WSGIRequest
+
+    backend = FailoverBackend(connect(cluster.url, timeout=DEADLINE))
+    policy = RateLimitPolicy(
+        [
+            Rule("100/minute", "/x", name="per-ip", concurrency=1),
+            Rule("2/minute", "/x", name="per-key", key=header("x-api-key")),
+            Rule(None, "/one", name="one", concurrency=1),
+        ],
+        backend=backend,
+        prefix=prefix,
+        metrics=None,
+    )
+
+    def get(api_key: str, path: str = "/x"):
+        environ = {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": path,
+            "REMOTE_ADDR": "10.0.0.1",
+            "HTTP_X_API_KEY": api_key,
+        }
+        rules = policy.match("GET", path)
+        return check_sync(policy, WSGIRequest(environ), rules)
+
+    first = get("k1")
+    assert first.allowed and first.held is not None
+    assert not get("k2").allowed  # the IP's one slot: k2's rate is not charged
+    policy.leases.release(first.held)
+    for _ in range(2):
+        ok = get("k2")
+        assert ok.allowed
+        policy.leases.release(ok.held)
+    assert not get("k2").allowed  # k2's 2/minute; the slot it took is given back
+    ok = get("k1")
+    assert ok.allowed  # so the slot is free
+    policy.leases.release(ok.held)
+    one = get("k1", "/one")
+    assert one.allowed and not get("k1", "/one").allowed
+    policy.leases.release(one.held)
+    assert get("k1", "/one").allowed
+    limiter = ConcurrencyLimiter(1, backend=backend, prefix=prefix, metrics=None)
+    for key in KEYS:  # one lease set per key, in its key's slot
+        with limiter.slot(key):
+            assert not limiter.acquire(key).acquired
+        assert limiter.peek(key).remaining == 1
     assert backend.fallback_calls == 0 and backend.breaker.counters.failures == 0
     backend.close()
 

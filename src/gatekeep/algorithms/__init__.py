@@ -31,6 +31,11 @@ Adding an algorithm
 
 The tests pick every registered algorithm up: Lua against twin (hypothesis, on
 Redis and Valkey), semantics, key lifetimes, fused path against twin.
+
+:mod:`.concurrency` is the twin of the concurrency scripts (``lua/_lease.lua``,
+``lua/concurrency.lua``, ``lua/_leased.lua``): leases, not a rate, so it is not
+registered here; ``_leased.lua`` runs any registered algorithm's script, with the
+driver, as a function after the lease sets are checked.
 """
 
 from __future__ import annotations

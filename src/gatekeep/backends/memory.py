@@ -7,7 +7,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from time import time_ns
-from typing import Any
+from typing import Any, TypeVar
 
 from ..algorithms import run
 from ..algorithms._blocks import run_blocks
@@ -15,6 +15,8 @@ from ..algorithms._driver import Counters, FusedHit
 from .base import Plan
 
 __all__ = ["MemoryBackend", "MemoryStore"]
+
+T = TypeVar("T")
 
 
 class MemoryStore:
@@ -170,6 +172,14 @@ class MemoryBackend:
         self, plan: Plan, keys: Sequence[list[str]], now: int | None, mode: str, cost: int
     ) -> list[list[int]]:
         return [self.limit(plan, k, now, mode, cost) for k in keys]
+
+    def run_twin(self, twin: Callable[[MemoryStore, int], T], now: int | None = None) -> T:
+        """``twin(store, now)`` under this backend's lock, ``now`` (µs) from its clock when
+        None: how the twins of scripts other than the limiters' run here (leases)."""
+        with self._lock:
+            if now is None:
+                now = time_ns() // 1000 if self._clock is None else self._clock()
+            return twin(self.store, now)
 
     def fused_hit(self, plan: Plan, counters: Counters | None = None) -> FusedHit | None:
         """``hit`` for ``plan`` in one function, ``(key, now, cost) -> Decision``, when its

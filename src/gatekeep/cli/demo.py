@@ -6,9 +6,11 @@
    seconds, with a live progress line.
 3. A summary table: decisions and the latency of each ``hit`` (p50 / p99),
    measured here around each call.
-4. gatekeep's own metrics of the run.
-5. A penalty block (``block=[60, 600]``) and a flood from the blocked key, answered by
+5. Waiting (``acquire``) and reserving then settling (``reserve`` / ``settle``).
+6. gatekeep's own metrics of the run.
+7. A penalty block (``block=[60, 600]``) and a flood from the blocked key, answered by
    the local cache of denied keys.
+8. A concurrency limit: holders of a slot, one turned away, one released.
 
 It runs on a throwaway ``redis-server`` it starts (and stops at exit) when a
 server binary is found, on the in-process backend otherwise, or on the server
@@ -35,6 +37,7 @@ from ..metrics import Metrics
 from ..rates import Rate, parse_rate
 from ..testing import ServerNotFound, ServerProcess, find_server
 from .connect import redact
+from .demo_concurrency import slots
 from .demo_settle import patience
 from .display import Progress, format_table, percentile
 
@@ -262,7 +265,7 @@ def print_metrics(stats: dict[str, Any], out: TextIO) -> None:
 def penalty_block(backend: Backend, rate: Rate, prefix: str, out: TextIO) -> Limiter:
     """Part 5: one key breaches ``rate`` under ``block=[60, 600]``, then floods."""
     limiter = Limiter(rate, backend=backend, prefix=prefix, block=[60, 600], metrics=None)
-    print(f"\n5. A penalty block: {rate} with block=[60, 600], one key", file=out)
+    print(f"\n7. A penalty block: {rate} with block=[60, 600], one key", file=out)
     decisions = [limiter.hit("attacker") for _ in range(rate.burst + 1)]
     print(
         f"  request {len(decisions)} denied: the key is blocked for "
@@ -364,6 +367,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         patience(backend, rate, prefix, metrics, out)
         print_metrics(metrics.stats(), out)
         blocked = penalty_block(backend, rate, prefix, out)
+        slots(backend, prefix, out)
         if args.url is not None:  # leave nothing behind on a server we did not start
             blocked.reset("attacker")
             for limiter in limiters.values():

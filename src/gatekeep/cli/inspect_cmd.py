@@ -41,6 +41,7 @@ from ..rates import Rate
 from ..sessions import SessionStore, split_key
 from ..sessions._engine import Flow
 from .connect import Target, connect, redact
+from .inspect_leases import describe_leases, render_leases
 
 __all__ = ["LimiterKey", "describe", "describe_session", "parse_key", "run"]
 
@@ -117,6 +118,10 @@ def describe(
         return out
     if lk is None:
         out["limiter"] = None
+        leases = describe_leases(client, key, kind)
+        if leases is not None:  # a concurrency limit's holders
+            out["leases"] = leases
+            return out
         index = _INDEX_RE.match(key)
         if index is not None:  # a user's session index: a sorted set of session ids
             out.pop("value", None)
@@ -229,6 +234,9 @@ def _text(v: Any) -> str:
 
 
 def _render(info: dict[str, Any], out: TextIO) -> None:
+    if info.get("leases") is not None:
+        render_leases(info, out)
+        return
     lim = info["limiter"]
     rows: list[tuple[str, Any]] = [("key", info["key"])]
     if lim is not None:
@@ -365,7 +373,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         live = (info.get("session") or {}).get("state") == "live"
         index = info.get("session_index") is not None and info["exists"]
         found = info["limiter"] is not None or info.get("block") is not None
-        return 0 if found or live or index else 1
+        leased = info.get("leases") is not None
+        return 0 if found or live or index or leased else 1
     except (redis.RedisError, RedisClusterException) as exc:
         print(f"error reading {redact(args.url)}: {exc}", file=out)
         return 1
@@ -398,6 +407,8 @@ def _list(target: Target, pattern: str, limit: int, as_json: bool, out: TextIO) 
             if info.get("session")
             else f"session index, {info['session_index']['sessions']} session(s)"
             if info.get("session_index")
+            else f"concurrency limit, {info['leases']['held']} slot(s) held"
+            if info.get("leases")
             else info["type"]
         )
         print(f"{info['key']}  ttl {ttl}  {what}", file=out)

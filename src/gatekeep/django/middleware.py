@@ -84,7 +84,20 @@ class RateLimitMiddleware:
         outcome = check_sync(self.policy, DjangoRequest(request), rules)
         if not outcome.allowed:
             return _add_headers(outcome, _denied(outcome))
-        response = _add_headers(outcome, self.get_response(request))
+        if outcome.held is None:
+            response = _add_headers(outcome, self.get_response(request))
+        else:
+            held, leases = outcome.held, self.policy.leases
+            try:
+                response = self.get_response(request)
+            except BaseException:
+                leases.release(held)
+                raise
+            if getattr(response, "streaming", False):  # held until the server closes it
+                response = _release_on_close(response, lambda: leases.release(held))
+            else:
+                leases.release(held)
+            response = _add_headers(outcome, response)
         if outcome.pending is not None:
             _settle_after(self.policy, outcome.pending, response)
         return response
@@ -104,7 +117,20 @@ class RateLimitMiddleware:
         outcome = await check_async(self.policy, DjangoRequest(request, user), rules)
         if not outcome.allowed:
             return _add_headers(outcome, _denied(outcome))
-        response = _add_headers(outcome, await self.get_response(request))
+        if outcome.held is None:
+            response = _add_headers(outcome, await self.get_response(request))
+        else:
+            held, leases = outcome.held, self.policy.leases
+            try:
+                response = await self.get_response(request)
+            except BaseException:
+                await leases.arelease(held)
+                raise
+            if getattr(response, "streaming", False):  # Django's ASGI handler closes it
+                response = _release_on_close(response, lambda: leases.release(held))
+            else:
+                await leases.arelease(held)
+            response = _add_headers(outcome, response)
         if outcome.pending is not None:
             await _asettle_after(self.policy, outcome.pending, response)
         return response
@@ -170,3 +196,18 @@ async def _asettle_after(policy: RateLimitPolicy, pending: Pending, response: Ht
         await settle_async(policy, pending, status, headers)
 
     response.streaming_content = then()
+
+
+def _release_on_close(response: Any, release: Callable[[], None]) -> Any:
+    """``response``, calling ``release`` after its own ``close()`` (which the WSGI server
+    calls once the streamed body is sent, or the client went away)."""
+    close = response.close
+
+    def closing() -> None:
+        try:
+            close()
+        finally:
+            release()
+
+    response.close = closing
+    return response

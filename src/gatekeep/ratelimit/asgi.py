@@ -124,6 +124,17 @@ class RateLimitMiddleware:
             return
         if outcome.pending is not None and kind == "http":
             send = settling(policy, outcome.pending, send)
+        if outcome.held is None:
+            await self._pass(outcome, kind, scope, receive, send)
+            return
+        try:  # a slot held for the whole response: the body sent, the client gone, or an error
+            await self._pass(outcome, kind, scope, receive, send)
+        finally:
+            await policy.leases.arelease(outcome.held)
+
+    async def _pass(
+        self, outcome: Outcome, kind: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         if not outcome.headers or kind != "http":
             await self.app(scope, receive, send)
             return

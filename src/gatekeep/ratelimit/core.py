@@ -35,6 +35,7 @@ from ..outage import classify
 from .batch import Batch, build_batch, redis_keys
 from .headers import default_denial, legacy_headers, ratelimit_header, seconds
 from .keys import KeyFunc, client_ip
+from .leases import PolicyLeases
 from .outcome import ALLOW, Outcome, Stats, merge_headers
 from .request import RequestView
 from .rules import Pattern, Rule, compile_pattern
@@ -98,6 +99,8 @@ class RateLimitPolicy:
             denial_cache=denial_cache,
         )
         self.backend: Backend = self.limiter.backend
+        #: The slots requests hold under rules with ``concurrency`` (taken, renewed, released).
+        self.leases = PolicyLeases(self.backend, metrics)
         if isinstance(rules, Rule):
             rules = [rules]
         self.rules: tuple[Rule, ...] = tuple(rules)
@@ -108,6 +111,7 @@ class RateLimitPolicy:
         self.default_rule = None if default is None else Rule(default, "/**", name="default")
         if self.default_rule is not None:
             self._check_rule(self.default_rule)
+        _check_combined(self.rules)
         names = [r.name for r in self.rules] + ([] if default is None else ["default"])
         dupes = {str(n) for n in names if names.count(n) > 1}
         if dupes:
@@ -153,7 +157,8 @@ class RateLimitPolicy:
                 f"use algorithm='token_bucket' or 'gcra', not {self.limiter.algorithm.name!r}"
             )
         try:
-            self.limiter.plan(list(rule.plan_rates))
+            if rule.rates:
+                self.limiter.plan(list(rule.plan_rates))
         except ValueError as exc:
             raise ValueError(f"rule {rule.name!r}: {exc}") from None
 
@@ -278,7 +283,11 @@ class RateLimitPolicy:
             decision, delay = smooth(batch.delays, decision, not self.shadow)
         headers: list[tuple[str, str]]
         if self.headers:
-            if decision.details:
+            if batch.leases:
+                value = ratelimit_header(
+                    batch.quoted, decision.details or (decision,), len(batch.plan.rates)
+                )
+            elif decision.details:
                 value = ratelimit_header(batch.quoted, decision.details)
             else:
                 value = (
@@ -318,7 +327,7 @@ class RateLimitPolicy:
     @staticmethod
     def decision_of(batch: Batch, reply: list[int]) -> Decision:
         """The decision for a backend's reply to ``batch``."""
-        return Decision.from_reply(batch.plan.rates, reply)
+        return Decision.from_reply(batch.all_rates or batch.plan.rates, reply)
 
     def _count(self, batch: Batch, decision: Decision) -> None:
         """Metrics per rule: every rule counts an allowed request; a denied one is
@@ -332,7 +341,8 @@ class RateLimitPolicy:
             return
         details = decision.details or (decision,)
         for counters, span in batch.counters:
-            if counters is not None and not all(d.allowed for d in details[span]):
+            own = details[span] if type(span) is slice else [details[i] for i in span]
+            if counters is not None and not all(d.allowed for d in own):
                 if self.shadow:
                     counters.shadow_denied += 1
                 else:
@@ -368,4 +378,18 @@ class RateLimitPolicy:
             f"RateLimitPolicy(rules={[r.name for r in self.rules]}, "
             f"default={self.default_rule.rates if self.default_rule else None}, "
             f"backend={self.backend!r})"
+        )
+
+
+def _check_combined(rules: tuple[Rule, ...]) -> None:
+    """Rules with ``concurrency`` run their own script (``lua/_leased.lua``), which does
+    not know penalty blocks, delays or settlements yet: a policy mixes them not at all,
+    since one request may match rules of both kinds (said at start-up, not per request)."""
+    leased = [r.name for r in rules if r.concurrency is not None]
+    shaped = [r.name for r in rules if r.block is not None or r.delay or r.settle is not None]
+    if leased and shaped:
+        raise ValueError(
+            f"rules {leased} (concurrency=) and {shaped} (block=, delay= or settle=) cannot "
+            "share one middleware yet: give them separate RateLimitMiddleware instances "
+            "or drop one of the options"
         )

@@ -16,9 +16,12 @@ from typing import Any
 
 from .. import waiting
 from ..algorithms import HIT
+from ..backends.leases import alease_run, lease_run
+from ..flows import arun_flow, run_flow
 from ..limiter import Call
 from .batch import Batch
 from .core import ALLOW, Outcome, RateLimitPolicy
+from .leases import leased_call, split_flow
 from .request import RequestView
 from .rules import Rule
 from .shaping import Pending, settle_calls
@@ -72,9 +75,21 @@ def check_sync(policy: RateLimitPolicy, request: RequestView, rules: tuple[Rule,
         batch, redis_keys = prepared
         denials = policy.limiter.denials
         if denials is not None and denials.entries:  # a denial held in process?
-            held = denials.check(batch.plan, redis_keys, 1)
-            if held is not None:
-                return policy.decide(batch, held, request)
+            cached = denials.check(batch.plan, redis_keys, 1)
+            if cached is not None:
+                return policy.decide(batch, cached, request)
+        if batch.leases:  # rate limits and slots in one call (ratelimit/leases.py)
+            lid = policy.leases.new_id()
+            if policy.leases.split(redis_keys):  # a cluster, several slots
+                reply = run_flow(split_flow(batch, redis_keys, lid), policy.leases.io)
+            else:
+                reply = lease_run(policy.backend, leased_call(batch, redis_keys, lid))
+            outcome = policy.decide(batch, policy.decision_of(batch, reply), request)
+            if outcome.decision is not None and outcome.decision.allowed:
+                held = policy.leases.held(batch, redis_keys, lid)
+                policy.leases.hold(held)
+                return outcome._replace(held=held)
+            return outcome
         c = policy.limiter.begin(batch.plan, redis_keys, None, 1)  # the limiter's path
         if not isinstance(c, Call):  # decided in process
             outcome = policy.decide(batch, c, request)
@@ -107,9 +122,21 @@ async def check_async(
         batch, redis_keys = prepared
         denials = policy.limiter.denials
         if denials is not None and denials.entries:  # a denial held in process?
-            held = denials.check(batch.plan, redis_keys, 1)
-            if held is not None:
-                return policy.decide(batch, held, request)
+            cached = denials.check(batch.plan, redis_keys, 1)
+            if cached is not None:
+                return policy.decide(batch, cached, request)
+        if batch.leases:
+            lid = policy.leases.new_id()
+            if policy.leases.split(redis_keys):
+                reply = await arun_flow(split_flow(batch, redis_keys, lid), policy.leases.aio)
+            else:
+                reply = await alease_run(policy.backend, leased_call(batch, redis_keys, lid))
+            outcome = policy.decide(batch, policy.decision_of(batch, reply), request)
+            if outcome.decision is not None and outcome.decision.allowed:
+                held = policy.leases.held(batch, redis_keys, lid)
+                policy.leases.ahold(held)
+                return outcome._replace(held=held)
+            return outcome
         c = policy.limiter.begin(batch.plan, redis_keys, None, 1)  # the limiter's path
         if not isinstance(c, Call):  # decided in process: nothing to await
             outcome = policy.decide(batch, c, request)

@@ -32,6 +32,7 @@ __all__ = [
     "closest_to_denial",
     "default_denial",
     "denial_json",
+    "lease_policy_item",
     "legacy_headers",
     "policy_item",
     "quota",
@@ -78,14 +79,25 @@ def policy_item(name: str, rate: Rate) -> str:
     return f"{item};gk-burst={rate.burst}" if rate.has_burst else item
 
 
-def ratelimit_header(quoted: Sequence[str], decisions: Sequence[Decision]) -> str:
+def lease_policy_item(name: str, limit: int) -> str:
+    """A concurrency limit in ``RateLimit-Policy``: ``limit`` requests in flight at once
+    (the draft's quota unit ``concurrent-requests``; no window)."""
+    return f'{sf_string(name)};q={limit};qu="concurrent-requests"'
+
+
+def ratelimit_header(
+    quoted: Sequence[str], decisions: Sequence[Decision], rates: int | None = None
+) -> str:
     """The ``RateLimit`` field: one item per policy, in the order of ``RateLimit-Policy``.
 
-    ``quoted``: the policy names, already as structured field strings.
+    ``quoted``: the policy names, already as structured field strings. Items after the
+    first ``rates`` (when given) are concurrency limits: what remains, and no window.
     """
+    if rates is None:
+        rates = len(quoted)
     return ", ".join(
-        f"{n};r={d.remaining};t={seconds(d.reset_after)}"
-        for n, d in zip(quoted, decisions, strict=True)
+        f"{n};r={d.remaining};t={seconds(d.reset_after)}" if i < rates else f"{n};r={d.remaining}"
+        for i, (n, d) in enumerate(zip(quoted, decisions, strict=True))
     )
 
 

@@ -31,6 +31,9 @@ class Outcome(NamedTuple):
     delay: float = 0.0
     #: What to settle once the app has answered (``shaping.Pending``; a rule's ``settle``).
     pending: Any = None
+    #: The slots this request holds (rules with ``concurrency``), to release when its
+    #: response ends: a :class:`~gatekeep.ratelimit.leases.Held`, or None.
+    held: Any = None
 
 
 #: The outcome of a request no rule limits (or of a failed check, failing open).

@@ -137,9 +137,13 @@ class Rule:
     wait out (see :mod:`gatekeep.reservations`). ``block``: a penalty block after a denial by
     this rule (seconds, escalating seconds, or a :class:`~gatekeep.Block`): see
     :mod:`gatekeep.blocks`; ``Retry-After`` then says when it ends.
+    ``concurrency=N``: at most N requests of one key in flight at once, each holding a
+    slot (a lease of ``lease`` seconds, renewed while the response runs) until its
+    response ends; checked with the rule's limits in the same call. ``limits`` may then
+    be None: ``Rule(None, "/export", concurrency=2)``.
     """
 
-    limits: Limits
+    limits: Limits | None
     path: str | Sequence[str] = "/**"
     methods: str | Sequence[str] | None = None
     key: KeyFunc | None = None
@@ -147,14 +151,24 @@ class Rule:
     delay: int = 0
     settle: str | SettleFunc | None = None
     block: BlockSpec | Block = None
+    concurrency: int | None = None
+    lease: float = 30.0
     rates: tuple[Rate, ...] = field(init=False, repr=False)
     #: The rates the counter keeps: ``rates`` with ``delay`` more of burst each.
     plan_rates: tuple[Rate, ...] = field(init=False, repr=False)
     patterns: tuple[Pattern, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        n = self.concurrency
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ValueError(f"rule {self.path!r}: concurrency must be an int >= 1, got {n!r}")
+        if not isinstance(self.lease, (int, float)) or not 0.01 <= self.lease <= 86_400:
+            raise ValueError(f"rule {self.path!r}: lease must be 0.01 to 86400 seconds")
         try:
-            rates = parse_rates(self.limits)
+            if self.limits is None and n is not None:
+                rates: tuple[Rate, ...] = ()
+            else:
+                rates = parse_rates(self.limits)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"rule {self.path!r}: {exc}") from None
         paths = [self.path] if isinstance(self.path, str) else list(self.path)

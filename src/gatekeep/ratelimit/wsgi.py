@@ -12,7 +12,7 @@ from .drivers import check_sync, settle_sync
 from .headers import Denial
 from .request import WSGIRequest
 
-__all__ = ["RateLimitMiddleware", "settling", "status_line"]
+__all__ = ["RateLimitMiddleware", "Releasing", "settling", "status_line"]
 
 _SLASHES = re.compile(r"/{2,}")
 
@@ -67,11 +67,18 @@ class RateLimitMiddleware:
         outcome = check_sync(policy, request, rules)
         if not outcome.allowed:
             return deny_wsgi(outcome, environ, start_response)
-        if outcome.pending is not None:
+        if outcome.pending is not None:  # a settle= rule (never with concurrency: core.py)
             return settling(self.app, environ, start_response, outcome, policy)
-        if not outcome.headers:
+        if outcome.headers:
+            start_response = with_headers(start_response, outcome.headers)
+        if outcome.held is None:
             return self.app(environ, start_response)
-        return self.app(environ, with_headers(start_response, outcome.headers))
+        try:  # a slot held until the server closes the response (sent, or the client gone)
+            body = self.app(environ, start_response)
+        except BaseException:
+            policy.leases.release(outcome.held)
+            raise
+        return Releasing(body, lambda: policy.leases.release(outcome.held))
 
 
 def with_headers(start_response: StartResponse, extra: Iterable[tuple[str, str]]) -> StartResponse:
@@ -124,24 +131,31 @@ def settling(
         if answer:
             settle_sync(policy, outcome.pending, answer[0], answer[1])
 
-    return _Closing(body, done)
+    return Releasing(body, done)
 
 
-class _Closing:
-    """A WSGI body that calls ``done`` after the app's own ``close`` (PEP 3333: the
-    server calls ``close`` once the response is sent, or abandoned)."""
+class Releasing:
+    """A WSGI response that calls ``release`` once the server closes it (PEP 3333: after
+    the last byte is sent, or when the client went away), after the app's own close."""
 
-    def __init__(self, body: Iterable[bytes], done: Callable[[], None]) -> None:
+    def __init__(self, body: Iterable[bytes], release: Callable[[], None]) -> None:
         self._body = body
-        self._done = done
+        self._release: Callable[[], None] | None = release
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._body)
 
+    def __len__(self) -> int:
+        # the body's own, when it has one: a server sets Content-Length from a
+        # one-item list (wsgiref); a generator raises TypeError, as servers expect
+        return len(self._body)  # type: ignore[arg-type]
+
     def close(self) -> None:
+        release, self._release = self._release, None
         try:
             close = getattr(self._body, "close", None)
             if close is not None:
                 close()
         finally:
-            self._done()
+            if release is not None:
+                release()
