@@ -19,7 +19,7 @@ import ssl
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import redis
@@ -28,13 +28,13 @@ from gatekeep.testing import ServerNotFound, ServerProcess, find_server, free_po
 
 from .certs import Certs
 from .topology import (
-    DOWN_AFTER_MS,
-    FAILOVER_TIMEOUT_MS,
     NODE_ARGS,
     NODE_TIMEOUT_MS,
     SERVICE,
     ClusterTopology,
     SentinelProcess,
+    SentinelTopology,
+    sentinel_lines,
     wait_until,
 )
 
@@ -195,20 +195,17 @@ class TLSSentinelProcess(SentinelProcess):
 
 
 @dataclass
-class TLSSentinelTopology:
+class TLSSentinelTopology(SentinelTopology):
     """A primary, its replica and three Sentinels, all on TLS only (client
-    certificates required everywhere), as ``topology.SentinelTopology`` is in clear."""
+    certificates required everywhere): ``topology.SentinelTopology`` over TLS."""
 
-    certs: Certs
-    primary: ServerProcess
-    replica: ServerProcess
-    sentinels: list[TLSSentinelProcess] = field(default_factory=list)
+    certs: Certs | None = None
 
     @classmethod
-    def start(cls, binary: str, certs: Certs) -> TLSSentinelTopology:
+    def start(cls, binary: str, certs: Certs) -> TLSSentinelTopology:  # type: ignore[override]
         node_args = (*NODE_ARGS, "--tls-replication", "yes")
         primary = start_tls_node(binary, certs, node_args)
-        topo = cls(certs, primary, primary)
+        topo = cls(primary, primary, certs=certs)
         try:
             topo.replica = start_tls_node(
                 binary, certs, (*node_args, "--replicaof", "127.0.0.1", str(primary.port))
@@ -216,19 +213,7 @@ class TLSSentinelTopology:
             ids = [secrets.token_hex(20) for _ in range(3)]
             ports = [free_port() for _ in range(3)]
             for i in range(3):
-                lines = [
-                    f"sentinel myid {ids[i]}",
-                    f"sentinel monitor {SERVICE} 127.0.0.1 {primary.port} 2",
-                    f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}",
-                    f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}",
-                    f"sentinel parallel-syncs {SERVICE} 1",
-                    f"sentinel known-replica {SERVICE} 127.0.0.1 {topo.replica.port}",
-                    *(
-                        f"sentinel known-sentinel {SERVICE} 127.0.0.1 {ports[j]} {ids[j]}"
-                        for j in range(3)
-                        if j != i
-                    ),
-                ]
+                lines = sentinel_lines(ids, ports, i, primary.port, topo.replica.port)
                 topo.sentinels.append(_start_tls_sentinel(binary, certs, ports[i], lines))
             topo.wait_ready()
         except BaseException:
@@ -238,63 +223,13 @@ class TLSSentinelTopology:
 
     @property
     def url(self) -> str:
+        assert self.certs is not None
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
         return f"rediss+sentinel://{hosts}/{SERVICE}?{url_options(self.certs)}"
 
-    def wait_ready(self, timeout: float = 15) -> None:
-        rc = tls_client(self.certs, self.replica.port)
-        wait_until(
-            lambda: rc.info("replication")["master_link_status"] == "up",
-            timeout,
-            "the replica to sync over TLS",
-        )
-        rc.close()
-        for s in self.sentinels:
-            c = s.client()
-            wait_until(
-                lambda c=c: (
-                    len(c.sentinel_sentinels(SERVICE)) == 2
-                    and len(c.sentinel_slaves(SERVICE)) == 1
-                    and c.sentinel_master(SERVICE)["is_master"]
-                ),
-                timeout,
-                "the sentinels to know each other and the replica",
-            )
-            c.close()
-
-    def master_port(self) -> int | None:
-        """The primary's port as a live Sentinel names it."""
-        for s in self.sentinels:
-            if not s.alive():
-                continue
-            c = s.client()
-            try:
-                addr = c.sentinel_get_master_addr_by_name(SERVICE)
-            except (redis.RedisError, OSError):
-                continue
-            finally:
-                c.close()
-            if addr:
-                return int(addr[1])
-        return None
-
-    def wait_replica_caught_up(self, timeout: float = 5) -> None:
-        p = tls_client(self.certs, self.primary.port)
-        r = tls_client(self.certs, self.replica.port)
-
-        def caught_up() -> bool:
-            offset = p.info("replication")["master_repl_offset"]
-            return r.info("replication").get("slave_repl_offset", -1) >= offset
-
-        wait_until(caught_up, timeout, "the replica's offset")
-        p.close()
-        r.close()
-
-    def stop(self) -> None:
-        for s in self.sentinels:
-            s.stop()
-        self.replica.stop()
-        self.primary.stop()
+    def node_client(self, port: int) -> redis.Redis:
+        assert self.certs is not None
+        return tls_client(self.certs, port)
 
 
 def _start_tls_sentinel(

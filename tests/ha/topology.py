@@ -97,19 +97,15 @@ class SentinelTopology:
             ids = [secrets.token_hex(20) for _ in range(3)]
             ports = [free_port() for _ in range(3)]
             for i in range(3):
-                lines = [
-                    f"sentinel myid {ids[i]}",
-                    f"sentinel monitor {SERVICE} 127.0.0.1 {primary.port} 2",
-                    f"sentinel down-after-milliseconds {SERVICE} {down_after_ms}",
-                    f"sentinel failover-timeout {SERVICE} {failover_timeout_ms}",
-                    f"sentinel parallel-syncs {SERVICE} 1",
-                    f"sentinel known-replica {SERVICE} 127.0.0.1 {topo.replica.port}",
-                    *(
-                        f"sentinel known-sentinel {SERVICE} 127.0.0.1 {ports[j]} {ids[j]}"
-                        for j in range(3)
-                        if j != i
-                    ),
-                ]
+                lines = sentinel_lines(
+                    ids,
+                    ports,
+                    i,
+                    primary.port,
+                    topo.replica.port,
+                    down_after_ms,
+                    failover_timeout_ms,
+                )
                 topo.sentinels.append(_start_sentinel_on(binary, ports[i], lines))
             topo.wait_ready()
         except BaseException:
@@ -122,8 +118,12 @@ class SentinelTopology:
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
         return f"redis+sentinel://{hosts}/{SERVICE}"
 
+    def node_client(self, port: int) -> redis.Redis:
+        """A client of the data node on ``port`` (a TLS topology makes a TLS one)."""
+        return redis.Redis(port=port, decode_responses=True)
+
     def wait_ready(self, timeout: float = 15) -> None:
-        rc = redis.Redis(port=self.replica.port, decode_responses=True)
+        rc = self.node_client(self.replica.port)
         wait_until(
             lambda: rc.info("replication")["master_link_status"] == "up",
             timeout,
@@ -160,8 +160,8 @@ class SentinelTopology:
         return None
 
     def wait_replica_caught_up(self, timeout: float = 5) -> None:
-        p = redis.Redis(port=self.primary.port, decode_responses=True)
-        r = redis.Redis(port=self.replica.port, decode_responses=True)
+        p = self.node_client(self.primary.port)
+        r = self.node_client(self.replica.port)
 
         def caught_up() -> bool:
             offset = p.info("replication")["master_repl_offset"]
@@ -218,6 +218,32 @@ class SentinelTopology:
             with contextlib.suppress(ProcessLookupError):
                 server.signal(signal.SIGCONT)
             server.stop()
+
+
+def sentinel_lines(
+    ids: list[str],
+    ports: list[int],
+    i: int,
+    primary: int,
+    replica: int,
+    down_after_ms: int = DOWN_AFTER_MS,
+    failover_timeout_ms: int = FAILOVER_TIMEOUT_MS,
+) -> list[str]:
+    """Sentinel ``i``'s configuration: it monitors ``primary`` and knows the replica and
+    the other Sentinels from the start (fixed ids), so no 2 s hello round."""
+    return [
+        f"sentinel myid {ids[i]}",
+        f"sentinel monitor {SERVICE} 127.0.0.1 {primary} 2",
+        f"sentinel down-after-milliseconds {SERVICE} {down_after_ms}",
+        f"sentinel failover-timeout {SERVICE} {failover_timeout_ms}",
+        f"sentinel parallel-syncs {SERVICE} 1",
+        f"sentinel known-replica {SERVICE} 127.0.0.1 {replica}",
+        *(
+            f"sentinel known-sentinel {SERVICE} 127.0.0.1 {ports[j]} {ids[j]}"
+            for j in range(3)
+            if j != i
+        ),
+    ]
 
 
 def _start_sentinel_on(binary: str, port: int, lines: list[str]) -> SentinelProcess:
