@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gatekeep import ALGORITHMS, Limiter, MemoryBackend, Rate, RedisBackend
+from gatekeep import ALGORITHMS, Limiter, MemoryBackend, Rate
 from gatekeep.algorithms import CHARGE, HIT, PEEK, REFUND
 from gatekeep.blocks import Block, Group, decode, encode
 from gatekeep.limiter import BaseLimiter
@@ -88,37 +88,19 @@ def blocked_plan(algorithm: str, limits: list[Rate], parts: list[Group], key: st
 @pytest.mark.parametrize("algorithm", list(ALGORITHMS))
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_block_driver_matches_python_twin(servers, kind, algorithm, data):
+def test_block_driver_matches_python_twin(server_backend, kind, algorithm, data):
     spec = ALGORITHMS[algorithm]
     limits = data.draw(rates(spec.bucket), label="limits")
     parts = data.draw(groups(len(limits)), label="groups")
     ops = data.draw(steps, label="ops")
     plan, keys = blocked_plan(algorithm, limits, parts, uuid.uuid4().hex)
     assert decode(plan.blocks) == parts
-    lua_backend, twin = _backend(servers, kind), MemoryBackend()
+    lua_backend, twin = server_backend(kind), MemoryBackend()
     now = BASE
     for i, (advance, mode, cost) in enumerate(ops):
         now += advance * S
         lua = lua_backend.limit(plan, keys, now, mode, cost)
         assert lua == twin.limit(plan, keys, now, mode, cost), f"step {i}: {mode} cost={cost}"
-
-
-_clients: dict[str, RedisBackend] = {}
-
-
-def _backend(servers, kind: str) -> RedisBackend:
-    server = servers.get(kind)
-    if server.url not in _clients:
-        _clients[server.url] = RedisBackend(server.url)
-    return _clients[server.url]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _close_clients():
-    yield
-    for backend in _clients.values():
-        backend.close()
-    _clients.clear()
 
 
 # -- semantics, in process -----------------------------------------------------------------
@@ -185,11 +167,11 @@ def test_block_is_checked_at_construction():
 
 @pytest.mark.redis
 @pytest.mark.parametrize("window", [None, 0, 90])
-def test_the_block_key_lives_until_the_window_after_the_block(servers, window):
+def test_the_block_key_lives_until_the_window_after_the_block(server_backend, window):
     """PX = block length + window: halving either fails."""
     block = Block([20, 40], window)
     expect_ms = (block.lengths_us[0] + block.window_us) // 1000
-    for backend in (_backend(servers, "redis"), _backend(servers, "valkey"), MemoryBackend()):
+    for backend in (server_backend("redis"), server_backend("valkey"), MemoryBackend()):
         limiter = Limiter("1/minute", block=block, backend=backend, prefix=uuid.uuid4().hex)
         limiter.hit("k")
         block_key = limiter.keys("k", limiter.default_plan)[-1]

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gatekeep import ALGORITHMS, MemoryBackend, Rate, RedisBackend
+from gatekeep import ALGORITHMS, MemoryBackend, Rate
 from gatekeep.algorithms import HIT, PEEK
 from gatekeep.algorithms.concurrency import (
     ACQUIRE,
@@ -44,11 +44,11 @@ lease_steps = st.lists(
 @pytest.mark.parametrize("kind", ["redis", "valkey"])
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_concurrency_script_matches_twin(servers, kind, data):
+def test_concurrency_script_matches_twin(server_backend, kind, data):
     limit = data.draw(st.integers(1, 4), label="limit")
     ttl = data.draw(st.integers(1, 60), label="ttl") * S
     ops = data.draw(lease_steps, label="ops")
-    redis_backend = _backend(servers, kind)
+    redis_backend = server_backend(kind)
     memory = MemoryBackend()
     key = f"twin:{{{uuid.uuid4().hex}}}:cc"
     script = concurrency_script()
@@ -75,7 +75,7 @@ def test_concurrency_script_matches_twin(servers, kind, data):
 @pytest.mark.parametrize("algorithm", list(ALGORITHMS))
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_leased_script_matches_twin(servers, kind, algorithm, data):
+def test_leased_script_matches_twin(server_backend, kind, algorithm, data):
     spec = ALGORITHMS[algorithm]
     n_rates = data.draw(st.integers(0, 2), label="rates")
     rates = []
@@ -98,7 +98,7 @@ def test_leased_script_matches_twin(servers, kind, algorithm, data):
         ),
         label="ops",
     )
-    redis_backend = _backend(servers, kind)
+    redis_backend = server_backend(kind)
     memory = MemoryBackend()
     tagged = "{" + uuid.uuid4().hex + "}"
     if rates:
@@ -144,22 +144,3 @@ def _same_lease_set(redis_backend, memory, key: str, now: int, where: str, wrote
         assert pttl == -2, where
     else:
         assert twin_ttl // 1000 - 200 <= pttl <= twin_ttl // 1000, where
-
-
-_clients: dict[str, RedisBackend] = {}
-
-
-def _backend(servers, kind: str) -> RedisBackend:
-    server = servers.get(kind)
-    key = f"{kind}:{server.port}"
-    if key not in _clients:
-        _clients[key] = RedisBackend(server.url)
-    return _clients[key]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _close_clients():
-    yield
-    for backend in _clients.values():
-        backend.close()
-    _clients.clear()

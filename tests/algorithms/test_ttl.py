@@ -30,7 +30,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from gatekeep import ALGORITHMS, Limiter, MemoryBackend, Rate, RedisBackend
+from gatekeep import ALGORITHMS, Limiter, MemoryBackend, Rate
 from gatekeep.algorithms import HIT, PEEK, REFUND
 from gatekeep.limiter import BaseLimiter
 
@@ -161,7 +161,7 @@ def test_twin_ttl_is_the_time_its_state_matters(algorithm, data):
 @pytest.mark.parametrize("algorithm", list(ALGORITHMS))
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_lua_ttl_is_the_time_its_state_matters(servers, kind, algorithm, data):
+def test_lua_ttl_is_the_time_its_state_matters(server_backend, kind, algorithm, data):
     """Whole seconds: a key's state then matters for 0 or >= 1 s, so no key expires on
     the server's clock between two steps while the script's clock says it still lives."""
     spec = ALGORITHMS[algorithm]
@@ -169,7 +169,7 @@ def test_lua_ttl_is_the_time_its_state_matters(servers, kind, algorithm, data):
     ops = data.draw(steps(S), label="ops")
     now = BASE + data.draw(st.integers(0, 86_400), label="start s") * S
 
-    backend = _backend(servers, kind)
+    backend = server_backend(kind)
     planner = BaseLimiter(algorithm=algorithm, prefix="ttl")
     plan = planner.plan(limits)
     keys = planner.keys(uuid.uuid4().hex, plan)
@@ -201,31 +201,12 @@ def test_lua_ttl_is_the_time_its_state_matters(servers, kind, algorithm, data):
             last[key] = pttl
 
 
-_clients: dict[str, RedisBackend] = {}
-
-
-def _backend(servers, kind: str) -> RedisBackend:
-    server = servers.get(kind)
-    key = f"{kind}:{server.port}"
-    if key not in _clients:
-        _clients[key] = RedisBackend(server.url)
-    return _clients[key]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _close_clients():
-    yield
-    for backend in _clients.values():
-        backend.close()
-    _clients.clear()
-
-
 @pytest.mark.redis
 @pytest.mark.parametrize("kind", ["redis", "valkey"])
 @pytest.mark.parametrize("algorithm", list(ALGORITHMS))
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_lua_ttl_on_the_server_clock(servers, kind, algorithm, data):
+def test_lua_ttl_on_the_server_clock(server_backend, kind, algorithm, data):
     """On the server's TIME (no ``now``), where the window algorithms keep a key's TTL
     (SET KEEPTTL) for a later hit in the same window: after every allowed hit, the
     key lives as long as the reply says its state matters (``reset_after``), within
@@ -235,7 +216,7 @@ def test_lua_ttl_on_the_server_clock(servers, kind, algorithm, data):
     costs = data.draw(st.lists(st.integers(0, 3), min_size=1, max_size=8), label="costs")
     pauses = data.draw(st.lists(st.sampled_from([0, 0, 0, 0.002, 0.05]), min_size=len(costs)))
 
-    backend = _backend(servers, kind)
+    backend = server_backend(kind)
     planner = BaseLimiter(algorithm=algorithm, prefix="ttl")
     plan = planner.plan(limits)
     keys = planner.keys(uuid.uuid4().hex, plan)

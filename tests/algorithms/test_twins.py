@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gatekeep import ALGORITHMS, MemoryBackend, Rate, RedisBackend
+from gatekeep import ALGORITHMS, MemoryBackend, Rate
 from gatekeep.algorithms import CHARGE, HIT, PEEK, REFUND
 from gatekeep.limiter import BaseLimiter
 
@@ -55,13 +55,13 @@ steps = st.lists(
 @pytest.mark.parametrize("algorithm", list(ALGORITHMS))
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_lua_script_matches_python_twin(servers, kind, algorithm, data):
+def test_lua_script_matches_python_twin(server_backend, kind, algorithm, data):
     spec = ALGORITHMS[algorithm]
     limits = data.draw(rates(spec.bucket), label="limits")
     ops = data.draw(steps, label="ops")
     start = BASE + data.draw(st.integers(0, 86_400), label="start") * S
 
-    redis_backend = _backend(servers, kind)
+    redis_backend = server_backend(kind)
     memory = MemoryBackend()
     planner = BaseLimiter(algorithm=algorithm, prefix="twin")
     plan = planner.plan(limits)
@@ -73,22 +73,3 @@ def test_lua_script_matches_python_twin(servers, kind, algorithm, data):
         lua = redis_backend.limit(plan, keys, now, mode, cost)
         twin = memory.limit(plan, keys, now, mode, cost)
         assert lua == twin, f"step {i}: {mode} cost={cost} at +{(now - start) // S}s"
-
-
-_clients: dict[str, RedisBackend] = {}
-
-
-def _backend(servers, kind: str) -> RedisBackend:
-    server = servers.get(kind)
-    key = f"{kind}:{server.port}"
-    if key not in _clients:
-        _clients[key] = RedisBackend(server.url)
-    return _clients[key]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _close_clients():
-    yield
-    for backend in _clients.values():
-        backend.close()
-    _clients.clear()
