@@ -32,7 +32,31 @@ class _HasId(Protocol):
 L = TypeVar("L", bound=_HasId)
 
 
-class Renewer(Generic[L]):
+class _Beats(Generic[L]):
+    """What both renewers share: the leases held, the counters, and what a renewal's
+    answer means (no I/O)."""
+
+    _held: dict[str, L]
+    _on_lost: Callable[[L], None]
+    renewals: int
+    lost: int
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def discard(self, lease: L) -> None:
+        raise NotImplementedError
+
+    def _renewed(self, lease: L, kept: bool) -> None:
+        """Counted; a lease that lapsed meanwhile (held here, gone from Redis) is lost."""
+        self.renewals += 1
+        if not kept and lease.id in self._held:
+            self.discard(lease)
+            self.lost += 1
+            self._on_lost(lease)
+
+
+class Renewer(_Beats[L]):
     """Renews every held lease with ``renew(lease) -> still held`` from one thread."""
 
     def __init__(
@@ -48,9 +72,6 @@ class Renewer(Generic[L]):
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
-
-    def __len__(self) -> int:
-        return len(self._held)
 
     def add(self, lease: L) -> None:
         if self._pid != os.getpid():  # a forked child: the parent's thread and leases are not ours
@@ -85,18 +106,12 @@ class Renewer(Generic[L]):
                 try:
                     kept = self._renew(lease)
                 except Exception as exc:  # tried again at the next beat
-                    logger.warning(
-                        "gatekeep: renewing a lease failed (%s: %s)", type(exc).__name__, exc
-                    )
+                    _renew_failed(exc)
                     continue
-                self.renewals += 1
-                if not kept and lease.id in self._held:
-                    self.discard(lease)
-                    self.lost += 1
-                    self._on_lost(lease)
+                self._renewed(lease, kept)
 
 
-class AsyncRenewer(Generic[L]):
+class AsyncRenewer(_Beats[L]):
     """The same with ``await renew(lease)``, in a task of the running loop."""
 
     def __init__(
@@ -113,9 +128,6 @@ class AsyncRenewer(Generic[L]):
         self.lost = 0
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
-
-    def __len__(self) -> int:
-        return len(self._held)
 
     def add(self, lease: L) -> None:
         self._held[lease.id] = lease
@@ -149,16 +161,10 @@ class AsyncRenewer(Generic[L]):
                     continue
                 try:
                     kept = await self._renew(lease)
-                except Exception as exc:
-                    logger.warning(
-                        "gatekeep: renewing a lease failed (%s: %s)", type(exc).__name__, exc
-                    )
+                except Exception as exc:  # tried again at the next beat
+                    _renew_failed(exc)
                     continue
-                self.renewals += 1
-                if not kept and lease.id in self._held:
-                    self.discard(lease)
-                    self.lost += 1
-                    self._on_lost(lease)
+                self._renewed(lease, kept)
 
 
 def _renew_failed(exc: Exception) -> None:
