@@ -120,6 +120,7 @@ class BaseConcurrencyLimiter:
         self.lost = 0
         self._counters = None if metrics is None else metrics.rule(name)
         self._metrics = metrics
+        self._renewer: Renewer[Lease] | AsyncRenewer[Lease]  # the shell's heartbeat
 
     def lease_key(self, key: str) -> str:
         """The Redis key of ``key``'s lease set (hash-tagged like the limiter's keys)."""
@@ -136,6 +137,23 @@ class BaseConcurrencyLimiter:
 
         args = ("", mode, 1, limit, ttl, lid)
         return LeaseCall(concurrency_script(), (key,), args, None, twin, [1, limit - 1, 0, 0])
+
+    @property
+    def held(self) -> int:
+        """Leases this limiter holds (and renews) in this process."""
+        return len(self._renewer)
+
+    @property
+    def renewals(self) -> int:
+        """Lease renewals made by the heartbeat so far."""
+        return self._renewer.renewals
+
+    def _waited(self, decision: Decision, deadline: float) -> float | None:
+        """After a denied acquire: seconds to sleep before trying again, or None when
+        ``deadline`` has passed (polling: a slot frees when a holder releases it, which
+        no script can announce)."""
+        left = deadline - time.monotonic()
+        return None if left <= 0 else min(left, 0.05, max(0.001, decision.retry_after))
 
     def _decided(self, reply: list[int], counted: bool = True) -> Decision:
         decision = Decision.from_reply((self.rate,), reply)
@@ -209,10 +227,10 @@ class ConcurrencyLimiter(BaseConcurrencyLimiter):
             if decision.allowed:
                 self._renewer.add(lease)
                 return Slot(self, lease, decision)
-            left = deadline - time.monotonic()
-            if left <= 0:
+            pause = self._waited(decision, deadline)
+            if pause is None:
                 return Slot(self, lease, decision)
-            time.sleep(min(left, 0.05, max(0.001, decision.retry_after)))
+            time.sleep(pause)
 
     @contextlib.contextmanager
     def slot(self, key: str, *, wait: float = 0.0) -> Iterator[Slot]:
@@ -235,16 +253,6 @@ class ConcurrencyLimiter(BaseConcurrencyLimiter):
         """Would a slot of ``key`` be free now? Takes nothing."""
         lease = Lease("", self.lease_key(key), self.limit, self.ttl_us)
         return self._decided(lease_run(self.backend, self._call(PEEK, lease)), False)
-
-    @property
-    def held(self) -> int:
-        """Leases this limiter holds (and renews) in this process."""
-        return len(self._renewer)
-
-    @property
-    def renewals(self) -> int:
-        """Lease renewals made by the heartbeat so far."""
-        return self._renewer.renewals
 
     def _renew(self, lease: Lease) -> bool:
         return lease_run(self.backend, self._call(RENEW, lease))[0] == 1
@@ -286,10 +294,10 @@ class AsyncConcurrencyLimiter(BaseConcurrencyLimiter):
             if decision.allowed:
                 self._renewer.add(lease)
                 return AsyncSlot(self, lease, decision)
-            left = deadline - time.monotonic()
-            if left <= 0:
+            pause = self._waited(decision, deadline)
+            if pause is None:
                 return AsyncSlot(self, lease, decision)
-            await asyncio.sleep(min(left, 0.05, max(0.001, decision.retry_after)))
+            await asyncio.sleep(pause)
 
     @contextlib.asynccontextmanager
     async def slot(self, key: str, *, wait: float = 0.0) -> AsyncIterator[AsyncSlot]:
@@ -308,14 +316,6 @@ class AsyncConcurrencyLimiter(BaseConcurrencyLimiter):
     async def peek(self, key: str) -> Decision:
         lease = Lease("", self.lease_key(key), self.limit, self.ttl_us)
         return self._decided(await alease_run(self.backend, self._call(PEEK, lease)), False)
-
-    @property
-    def held(self) -> int:
-        return len(self._renewer)
-
-    @property
-    def renewals(self) -> int:
-        return self._renewer.renewals
 
     async def _renew(self, lease: Lease) -> bool:
         return (await alease_run(self.backend, self._call(RENEW, lease)))[0] == 1
